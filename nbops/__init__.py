@@ -1,0 +1,21 @@
+"""nbops: Numba-JIT kernels for deep-learning operators, with PyTorch's semantics.
+
+Hand it NumPy arrays (or CPU torch tensors) and the ``@njit(parallel=True)`` CPU kernels run; hand it CUDA arrays
+(numba device arrays, CuPy arrays, torch CUDA tensors) and the ``@cuda.jit`` kernels run on the device, with no
+copy to the host. Function names, parameters and defaults mirror ``torch`` and ``torch.nn.functional``.
+"""
+
+import os as _os
+
+from ._cache import ensure_cache_dir as _ensure_cache_dir
+
+_ensure_cache_dir(_os.path.dirname(__file__))
+
+from ._runtime import get_num_threads, set_num_threads  # noqa: E402
+
+# public ops, one import line per family, sorted by family
+from .ops.activation import relu  # noqa: E402
+from ._dispatch import PUBLIC_OPS as _PUBLIC_OPS  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["get_num_threads", "set_num_threads"] + sorted(_PUBLIC_OPS)
