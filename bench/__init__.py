@@ -1,0 +1,1 @@
+"""nbops' benchmark-and-parity report: ``python -m bench``. Cases live in ``bench/cases/<family>.py``."""
