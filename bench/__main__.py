@@ -1,0 +1,65 @@
+"""``python -m bench``: nbops' benchmark-and-parity report against torch (and NumPy where it applies).
+
+Per case: median ms of each provider (interleaved rounds, same run), GB/s or GFLOP/s, the speed-up of nbops over
+torch and NumPy, nbops' first-call time (compile or cache load, plus one run), and a parity check of nbops'
+output against torch's. Prints a markdown table and saves it, with a PNG chart of the speed-ups, under
+``bench/results/``.
+
+    python -m bench                         # every family, cpu
+    python -m bench --family conv,norm      # some families
+    python -m bench --quick                 # the short list, fewer rounds
+    python -m bench --target cuda           # CUDA arrays (needs a GPU; never the simulator)
+"""
+
+import argparse
+import os
+import sys
+
+from .report import render, save
+from .runner import collect, environment, prepare, run_case
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--family", default="", help="comma-separated families (default: all)")
+    p.add_argument("--case", default="", help="only cases whose name contains this text")
+    p.add_argument("--quick", action="store_true", help="only the quick cases, fewer rounds")
+    p.add_argument("--seconds", type=float, default=None, help="timing budget per provider per case")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    p.add_argument("--no-save", action="store_true", help="print only")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.target == "cuda" and os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        sys.exit("bench: refusing to benchmark the CUDA simulator; unset NUMBA_ENABLE_CUDASIM")
+    families = [f for f in args.family.split(",") if f]
+    cases = collect(families, args.target, args.quick, args.case)
+    if not cases:
+        sys.exit(f"bench: no cases for families {families or 'all'} on {args.target}")
+    prepare(args.target)
+    seconds = args.seconds if args.seconds is not None else (0.4 if args.quick else 1.5)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        def tqdm(it, **_):
+            return it
+    rows = []
+    bar = tqdm(cases, desc="bench", unit="case", file=sys.stderr)
+    for case in bar:
+        if hasattr(bar, "set_postfix_str"):
+            bar.set_postfix_str(case.name[:40])
+        rows.append(run_case(case, args.target, seconds))
+    env = environment(args.target)
+    text = render(env, rows)
+    print(text)
+    if not args.no_save:
+        paths = save(text, rows, env, args.out)
+        print("\nsaved: " + ", ".join(paths))
+    return 0 if all(r.parity_ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

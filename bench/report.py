@@ -1,0 +1,74 @@
+"""The markdown table, the per-family geometric means, and the PNG chart of speed-ups."""
+
+import math
+import os
+
+
+def _fmt(v, digits=3):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
+def geomean(values):
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def render(env, rows):
+    lines = ["# nbops benchmark and parity report", ""]
+    lines += [f"- {k}: {v}" for k, v in env.items()]
+    lines += ["", "Times are medians of interleaved rounds in one run; `x torch` > 1 means nbops is faster.", ""]
+    lines.append("| family | case | nbops ms | torch ms | numpy ms | nbops rate | torch rate | x torch | x numpy "
+                 "| first call s | parity |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        rate_nb, unit = r.rate("nbops")
+        rate_t, _ = r.rate("torch")
+        lines.append(
+            f"| {r.case.family} | {r.case.name} | {_fmt(r.ms.get('nbops'))} | {_fmt(r.ms.get('torch'))} "
+            f"| {_fmt(r.ms.get('numpy'))} | {_fmt(rate_nb)} {unit} | {_fmt(rate_t)} {unit if rate_t else ''} "
+            f"| {_fmt(r.speedup('torch'))} | {_fmt(r.speedup('numpy'))} | {_fmt(r.first_call_s)} "
+            f"| {r.parity}{(' ' + r.error) if r.error else ''} |"
+        )
+    lines += ["", "| family | cases | geomean x torch | min x torch | parity failures |", "|---|---|---|---|---|"]
+    for fam in sorted({r.case.family for r in rows}):
+        fr = [r for r in rows if r.case.family == fam]
+        sp = [r.speedup("torch") for r in fr if r.speedup("torch")]
+        lines.append(f"| {fam} | {len(fr)} | {_fmt(geomean(sp))} | {_fmt(min(sp) if sp else None)} "
+                     f"| {sum(not r.parity_ok for r in fr)} |")
+    return "\n".join(lines)
+
+
+def save(text, rows, env, out_dir):
+    """Write the table (markdown) and the chart (PNG) under ``out_dir``; return their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, env["date"].replace(" ", "_").replace(":", "") + f"_{env['target']}")
+    paths = [stem + ".md"]
+    with open(paths[0], "w") as f:
+        f.write(text + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return paths
+    data = [(f"{r.case.family}: {r.case.name}", r.speedup("torch")) for r in rows if r.speedup("torch")]
+    if not data:
+        return paths
+    fig, ax = plt.subplots(figsize=(9, 0.28 * len(data) + 1.5))
+    names, values = zip(*data)
+    colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
+    ax.barh(range(len(data)), values, color=colors)
+    ax.set_yticks(range(len(data)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_xlabel("speed-up of nbops over torch (same run, log scale)")
+    ax.set_title(f"nbops vs torch, {env['target']}, {env['date']}", fontsize=9)
+    fig.tight_layout()
+    paths.append(stem + ".png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
