@@ -97,7 +97,8 @@ class Call:
 
     ``Call("add", input=x, other=y, scalars=("other",))`` checks that every named argument is an array (or None, or
     a number where ``scalars`` allows it), that all arrays live on one target, and keeps kernel-side views of them
-    (``call["input"]``). The first array argument decides the kind of array handed back by ``wrap``.
+    (``call["input"]``). The first named argument is required (None there is a TypeError); later ones may be None
+    (optional arrays such as ``bias``). The first array argument decides the kind of array handed back by ``wrap``.
     """
 
     def __init__(self, op, scalars=(), **args):
@@ -105,8 +106,8 @@ class Call:
         self.arrays = {}
         self.kind = self.like = self.target = None
         first_name = None
-        for name, value in args.items():
-            if value is None:
+        for position, (name, value) in enumerate(args.items()):
+            if value is None and position:
                 continue
             kind = _arrays.kind_of(value)
             if kind is None:
