@@ -1,0 +1,371 @@
+"""CPU kernels of the convolution family: direct, register-blocked convolution as a gather over packed planes.
+
+Both conv2d and conv_transpose2d run on one tile kernel, ``_conv_tiles_kernel``. Its input is a stack of *planes*:
+each input channel, zero-padded and split into ``P = SH * SW`` stride phases, flattened to 1-D rows of width ``WQ``.
+In that layout every kernel tap ``k`` of a stride-1 view is a fixed plane ``TPL[k]`` and a fixed flat offset
+``TOFF[k]``, so a tile of ``PB`` consecutive output pixels reads ``PB`` consecutive values per tap, whatever the
+stride and dilation. Pixels whose column falls in ``[NB, WQ)`` are computed and dropped (the few columns of
+padding per row), which keeps the innermost loop a plain, full-width FMA over a row slice.
+
+One tile is ``OCB`` output channels x ``PB`` pixels, accumulated in ``OCB`` stack arrays of ``PB`` lanes (2 zmm
+each with float32 on AVX-512) that LLVM keeps in registers: each loaded input vector feeds ``OCB`` FMAs and each
+broadcast weight ``PB`` lanes. The weights are packed once per call to ``[G][OC/OCB][ICg][K][OCB]`` (zero-padded
+output channels), so a tap's ``OCB`` weights are contiguous.
+
+conv_transpose2d is the same gather: for each output phase ``(oh + PH) % SH, (ow + PW) % SW`` the taps that reach it
+form a stride-1 correlation with a sub-kernel over the zero-padded input, computed with its own tap table and
+written back with output strides ``(SH, SW)``. No zero-dilated input is ever built.
+
+Depthwise convolution (one input channel per group) has its own kernel, ``_depthwise_kernel``, that pads each plane
+into a thread-local buffer and accumulates ``PB``-pixel tiles over the taps.
+"""
+
+import numpy as np
+from numba import get_num_threads, njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+from .._dispatch import register
+
+OCB = 8  # output channels per register tile
+PB = 32  # output pixels per register tile (2 zmm of float32)
+DW_PB = 64  # output pixels per depthwise tile
+ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
+FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
+
+
+@intrinsic
+def _stack_empty(typingctx, size, like):
+    """A 1-D array of ``size`` (a literal int) elements of ``like``'s dtype, allocated on the stack.
+
+    A stack array cannot alias any other array, so LLVM keeps a small accumulator of this kind in registers across
+    the reduction loop; a heap array (np.empty) is reloaded and stored on every tap.
+    """
+    if not isinstance(size, types.IntegerLiteral) or not isinstance(like, types.Array):
+        return None
+    n = size.literal_value
+    rtype = types.Array(like.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        lty = context.get_data_type(like.dtype)
+        ptr = cgutils.alloca_once(builder, lty, size=n)
+        ary = make_array(rtype)(context, builder)
+        intp = context.get_value_type(types.intp)
+        itemsize = context.get_abi_sizeof(lty)
+        populate_array(ary, data=ptr, shape=[intp(n)], strides=[intp(itemsize)], itemsize=intp(itemsize),
+                       meminfo=None)
+        return ary._getvalue()
+
+    return rtype(size, like), codegen
+
+
+@njit(cache=True)
+def _pack_plane(dst, src, SH, SW, PT, PL, WQ):
+    """Zero-pad one (H, W) plane ``src`` by (PT top, PL left) and split it into SH*SW stride phases.
+
+    dst: (SH*SW, L) rows; phase ``(i, j)`` is row ``i * SW + j`` and holds padded pixel ``(hq*SH + i, wq*SW + j)``
+    at ``hq * WQ + wq``. Everything else in ``dst`` is zero.
+    """
+    H, W = src.shape
+    L = dst.shape[1]
+    HQ = L // WQ
+    for i in range(SH):
+        for j in range(SW):
+            row = dst[i * SW + j]
+            for q in range(HQ * WQ, L):
+                row[q] = 0
+            for hq in range(HQ):
+                seg = row[hq * WQ:(hq + 1) * WQ]
+                h = hq * SH + i - PT
+                if h < 0 or h >= H:
+                    for wq in range(WQ):
+                        seg[wq] = 0
+                    continue
+                s = src[h]
+                for wq in range(WQ):
+                    w = wq * SW + j - PL
+                    seg[wq] = s[w] if 0 <= w < W else 0
+
+
+@njit(parallel=True, cache=True)
+def _pack_kernel(xs, x, SH, SW, PT, PL, WQ):
+    """Planes for the tile kernel: x (N, C, H, W) -> xs (N, C*SH*SW, L), see ``_pack_plane``.
+
+    One prange iteration packs one (n, c) plane.
+    """
+    N, C = x.shape[0], x.shape[1]
+    P = SH * SW
+    for it in prange(N * C):
+        n = it // C
+        c = it - n * C
+        _pack_plane(xs[n, c * P:(c + 1) * P], x[n, c], SH, SW, PT, PL, WQ)
+
+
+@njit(parallel=True, cache=True, fastmath=FM)
+def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OSH, OSW, NCH):
+    """Register-blocked direct convolution over packed planes.
+
+    xs: (N, G*ICg*P, L) planes; wp: (G, NOCB, ICg, K, OCB) packed weights; bias: (OC,); TOFF, TPL: (K,) flat offset
+    and phase plane of each tap; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers NA x NB output pixels,
+    flattened with row width WQ; pixel ``(a, b)`` goes to ``out[..., OH0 + a*OSH, OW0 + b*OSW]``.
+
+    One prange iteration computes one (n, g, output-channel block, pixel chunk): for each PB-pixel tile it sums
+    ICg * K taps into OCB x PB accumulators (in the input dtype) and adds the bias. A last partial tile is shifted
+    back to end at the last pixel (recomputing a few pixels with identical results).
+    """
+    N = xs.shape[0]
+    G, NOCB, ICG = wp.shape[0], wp.shape[1], wp.shape[2]
+    K = TOFF.shape[0]
+    OCG = out.shape[1] // G
+    NPIX = (NA - 1) * WQ + NB
+    NT = (NPIX + PB - 1) // PB
+    per = (NT + NCH - 1) // NCH
+    for it in prange(N * G * NOCB * NCH):
+        ch = it % NCH
+        r = it // NCH
+        ob = r % NOCB
+        r //= NOCB
+        g = r % G
+        n = r // G
+        acc0 = _stack_empty(PB, xs)
+        acc1 = _stack_empty(PB, xs)
+        acc2 = _stack_empty(PB, xs)
+        acc3 = _stack_empty(PB, xs)
+        acc4 = _stack_empty(PB, xs)
+        acc5 = _stack_empty(PB, xs)
+        acc6 = _stack_empty(PB, xs)
+        acc7 = _stack_empty(PB, xs)
+        xn = xs[n]
+        wb = wp[g, ob]
+        oc0 = g * OCG + ob * OCB
+        nvalid = min(OCB, OCG - ob * OCB)
+        for t in range(ch * per, min(NT, (ch + 1) * per)):
+            p0 = min(t * PB, NPIX - PB) if NPIX >= PB else 0
+            for j in range(PB):
+                acc0[j] = 0
+                acc1[j] = 0
+                acc2[j] = 0
+                acc3[j] = 0
+                acc4[j] = 0
+                acc5[j] = 0
+                acc6[j] = 0
+                acc7[j] = 0
+            for ic in range(ICG):
+                pbase = (g * ICG + ic) * P
+                wi = wb[ic]
+                for k in range(K):
+                    s = TOFF[k] + p0
+                    xv = xn[pbase + TPL[k], s:s + PB]
+                    w = wi[k]
+                    w0 = w[0]
+                    w1 = w[1]
+                    w2 = w[2]
+                    w3 = w[3]
+                    w4 = w[4]
+                    w5 = w[5]
+                    w6 = w[6]
+                    w7 = w[7]
+                    for j in range(PB):
+                        v = xv[j]
+                        acc0[j] += w0 * v
+                        acc1[j] += w1 * v
+                        acc2[j] += w2 * v
+                        acc3[j] += w3 * v
+                        acc4[j] += w4 * v
+                        acc5[j] += w5 * v
+                        acc6[j] += w6 * v
+                        acc7[j] += w7 * v
+            for j in range(PB):
+                p = p0 + j
+                a = p // WQ
+                b = p - a * WQ
+                if b >= NB or p >= NPIX:
+                    continue
+                oh = OH0 + a * OSH
+                ow = OW0 + b * OSW
+                o = out[n, :, oh, ow]
+                o[oc0] = acc0[j] + bias[oc0]
+                if nvalid > 1:
+                    o[oc0 + 1] = acc1[j] + bias[oc0 + 1]
+                if nvalid > 2:
+                    o[oc0 + 2] = acc2[j] + bias[oc0 + 2]
+                if nvalid > 3:
+                    o[oc0 + 3] = acc3[j] + bias[oc0 + 3]
+                if nvalid > 4:
+                    o[oc0 + 4] = acc4[j] + bias[oc0 + 4]
+                if nvalid > 5:
+                    o[oc0 + 5] = acc5[j] + bias[oc0 + 5]
+                if nvalid > 6:
+                    o[oc0 + 6] = acc6[j] + bias[oc0 + 6]
+                if nvalid > 7:
+                    o[oc0 + 7] = acc7[j] + bias[oc0 + 7]
+
+
+@njit(parallel=True, cache=True, fastmath=FM)
+def _depthwise_kernel(out, x, w, bias, SH, SW, PT, PL, DH, DW, WQ, L):
+    """Depthwise convolution: one input channel per group, M = OC // C output channels per input channel.
+
+    x: (N, C, H, W); w: (OC, KH, KW); bias: (OC,); out: (N, OC, OH, OW). One prange iteration computes one
+    (n, oc) plane: it packs input channel oc // M into a thread-local (SH*SW, L) buffer (see ``_pack_plane``), then
+    sums the KH*KW taps into a DW_PB-pixel accumulator (input dtype) per tile.
+    """
+    N, C = x.shape[0], x.shape[1]
+    OC, KH, KW = w.shape
+    OH, OW = out.shape[2], out.shape[3]
+    M = OC // C
+    NPIX = (OH - 1) * WQ + OW
+    NT = (NPIX + DW_PB - 1) // DW_PB
+    for it in prange(N * OC):
+        n = it // OC
+        oc = it - n * OC
+        buf = np.empty((SH * SW, L), x.dtype)
+        _pack_plane(buf, x[n, oc // M], SH, SW, PT, PL, WQ)
+        acc = _stack_empty(DW_PB, x)
+        wk = w[oc]
+        o = out[n, oc]
+        bv = bias[oc]
+        for t in range(NT):
+            p0 = min(t * DW_PB, NPIX - DW_PB) if NPIX >= DW_PB else 0
+            for j in range(DW_PB):
+                acc[j] = 0
+            for kh in range(KH):
+                for kw in range(KW):
+                    s = ((kh * DH) // SH) * WQ + (kw * DW) // SW + p0
+                    xv = buf[((kh * DH) % SH) * SW + (kw * DW) % SW, s:s + DW_PB]
+                    wv = wk[kh, kw]
+                    for j in range(DW_PB):
+                        acc[j] += wv * xv[j]
+            for j in range(DW_PB):
+                p = p0 + j
+                a = p // WQ
+                b = p - a * WQ
+                if b < OW and p < NPIX:
+                    o[a, b] = acc[j] + bv
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_naive(out, x, w, bias, SH, SW, PT, PL, DH, DW, G):
+    """Reference convolution, one output value at a time with bounds checks (the oracle of the fast kernels).
+
+    x: (N, C, H, W); w: (OC, C/G, KH, KW); bias: (OC,); out: (N, OC, OH, OW); padding PT top, PL left (the bottom
+    and right padding follow from out's shape). One prange iteration computes one (n, oc) plane, accumulating in
+    float64.
+    """
+    N, C, H, W = x.shape
+    OC, ICG, KH, KW = w.shape
+    OH, OW = out.shape[2], out.shape[3]
+    OCG = OC // G
+    for it in prange(N * OC):
+        n = it // OC
+        oc = it - n * OC
+        g = oc // OCG
+        for oh in range(OH):
+            for ow in range(OW):
+                s = 0.0
+                for ic in range(ICG):
+                    for kh in range(KH):
+                        h = oh * SH - PT + kh * DH
+                        if h < 0 or h >= H:
+                            continue
+                        for kw in range(KW):
+                            ww = ow * SW - PL + kw * DW
+                            if 0 <= ww < W:
+                                s += x[n, g * ICG + ic, h, ww] * w[oc, ic, kh, kw]
+                out[n, oc, oh, ow] = s + bias[oc]
+
+
+def _pack_weight(w, G):
+    """(G*OCg, ICg, K) weights -> (G, NOCB, ICg, K, OCB), output channels zero-padded to a multiple of OCB."""
+    OC, ICG, K = w.shape
+    OCG = OC // G
+    NOCB = (OCG + OCB - 1) // OCB
+    wp = np.zeros((G, NOCB * OCB, ICG, K), w.dtype)
+    wp[:, :OCG] = w.reshape(G, OCG, ICG, K)
+    return np.ascontiguousarray(wp.reshape(G, NOCB, OCB, ICG, K).transpose(0, 1, 3, 4, 2))
+
+
+def _chunks(N, G, NOCB, NA, NB, WQ):
+    """Pixel chunks per (n, g, oc block) so that every thread gets ITEMS_PER_THREAD prange items or more."""
+    tiles = ((NA - 1) * WQ + NB + PB - 1) // PB
+    want = ITEMS_PER_THREAD * get_num_threads()
+    return max(1, min(tiles, -(-want // (N * G * NOCB))))
+
+
+def _bias(b, OC, dtype):
+    return np.zeros(OC, dtype) if b is None else b
+
+
+@register("conv2d", "cpu")
+def conv2d(out, x, w, b, stride, padding, dilation, groups):
+    """out (N, OC, OH, OW) = conv of x (N, C, H, W) with w (OC, C/groups, KH, KW); padding (top, bottom, left,
+    right)."""
+    N, C, H, W = x.shape
+    OC, ICG, KH, KW = w.shape
+    OH, OW = out.shape[2], out.shape[3]
+    (SH, SW), (PT, PB_, PL, PR), (DH, DW) = stride, padding, dilation
+    bias = _bias(b, OC, x.dtype)
+    if ICG == 1 and groups == C:
+        WQ = -(-(W + PL + PR) // SW)
+        HQ = -(-(H + PT + PB_) // SH)
+        _depthwise_kernel(out, x, w.reshape(OC, KH, KW), bias, SH, SW, PT, PL, DH, DW, WQ, HQ * WQ + DW_PB)
+        return
+    K = KH * KW
+    NPIX = (OH - 1) * W + OW
+    if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:
+        P, WQ = 1, W
+        xs = x.reshape(N, C, H * W)
+    else:
+        P = SH * SW
+        WQ = -(-(W + PL + PR) // SW)
+        HQ = -(-(H + PT + PB_) // SH)
+        xs = np.empty((N, C * P, HQ * WQ + PB), x.dtype)
+        _pack_kernel(xs, x, SH, SW, PT, PL, WQ)
+    kh, kw = np.divmod(np.arange(K), KW)
+    toff = (kh * DH // SH) * WQ + kw * DW // SW
+    tpl = (kh * DH % SH) * SW + kw * DW % SW
+    wp = _pack_weight(w.reshape(OC, ICG, K), groups)
+    nch = _chunks(N, groups, wp.shape[1], OH, OW, WQ)
+    _conv_tiles_kernel(out, xs, wp, bias, toff, tpl, P, WQ, OH, OW, 0, 0, 1, 1, nch)
+
+
+def _phase_taps(K, S, D, P, r):
+    """Taps of a transposed conv that reach outputs with (o + P) % S == r: their indices and row shifts c, where
+    the input row is a - c for output o = S*a + r - P."""
+    ks = np.array([k for k in range(K) if (k * D) % S == r], dtype=np.int64)
+    return ks, (ks * D - r) // S
+
+
+@register("conv_transpose2d", "cpu")
+def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
+    """out (N, OC, OH, OW) = transposed conv of x (N, C, H, W) with w (C, OC/groups, KH, KW); OH, OW include the
+    output padding."""
+    N, C, H, W = x.shape
+    _, OCG, KH, KW = w.shape
+    OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
+    ICG = C // groups
+    bias = _bias(b, OC, x.dtype)
+    CH, CW = (KH - 1) * DH // SH, (KW - 1) * DW // SW
+    HP = CH + max(H, (OH - 1 + PH) // SH + 1)
+    WQ = CW + max(W, (OW - 1 + PW) // SW + 1)
+    xs = np.empty((N, C, HP * WQ + PB), x.dtype)
+    _pack_kernel(xs, x, 1, 1, CH, CW, WQ)
+    # (G, ICg, OCg, KH, KW) -> (G*OCg, ICg, KH, KW): the weights of each output channel, as conv2d lays them out
+    wt = w.reshape(groups, ICG, OCG, KH, KW).transpose(0, 2, 1, 3, 4).reshape(OC, ICG, KH, KW)
+    for rh in range(SH):
+        a0 = -(-(PH - rh) // SH)
+        na = (OH - 1 + PH - rh) // SH - a0 + 1
+        khs, ch = _phase_taps(KH, SH, DH, PH, rh)
+        for rw in range(SW):
+            b0 = -(-(PW - rw) // SW)
+            nb = (OW - 1 + PW - rw) // SW - b0 + 1
+            if na <= 0 or nb <= 0:
+                continue
+            kws, cw = _phase_taps(KW, SW, DW, PW, rw)
+            toff = ((a0 - ch + CH)[:, None] * WQ + (b0 - cw + CW)[None, :]).reshape(-1)
+            sub = wt[:, :, khs[:, None], kws[None, :]].reshape(OC, ICG, -1)
+            wp = _pack_weight(np.ascontiguousarray(sub), groups)
+            nch = _chunks(N, groups, wp.shape[1], na, nb, WQ)
+            _conv_tiles_kernel(out, xs, wp, bias, toff, np.zeros_like(toff), 1, WQ, na, nb,
+                               SH * a0 + rh - PH, SW * b0 + rw - PW, SH, SW, nch)
