@@ -1,0 +1,315 @@
+"""CPU kernels of the linear family: a packed, cache-blocked GEMM for float32/float64 and a simple kernel for
+integers (also the test oracle).
+
+The float GEMM follows the classic Goto/BLIS structure. The output ``(BATCH, M, N)`` is split into tasks (batch x
+row range x column range) that ``prange`` spreads over the threads. A task walks its columns in blocks of NC and K
+in blocks of KC, packs that KC x NC block of B into panels of NR columns (contiguous, zero-padded), then walks its
+rows in blocks of MC, packs each MC x KC block of A into panels of MR rows, and runs the MR x NR register-blocked
+micro-kernel over every (row panel, column panel) pair. Packing reads the operands through element strides, so
+transposed, sliced or batch-broadcast (stride 0) operands are read in place, never copied first.
+"""
+
+import numba
+import numpy as np
+from llvmlite import binding as llvm
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array, populate_array
+from numpy.lib.stride_tricks import as_strided
+
+from .._dispatch import register
+
+
+def _vector_register_bytes():
+    """Width of the widest vector register LLVM will use for the njit kernels: 64 (AVX-512) or 32 (AVX2)."""
+    features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+MR = 6  # rows of the micro-tile: 6 rows x 2 vector registers = 12 accumulators, plus 2 for B
+VECTOR_BYTES = 2 * _vector_register_bytes()  # one micro-tile row, two vector registers: NR = VECTOR_BYTES / itemsize
+KC = 256  # depth of a packed block: one B micro-panel (KC x NR, 16 or 32 KiB) stays in L1
+MC = 144  # rows of a packed A block (MC x KC: 144 KiB float32) that stays in L2; a multiple of MR
+NC = 1024  # columns of a packed B block (KC x NC: 1 MiB float32) shared by the A blocks through L3
+FASTMATH = {"contract"}  # lets LLVM fuse a * b + c into one FMA; NaN and inf behave as without it
+
+
+def _row_width(x):
+    """NR, the micro-tile's width in elements of ``x``'s dtype, as a compile-time constant."""
+    return VECTOR_BYTES // x.itemsize
+
+
+@overload(_row_width)
+def _row_width_impl(x):
+    width = VECTOR_BYTES * 8 // x.dtype.bitwidth
+
+    def impl(x):
+        return width
+
+    return impl
+
+
+@intrinsic
+def _register_row(typingctx, like):
+    """A zeroed (NR,) array of ``like``'s dtype on the stack of the calling function.
+
+    An accumulator from ``np.zeros`` lives on the heap, where LLVM cannot prove that it does not alias the packed
+    panels, so every FMA would load and store it. A stack slot that never escapes is promoted to registers. The
+    array has no meminfo: it must not outlive the function that made it.
+    """
+    dtype = like.dtype
+    width = VECTOR_BYTES * 8 // dtype.bitwidth
+    row_type = types.Array(dtype, 1, "C")
+
+    def codegen(context, builder, signature, args):
+        itemsize = context.get_constant(types.intp, dtype.bitwidth // 8)
+        data = cgutils.alloca_once(builder, context.get_data_type(dtype), size=width)
+        cgutils.memset(builder, data, context.get_constant(types.intp, width * (dtype.bitwidth // 8)), 0)
+        row = make_array(row_type)(context, builder)
+        populate_array(row, data=data, shape=[context.get_constant(types.intp, width)], strides=[itemsize],
+                       itemsize=itemsize, meminfo=None)
+        return row._getvalue()
+
+    return row_type(like), codegen
+
+
+@njit(cache=True)
+def _span(size, parts, index, unit):
+    """[lo, hi) of part ``index`` when ``size`` is cut into ``parts`` nearly equal runs of whole ``unit``s."""
+    units = (size + unit - 1) // unit
+    lo = index * units // parts * unit
+    hi = min((index + 1) * units // parts * unit, size)
+    return lo, hi
+
+
+@njit(cache=True)
+def _pack_a(ap, a, off, sm, sk, mc, kc):
+    """ap[s, p, r] = A[s * MR + r, p] for the mc x kc block of A at flat offset ``off`` (row stride sm, column
+    stride sk); rows past mc are zero so that the micro-kernel always runs a full MR x NR tile."""
+    zero = ap.dtype.type(0)
+    for s in range((mc + MR - 1) // MR):
+        panel = ap[s]
+        rows = min(MR, mc - s * MR)
+        if sk == 1:
+            for r in range(rows):
+                row = a[off + (s * MR + r) * sm: off + (s * MR + r) * sm + kc]
+                for p in range(kc):
+                    panel[p, r] = row[p]
+        else:
+            for p in range(kc):
+                base = off + s * MR * sm + p * sk
+                dst = panel[p]
+                for r in range(rows):
+                    dst[r] = a[base + r * sm]
+        for r in range(rows, MR):
+            for p in range(kc):
+                panel[p, r] = zero
+
+
+@njit(cache=True)
+def _pack_b(bp, b, off, sk, sn, kc, nc):
+    """bp[q, p, c] = B[p, q * NR + c] for the kc x nc block of B at flat offset ``off`` (row stride sk, column
+    stride sn); columns past nc are zero."""
+    NR = _row_width(bp)
+    zero = bp.dtype.type(0)
+    for q in range((nc + NR - 1) // NR):
+        panel = bp[q]
+        cols = min(NR, nc - q * NR)
+        if sn == 1:
+            for p in range(kc):
+                src = b[off + p * sk + q * NR: off + p * sk + q * NR + cols]
+                dst = panel[p]
+                for c in range(cols):
+                    dst[c] = src[c]
+                for c in range(cols, NR):
+                    dst[c] = zero
+        else:
+            for c in range(cols):
+                base = off + (q * NR + c) * sn
+                for p in range(kc):
+                    panel[p, c] = b[base + p * sk]
+            for p in range(kc):
+                dst = panel[p]
+                for c in range(cols, NR):
+                    dst[c] = zero
+
+
+@njit(cache=True)
+def _store_row(crow, acc, alpha, beta, first):
+    """crow[j] = beta * crow[j] + alpha * acc[j] on the first K block (crow not read when beta == 0), then
+    crow[j] += alpha * acc[j]."""
+    if not first:
+        for j in range(crow.shape[0]):
+            crow[j] += alpha * acc[j]
+    elif beta == 0:
+        for j in range(crow.shape[0]):
+            crow[j] = alpha * acc[j]
+    else:
+        for j in range(crow.shape[0]):
+            crow[j] = beta * crow[j] + alpha * acc[j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _micro_kernel(ap, bp, c, i0, j0, alpha, beta, first):
+    """The MR x NR register tile: c[i0:i0+MR, j0:j0+NR] (clipped to c) gets alpha * ap.T @ bp, blended with beta.
+
+    ap: (kc, MR) packed A panel; bp: (kc, NR) packed B panel; c: (M, N) output. Each output row keeps one NR-long
+    accumulator on the stack (two vector registers); the column loop is innermost, so each k step is MR
+    broadcasts of A and 2 * MR vector FMAs against the same two vectors of B. Accumulates in the input dtype.
+    """
+    NR = _row_width(bp)
+    acc0 = _register_row(bp)
+    acc1 = _register_row(bp)
+    acc2 = _register_row(bp)
+    acc3 = _register_row(bp)
+    acc4 = _register_row(bp)
+    acc5 = _register_row(bp)
+    for p in range(ap.shape[0]):
+        a = ap[p]
+        b = bp[p]
+        a0 = a[0]
+        a1 = a[1]
+        a2 = a[2]
+        a3 = a[3]
+        a4 = a[4]
+        a5 = a[5]
+        for j in range(NR):
+            bj = b[j]
+            acc0[j] += a0 * bj
+            acc1[j] += a1 * bj
+            acc2[j] += a2 * bj
+            acc3[j] += a3 * bj
+            acc4[j] += a4 * bj
+            acc5[j] += a5 * bj
+    M, N = c.shape
+    j1 = min(j0 + NR, N)
+    _store_row(c[i0, j0:j1], acc0, alpha, beta, first)
+    if i0 + 1 < M:
+        _store_row(c[i0 + 1, j0:j1], acc1, alpha, beta, first)
+    if i0 + 2 < M:
+        _store_row(c[i0 + 2, j0:j1], acc2, alpha, beta, first)
+    if i0 + 3 < M:
+        _store_row(c[i0 + 3, j0:j1], acc3, alpha, beta, first)
+    if i0 + 4 < M:
+        _store_row(c[i0 + 4, j0:j1], acc4, alpha, beta, first)
+    if i0 + 5 < M:
+        _store_row(c[i0 + 5, j0:j1], acc5, alpha, beta, first)
+
+
+@njit(parallel=True, cache=True)
+def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, tiles_n):
+    """out[n] = alpha * A[n] @ B[n] + beta * out[n] (out not read when beta == 0), blocked and packed.
+
+    out: (BATCH, M, N) C-contiguous; a, b: flat buffers holding A (BATCH, M, K) and B (BATCH, K, N) at element
+    strides ``a_strides`` / ``b_strides`` (batch, row, column; batch stride 0 broadcasts). One prange iteration is
+    one task: batch item n, row range tm of ``tiles_m`` and column range tn of ``tiles_n``, computed in full with
+    its own packing buffers. K == 0 still makes one pass, which writes beta * out. Accumulates in the input dtype:
+    within a KC block in registers, across blocks in out.
+    """
+    BATCH, M, N = out.shape
+    NR = _row_width(out)
+    per_item = tiles_m * tiles_n
+    for t in prange(BATCH * per_item):
+        n = t // per_item
+        m0, m1 = _span(M, tiles_m, (t % per_item) // tiles_n, MR)
+        n0, n1 = _span(N, tiles_n, t % tiles_n, NR)
+        kb = min(KC, K)
+        ap = np.empty(((min(MC, m1 - m0) + MR - 1) // MR, kb, MR), out.dtype)
+        bp = np.empty(((min(NC, n1 - n0) + NR - 1) // NR, kb, NR), out.dtype)
+        c = out[n]
+        for jc in range(n0, n1, NC):
+            nc = min(NC, n1 - jc)
+            for pc in range(0, max(K, 1), KC):
+                kc = min(KC, K - pc)
+                _pack_b(bp, b, n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2], b_strides[1],
+                        b_strides[2], kc, nc)
+                for ic in range(m0, m1, MC):
+                    mc = min(MC, m1 - ic)
+                    _pack_a(ap, a, n * a_strides[0] + ic * a_strides[1] + pc * a_strides[2], a_strides[1],
+                            a_strides[2], mc, kc)
+                    for q in range((nc + NR - 1) // NR):
+                        for s in range((mc + MR - 1) // MR):
+                            _micro_kernel(ap[s, :kc], bp[q, :kc], c, ic + s * MR, jc + q * NR, alpha, beta,
+                                          pc == 0)
+
+
+@njit(parallel=True, cache=True)
+def _matmul_naive(out, a, b, alpha, beta):
+    """out[n] = alpha * a[n] @ b[n] + beta * out[n] (out not read when beta == 0), the plain triple loop.
+
+    out: (BATCH, M, N); a: (BATCH or 1, M, K); b: (BATCH or 1, K, N); a batch of 1 broadcasts. One prange
+    iteration computes one output row into a row accumulator of out's dtype (int64 for integers, where products
+    wrap around as in torch). The kernel for integer inputs, and the oracle the blocked kernel is tested against.
+    """
+    BATCH, M, N = out.shape
+    K = a.shape[2]
+    for t in prange(BATCH * M):
+        n = t // M
+        i = t % M
+        arow = a[n if a.shape[0] > 1 else 0, i]
+        bn = b[n if b.shape[0] > 1 else 0]
+        acc = np.zeros(N, out.dtype)
+        for k in range(K):
+            aik = arow[k]
+            brow = bn[k]
+            for j in range(N):
+                acc[j] += aik * brow[j]
+        crow = out[n, i]
+        if beta == 0:
+            for j in range(N):
+                crow[j] = alpha * acc[j]
+        else:
+            for j in range(N):
+                crow[j] = beta * crow[j] + alpha * acc[j]
+
+
+def _flat(x):
+    """A read-only flat view of the memory under the 3-D array ``x``, and x's strides in elements."""
+    item = x.itemsize
+    if x.size == 0:
+        return as_strided(np.zeros(1, x.dtype), (1,), (item,), writeable=False), (0, 0, 0)
+    if any(s < 0 or s % item for s in x.strides):
+        x = np.ascontiguousarray(x)
+    extent = 1 + sum((d - 1) * s for d, s in zip(x.shape, x.strides)) // item
+    return as_strided(x, (extent,), (item,), writeable=False), tuple(s // item for s in x.strides)
+
+
+def _tiles(batch, M, N, NR, threads):
+    """Split each (M, N) output into tiles_m x tiles_n tasks so that the tasks fill ``threads`` evenly: the
+    smallest split for which batch x split is a multiple of ``threads`` (or at least 8 tasks a thread). The split
+    goes along the longer side: splitting N packs A again per part, splitting M packs B again."""
+    split = 1
+    while (batch * split) % threads and batch * split < 8 * threads:
+        split += 1
+    if N >= M:
+        tiles_n = min(split, -(-N // NR))
+        return min(-(-split // tiles_n), -(-M // MR)), tiles_n
+    tiles_m = min(split, -(-M // MR))
+    return tiles_m, min(-(-split // tiles_m), -(-N // NR))
+
+
+@register("matmul", "cpu")
+def matmul(out, a, b, alpha=1, beta=0):
+    """out = alpha * a @ b + beta * out, batched (out not read when beta == 0).
+
+    out: (BATCH, M, N) C-contiguous; a: (BATCH, M, K), b: (BATCH, K, N), any strides (stride 0 broadcasts).
+    float32/float64 run the blocked kernel on the operands in place; integers run the simple kernel in int64
+    (wrapping products and sums reduce to out's dtype exactly as torch's do).
+    """
+    if out.dtype.kind == "f":
+        (af, a_st), (bf, b_st) = _flat(a), _flat(b)
+        tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], VECTOR_BYTES // out.itemsize,
+                                  numba.get_num_threads())
+        _matmul_kernel(out, af, a_st, bf, b_st, a.shape[2], out.dtype.type(alpha), out.dtype.type(beta),
+                       tiles_m, tiles_n)
+        return
+    wide = np.asarray(out, dtype=np.int64) if beta else np.empty(out.shape, np.int64)
+    _matmul_naive(wide, _batch_or_one(a).astype(np.int64), _batch_or_one(b).astype(np.int64), np.int64(alpha),
+                  np.int64(beta))
+    np.copyto(out, wide, casting="unsafe")
+
+
+def _batch_or_one(x):
+    """``x`` with a broadcast (stride 0) batch cut to one item, C-contiguous."""
+    return np.ascontiguousarray(x[:1] if x.shape[0] > 1 and x.strides[0] == 0 else x)

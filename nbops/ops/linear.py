@@ -1,0 +1,346 @@
+"""Matrix products: matmul, mm, bmm, linear, addmm, baddbmm. Mirrors :func:`torch.matmul` and its relatives.
+
+Every op reduces to one launcher, ``matmul(out, a, b, alpha=, beta=)``: ``out`` is a fresh C-contiguous
+``(BATCH, M, N)`` array and ``a`` / ``b`` are 3-D *views* ``(BATCH, M, K)`` / ``(BATCH, K, N)`` of the caller's
+memory, with any strides (stride 0 where a batch broadcasts), so transposed and sliced operands are read in place.
+Batch dims that cannot be folded into one strided dim (e.g. ``(2, 1)`` against ``(1, 5)``) are expanded into a
+contiguous copy first, exactly where torch's own ``reshape`` copies too.
+"""
+
+import numbers
+
+import numpy as np
+
+from .._arrays import cuda_as_strided
+from .._dispatch import FLOAT_DTYPES, INT_DTYPES, Call, public
+from .._shapes import broadcast_shapes
+
+DTYPES = FLOAT_DTYPES + INT_DTYPES
+
+
+def _dims(shape):
+    return "x".join(str(int(d)) for d in shape)
+
+
+def _view(call, x, shape, strides):
+    """A view of ``x`` (kernel-side) with the given shape and byte strides over the same memory."""
+    shape, strides = tuple(int(d) for d in shape), tuple(int(s) for s in strides)
+    if call.target == "cpu":
+        return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
+    return cuda_as_strided(x, shape, strides)
+
+
+def _batch3(call, x, batch):
+    """``x`` of shape ``batch_x + (R, C)`` (``batch_x`` broadcastable to ``batch``) as a 3-D ``(prod(batch), R, C)``
+    view, folding the batch dims into one strided dim; a contiguous expanded copy when they do not fold."""
+    R, C = x.shape[-2:]
+    lead = len(batch) - (len(x.shape) - 2)
+    strides = [0] * lead + [0 if d == 1 else s for d, s in zip(x.shape[:-2], x.strides[:-2])]
+    size, stride = 1, 0
+    for d, s in zip(reversed(batch), reversed(strides)):
+        if d == 1:
+            continue
+        if size == 1:
+            size, stride = d, s
+        elif s == stride * size:
+            size *= d
+        else:
+            full = _view(call, x, tuple(batch) + (R, C), strides + list(x.strides[-2:]))
+            dense = call.contiguous(full)
+            return _view(call, dense, (int(np.prod(batch)), R, C), (R * C * dense.itemsize,) + dense.strides[-2:])
+    return _view(call, x, (size, R, C), (stride,) + tuple(x.strides[-2:]))
+
+
+def _check_dtypes(call, op, first, second):
+    da = call.check_dtype(first, DTYPES)
+    db = call.check_dtype(second, DTYPES)
+    if da != db:
+        raise TypeError(f"{op}(): expected '{first}' and '{second}' to have the same dtype, but got: {da} != {db}")
+    return da
+
+
+def _scalar(op, name, value, dtype):
+    """alpha/beta as a Python number of the right kind: integral dtypes truncate it to an int, as torch does."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.integer, np.floating)):
+        raise TypeError(f"{op}(): argument '{name}' must be a real number, got {value!r}")
+    return int(value) if dtype.kind in "iu" else float(value)
+
+
+def _check_expand(op, name, shape, target):
+    """Raise ValueError unless an array of ``shape`` broadcasts to exactly ``target``, as torch's expand() does."""
+    shape, target = tuple(shape), tuple(target)
+    if len(shape) > len(target) or any(d not in (1, t) for d, t in zip(reversed(shape), reversed(target))):
+        raise ValueError(
+            f"{op}(): argument '{name}' of shape {shape} cannot be broadcast to the result's shape {target}"
+        )
+
+
+def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, out=None):
+    """The shared tail of every op: alpha * a @ b (+ beta * init broadcast to the result), reshaped to ``shape``.
+
+    a: ``batch_a + (M, K)``, b: ``batch_b + (K, N)`` kernel-side arrays whose batch dims broadcast to ``batch``;
+    ``shape`` is the public result's shape (``batch + (M, N)`` with 1-D dims dropped), ``init`` broadcasts to it.
+    ``out``: the caller's ``out=`` array, or None; the result is computed apart and copied in, so ``out`` may
+    alias an input.
+    """
+    M, K = a.shape[-2:]
+    N = b.shape[-1]
+    BATCH = int(np.prod(batch))
+    if out is not None:
+        _check_out(call, op, shape, dtype)
+    res = call.empty((BATCH, M, N), dtype)
+    if res.size:
+        if init is None or beta == 0:
+            beta = 0
+        else:
+            call.launch("copy", res.reshape(shape), init)
+        a3, b3 = _batch3(call, a, batch), _batch3(call, b, batch)
+        if alpha == 0:
+            a3, b3 = a3[:, :, :0], b3[:, :0, :]
+        elif BATCH > 1 and b3.strides[0] == 0 and a3.strides[0] == M * a3.strides[1]:
+            # a batch of rows against one shared matrix is one taller product, as torch folds it
+            a3 = _view(call, a3, (1, BATCH * M, a3.shape[2]), (0,) + tuple(a3.strides[1:]))
+            b3 = b3[:1]
+            res = res.reshape((1, BATCH * M, N))
+        call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta)
+    res = res.reshape(shape)
+    if out is None:
+        return call.wrap(res)
+    call.launch("copy", call["out"], res)
+    return out
+
+
+def _check_out(call, op, shape, dtype):
+    o = call["out"]
+    if tuple(o.shape) != tuple(shape) or np.dtype(o.dtype) != dtype:
+        raise ValueError(
+            f"{op}(): argument 'out' must have shape {tuple(shape)} and dtype {dtype}, got shape {tuple(o.shape)} "
+            f"and dtype {np.dtype(o.dtype)}"
+        )
+
+
+def _not_multipliable(op, a_shape, b_shape, names=("mat1", "mat2")):
+    return ValueError(
+        f"{op}(): {names[0]} and {names[1]} shapes cannot be multiplied ({_dims(a_shape)} and {_dims(b_shape)})"
+    )
+
+
+@public("linear", kernels=("matmul",))
+def matmul(input, other, *, out=None):
+    """Matrix product of two arrays with torch's rules for every rank.
+
+    Mirrors :func:`torch.matmul`. 1-D @ 1-D is a dot product (0-d result); a 1-D ``input`` gets a 1 prepended to
+    its shape and a 1-D ``other`` a 1 appended, removed again from the result; the batch dims (all but the last
+    two) broadcast: ``(2, 1, 3, 4) @ (5, 4, 6)`` -> ``(2, 5, 3, 6)``.
+
+    Args:
+        input: array ``(*, M, K)`` or ``(K,)``.
+        other: array ``(*, K, N)`` or ``(K,)``, same dtype as ``input``.
+        out: optional C-contiguous or strided array of the result's shape and dtype to write into (keyword only).
+
+    Returns:
+        the product, shape ``broadcast(*) + (M, N)`` with the 1-D dims dropped, dtype of ``input``; same kind of
+        array and device as input (``out`` itself when given).
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.matmul(np.ones((2, 3), np.float32), np.arange(3, dtype=np.float32))
+    array([3., 3.], dtype=float32)
+    """
+    call = Call("matmul", input=input, other=other, out=out)
+    dtype = _check_dtypes(call, "matmul", "input", "other")
+    a, b = call["input"], call["other"]
+    if len(a.shape) == 0 or len(b.shape) == 0:
+        raise ValueError(
+            f"matmul(): both arguments to matmul need to be at least 1D, but they are {len(a.shape)}D and "
+            f"{len(b.shape)}D"
+        )
+    if len(a.shape) == 1 and len(b.shape) == 1 and a.shape[0] != b.shape[0]:
+        raise ValueError(
+            f"matmul(): inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] to have the "
+            f"same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively"
+        )
+    a2 = a if len(a.shape) > 1 else _view(call, a, (1, a.shape[0]), (0, a.strides[0]))
+    b2 = b if len(b.shape) > 1 else _view(call, b, (b.shape[0], 1), (b.strides[0], 0))
+    if a2.shape[-1] != b2.shape[-2]:
+        raise _not_multipliable("matmul", a2.shape, b2.shape)
+    batch = broadcast_shapes("matmul", tuple(a2.shape[:-2]), tuple(b2.shape[:-2]))
+    shape = batch + ((a2.shape[-2],) if len(a.shape) > 1 else ()) + ((b2.shape[-1],) if len(b.shape) > 1 else ())
+    return _product(call, "matmul", a2, b2, batch, shape, dtype, out=out)
+
+
+@public("linear", kernels=("matmul",))
+def mm(input, mat2, *, out=None):
+    """Matrix product of two matrices, no broadcasting.
+
+    Mirrors :func:`torch.mm`.
+
+    Args:
+        input: array ``(M, K)``.
+        mat2: array ``(K, N)``, same dtype as ``input``.
+        out: optional array ``(M, N)`` of the same dtype to write into (keyword only).
+
+    Returns:
+        array ``(M, N)`` of ``input``'s dtype; same kind of array and device as input (``out`` when given).
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.mm(np.eye(2), np.array([[1.0, 2.0], [3.0, 4.0]]))
+    array([[1., 2.],
+           [3., 4.]])
+    """
+    call = Call("mm", input=input, mat2=mat2, out=out)
+    dtype = _check_dtypes(call, "mm", "input", "mat2")
+    call.check_ndim("input", (2,))
+    call.check_ndim("mat2", (2,))
+    a, b = call["input"], call["mat2"]
+    if a.shape[1] != b.shape[0]:
+        raise _not_multipliable("mm", a.shape, b.shape)
+    return _product(call, "mm", a, b, (), (a.shape[0], b.shape[1]), dtype, out=out)
+
+
+@public("linear", kernels=("matmul",))
+def bmm(input, mat2, *, out=None):
+    """Batched matrix product of two 3-D arrays with the same batch size, no broadcasting.
+
+    Mirrors :func:`torch.bmm`.
+
+    Args:
+        input: array ``(B, M, K)``.
+        mat2: array ``(B, K, N)``, same dtype as ``input``.
+        out: optional array ``(B, M, N)`` of the same dtype to write into (keyword only).
+
+    Returns:
+        array ``(B, M, N)`` of ``input``'s dtype; same kind of array and device as input (``out`` when given).
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.bmm(np.ones((2, 1, 3)), np.ones((2, 3, 1))).ravel()
+    array([3., 3.])
+    """
+    call = Call("bmm", input=input, mat2=mat2, out=out)
+    dtype = _check_dtypes(call, "bmm", "input", "mat2")
+    call.check_ndim("input", (3,))
+    call.check_ndim("mat2", (3,))
+    a, b = call["input"], call["mat2"]
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise _not_multipliable("bmm", a.shape, b.shape, ("batch1", "batch2"))
+    return _product(call, "bmm", a, b, (a.shape[0],), (a.shape[0], a.shape[1], b.shape[2]), dtype, out=out)
+
+
+@public("linear", kernels=("matmul",))
+def linear(input, weight, bias=None):
+    """Applies an affine map to the last dim: ``input @ weight.T + bias``.
+
+    Mirrors :func:`torch.nn.functional.linear`. ``weight.T`` is read in place (never transposed in memory) and
+    the leading dims of a contiguous ``input`` fold into one tall product.
+
+    Args:
+        input: array ``(*, in_features)``.
+        weight: array ``(out_features, in_features)``, or ``(in_features,)`` for a result without that dim.
+        bias: optional array broadcastable to the result, usually ``(out_features,)``. Default: None.
+
+    Returns:
+        array ``(*, out_features)`` of ``input``'s dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.linear(np.ones((1, 3), np.float32), np.ones((2, 3), np.float32), np.array([0.5, -1], np.float32))
+    array([[3.5, 2. ]], dtype=float32)
+    """
+    call = Call("linear", input=input, weight=weight, bias=bias)
+    dtype = _check_dtypes(call, "linear", "input", "weight")
+    if bias is not None:
+        _check_dtypes(call, "linear", "input", "bias")
+    if len(call["input"].shape) == 0:
+        raise ValueError("linear(): argument 'input' must be at least 1-D, got a 0-d array")
+    call.check_ndim("weight", (1, 2))
+    x, w = call["input"], call["weight"]
+    a = x if len(x.shape) > 1 else _view(call, x, (1, x.shape[0]), (0, x.strides[0]))
+    if len(w.shape) == 2:
+        b = _view(call, w, (w.shape[1], w.shape[0]), (w.strides[1], w.strides[0]))
+    else:
+        b = _view(call, w, (w.shape[0], 1), (w.strides[0], 0))
+    if a.shape[-1] != b.shape[0]:
+        rows = int(np.prod(a.shape[:-1]))
+        raise _not_multipliable("linear", (rows, a.shape[-1]), b.shape)
+    batch = tuple(a.shape[:-2])
+    shape = tuple(x.shape[:-1]) + ((w.shape[0],) if len(w.shape) == 2 else ())
+    if bias is None:
+        return _product(call, "linear", a, b, batch, shape, dtype)
+    _check_expand("linear", "bias", call["bias"].shape, shape)
+    return _product(call, "linear", a, b, batch, shape, dtype, beta=1, init=call["bias"])
+
+
+def _addmm_like(op, input, first, second, beta, alpha, out, ndim, names):
+    call = Call(op, input=input, **{names[0]: first, names[1]: second}, out=out)
+    dtype = _check_dtypes(call, op, names[0], names[1])
+    _check_dtypes(call, op, names[0], "input")
+    call.check_ndim(names[0], (ndim,))
+    call.check_ndim(names[1], (ndim,))
+    a, b = call[names[0]], call[names[1]]
+    if a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
+        raise _not_multipliable(op, a.shape, b.shape, names)
+    shape = tuple(a.shape[:-1]) + (b.shape[-1],)
+    _check_expand(op, "input", call["input"].shape, shape)
+    beta, alpha = _scalar(op, "beta", beta, dtype), _scalar(op, "alpha", alpha, dtype)
+    return _product(call, op, a, b, tuple(a.shape[:-2]), shape, dtype, alpha=alpha, beta=beta, init=call["input"],
+                    out=out)
+
+
+@public("linear", kernels=("matmul",))
+def addmm(input, mat1, mat2, *, beta=1, alpha=1, out=None):
+    """``beta * input + alpha * (mat1 @ mat2)``; ``input`` is not read when ``beta`` is 0 (its NaNs do not leak).
+
+    Mirrors :func:`torch.addmm`. With ``alpha`` 0 the product is not computed (NaNs in the matrices do not leak),
+    as in BLAS and torch.
+
+    Args:
+        input: array broadcastable to ``(M, N)``.
+        mat1: array ``(M, K)``.
+        mat2: array ``(K, N)``; all three of one dtype.
+        beta, alpha: scalar multipliers (keyword only). Default: 1. Integer inputs truncate them to ints, as
+            torch does.
+        out: optional array ``(M, N)`` of the same dtype to write into (keyword only).
+
+    Returns:
+        array ``(M, N)`` of the inputs' dtype; same kind of array and device as input (``out`` when given).
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.addmm(np.ones(2), np.eye(2), np.full((2, 2), 2.0), beta=0.5)
+    array([[2.5, 0.5],
+           [0.5, 2.5]])
+    """
+    return _addmm_like("addmm", input, mat1, mat2, beta, alpha, out, 2, ("mat1", "mat2"))
+
+
+@public("linear", kernels=("matmul",))
+def baddbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
+    """``beta * input + alpha * bmm(batch1, batch2)``; ``input`` is not read when ``beta`` is 0.
+
+    Mirrors :func:`torch.baddbmm`.
+
+    Args:
+        input: array broadcastable to ``(B, M, N)``.
+        batch1: array ``(B, M, K)``.
+        batch2: array ``(B, K, N)``; all three of one dtype.
+        beta, alpha: scalar multipliers (keyword only). Default: 1. Integer inputs truncate them to ints, as
+            torch does.
+        out: optional array ``(B, M, N)`` of the same dtype to write into (keyword only).
+
+    Returns:
+        array ``(B, M, N)`` of the inputs' dtype; same kind of array and device as input (``out`` when given).
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.baddbmm(np.zeros(1), np.ones((2, 1, 2)), np.ones((2, 2, 1)), alpha=2).ravel()
+    array([4., 4.])
+    """
+    return _addmm_like("baddbmm", input, batch1, batch2, beta, alpha, out, 3, ("batch1", "batch2"))
