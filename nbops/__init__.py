@@ -15,7 +15,6 @@ from ._runtime import get_num_threads, set_num_threads  # noqa: E402
 
 # public ops, one import line per family, sorted by family
 from .ops.linear import addmm, baddbmm, bmm, linear, matmul, mm  # noqa: E402
-from .ops.pointwise import abs, add, clamp, div, exp, log, maximum, minimum, mul, neg, pow, sqrt, sub, where  # noqa: E402,A004,E501
 from .ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: E402
 from .ops.activation import relu  # noqa: E402
 from ._dispatch import PUBLIC_OPS as _PUBLIC_OPS  # noqa: E402
