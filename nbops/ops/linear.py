@@ -18,6 +18,15 @@ from .._shapes import broadcast_shapes
 DTYPES = FLOAT_DTYPES + INT_DTYPES
 
 
+def _sh(x):
+    """``x.shape`` as a tuple of ints (the CUDA simulator's shapes do not take negative indices)."""
+    return tuple(int(d) for d in x.shape)
+
+
+def _st(x):
+    return tuple(int(s) for s in x.strides)
+
+
 def _dims(shape):
     return "x".join(str(int(d)) for d in shape)
 
@@ -33,9 +42,9 @@ def _view(call, x, shape, strides):
 def _batch3(call, x, batch):
     """``x`` of shape ``batch_x + (R, C)`` (``batch_x`` broadcastable to ``batch``) as a 3-D ``(prod(batch), R, C)``
     view, folding the batch dims into one strided dim; a contiguous expanded copy when they do not fold."""
-    R, C = x.shape[-2:]
-    lead = len(batch) - (len(x.shape) - 2)
-    strides = [0] * lead + [0 if d == 1 else s for d, s in zip(x.shape[:-2], x.strides[:-2])]
+    R, C = _sh(x)[-2:]
+    lead = len(batch) - (len(_sh(x)) - 2)
+    strides = [0] * lead + [0 if d == 1 else s for d, s in zip(_sh(x)[:-2], _st(x)[:-2])]
     size, stride = 1, 0
     for d, s in zip(reversed(batch), reversed(strides)):
         if d == 1:
@@ -45,10 +54,10 @@ def _batch3(call, x, batch):
         elif s == stride * size:
             size *= d
         else:
-            full = _view(call, x, tuple(batch) + (R, C), strides + list(x.strides[-2:]))
+            full = _view(call, x, tuple(batch) + (R, C), strides + list(_st(x)[-2:]))
             dense = call.contiguous(full)
-            return _view(call, dense, (int(np.prod(batch)), R, C), (R * C * dense.itemsize,) + dense.strides[-2:])
-    return _view(call, x, (size, R, C), (stride,) + tuple(x.strides[-2:]))
+            return _view(call, dense, (int(np.prod(batch)), R, C), (R * C * dense.itemsize,) + _st(dense)[-2:])
+    return _view(call, x, (size, R, C), (stride,) + tuple(_st(x)[-2:]))
 
 
 def _check_dtypes(call, op, first, second):
@@ -83,8 +92,8 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
     ``out``: the caller's ``out=`` array, or None; the result is computed apart and copied in, so ``out`` may
     alias an input.
     """
-    M, K = a.shape[-2:]
-    N = b.shape[-1]
+    M, K = _sh(a)[-2:]
+    N = _sh(b)[-1]
     BATCH = int(np.prod(batch))
     if out is not None:
         _check_out(call, op, shape, dtype)
@@ -96,11 +105,12 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
             call.launch("copy", res.reshape(shape), init)
         a3, b3 = _batch3(call, a, batch), _batch3(call, b, batch)
         if alpha == 0:
-            a3, b3 = a3[:, :, :0], b3[:, :0, :]
-        elif BATCH > 1 and b3.strides[0] == 0 and a3.strides[0] == M * a3.strides[1]:
+            a3 = _view(call, a3, (_sh(a3)[0], M, 0), _st(a3))
+            b3 = _view(call, b3, (_sh(b3)[0], 0, N), _st(b3))
+        elif BATCH > 1 and _st(b3)[0] == 0 and _st(a3)[0] == M * _st(a3)[1]:
             # a batch of rows against one shared matrix is one taller product, as torch folds it
-            a3 = _view(call, a3, (1, BATCH * M, a3.shape[2]), (0,) + tuple(a3.strides[1:]))
-            b3 = b3[:1]
+            a3 = _view(call, a3, (1, BATCH * M, _sh(a3)[2]), (0,) + tuple(_st(a3)[1:]))
+            b3 = _view(call, b3, (1, K, N), _st(b3))
             res = res.reshape((1, BATCH * M, N))
         call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta)
     res = res.reshape(shape)
@@ -112,9 +122,9 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
 
 def _check_out(call, op, shape, dtype):
     o = call["out"]
-    if tuple(o.shape) != tuple(shape) or np.dtype(o.dtype) != dtype:
+    if tuple(_sh(o)) != tuple(shape) or np.dtype(o.dtype) != dtype:
         raise ValueError(
-            f"{op}(): argument 'out' must have shape {tuple(shape)} and dtype {dtype}, got shape {tuple(o.shape)} "
+            f"{op}(): argument 'out' must have shape {tuple(shape)} and dtype {dtype}, got shape {tuple(_sh(o))} "
             f"and dtype {np.dtype(o.dtype)}"
         )
 
@@ -151,22 +161,22 @@ def matmul(input, other, *, out=None):
     call = Call("matmul", input=input, other=other, out=out)
     dtype = _check_dtypes(call, "matmul", "input", "other")
     a, b = call["input"], call["other"]
-    if len(a.shape) == 0 or len(b.shape) == 0:
+    if len(_sh(a)) == 0 or len(_sh(b)) == 0:
         raise ValueError(
-            f"matmul(): both arguments to matmul need to be at least 1D, but they are {len(a.shape)}D and "
-            f"{len(b.shape)}D"
+            f"matmul(): both arguments to matmul need to be at least 1D, but they are {len(_sh(a))}D and "
+            f"{len(_sh(b))}D"
         )
-    if len(a.shape) == 1 and len(b.shape) == 1 and a.shape[0] != b.shape[0]:
+    if len(_sh(a)) == 1 and len(_sh(b)) == 1 and _sh(a)[0] != _sh(b)[0]:
         raise ValueError(
-            f"matmul(): inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] to have the "
-            f"same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively"
+            f"matmul(): inconsistent tensor size, expected tensor [{_sh(a)[0]}] and src [{_sh(b)[0]}] to have the "
+            f"same number of elements, but got {_sh(a)[0]} and {_sh(b)[0]} elements respectively"
         )
-    a2 = a if len(a.shape) > 1 else _view(call, a, (1, a.shape[0]), (0, a.strides[0]))
-    b2 = b if len(b.shape) > 1 else _view(call, b, (b.shape[0], 1), (b.strides[0], 0))
-    if a2.shape[-1] != b2.shape[-2]:
-        raise _not_multipliable("matmul", a2.shape, b2.shape)
-    batch = broadcast_shapes("matmul", tuple(a2.shape[:-2]), tuple(b2.shape[:-2]))
-    shape = batch + ((a2.shape[-2],) if len(a.shape) > 1 else ()) + ((b2.shape[-1],) if len(b.shape) > 1 else ())
+    a2 = a if len(_sh(a)) > 1 else _view(call, a, (1, _sh(a)[0]), (0, _st(a)[0]))
+    b2 = b if len(_sh(b)) > 1 else _view(call, b, (_sh(b)[0], 1), (_st(b)[0], 0))
+    if _sh(a2)[-1] != _sh(b2)[-2]:
+        raise _not_multipliable("matmul", _sh(a2), _sh(b2))
+    batch = broadcast_shapes("matmul", tuple(_sh(a2)[:-2]), tuple(_sh(b2)[:-2]))
+    shape = batch + ((_sh(a2)[-2],) if len(_sh(a)) > 1 else ()) + ((_sh(b2)[-1],) if len(_sh(b)) > 1 else ())
     return _product(call, "matmul", a2, b2, batch, shape, dtype, out=out)
 
 
@@ -196,9 +206,9 @@ def mm(input, mat2, *, out=None):
     call.check_ndim("input", (2,))
     call.check_ndim("mat2", (2,))
     a, b = call["input"], call["mat2"]
-    if a.shape[1] != b.shape[0]:
-        raise _not_multipliable("mm", a.shape, b.shape)
-    return _product(call, "mm", a, b, (), (a.shape[0], b.shape[1]), dtype, out=out)
+    if _sh(a)[1] != _sh(b)[0]:
+        raise _not_multipliable("mm", _sh(a), _sh(b))
+    return _product(call, "mm", a, b, (), (_sh(a)[0], _sh(b)[1]), dtype, out=out)
 
 
 @public("linear", kernels=("matmul",))
@@ -226,9 +236,9 @@ def bmm(input, mat2, *, out=None):
     call.check_ndim("input", (3,))
     call.check_ndim("mat2", (3,))
     a, b = call["input"], call["mat2"]
-    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
-        raise _not_multipliable("bmm", a.shape, b.shape, ("batch1", "batch2"))
-    return _product(call, "bmm", a, b, (a.shape[0],), (a.shape[0], a.shape[1], b.shape[2]), dtype, out=out)
+    if _sh(a)[0] != _sh(b)[0] or _sh(a)[2] != _sh(b)[1]:
+        raise _not_multipliable("bmm", _sh(a), _sh(b), ("batch1", "batch2"))
+    return _product(call, "bmm", a, b, (_sh(a)[0],), (_sh(a)[0], _sh(a)[1], _sh(b)[2]), dtype, out=out)
 
 
 @public("linear", kernels=("matmul",))
@@ -256,23 +266,23 @@ def linear(input, weight, bias=None):
     dtype = _check_dtypes(call, "linear", "input", "weight")
     if bias is not None:
         _check_dtypes(call, "linear", "input", "bias")
-    if len(call["input"].shape) == 0:
+    if len(_sh(call["input"])) == 0:
         raise ValueError("linear(): argument 'input' must be at least 1-D, got a 0-d array")
     call.check_ndim("weight", (1, 2))
     x, w = call["input"], call["weight"]
-    a = x if len(x.shape) > 1 else _view(call, x, (1, x.shape[0]), (0, x.strides[0]))
-    if len(w.shape) == 2:
-        b = _view(call, w, (w.shape[1], w.shape[0]), (w.strides[1], w.strides[0]))
+    a = x if len(_sh(x)) > 1 else _view(call, x, (1, _sh(x)[0]), (0, _st(x)[0]))
+    if len(_sh(w)) == 2:
+        b = _view(call, w, (_sh(w)[1], _sh(w)[0]), (_st(w)[1], _st(w)[0]))
     else:
-        b = _view(call, w, (w.shape[0], 1), (w.strides[0], 0))
-    if a.shape[-1] != b.shape[0]:
-        rows = int(np.prod(a.shape[:-1]))
-        raise _not_multipliable("linear", (rows, a.shape[-1]), b.shape)
-    batch = tuple(a.shape[:-2])
-    shape = tuple(x.shape[:-1]) + ((w.shape[0],) if len(w.shape) == 2 else ())
+        b = _view(call, w, (_sh(w)[0], 1), (_st(w)[0], 0))
+    if _sh(a)[-1] != _sh(b)[0]:
+        rows = int(np.prod(_sh(a)[:-1]))
+        raise _not_multipliable("linear", (rows, _sh(a)[-1]), _sh(b))
+    batch = tuple(_sh(a)[:-2])
+    shape = tuple(_sh(x)[:-1]) + ((_sh(w)[0],) if len(_sh(w)) == 2 else ())
     if bias is None:
         return _product(call, "linear", a, b, batch, shape, dtype)
-    _check_expand("linear", "bias", call["bias"].shape, shape)
+    _check_expand("linear", "bias", _sh(call["bias"]), shape)
     return _product(call, "linear", a, b, batch, shape, dtype, beta=1, init=call["bias"])
 
 
@@ -283,12 +293,12 @@ def _addmm_like(op, input, first, second, beta, alpha, out, ndim, names):
     call.check_ndim(names[0], (ndim,))
     call.check_ndim(names[1], (ndim,))
     a, b = call[names[0]], call[names[1]]
-    if a.shape[-1] != b.shape[-2] or a.shape[:-2] != b.shape[:-2]:
-        raise _not_multipliable(op, a.shape, b.shape, names)
-    shape = tuple(a.shape[:-1]) + (b.shape[-1],)
-    _check_expand(op, "input", call["input"].shape, shape)
+    if _sh(a)[-1] != _sh(b)[-2] or _sh(a)[:-2] != _sh(b)[:-2]:
+        raise _not_multipliable(op, _sh(a), _sh(b), names)
+    shape = tuple(_sh(a)[:-1]) + (_sh(b)[-1],)
+    _check_expand(op, "input", _sh(call["input"]), shape)
     beta, alpha = _scalar(op, "beta", beta, dtype), _scalar(op, "alpha", alpha, dtype)
-    return _product(call, op, a, b, tuple(a.shape[:-2]), shape, dtype, alpha=alpha, beta=beta, init=call["input"],
+    return _product(call, op, a, b, tuple(_sh(a)[:-2]), shape, dtype, alpha=alpha, beta=beta, init=call["input"],
                     out=out)
 
 
