@@ -61,6 +61,11 @@ def _prepare(op, nd, transposed, input, weight, bias, groups):
             )
         OC = wshape[1] * groups
     else:
+        if wshape[0] < 1:
+            raise ValueError(
+                f"{op}(): Given groups={groups}, expected weight to be at least 1 at dimension 0, but got weight of "
+                f"size {list(wshape)} instead (argument 'weight')"
+            )
         if wshape[0] % groups:
             raise ValueError(
                 f"{op}(): Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, but got "

@@ -1,0 +1,251 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nbops
+from helpers import DTYPES, assert_same, check, make, to_numpy, to_target
+
+# rows: (xshape, wshape, bias, kwargs, also on cuda). cuda rows keep every dim <= 32 (the simulator runs Python per
+# thread); the cpu rows add the paths only the CPU kernels have (no-copy 1x1, tile tails, depthwise strides).
+CONV2D = [
+    ((2, 5, 11, 13), (7, 5, 3, 3), True, dict(padding=1), True),
+    ((2, 5, 11, 13), (7, 5, 3, 3), False, dict(), False),
+    ((2, 4, 12, 15), (9, 4, 3, 2), True, dict(stride=2, padding=(1, 2), dilation=(2, 1)), True),
+    ((1, 3, 9, 17), (5, 3, 2, 4), True, dict(stride=(1, 3), padding="valid"), False),
+    ((2, 6, 10, 11), (6, 6, 4, 2), False, dict(padding="same", dilation=(1, 3)), True),
+    ((1, 3, 8, 8), (4, 3, 3, 3), True, dict(padding="same", dilation=2), False),
+    ((2, 6, 9, 10), (8, 3, 3, 3), True, dict(groups=2, padding=1), True),
+    ((2, 6, 9, 10), (6, 1, 3, 3), True, dict(groups=6, padding=1), True),
+    ((2, 4, 15, 16), (8, 1, 3, 3), False, dict(groups=4, stride=2, padding=1), False),
+    ((1, 5, 14, 14), (5, 1, 4, 4), True, dict(groups=5, padding="same"), False),
+    ((2, 16, 9, 9), (13, 16, 1, 1), True, dict(), False),
+    ((2, 8, 3, 3), (10, 8, 1, 1), True, dict(), True),
+    ((1, 3, 30, 31), (11, 3, 7, 7), True, dict(stride=2, padding=3), False),
+    ((1, 1, 6, 7), (1, 1, 6, 7), True, dict(), True),
+    ((1, 1, 5, 5), (17, 1, 2, 2), False, dict(), False),
+    ((0, 3, 5, 5), (4, 3, 3, 3), True, dict(padding=1), True),
+    ((3, 5, 6), (4, 3, 3, 3), True, dict(padding=1), True),
+]
+
+CONV1D = [
+    ((2, 5, 17), (7, 5, 3), True, dict(padding=1), True),
+    ((2, 4, 40), (6, 2, 4), False, dict(stride=3, padding=2, dilation=2, groups=2), True),
+    ((3, 33), (3, 1, 4), True, dict(padding="same", groups=3), False),
+    ((1, 8, 50), (16, 8, 1), True, dict(), False),
+    ((4, 9), (2, 4, 9), True, dict(), True),
+]
+
+CONV_T2D = [
+    ((2, 5, 6, 7), (5, 3, 3, 3), True, dict(stride=2, padding=1, output_padding=1), True),
+    ((2, 4, 5, 6), (4, 6, 4, 4), False, dict(stride=2, padding=1), True),
+    ((1, 6, 5, 7), (6, 2, 3, 2), True, dict(stride=(3, 2), padding=(0, 1), groups=3, dilation=(2, 1)), True),
+    ((2, 3, 4, 5), (3, 2, 1, 1), True, dict(stride=3), False),
+    ((1, 4, 7, 7), (4, 9, 3, 3), True, dict(), False),
+    ((1, 4, 5, 5), (4, 1, 3, 3), True, dict(groups=4, stride=2, output_padding=(1, 0)), False),
+    ((2, 3, 6, 6), (3, 4, 5, 5), True, dict(padding=4, dilation=2, output_padding=1), False),
+    ((2, 3, 3, 3), (3, 4, 3, 3), True, dict(stride=2, padding=2), False),
+    ((0, 3, 4, 4), (3, 2, 3, 3), True, dict(stride=2), True),
+    ((3, 4, 5), (3, 2, 3, 3), True, dict(stride=2, padding=1), True),
+]
+
+CONV_T1D = [
+    ((2, 6, 9), (6, 4, 3), True, dict(stride=2, padding=1, output_padding=1), True),
+    ((1, 4, 12), (4, 3, 4), False, dict(stride=3, groups=2, dilation=2, output_padding=2), False),
+    ((5, 7), (5, 2, 2), True, dict(stride=2), True),
+]
+
+
+def _params(rows):
+    out = []
+    for i, row in enumerate(rows):
+        out.append(pytest.param("cpu", row, id=f"cpu-{i}"))
+        if row[-1]:
+            out.append(pytest.param("cuda", row, id=f"cuda-{i}", marks=pytest.mark.cuda))
+    return out
+
+
+def _run(nb_fn, t_fn, target, row, dtype, seed=0, **extra):
+    xshape, wshape, bias, kwargs, _ = row
+    x = make(xshape, dtype, seed)
+    w = make(wshape, dtype, seed + 1)
+    oc = wshape[0] if nb_fn in (nbops.conv1d, nbops.conv2d) else wshape[1] * kwargs.get("groups", 1)
+    b = make((oc,), dtype, seed + 2) if bias else None
+    check(nb_fn, t_fn, target, x, w, b, **kwargs, **extra)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target,row", _params(CONV2D))
+def test_conv2d(target, row, dtype):
+    _run(nbops.conv2d, F.conv2d, target, row, dtype)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target,row", _params(CONV1D))
+def test_conv1d(target, row, dtype):
+    _run(nbops.conv1d, F.conv1d, target, row, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target,row", _params(CONV_T2D))
+def test_conv_transpose2d(target, row, dtype):
+    _run(nbops.conv_transpose2d, F.conv_transpose2d, target, row, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target,row", _params(CONV_T1D))
+def test_conv_transpose1d(target, row, dtype):
+    _run(nbops.conv_transpose1d, F.conv_transpose1d, target, row, dtype)
+
+
+@pytest.mark.parametrize("target", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+def test_conv2d_noncontiguous(target, layout):
+    x = make((2, 3, 7, 9), np.float32, 3, layout=layout)
+    w = make((4, 3, 3, 3), np.float32, 4, layout=layout)
+    check(nbops.conv2d, F.conv2d, target, x, w, make((4,), np.float32, 5), padding=1)
+    check(nbops.conv_transpose2d, F.conv_transpose2d, target, x, make((3, 4, 3, 3), np.float32, 6, layout=layout),
+          stride=2)
+
+
+@pytest.mark.parametrize("target", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_conv2d_large_offset(target):
+    # inputs of mean 1e4: every product is ~1e4, so float32 sums in a different order than oneDNN's differ by a few
+    # ulps of the terms, not of the (much smaller) result; float64 keeps torch's default tolerance
+    for dtype, tol in ((np.float32, dict(rtol=1e-4, atol=2e-1)), (np.float64, {})):
+        x = make((2, 4, 9, 10), dtype, 7, offset=1e4)
+        check(nbops.conv2d, F.conv2d, target, x, make((5, 4, 3, 3), dtype, 8), padding=1, **tol)
+        check(nbops.conv_transpose2d, F.conv_transpose2d, target, x, make((4, 5, 3, 3), dtype, 9), stride=2, **tol)
+
+
+@pytest.mark.parametrize("target", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_conv2d_nan_inf(target):
+    x = make((1, 2, 8, 9), np.float32, 10)
+    x[0, 0, 2, 3] = np.nan
+    x[0, 1, 5, 6] = np.inf
+    x[0, 1, 7, 0] = -np.inf
+    w = make((3, 2, 3, 3), np.float32, 11)
+    check(nbops.conv2d, F.conv2d, target, x, w, padding=1)
+    check(nbops.conv_transpose2d, F.conv_transpose2d, target, x, make((2, 3, 2, 2), np.float32, 12), stride=2)
+
+
+def test_conv2d_torch_tensors():
+    x, w = torch.randn(2, 3, 8, 8), torch.randn(4, 3, 3, 3)
+    out = nbops.conv2d(x, w, padding=1)
+    assert isinstance(out, torch.Tensor)
+    assert_same(out, F.conv2d(x, w, padding=1))
+
+
+@pytest.mark.parametrize("target", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+@pytest.mark.parametrize("size", [(11, 13), (12, 14), (1, 3, 11, 13), (3, 12, 13)])
+def test_conv_transpose2d_output_size(target, size):
+    # the downsample -> upsample round trip: a stride-2 conv maps 11 and 12 to 6, and output_size picks the
+    # output_padding that restores either, as nn.ConvTranspose2d.forward(input, output_size) does
+    x = make((1, 2, 6, 7), np.float32, 13)
+    if len(size) == 3:
+        x = x[0]
+    w = make((2, 3, 3, 3), np.float32, 14)
+    layer = torch.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1, bias=False)
+    layer.weight.data = torch.from_numpy(w)
+    ref = layer(torch.from_numpy(x), output_size=list(size)).detach()
+    assert tuple(ref.shape[-2:]) == tuple(size[-2:])
+    got = nbops.conv_transpose2d(to_target(x, target), to_target(w, target), stride=2, padding=1, output_size=size)
+    assert_same(to_numpy(got), ref)
+
+
+def test_conv_transpose1d_output_size():
+    x = make((2, 3, 5), np.float64, 15)
+    w = make((3, 2, 4), np.float64, 16)
+    layer = torch.nn.ConvTranspose1d(3, 2, 4, stride=3, bias=False).double()
+    layer.weight.data = torch.from_numpy(w)
+    for n in (16, 17, 18):
+        assert_same(nbops.conv_transpose1d(x, w, stride=3, output_size=[n]),
+                    layer(torch.from_numpy(x), output_size=[n]).detach())
+
+
+@pytest.mark.parametrize("case", [
+    dict(stride=1, padding=1, groups=1, dilation=1, wshape=(6, 4, 3, 3)),
+    dict(stride=(2, 1), padding=(0, 2), groups=2, dilation=(1, 2), wshape=(10, 2, 3, 2)),
+    dict(stride=2, padding=1, groups=4, dilation=1, wshape=(8, 1, 3, 3)),
+    dict(stride=1, padding=0, groups=1, dilation=1, wshape=(9, 4, 1, 1)),
+])
+def test_fast_kernels_match_naive(case):
+    # the cpu launcher picks the tile kernel (packed or no-copy) or the depthwise kernel; all must agree with the
+    # bounds-checked oracle, for both dtypes
+    from nbops.cpu.conv import _conv2d_naive
+    from nbops.cpu.conv import conv2d as launcher
+
+    for dtype in DTYPES:
+        x = make((2, 4, 13, 35), dtype, 17)
+        w = make(case["wshape"], dtype, 18)
+        b = make((case["wshape"][0],), dtype, 19)
+        s = nbops._shapes.pair("t", "s", case["stride"])
+        p = nbops._shapes.pair("t", "p", case["padding"])
+        d = nbops._shapes.pair("t", "d", case["dilation"])
+        oh = nbops._shapes.conv_out_size(13, w.shape[2], s[0], p[0], d[0])
+        ow = nbops._shapes.conv_out_size(35, w.shape[3], s[1], p[1], d[1])
+        fast = np.empty((2, w.shape[0], oh, ow), dtype)
+        slow = np.empty_like(fast)
+        launcher(fast, x, w, b, s, (p[0], p[0], p[1], p[1]), d, case["groups"])
+        _conv2d_naive(slow, x, w, b, s[0], s[1], p[0], p[1], d[0], d[1], case["groups"])
+        assert_same(fast, slow, rtol=1e-5 if dtype == np.float32 else None, atol=1e-5 if dtype == np.float32 else None)
+
+
+# ---- errors: each names the op and the argument
+
+
+def _x(*s):
+    return np.zeros(s, np.float32)
+
+
+ERRORS = [
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 2, 3, 3)), {}, ValueError, r"conv2d\(\).*expected input.*3 channels.*'weight'"),
+    (nbops.conv2d, (_x(1, 4, 5, 5), _x(3, 2, 3, 3)), dict(groups=2), ValueError, r"divisible by 2.*'groups'"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 1, 3, 3)), dict(groups=2), ValueError, r"conv2d\(\).*'weight'"),
+    (nbops.conv2d, (_x(1, 3, 4, 4), _x(4, 3, 7, 7)), dict(padding=1), ValueError,
+     r"conv2d\(\).*Kernel size can't be greater than actual input size"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(0, 3, 3, 3)), {}, ValueError, r"conv2d\(\).*at least 1 at dimension 0"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(stride=0), ValueError, r"conv2d\(\).*non-positive stride.*stride"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(stride=(1, -1)), ValueError, r"stride"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(padding=-1), ValueError, r"conv2d\(\).*negative padding.*padding"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(dilation=0), ValueError, r"conv2d\(\).*dilation"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(3, 1, 3, 3)), dict(groups=0), ValueError, r"conv2d\(\).*groups"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(padding="full"), ValueError, r"Invalid padding string"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(padding="same", stride=2), ValueError,
+     r"conv2d\(\): padding='same' is not supported for strided convolutions"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3), _x(5)), {}, ValueError, r"conv2d\(\).*bias"),
+    (nbops.conv2d, (_x(3, 5, 5), _x(4, 3, 3)), {}, ValueError, r"conv2d\(\).*'weight' to be 4-D"),
+    (nbops.conv2d, (_x(5, 5), _x(4, 3, 3, 3)), {}, ValueError, r"conv2d\(\).*'input' to be 3-D or 4-D"),
+    (nbops.conv2d, (np.zeros((1, 3, 5, 5), np.int32), _x(4, 3, 3, 3)), {}, TypeError, r"conv2d\(\).*'input'.*int32"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), np.zeros((4, 3, 3, 3))), {}, TypeError, r"conv2d\(\).*'weight'.*float64"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), [[1.0]]), {}, TypeError, r"conv2d\(\).*'weight'"),
+    (nbops.conv1d, (_x(1, 3, 5), _x(4, 3, 7)), {}, ValueError, r"conv1d\(\).*Kernel size"),
+    (nbops.conv1d, (_x(1, 3, 5), _x(4, 3, 3)), dict(stride=(1, 1)), ValueError, r"conv1d\(\).*'stride'"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(3, 2, 3, 3)), dict(output_padding=1), ValueError,
+     r"conv_transpose2d\(\): output padding must be smaller than either stride or dilation, but got "
+     r"output_padding_height: 1 output_padding_width: 1 stride_height: 1 stride_width: 1 dilation_height: 1 "
+     r"dilation_width: 1"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(4, 2, 3, 3)), {}, ValueError, r"conv_transpose2d\(\).*'weight'"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(3, 2, 3, 3)), dict(groups=2), ValueError, r"'groups'"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(3, 2, 3, 3)), dict(stride=0), ValueError, r"stride"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(3, 2, 3, 3)), dict(padding=-2), ValueError, r"padding"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(3, 2, 3, 3)), dict(padding="same"), TypeError, r"padding"),
+    (nbops.conv_transpose2d, (_x(1, 3, 2, 2), _x(3, 2, 3, 3)), dict(padding=3), ValueError,
+     r"conv_transpose2d\(\).*Output size is too small"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(3, 2, 3, 3)), dict(stride=2, output_size=(13, 11)), ValueError,
+     r"conv_transpose2d\(\): requested an output size of \[13, 11\], but valid sizes range from \[11, 11\] to "
+     r"\[12, 12\]"),
+    (nbops.conv_transpose2d, (_x(1, 3, 5, 5), _x(3, 2, 3, 3)), dict(output_size=(1, 2, 3)), ValueError,
+     r"output_size must have 2 or 4 elements"),
+    (nbops.conv_transpose1d, (_x(1, 3, 5), _x(3, 2, 3)), dict(output_padding=2, stride=2), ValueError,
+     r"conv_transpose1d\(\): output padding must be smaller"),
+]
+
+
+@pytest.mark.parametrize("fn,args,kwargs,exc,match", ERRORS)
+def test_errors(fn, args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        fn(*args, **kwargs)
