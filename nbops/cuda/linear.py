@@ -15,6 +15,7 @@ import numpy as np
 from numba import cuda, float32, float64, int64
 
 from .._dispatch import kernel, register
+from ._util import TPB, blocks, flat
 
 BM, BN, BK = 64, 64, 16  # output tile of a block (rows, columns) and the K step staged in shared memory
 TM, TN = 4, 4  # output sub-tile of a thread
@@ -92,6 +93,18 @@ def _launch(out, a, b, alpha, beta):
     _matmul_kernel[dt][grid, (THREADS_X, THREADS_Y)](out, a, b, dt.type(alpha), dt.type(beta))
 
 
+@cuda.jit
+def _narrow_kernel(out, wide, bits, signed):
+    """out[i] = wide[i] reduced modulo 2**bits into out's integer range (two's complement wrap-around, stated
+    explicitly rather than left to the cast); out, wide: (M,); one thread per element."""
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        v = wide[i] & ((1 << bits) - 1)
+        if signed and v >= (1 << (bits - 1)):
+            v -= 1 << bits
+        out[i] = v
+
+
 @register("matmul", "cuda")
 def matmul(out, a, b, alpha=1, beta=0):
     """out = alpha * a @ b + beta * out, batched (out not read when beta == 0).
@@ -99,12 +112,19 @@ def matmul(out, a, b, alpha=1, beta=0):
     out: (BATCH, M, N) C-contiguous; a: (BATCH, M, K), b: (BATCH, K, N), any strides (stride 0 broadcasts).
     Integers run in int64 (wrapping products and sums reduce to out's dtype exactly as torch's do).
     """
-    if np.dtype(out.dtype).kind == "f":
+    dt = np.dtype(out.dtype)
+    if dt.kind == "f":
         _launch(out, a, b, alpha, beta)
         return
     copy = kernel("copy", "cuda")
-    wide, a64, b64 = (cuda.device_array(x.shape, np.int64) for x in (out, a, b))
-    for dst, src in ((a64, a), (b64, b)) + (((wide, out),) if beta else ()):
-        copy(dst, src)
+    a64, b64 = (cuda.device_array(x.shape, np.int64) for x in (a, b))
+    copy(a64, a)
+    copy(b64, b)
+    if dt == np.int64:
+        _launch(out, a64, b64, alpha, beta)
+        return
+    wide = cuda.device_array(out.shape, np.int64)
+    if beta:
+        copy(wide, out)
     _launch(wide, a64, b64, alpha, beta)
-    copy(out, wide)
+    _narrow_kernel[blocks(out.size), TPB](flat(out), flat(wide), 8 * dt.itemsize, dt.kind == "i")

@@ -323,9 +323,9 @@ def addmm(input, mat1, mat2, *, beta=1, alpha=1, out=None):
     Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
 
     >>> import numpy as np, nbops
-    >>> nbops.addmm(np.ones(2), np.eye(2), np.full((2, 2), 2.0), beta=0.5)
+    >>> nbops.addmm(np.ones(2), np.eye(2), np.diag([2.0, 3.0]), beta=0.5)
     array([[2.5, 0.5],
-           [0.5, 2.5]])
+           [0.5, 3.5]])
     """
     return _addmm_like("addmm", input, mat1, mat2, beta, alpha, out, 2, ("mat1", "mat2"))
 

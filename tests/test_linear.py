@@ -1,0 +1,249 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nbops
+from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
+
+CPU = ["cpu"]
+INT_DTYPES = [np.int8, np.uint8, np.int16, np.int32, np.int64]
+
+
+def tol(dtype, K):
+    """float32 sums of K products land within a few ulps of K-term sums: torch's BLAS adds them in another order
+    (and fuses differently), so float32 rows with K > 16 get a tolerance growing like sqrt(K)."""
+    if dtype == np.float32 and K > 16:
+        return {"rtol": 1e-5, "atol": 2e-6 * K ** 0.5 * 10}
+    return {}
+
+
+# (shape of input, shape of other, layout of input, layout of other); every dim <= 32 so cuda runs them too
+MATMUL_CASES = [
+    ((4,), (4,), "contiguous", "contiguous"),  # dot -> 0-d
+    ((3,), (3, 5), "contiguous", "contiguous"),  # 1-D @ 2-D
+    ((3,), (2, 3, 5), "contiguous", "strided"),  # 1-D @ batched
+    ((4, 3), (3,), "transposed", "contiguous"),  # 2-D @ 1-D
+    ((2, 4, 3), (3,), "contiguous", "strided"),  # batched @ 1-D
+    ((2, 1, 3, 4), (5, 4, 6), "contiguous", "contiguous"),  # batch dims broadcast -> (2, 5, 3, 6)
+    ((2, 1, 3, 4), (1, 5, 4, 6), "transposed", "contiguous"),  # batch dims that cannot fold into one
+    ((3, 5, 6), (6, 7), "contiguous", "contiguous"),  # rows of a batch against one matrix (folded)
+    ((7, 13), (13, 19), "contiguous", "contiguous"),  # odd sizes, less than one tile
+    ((9, 11), (11, 13), "transposed", "transposed"),
+    ((9, 11), (11, 13), "strided", "strided"),
+    ((1, 1), (1, 1), "contiguous", "contiguous"),
+    ((0, 3), (3, 4), "contiguous", "contiguous"),  # empty M
+    ((3, 0), (0, 4), "contiguous", "contiguous"),  # K == 0: zeros
+    ((3, 4), (4, 0), "contiguous", "contiguous"),  # empty N
+    ((0, 3, 4), (4, 2), "contiguous", "contiguous"),  # empty batch
+    ((2, 20, 30), (2, 30, 17), "contiguous", "transposed"),
+]
+
+# larger shapes for the blocked CPU kernel: several micro-tiles, K and N blocks, ragged edges on every side
+CPU_CASES = [
+    ((150, 300), (300, 1100), "contiguous", "contiguous"),
+    ((61, 257), (257, 45), "transposed", "strided"),
+    ((4, 33, 70), (70, 50), "strided", "transposed"),
+    ((5, 1, 40, 9), (3, 9, 38), "contiguous", "transposed"),
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sa, sb, la, lb", MATMUL_CASES)
+def test_matmul(target, dtype, sa, sb, la, lb):
+    a = make(sa, dtype, 0, layout=la if len(sa) > 1 else "contiguous")
+    b = make(sb, dtype, 1, layout=lb if len(sb) > 1 else "contiguous")
+    check(nbops.matmul, torch.matmul, target, a, b, **tol(dtype, sa[-1]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sa, sb, la, lb", CPU_CASES)
+def test_matmul_blocked(dtype, sa, sb, la, lb):
+    a, b = make(sa, dtype, 2, layout=la), make(sb, dtype, 3, layout=lb)
+    check(nbops.matmul, torch.matmul, "cpu", a, b, **tol(dtype, sa[-1]))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mm_bmm(target, dtype):
+    check(nbops.mm, torch.mm, target, make((6, 10), dtype), make((10, 7), dtype, 1, layout="transposed"))
+    check(nbops.bmm, torch.bmm, target, make((3, 5, 8), dtype, layout="strided"), make((3, 8, 4), dtype, 1))
+
+
+# (input shape, weight shape, bias shape or None, input layout)
+LINEAR_CASES = [
+    ((4, 10), (6, 10), (6,), "contiguous"),
+    ((2, 3, 10), (6, 10), (6,), "contiguous"),  # leading dims fold into one product
+    ((2, 3, 10), (6, 10), None, "transposed"),
+    ((10,), (6, 10), (6,), "contiguous"),  # 1-D input
+    ((3, 10), (10,), None, "contiguous"),  # 1-D weight
+    ((3, 10), (6, 10), (), "contiguous"),  # 0-d bias
+    ((5, 10), (6, 10), (5, 6), "strided"),  # bias of the full result shape
+    ((0, 10), (6, 10), (6,), "contiguous"),
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sx, sw, sbias, layout", LINEAR_CASES)
+def test_linear(target, dtype, sx, sw, sbias, layout):
+    x = make(sx, dtype, 0, layout=layout if len(sx) > 1 else "contiguous")
+    w = make(sw, dtype, 1)
+    bias = None if sbias is None else make(sbias, dtype, 2)
+    check(nbops.linear, F.linear, target, x, w, bias)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_large_offset(dtype):
+    x, w, b = make((33, 70), dtype, 0, offset=1e4), make((40, 70), dtype, 1), make((40,), dtype, 2, offset=1e4)
+    check(nbops.linear, F.linear, "cpu", x, w, b, rtol=1e-5 if dtype == np.float32 else None,
+          atol=1e-1 if dtype == np.float32 else None)
+
+
+# (input shape, mat1 shape, mat2 shape, beta, alpha)
+ADDMM_CASES = [
+    ((5, 7), (5, 3), (3, 7), 1, 1),
+    ((7,), (5, 3), (3, 7), 0.5, 2.0),  # input broadcast along rows
+    ((5, 1), (5, 3), (3, 7), -1, 0.25),
+    ((), (5, 0), (0, 7), 2, 3),  # K == 0: beta * input
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("si, s1, s2, beta, alpha", ADDMM_CASES)
+def test_addmm(target, dtype, si, s1, s2, beta, alpha):
+    check(nbops.addmm, torch.addmm, target, make(si, dtype, 0), make(s1, dtype, 1, layout="transposed"),
+          make(s2, dtype, 2), beta=beta, alpha=alpha)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("si, beta, alpha", [((3, 4, 6), 1, 1), ((1, 6), 0.5, -2.0), ((3, 1, 1), 2, 0.5)])
+def test_baddbmm(target, dtype, si, beta, alpha):
+    check(nbops.baddbmm, torch.baddbmm, target, make(si, dtype, 0), make((3, 4, 5), dtype, 1),
+          make((3, 5, 6), dtype, 2, layout="strided"), beta=beta, alpha=alpha)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_beta_alpha_zero_ignore_nan(target):
+    """beta == 0 ignores input and alpha == 0 ignores the matrices: their NaNs must not leak, as in torch."""
+    nan_in = np.full((4, 3), np.nan, np.float32)
+    check(nbops.addmm, torch.addmm, target, nan_in, make((4, 5)), make((5, 3), seed=1), beta=0)
+    check(nbops.addmm, torch.addmm, target, make((4, 3)), make((4, 5)), np.full((5, 3), np.nan, np.float32),
+          alpha=0, beta=2)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the simulator's inf * 0
+@pytest.mark.parametrize("target", TARGETS)
+def test_nan_inf(target):
+    a = make((5, 6))
+    a[1, 2], a[3, 0] = np.nan, np.inf
+    b = make((6, 7), seed=1)
+    b[4, 5] = -np.inf
+    check(nbops.matmul, torch.matmul, target, a, b)
+
+
+@pytest.mark.parametrize("target, dtype", [("cpu", d) for d in INT_DTYPES] + [
+    pytest.param("cuda", d, marks=pytest.mark.cuda) for d in (np.int8, np.uint8, np.int64)])
+def test_integer(target, dtype):
+    """Integer products wrap around in the input dtype (int8 100 * 100 overflows), as torch's do."""
+    lo, hi = (0, 200) if dtype == np.uint8 else (-100, 100)
+    a, b = make_int((2, 1, 4, 6), lo, hi, dtype), make_int((3, 6, 5), lo, hi, dtype, seed=1)
+    check(nbops.matmul, torch.matmul, target, a, b)
+    check(nbops.addmm, torch.addmm, target, make_int((5,), lo, hi, dtype, 2), a[0, 0], b[0], beta=2, alpha=3)
+
+
+def test_integer_scalars_truncate():
+    a, b, c = (make_int(s, -9, 9, seed=i) for i, s in enumerate([(3, 4), (3, 2), (2, 4)]))
+    check(nbops.addmm, torch.addmm, "cpu", a, b, c, beta=1.5, alpha=2.7)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_out(target):
+    a, b = make((4, 6)), make((6, 3), seed=1)
+    out = to_target(np.zeros((4, 3), np.float32), target)
+    got = nbops.mm(to_target(a, target), to_target(b, target), out=out)
+    assert got is out
+    np.testing.assert_allclose(to_numpy(out), a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_out_may_alias_input():
+    x, a, b = make((4, 3)), make((4, 5), seed=1), make((5, 3), seed=2)
+    expected = torch.addmm(torch.from_numpy(x), torch.from_numpy(a), torch.from_numpy(b), beta=0.5)
+    assert nbops.addmm(x, a, b, beta=0.5, out=x) is x
+    torch.testing.assert_close(torch.from_numpy(x), expected)
+
+
+def test_torch_tensors_in_torch_out():
+    x, w = torch.randn(3, 8), torch.randn(5, 8)
+    got = nbops.linear(x, w)
+    assert isinstance(got, torch.Tensor)
+    torch.testing.assert_close(got, F.linear(x, w))
+    torch.testing.assert_close(nbops.matmul(x, w.T), x @ w.T)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, tiles", [((1, 1, 1, 1), (1, 1)), ((1, 7, 300, 33), (2, 3)),
+                                          ((1, 149, 257, 1041), (1, 2)), ((3, 13, 40, 70), (3, 1))])
+def test_blocked_kernel_matches_naive(dtype, shape, tiles):
+    """The packed, blocked kernel against the triple-loop oracle, with ragged edges and forced task splits."""
+    from nbops.cpu import linear as L
+
+    BATCH, M, K, N = shape
+    a = make((BATCH, K, M), dtype, 0).swapaxes(1, 2)  # transposed operand, read through strides
+    b = make((1, K, N), dtype, 1)
+    b = np.broadcast_to(b, (BATCH, K, N))  # batch stride 0
+    expected = np.empty((BATCH, M, N), dtype)
+    L._matmul_naive(expected, np.ascontiguousarray(a), np.ascontiguousarray(b[:1]), dtype(1), dtype(0))
+    (af, ast), (bf, bst) = L._flat(a), L._flat(b)
+    got = np.full((BATCH, M, N), 7, dtype)
+    L._matmul_kernel(got, af, ast, bf, bst, K, dtype(2), dtype(-1), *tiles)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, 2 * expected - 7, rtol=rtol, atol=rtol * K)
+
+
+def test_tiles_fill_threads():
+    from nbops.cpu.linear import _tiles
+
+    assert _tiles(1, 1024, 1024, 32, 2) == (1, 2)
+    assert _tiles(3, 64, 64, 32, 2) in {(1, 2), (2, 1)}
+    assert _tiles(64, 128, 128, 32, 2) == (1, 1)
+    assert _tiles(1, 8192, 64, 32, 2) == (2, 1)
+    assert _tiles(1, 1, 1, 32, 2) == (1, 1)
+
+
+# ---- errors: the right exception type, the op's name, both shapes ----
+
+ERROR_CASES = [
+    (nbops.mm, (make((2, 3)), make((4, 5))), {}, ValueError, r"mm\(\): mat1 and mat2 shapes cannot be multiplied "
+                                                             r"\(2x3 and 4x5\)"),
+    (nbops.mm, (make((3,)), make((3, 4))), {}, ValueError, r"mm\(\).*'input' to be 2-D"),
+    (nbops.matmul, (make((2, 3)), make((4, 5))), {}, ValueError, r"matmul\(\).*\(2x3 and 4x5\)"),
+    (nbops.matmul, (make(()), make((3,))), {}, ValueError, r"matmul\(\).*at least 1D.*0D and 1D"),
+    (nbops.matmul, (make((3,)), make((4,))), {}, ValueError, r"matmul\(\).*\[3\].*\[4\]"),
+    (nbops.matmul, (make((2, 3, 4)), make((3, 4, 6))), {}, ValueError, r"matmul\(\).*\(2, 3, 4\)|matmul\(\).*2.*3"),
+    (nbops.matmul, (make((2, 3)), make((3, 4), np.float64)), {}, TypeError, r"matmul\(\).*same dtype"),
+    (nbops.matmul, (make((2, 3)).astype(np.float16), make((3, 4)).astype(np.float16)), {}, TypeError,
+     r"matmul\(\).*float16"),
+    (nbops.matmul, (np.ones((2, 3), bool), np.ones((3, 4), bool)), {}, TypeError, r"matmul\(\).*bool"),
+    (nbops.matmul, ([[1.0]], make((1, 1))), {}, TypeError, r"matmul\(\).*'input'"),
+    (nbops.bmm, (make((2, 3, 4)), make((3, 4, 6))), {}, ValueError, r"bmm\(\).*\(2x3x4 and 3x4x6\)"),
+    (nbops.bmm, (make((3, 4)), make((3, 4, 6))), {}, ValueError, r"bmm\(\).*3-D"),
+    (nbops.linear, (make((2, 3)), make((4, 5))), {}, ValueError, r"linear\(\).*\(2x3 and 5x4\)"),
+    (nbops.linear, (make((2, 3)), make((4, 3)), make((5,))), {}, ValueError, r"linear\(\).*'bias'"),
+    (nbops.linear, (make((2, 3)), make((1, 4, 3))), {}, ValueError, r"linear\(\).*'weight'"),
+    (nbops.linear, (make(()), make((4, 3))), {}, ValueError, r"linear\(\).*'input'"),
+    (nbops.addmm, (make((3, 3)), make((2, 3)), make((3, 4))), {}, ValueError, r"addmm\(\).*'input'.*\(2, 4\)"),
+    (nbops.addmm, (make((2, 4)), make((2, 3)), make((3, 4))), {"beta": "1"}, TypeError, r"addmm\(\).*'beta'"),
+    (nbops.addmm, (make((2, 4)), make((2, 3)), make((3, 4))), {"alpha": True}, TypeError, r"addmm\(\).*'alpha'"),
+    (nbops.baddbmm, (make((3, 1, 4)), make((2, 2, 3)), make((2, 3, 4))), {}, ValueError, r"baddbmm\(\).*'input'"),
+    (nbops.mm, (make((2, 3)), make((3, 4))), {"out": np.zeros((2, 5), np.float32)}, ValueError, r"mm\(\).*'out'"),
+]
+
+
+@pytest.mark.parametrize("fn, args, kwargs, exc, match", ERROR_CASES)
+def test_errors(fn, args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        fn(*args, **kwargs)
