@@ -1,0 +1,367 @@
+"""CPU kernels of the pooling family. Inputs are C-contiguous stacks of planes ``x: (P, H, W)``; outputs
+``(P, OH, OW)``. One prange iteration computes one output row ``(p, oh)``, so the ``P * OH`` rows keep every thread
+busy whatever the batch. Along the output row, the columns whose window lies wholly inside the input (the interior)
+run as tight loops over ``ow`` that LLVM vectorises; only the few border columns take the clipped scalar path.
+
+Each output visits its window in torch's order (rows outer, columns inner) with torch's comparison
+``v > m or v != v`` (max) or its float sum from 0 (average), so results match torch bit for bit.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from .._dispatch import register
+
+
+@njit(cache=True, inline="always")
+def _first_valid(start, D):
+    """The first window step k with start + k * D >= 0."""
+    return 0 if start >= 0 else (-start + D - 1) // D
+
+
+@njit(cache=True, inline="always")
+def _end_valid(start, K, D, size):
+    """One past the last window step k < K with start + k * D < size (start < size assumed)."""
+    return min(K, (size - 1 - start) // D + 1)
+
+
+@njit(cache=True, inline="always")
+def _interior(OW, KW, SW, PW, DW, W):
+    """The output columns [lo, hi) whose whole window (with dilation) lies inside [0, W)."""
+    lo = min((PW + SW - 1) // SW, OW)
+    last = W - 1 - (KW - 1) * DW + PW
+    hi = min(OW, last // SW + 1) if last >= 0 else 0
+    return lo, max(lo, hi)
+
+
+ROWS = 32  # output rows per prange iteration: the iteration's scratch buffers are allocated once for them
+
+
+@njit(cache=True, inline="always")
+def _deinterleave(ph, xr, SW):
+    """ph[r, q] = xr[q * SW + r]: split one input row into its SW stride phases, so that the taps of a strided
+    window become contiguous runs (a strided sweep does not vectorise, a contiguous one does)."""
+    W = xr.shape[0]
+    SWU = np.uint64(SW)  # unsigned index: no negative-index wrap check in the copy loop
+    for r in range(SW):
+        pr = ph[r]
+        for q in range((W - r + SW - 1) // SW):
+            pr[q] = xr[np.uint64(q) * SWU + np.uint64(r)]
+
+
+@njit(cache=True, inline="always")
+def _border(i, lo, hi):
+    """The i-th output column outside the interior [lo, hi) (0 .. lo-1, then hi .. OW-1); there are
+    lo + OW - hi of them."""
+    return i if i < lo else hi + i - lo
+
+
+@njit(cache=True, inline="always")
+def _tap(xr, ph, SW, start):
+    """The contiguous run of row elements start, start + SW, start + 2 SW, ... (from ``ph`` when SW > 1)."""
+    if SW == 1:
+        return xr[start:]
+    return ph[start % SW, start // SW:]
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, DH, DW):
+    """out[p, oh, ow] = max of the (dilated, -inf padded) window of x[p]; NaN wins. x: (P, H, W), out: (P, OH, OW).
+
+    One prange iteration computes ROWS output rows (p, oh). A row's window is separable: first the valid input
+    rows are reduced elementwise into one scratch row (contiguous, vectorised), then that row is split into its
+    stride phases and each kw tap updates the interior columns in one contiguous, vectorised sweep; the border
+    columns clip their window. Accumulates in the input dtype (a max is exact).
+    """
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    lo, hi = _interior(OW, KW, SW, PW, DW, W)
+    n = hi - lo
+    R = P * OH
+    for b in prange((R + ROWS - 1) // ROWS):
+        ph = np.empty((SW, (W + SW - 1) // SW), x.dtype)
+        vr = np.empty(W, x.dtype)
+        for r in range(b * ROWS, min(R, b * ROWS + ROWS)):
+            p = r // OH
+            oh = r - p * OH
+            h0 = oh * SH - PH
+            orow = out[p, oh]
+            orow[:] = -np.inf
+            kh0 = _first_valid(h0, DH)
+            kh1 = _end_valid(h0, KH, DH, H)
+            if kh0 >= kh1:
+                continue
+            vr[:] = x[p, h0 + kh0 * DH]
+            for kh in range(kh0 + 1, kh1):
+                xr = x[p, h0 + kh * DH]
+                for w in range(W):
+                    v = xr[w]
+                    m = vr[w]
+                    vr[w] = v if (v > m) | (v != v) else m
+            if SW > 1 and n > 0:
+                _deinterleave(ph, vr, SW)
+            mid = orow[lo:hi]
+            for kw in range(KW):
+                xs = _tap(vr, ph, SW, lo * SW - PW + kw * DW)
+                for j in range(n):
+                    v = xs[j]
+                    m = mid[j]
+                    mid[j] = v if (v > m) | (v != v) else m
+            for i in range(lo + OW - hi):
+                ow = _border(i, lo, hi)
+                w0 = ow * SW - PW
+                m = orow[ow]
+                for kw in range(_first_valid(w0, DW), _end_valid(w0, KW, DW, W)):
+                    v = vr[w0 + kw * DW]
+                    if v > m or v != v:
+                        m = v
+                orow[ow] = m
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
+    """Like ``_max_pool_kernel``, also writing idx[p, oh, ow] = h * W + w of the maximum (int64): the first
+    maximum in row-major window order, or the last NaN; a window with no valid element keeps torch's start index.
+
+    One prange iteration computes ROWS output rows (p, oh). The interior sweeps record the winning tap number
+    kh * KW + kw in a scratch row of the input dtype (same vector width as the values, so the paired selects
+    vectorise) and turn it into an index once per row.
+    """
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    lo, hi = _interior(OW, KW, SW, PW, DW, W)
+    n = hi - lo
+    R = P * OH
+    t = x.dtype.type
+    for b in prange((R + ROWS - 1) // ROWS):
+        ph = np.empty((SW, (W + SW - 1) // SW), x.dtype)
+        tap = np.empty(max(n, 1), x.dtype)
+        for r in range(b * ROWS, min(R, b * ROWS + ROWS)):
+            p = r // OH
+            oh = r - p * OH
+            h0 = oh * SH - PH
+            kh0 = _first_valid(h0, DH)
+            orow = out[p, oh]
+            irow = idx[p, oh]
+            hs = h0 + kh0 * DH
+            for ow in range(OW):
+                w0 = ow * SW - PW
+                orow[ow] = -np.inf
+                irow[ow] = hs * W + w0 + _first_valid(w0, DW) * DW
+            tap[:] = -1
+            mid = orow[lo:hi]
+            for kh in range(kh0, _end_valid(h0, KH, DH, H)):
+                ih = h0 + kh * DH
+                xr = x[p, ih]
+                if SW > 1 and n > 0:
+                    _deinterleave(ph, xr, SW)
+                for kw in range(KW):
+                    xs = _tap(xr, ph, SW, lo * SW - PW + kw * DW)
+                    tf = t(kh * KW + kw)
+                    for j in range(n):
+                        v = xs[j]
+                        m = mid[j]
+                        take = (v > m) | (v != v)
+                        mid[j] = v if take else m
+                        tap[j] = tf if take else tap[j]
+                for i in range(lo + OW - hi):
+                    ow = _border(i, lo, hi)
+                    w0 = ow * SW - PW
+                    m = orow[ow]
+                    mi = irow[ow]
+                    for kw in range(_first_valid(w0, DW), _end_valid(w0, KW, DW, W)):
+                        v = xr[w0 + kw * DW]
+                        if v > m or v != v:
+                            m = v
+                            mi = ih * W + w0 + kw * DW
+                    orow[ow] = m
+                    irow[ow] = mi
+            for j in range(n):
+                k = np.int64(tap[j])
+                if k >= 0:
+                    kh = k // KW
+                    irow[lo + j] = (h0 + kh * DH) * W + (lo + j) * SW - PW + (k - kh * KW) * DW
+
+
+@register("max_pool", "cpu")
+def max_pool(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
+    """Max pooling of planes x: (P, H, W) into out (and idx when not None): (P, OH, OW)."""
+    if idx is None:
+        _max_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, DH, DW)
+    else:
+        _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW)
+
+
+@njit(parallel=True, cache=True)
+def _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor):
+    """out[p, oh, ow] = sum of the zero-padded window of x[p] / its divisor, with torch's divisor: ``divisor``
+    when nonzero, else the window clipped to the padded input (count_include_pad) or to the input.
+    x: (P, H, W), out: (P, OH, OW).
+
+    One prange iteration computes ROWS output rows (p, oh): sums start at 0 and add input rows outer, columns
+    inner (torch's order, so the sums are torch's bit for bit); interior columns are summed in contiguous
+    vectorised sweeps over the row's stride phases. Accumulates in the input dtype, as torch does.
+    """
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    lo, hi = _interior(OW, KW, SW, PW, 1, W)
+    n = hi - lo
+    R = P * OH
+    t = x.dtype.type  # divide in the input dtype, as torch does
+    zero = t(0)
+    for b in prange((R + ROWS - 1) // ROWS):
+        ph = np.empty((SW, (W + SW - 1) // SW), x.dtype)
+        for r in range(b * ROWS, min(R, b * ROWS + ROWS)):
+            p = r // OH
+            oh = r - p * OH
+            h0 = oh * SH - PH
+            h1 = min(h0 + KH, H + PH)
+            hpool = h1 - h0
+            hs = max(h0, 0)
+            he = min(h1, H)
+            orow = out[p, oh]
+            orow[:] = zero
+            if hs >= he:
+                continue
+            mid = orow[lo:hi]
+            for ih in range(hs, he):
+                xr = x[p, ih]
+                if SW > 1 and n > 0:
+                    _deinterleave(ph, xr, SW)
+                for kw in range(KW):
+                    xs = _tap(xr, ph, SW, lo * SW - PW + kw)
+                    for j in range(n):
+                        mid[j] += xs[j]
+                for i in range(lo + OW - hi):
+                    ow = _border(i, lo, hi)
+                    w0 = ow * SW - PW
+                    s = orow[ow]
+                    for iw in range(max(w0, 0), min(w0 + KW, W)):
+                        s += xr[iw]
+                    orow[ow] = s
+            for ow in range(OW):
+                w0 = ow * SW - PW
+                w1 = min(w0 + KW, W + PW)
+                ws = max(w0, 0)
+                we = min(w1, W)
+                if ws >= we:
+                    orow[ow] = zero
+                elif divisor != 0:
+                    orow[ow] = orow[ow] / t(divisor)
+                elif count_include_pad:
+                    orow[ow] = orow[ow] / t(hpool * (w1 - w0))
+                else:
+                    orow[ow] = orow[ow] / t((he - hs) * (we - ws))
+
+
+@register("avg_pool", "cpu")
+def avg_pool(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor):
+    """Average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
+    _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor)
+
+
+@njit(cache=True, inline="always")
+def _bin_start(i, In, Out):
+    """floor(i * In / Out) without overflow, as torch computes it."""
+    return (i // Out) * In + ((i % Out) * In) // Out
+
+
+@njit(cache=True, inline="always")
+def _bin_end(i, In, Out):
+    """ceil((i + 1) * In / Out)."""
+    return 1 + ((i + 1) * In - 1) // Out
+
+
+@njit(cache=True, inline="always", fastmath={"reassoc"})
+def _run_sum(run):
+    """The sum of a contiguous run in eight interleaved partial sums (SLP-vectorised lanes), then the tail."""
+    L = run.shape[0]
+    t = run.dtype.type
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = t(0)
+    for k in range(L // 8):
+        c = run[8 * k:8 * k + 8]
+        a0 += c[0]
+        a1 += c[1]
+        a2 += c[2]
+        a3 += c[3]
+        a4 += c[4]
+        a5 += c[5]
+        a6 += c[6]
+        a7 += c[7]
+    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    for i in range(L - L % 8, L):
+        s += run[i]
+    return s
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _adaptive_avg_pool_kernel(out, x):
+    """out[p, oh, ow] = mean of x[p] over torch's adaptive bin (the sum divided by the bin height, then by its
+    width, as torch does). x: (P, H, W), out: (P, OH, OW).
+
+    One prange iteration computes one output row (p, oh). A bin spanning whole input rows (global pooling
+    among them) is one contiguous run of the plane, summed in eight vector lanes; other bins add row segments.
+    Accumulates in the input dtype; ``reassoc`` lets LLVM split the sums into vector lanes (it changes rounding
+    only, never NaN or inf propagation).
+    """
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    xf = x.reshape((P, H * W))
+    t = x.dtype.type  # divide in the input dtype, as torch does
+    for r in prange(P * OH):
+        p = r // OH
+        oh = r - p * OH
+        hs = _bin_start(oh, H, OH)
+        he = _bin_end(oh, H, OH)
+        for ow in range(OW):
+            ws = _bin_start(ow, W, OW)
+            we = _bin_end(ow, W, OW)
+            s = t(0)
+            if ws == 0 and we == W:
+                s = _run_sum(xf[p, hs * W:he * W])
+            else:
+                for ih in range(hs, he):
+                    seg = x[p, ih, ws:we]
+                    for i in range(seg.shape[0]):
+                        s += seg[i]
+            out[p, oh, ow] = s / t(he - hs) / t(we - ws)
+
+
+@register("adaptive_avg_pool", "cpu")
+def adaptive_avg_pool(out, x):
+    """Adaptive average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
+    _adaptive_avg_pool_kernel(out, x)
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_max_pool_kernel(out, idx, x):
+    """out[p, oh, ow] = max of x[p] over torch's adaptive bin (NaN wins, last NaN's index), idx = h * W + w of it
+    (int64). x: (P, H, W), out and idx: (P, OH, OW). One prange iteration computes one output row (p, oh).
+    """
+    P, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for r in prange(P * OH):
+        p = r // OH
+        oh = r - p * OH
+        hs = _bin_start(oh, H, OH)
+        he = _bin_end(oh, H, OH)
+        for ow in range(OW):
+            ws = _bin_start(ow, W, OW)
+            we = _bin_end(ow, W, OW)
+            m = x[p, hs, ws]
+            mi = hs * W + ws
+            for ih in range(hs, he):
+                xr = x[p, ih]
+                for iw in range(ws, we):
+                    v = xr[iw]
+                    if v > m or v != v:
+                        m = v
+                        mi = ih * W + iw
+            out[p, oh, ow] = m
+            idx[p, oh, ow] = mi
+
+
+@register("adaptive_max_pool", "cpu")
+def adaptive_max_pool(out, idx, x):
+    """Adaptive max pooling of planes x: (P, H, W) into out and idx: (P, OH, OW)."""
+    _adaptive_max_pool_kernel(out, idx, x)
