@@ -1,0 +1,388 @@
+"""CPU kernels of the pointwise family.
+
+Every kernel works on rank-8 views: the launcher broadcasts the operands to the output's shape, merges dimensions
+that are contiguous for every operand, pads the result to 8 dims with leading 1s, and makes sure each operand's
+innermost stride is 0 (broadcast) or 1 (contiguous), copying an operand that has any other inner stride. One
+compiled signature per kernel and dtype (``Array(dtype, 8, 'A')`` for every array) then serves every rank, every
+broadcast and every layout; LLVM versions the inner loop on unit strides, so the common case vectorises.
+
+A prange iteration handles one block: ``CHUNK`` consecutive elements of one row when rows are long, or
+``CHUNK // N`` whole rows when rows are short (N = the merged innermost size).
+
+Kernels use ``error_model="numpy"``: float division by zero gives inf/NaN as in torch, never an exception.
+Integer division by zero is refused by the public function before launch (torch raises too).
+"""
+
+import numpy as np
+from numba import njit, prange, types
+from numba.np.numpy_support import from_dtype
+
+from .._dispatch import register
+
+CHUNK = 16384  # elements per prange iteration: amortises scheduling, small enough to balance two to many threads
+RANK = 8  # every operand is viewed with this many dims
+
+# op codes (the launchers map the public op names to them)
+ADD, MUL, DIV, DIV_TRUNC, DIV_FLOOR, POW, MAXIMUM, MINIMUM = range(8)
+SQRT, EXP, LOG, ABS, NEG = range(5)
+
+
+@njit(cache=True)
+def _plan(shape):
+    """(rows, N, rows per block, chunks per row, blocks) for an 8-D output ``shape``."""
+    rows = 1
+    for d in range(RANK - 1):
+        rows *= shape[d]
+    N = shape[RANK - 1]
+    if N >= CHUNK:
+        per = 1
+        nch = (N + CHUNK - 1) // CHUNK
+        return rows, N, per, nch, rows * nch
+    per = max(1, CHUNK // max(N, 1))
+    return rows, N, per, 1, (rows + per - 1) // per
+
+
+@njit(cache=True)
+def _block(t, rows, N, per, nch):
+    """Rows [r0, r1) and columns [lo, hi) of block ``t``."""
+    c = t % nch
+    r0 = (t // nch) * per
+    r1 = min(r0 + per, rows)
+    lo = c * CHUNK
+    hi = min(lo + CHUNK, N)
+    return r0, r1, lo, hi
+
+
+@njit(cache=True)
+def _unravel(r, shape):
+    """The 7 leading indices of row ``r`` of an 8-D ``shape`` (C order)."""
+    i6 = r % shape[6]
+    r //= shape[6]
+    i5 = r % shape[5]
+    r //= shape[5]
+    i4 = r % shape[4]
+    r //= shape[4]
+    i3 = r % shape[3]
+    r //= shape[3]
+    i2 = r % shape[2]
+    r //= shape[2]
+    i1 = r % shape[1]
+    i0 = r // shape[1]
+    return (i0, i1, i2, i3, i4, i5, i6)
+
+
+@njit(cache=True, error_model="numpy")
+def _ipow(a, b):
+    """Integer ``a ** b`` with wrap-around; negative exponents give 1 / a truncated, as torch does."""
+    if b < 0:
+        if a == 1:
+            return a
+        if a == -1:
+            return a if (-b) % 2 == 1 else -a
+        return a - a
+    r = a - a + 1
+    base = a
+    e = b
+    while e > 0:
+        if e % 2 == 1:
+            r = r * base
+        base = base * base
+        e = e // 2
+    return r
+
+
+@njit(cache=True, error_model="numpy")
+def _binary_row(o, a, b, op, alpha):
+    """o[j] = a[j] <op> b[j] over one row; a, b, o: (n,) views with unit or zero stride."""
+    n = o.shape[0]
+    if op == ADD:
+        for j in range(n):
+            o[j] = a[j] + alpha * b[j]
+    elif op == MUL:
+        for j in range(n):
+            o[j] = a[j] * b[j]
+    elif op == DIV:
+        for j in range(n):
+            o[j] = a[j] / b[j]
+    elif op == DIV_TRUNC:
+        for j in range(n):
+            o[j] = np.trunc(a[j] / b[j])
+    elif op == DIV_FLOOR:
+        for j in range(n):
+            x = a[j]
+            y = b[j]
+            if y == 0:
+                o[j] = x / y
+                continue
+            mod = np.fmod(x, y)
+            div = (x - mod) / y
+            if mod != 0 and (y < 0) != (mod < 0):
+                div -= 1
+            if div != 0:
+                fl = np.floor(div)
+                if div - fl > 0.5:
+                    fl += 1
+                o[j] = fl
+            else:
+                o[j] = np.copysign(0.0, x / y)
+    elif op == POW:
+        for j in range(n):
+            o[j] = a[j] ** b[j]
+    elif op == MAXIMUM:
+        for j in range(n):
+            x = a[j]
+            y = b[j]
+            o[j] = x if (x > y or x != x) else y
+    elif op == MINIMUM:
+        for j in range(n):
+            x = a[j]
+            y = b[j]
+            o[j] = x if (x < y or x != x) else y
+
+
+@njit(cache=True, error_model="numpy")
+def _binary_int_row(o, a, b, op, alpha):
+    """Integer o[j] = a[j] <op> b[j] over one row (wrap-around arithmetic); divisors are non-zero."""
+    n = o.shape[0]
+    if op == ADD:
+        for j in range(n):
+            o[j] = a[j] + alpha * b[j]
+    elif op == MUL:
+        for j in range(n):
+            o[j] = a[j] * b[j]
+    elif op == DIV_TRUNC:
+        for j in range(n):
+            x = a[j]
+            y = b[j]
+            q = x // y
+            if q < 0 and q * y != x:
+                q += 1
+            o[j] = q
+    elif op == DIV_FLOOR:
+        for j in range(n):
+            o[j] = a[j] // b[j]
+    elif op == POW:
+        for j in range(n):
+            o[j] = _ipow(a[j], b[j])
+    elif op == MAXIMUM:
+        for j in range(n):
+            x = a[j]
+            y = b[j]
+            o[j] = x if x > y else y
+    elif op == MINIMUM:
+        for j in range(n):
+            x = a[j]
+            y = b[j]
+            o[j] = x if x < y else y
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _binary_kernel(out, x, y, op, alpha):
+    """out = x <op> y (alpha scales y for ADD); out, x, y: 8-D (x, y broadcast, inner stride 0 or 1).
+
+    Floating point: NaN propagates through maximum/minimum; floor division follows torch's (and Python's)
+    correction of fmod so that results round towards -inf exactly. One prange iteration computes one block.
+    """
+    S = out.shape
+    rows, N, per, nch, nblocks = _plan(S)
+    for t in prange(nblocks):
+        r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        for r in range(r0, r1):
+            i = _unravel(r, S)
+            _binary_row(out[i][lo:hi], x[i][lo:hi], y[i][lo:hi], op, alpha)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _binary_int_kernel(out, x, y, op, alpha):
+    """Integer out = x <op> y; shapes and blocks as ``_binary_kernel``; arithmetic wraps like torch's."""
+    S = out.shape
+    rows, N, per, nch, nblocks = _plan(S)
+    for t in prange(nblocks):
+        r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        for r in range(r0, r1):
+            i = _unravel(r, S)
+            _binary_int_row(out[i][lo:hi], x[i][lo:hi], y[i][lo:hi], op, alpha)
+
+
+@njit(cache=True, error_model="numpy")
+def _unary_row(o, a, op):
+    n = o.shape[0]
+    if op == SQRT:
+        for j in range(n):
+            o[j] = np.sqrt(a[j])
+    elif op == EXP:
+        for j in range(n):
+            o[j] = np.exp(a[j])
+    elif op == LOG:
+        for j in range(n):
+            o[j] = np.log(a[j])
+    elif op == ABS:
+        for j in range(n):
+            o[j] = abs(a[j])
+    elif op == NEG:
+        for j in range(n):
+            o[j] = -a[j]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _unary_kernel(out, x, op):
+    """out = f(x) for f in sqrt, exp, log, abs, neg; out, x: 8-D; computed in x's dtype. One prange iteration
+    computes one block."""
+    S = out.shape
+    rows, N, per, nch, nblocks = _plan(S)
+    for t in prange(nblocks):
+        r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        for r in range(r0, r1):
+            i = _unravel(r, S)
+            _unary_row(out[i][lo:hi], x[i][lo:hi], op)
+
+
+@njit(parallel=True, cache=True)
+def _where_kernel(out, cond, x, y):
+    """out = x where cond else y; out, cond (bool), x, y: 8-D broadcast views. One prange iteration computes one
+    block."""
+    S = out.shape
+    rows, N, per, nch, nblocks = _plan(S)
+    for t in prange(nblocks):
+        r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        for r in range(r0, r1):
+            i = _unravel(r, S)
+            o = out[i][lo:hi]
+            m = cond[i][lo:hi]
+            a = x[i][lo:hi]
+            b = y[i][lo:hi]
+            for j in range(hi - lo):
+                o[j] = a[j] if m[j] else b[j]
+
+
+@njit(parallel=True, cache=True)
+def _clamp_kernel(out, x, lo_, hi_):
+    """out = min(max(x, lo), hi), NaN in x, lo or hi giving NaN (torch's rule); lo > hi gives hi. out, x, lo_,
+    hi_: 8-D broadcast views (a missing bound arrives as -inf/+inf or the dtype's extreme). One prange iteration
+    computes one block."""
+    S = out.shape
+    rows, N, per, nch, nblocks = _plan(S)
+    for t in prange(nblocks):
+        r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        for r in range(r0, r1):
+            i = _unravel(r, S)
+            o = out[i][lo:hi]
+            a = x[i][lo:hi]
+            mn = lo_[i][lo:hi]
+            mx = hi_[i][lo:hi]
+            for j in range(hi - lo):
+                v = a[j]
+                m = mn[j]
+                v = m if (v < m or m != m) else v
+                m = mx[j]
+                o[j] = m if (v > m or m != m) else v
+
+
+_ENTRIES = {}  # (kernel, dtypes) -> compiled entry point taking rank-8 'A' arrays
+
+
+def _entry(kern, dtypes, scalars=()):
+    """The compiled entry point of ``kern`` for arrays of ``dtypes`` (all typed ``Array(dt, 8, 'A')``) followed by
+    ``scalars`` numba types: one signature per dtype whatever the layouts (numba would otherwise compile one per
+    C/A layout combination)."""
+    key = (kern, dtypes, scalars)
+    fn = _ENTRIES.get(key)
+    if fn is None:
+        sig = tuple(types.Array(from_dtype(np.dtype(d)), RANK, "A") for d in dtypes) + scalars
+        fn = _ENTRIES[key] = kern.compile(sig)
+    return fn
+
+
+def _elem_strides(x, shape):
+    """Element strides of ``x`` broadcast (right-aligned) to ``shape``; 0 along broadcast dims."""
+    lead = len(shape) - x.ndim
+    item = x.dtype.itemsize
+    st = [0] * lead
+    for xs, b in zip(x.shape, x.strides):
+        st.append(0 if xs == 1 else b // item)
+    return st
+
+
+def _merge(shape, strides):
+    """Drop size-1 dims and merge neighbours contiguous for every array: (sizes, per-array strides)."""
+    sizes, merged = [], [[] for _ in strides]
+    for d, n in enumerate(shape):
+        if n == 1:
+            continue
+        if sizes and all(m[-1] == s[d] * n for m, s in zip(merged, strides)):
+            sizes[-1] *= n
+            for m, s in zip(merged, strides):
+                m[-1] = s[d]
+        else:
+            sizes.append(n)
+            for m, s in zip(merged, strides):
+                m.append(s[d])
+    return sizes, merged
+
+
+def _rank8(out, xs):
+    """(out, *xs) as rank-8 views of one merged iteration space; operands with an inner stride other than 0 or 1
+    (or any negative stride) are first copied C-contiguous, and when more than 8 dims stay unmerged the operands
+    are materialised at the output's shape."""
+    xs = [np.ascontiguousarray(x) if any(s < 0 for s in x.strides) else x for x in xs]
+    while True:
+        strides = [_elem_strides(out, out.shape)] + [_elem_strides(x, out.shape) for x in xs]
+        sizes, merged = _merge(out.shape, strides)
+        if not sizes:
+            sizes, merged = [1], [[0] for _ in strides]
+        if len(sizes) > RANK:  # too many alternating broadcast dims: materialise the broadcasts (rare)
+            xs = [np.ascontiguousarray(np.broadcast_to(x, out.shape)) for x in xs]
+            continue
+        bad = [k for k, m in enumerate(merged[1:]) if m[-1] not in (0, 1)]
+        if not bad:
+            break
+        for k in bad:
+            xs[k] = np.ascontiguousarray(xs[k])
+    pad = RANK - len(sizes)
+    shape8 = (1,) * pad + tuple(sizes)
+    views = []
+    for a, m in zip([out] + xs, merged):
+        st = (0,) * pad + tuple(s * a.dtype.itemsize for s in m)
+        views.append(np.lib.stride_tricks.as_strided(a, shape8, st))
+    return views
+
+
+def _dtypes(views):
+    return tuple(str(v.dtype) for v in views)
+
+
+_BINARY = {"add": ADD, "mul": MUL, "div": DIV, "div_trunc": DIV_TRUNC, "div_floor": DIV_FLOOR, "pow": POW,
+           "maximum": MAXIMUM, "minimum": MINIMUM}
+_UNARY = {"sqrt": SQRT, "exp": EXP, "log": LOG, "abs": ABS, "neg": NEG}
+
+
+@register("pointwise_binary", "cpu")
+def pointwise_binary(out, x, y, op, alpha=1):
+    """out = x <op> y, op in add (x + alpha * y), mul, div, div_trunc, div_floor, pow, maximum, minimum; x, y and
+    out share one dtype; x and y broadcast to out.shape with any strides."""
+    views = _rank8(out, [x, y])
+    dt = out.dtype
+    kern = _binary_kernel if dt.kind == "f" else _binary_int_kernel
+    scalar = from_dtype(dt)
+    _entry(kern, _dtypes(views), (types.int64, scalar))(*views, _BINARY[op], np.array(alpha).astype(dt)[()])
+
+
+@register("pointwise_unary", "cpu")
+def pointwise_unary(out, x, op):
+    """out = f(x), f in sqrt, exp, log, abs, neg; x has out's dtype and shape, any strides."""
+    views = _rank8(out, [x])
+    _entry(_unary_kernel, _dtypes(views), (types.int64,))(*views, _UNARY[op])
+
+
+@register("where", "cpu")
+def where(out, condition, x, y):
+    """out = x if condition else y; condition bool, x and y of out's dtype; all broadcast to out.shape."""
+    views = _rank8(out, [condition, x, y])
+    _entry(_where_kernel, _dtypes(views))(*views)
+
+
+@register("clamp", "cpu")
+def clamp(out, x, min, max):
+    """out = clamp(x, min, max); all of out's dtype, broadcast to out.shape."""
+    views = _rank8(out, [x, min, max])
+    _entry(_clamp_kernel, _dtypes(views))(*views)

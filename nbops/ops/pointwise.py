@@ -1,0 +1,533 @@
+"""Pointwise (elementwise) ops with torch's broadcasting and type promotion.
+
+Mirrors :func:`torch.add`, :func:`torch.sub`, :func:`torch.mul`, :func:`torch.div`, :func:`torch.pow`,
+:func:`torch.sqrt`, :func:`torch.exp`, :func:`torch.log`, :func:`torch.abs`, :func:`torch.neg`,
+:func:`torch.maximum`, :func:`torch.minimum`, :func:`torch.where` and :func:`torch.clamp`.
+
+Every op follows one path: check the argument kinds and dtypes, compute torch's result dtype
+(:func:`torch.result_type`: arrays with dims outrank 0-d arrays, which outrank Python numbers, unless a lower rank
+brings a higher category, bool < integer < floating; a Python float counts as float32, a Python int as int64),
+cast the array operands that differ from it, turn number operands into 0-d arrays of that dtype, allocate the
+broadcast output and hand everything to one launcher, which takes operands of any strides. Bool operands are
+computed as their uint8 bytes (``add`` of bools is logical or, ``mul`` logical and).
+"""
+
+import numbers
+
+import numpy as np
+
+from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, public
+from .._shapes import broadcast_shapes
+
+DTYPES = FLOAT_DTYPES + INT_DTYPES + BOOL_DTYPES
+_F32 = np.dtype(np.float32)
+_I64 = np.dtype(np.int64)
+_BOOL = np.dtype(np.bool_)
+_U8 = np.dtype(np.uint8)
+
+
+def _category(dt):
+    return 0 if dt == _BOOL else (2 if dt.kind == "f" else 1)
+
+
+def _promote(a, b):
+    """torch.promote_types for the supported dtypes (None is 'no operand yet')."""
+    if a is None or b is None:
+        return b if a is None else a
+    ca, cb = _category(a), _category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    if ca == 2:
+        return a if a.itemsize >= b.itemsize else b
+    return np.promote_types(a, b)
+
+
+def _combine(higher, lower):
+    """torch's combine_categories: a lower-priority operand only wins by bringing a higher category."""
+    if higher is None or lower is None:
+        return lower if higher is None else higher
+    if higher.kind == "f":
+        return higher
+    if higher == _BOOL or lower.kind == "f":
+        return _promote(higher, lower)
+    return higher
+
+
+def _number_dtype(op, name, value):
+    if isinstance(value, (bool, np.bool_)):
+        return _BOOL
+    if isinstance(value, numbers.Integral):
+        return _I64
+    if isinstance(value, numbers.Real):
+        return _F32
+    raise TypeError(f"{op}(): argument '{name}' must be a real number or an array, got {value!r}")
+
+
+def _result_type(call, values):
+    """torch.result_type of the named operands (arrays in ``call``, numbers otherwise); checks array dtypes."""
+    dim = zero = wrapped = None
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name in call:
+            dt = call.check_dtype(name, DTYPES)
+            if len(call[name].shape):
+                dim = _promote(dim, dt)
+            else:
+                zero = _promote(zero, dt)
+        else:
+            wrapped = _promote(wrapped, _number_dtype(call.op, name, value))
+    return _combine(dim, _combine(zero, wrapped))
+
+
+def _operand(call, name, value, dtype):
+    """Array operand ``name`` cast to ``dtype`` (kept as a view when it already has it), or the number ``value`` as
+    a 0-d array of ``dtype`` on the call's target (integers wrap like torch's casts)."""
+    if name in call:
+        x = call[name]
+        return x if np.dtype(x.dtype) == dtype else call.astype(x, dtype)
+    v = np.array(value).astype(dtype)
+    if call.target == "cpu":
+        return v
+    out = call.empty((), dtype)
+    call.launch("fill", out, value=v[()])
+    return out
+
+
+def _run(call, launcher, values, compute, out_dtype=None, **consts):
+    """Broadcast, cast to ``compute``, allocate an ``out_dtype`` output, launch, wrap."""
+    shape = broadcast_shapes(call.op, *(tuple(call[n].shape) for n in values if n in call))
+    ops = [_operand(call, n, v, compute) for n, v in values.items()]
+    out = call.empty(shape, out_dtype or compute)
+    if out.size:
+        if compute == _BOOL:
+            out_k, ops = out.view(_U8), [o.view(_U8) for o in ops]
+        else:
+            out_k = out
+        call.launch(launcher, out_k, *ops, **consts)
+    return call.wrap(out)
+
+
+def _no_bool(call, values, message):
+    for name, value in values.items():
+        if (name in call and np.dtype(call[name].dtype) == _BOOL) or isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{call.op}(): {message}")
+
+
+def _check_number(op, name, value):
+    if not isinstance(value, (numbers.Real, np.bool_)):
+        raise TypeError(f"{op}(): argument '{name}' must be a number, got {value!r}")
+
+
+@public("pointwise", kernels=("pointwise_binary", "copy", "fill"))
+def add(input, other, *, alpha=1):
+    """Adds ``other``, scaled by ``alpha``, to ``input``: ``input + alpha * other``, with broadcasting.
+
+    Mirrors :func:`torch.add`.
+
+    Args:
+        input: array of any shape.
+        other: array broadcastable with ``input``, or a number.
+        alpha: multiplier for ``other``. Default: 1. Must be an integer for integer results; a bool only for bool
+            results (where ``add`` is logical or).
+
+    Returns:
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool.
+
+    >>> import numpy as np, nbops
+    >>> nbops.add(np.array([1.0, 2.0], dtype=np.float32), 0.5, alpha=2)
+    array([2., 3.], dtype=float32)
+    """
+    call = Call("add", input=input, other=other, scalars=("other",))
+    values = {"input": input, "other": other}
+    rt = _alpha_check(call, _result_type(call, values), alpha)
+    if rt == _BOOL:
+        return _run(call, "pointwise_binary", values, rt, op="maximum" if alpha else "add", alpha=0)
+    return _run(call, "pointwise_binary", values, rt, op="add", alpha=alpha)
+
+
+def _alpha_check(call, rt, alpha):
+    _check_number(call.op, "alpha", alpha)
+    if rt.kind in "iu" and not isinstance(alpha, numbers.Integral):
+        raise TypeError(f"{call.op}(): for integral input arrays, argument 'alpha' must not be a floating point "
+                        f"number, got {alpha!r}")
+    if isinstance(alpha, (bool, np.bool_)) and rt != _BOOL:
+        raise TypeError(f"{call.op}(): a boolean 'alpha' is only supported for boolean results")
+    return rt
+
+
+@public("pointwise", kernels=("pointwise_binary", "copy", "fill"))
+def sub(input, other, *, alpha=1):
+    """Subtracts ``other``, scaled by ``alpha``, from ``input``: ``input - alpha * other``, with broadcasting.
+
+    Mirrors :func:`torch.sub`.
+
+    Args:
+        input: array of any shape (not bool).
+        other: array broadcastable with ``input``, or a number (not bool).
+        alpha: multiplier for ``other``. Default: 1. Must be an integer for integer results.
+
+    Returns:
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.sub(np.array([3, 5]), np.array([1, 2]))
+    array([2, 3])
+    """
+    call = Call("sub", input=input, other=other, scalars=("other",))
+    values = {"input": input, "other": other}
+    rt = _result_type(call, values)
+    _no_bool(call, values, "subtraction with a bool array or number is not supported; use logical_xor or "
+                           "logical_not instead")
+    _alpha_check(call, rt, alpha)
+    return _run(call, "pointwise_binary", values, rt, op="add", alpha=-alpha)
+
+
+@public("pointwise", kernels=("pointwise_binary", "copy", "fill"))
+def mul(input, other):
+    """Multiplies ``input`` by ``other`` elementwise, with broadcasting (logical and for bools).
+
+    Mirrors :func:`torch.mul`.
+
+    Args:
+        input: array of any shape.
+        other: array broadcastable with ``input``, or a number.
+
+    Returns:
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool.
+
+    >>> import numpy as np, nbops
+    >>> nbops.mul(np.array([[1.0], [2.0]]), np.array([3.0, 4.0]))
+    array([[3., 4.],
+           [6., 8.]])
+    """
+    call = Call("mul", input=input, other=other, scalars=("other",))
+    values = {"input": input, "other": other}
+    rt = _result_type(call, values)
+    return _run(call, "pointwise_binary", values, rt, op="minimum" if rt == _BOOL else "mul")
+
+
+@public("pointwise", kernels=("pointwise_binary", "copy", "fill"))
+def div(input, other, *, rounding_mode=None):
+    """Divides ``input`` by ``other`` elementwise, with broadcasting.
+
+    Mirrors :func:`torch.div`.
+
+    Args:
+        input: array of any shape.
+        other: array broadcastable with ``input``, or a number.
+        rounding_mode: None (true division; integer and bool inputs give float32), ``'trunc'`` (round towards
+            zero) or ``'floor'`` (round towards -inf, Python's ``//``). Integer results keep the promoted integer
+            dtype; integer division by zero raises ZeroDivisionError on cpu (torch raises too) and is not checked
+            on cuda. Default: None.
+
+    Returns:
+        array of the broadcast shape; float division gives inf/NaN for division by zero as torch does.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool (true division only).
+
+    >>> import numpy as np, nbops
+    >>> nbops.div(np.array([7, -7]), 2, rounding_mode="floor")
+    array([ 3, -4])
+    """
+    call = Call("div", input=input, other=other, scalars=("other",))
+    values = {"input": input, "other": other}
+    if rounding_mode not in (None, "trunc", "floor"):
+        raise ValueError(f"div(): expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
+                         f"{rounding_mode!r}")
+    rt = _result_type(call, values)
+    if rounding_mode is None:
+        return _run(call, "pointwise_binary", values, rt if rt.kind == "f" else _F32, op="div")
+    if rt == _BOOL:
+        raise TypeError(f"div(): rounding_mode={rounding_mode!r} is not implemented for bool")
+    if rt.kind in "iu":
+        call.require_target()
+        if call.target == "cpu" and _has_zero(call, "other", other, rt):
+            raise ZeroDivisionError("div(): integer division by zero")
+    return _run(call, "pointwise_binary", values, rt, op="div_" + rounding_mode)
+
+
+def _has_zero(call, name, value, dtype):
+    if name in call:
+        return bool((np.asarray(call[name]).astype(dtype, copy=False) == 0).any())
+    return np.array(value).astype(dtype) == 0
+
+
+@public("pointwise", kernels=("pointwise_binary", "copy", "fill"))
+def pow(input, exponent):
+    """Raises ``input`` to the power ``exponent`` elementwise, with broadcasting.
+
+    Mirrors :func:`torch.pow`.
+
+    Args:
+        input: array of any shape, or a number (then ``exponent`` must be an array).
+        exponent: array broadcastable with ``input``, or a number. Integer arrays raised to negative integer
+            arrays give ``1 / input`` truncated (0, or +-1 for +-1), as torch does; a negative integer number as
+            the exponent of an integer array raises ValueError, as torch does.
+
+    Returns:
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as the first array.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.pow(np.array([1.0, 2.0, 3.0]), 2)
+    array([1., 4., 9.])
+    """
+    call = Call("pow", input=input, exponent=exponent, scalars=("input", "exponent"))
+    if not call.arrays:
+        raise TypeError("pow(): at least one of 'input' and 'exponent' must be an array")
+    values = {"input": input, "exponent": exponent}
+    rt = _result_type(call, values)
+    if rt == _BOOL:
+        raise TypeError("pow(): not implemented for bool inputs")
+    if (rt.kind in "iu" and "exponent" not in call and isinstance(exponent, numbers.Integral)
+            and exponent < 0):
+        raise ValueError("pow(): integers to negative integer powers are not allowed")
+    return _run(call, "pointwise_binary", values, rt, op="pow")
+
+
+def _minmax(op, input, other):
+    call = Call(op, input=input, other=other)
+    values = {"input": input, "other": other}
+    return _run(call, "pointwise_binary", values, _result_type(call, values), op=op)
+
+
+@public("pointwise", kernels=("pointwise_binary", "copy"))
+def maximum(input, other):
+    """Elementwise maximum of two arrays, with broadcasting; NaN in either propagates.
+
+    Mirrors :func:`torch.maximum`.
+
+    Args:
+        input: array of any shape.
+        other: array broadcastable with ``input`` (numbers are refused, as torch does).
+
+    Returns:
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool.
+
+    >>> import numpy as np, nbops
+    >>> nbops.maximum(np.array([1.0, np.nan, 3.0]), np.array([2.0, 0.0, 1.0]))
+    array([ 2., nan,  3.])
+    """
+    return _minmax("maximum", input, other)
+
+
+@public("pointwise", kernels=("pointwise_binary", "copy"))
+def minimum(input, other):
+    """Elementwise minimum of two arrays, with broadcasting; NaN in either propagates.
+
+    Mirrors :func:`torch.minimum`.
+
+    Args:
+        input: array of any shape.
+        other: array broadcastable with ``input`` (numbers are refused, as torch does).
+
+    Returns:
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool.
+
+    >>> import numpy as np, nbops
+    >>> nbops.minimum(np.array([1, 5]), np.array([3, 2]))
+    array([1, 2])
+    """
+    return _minmax("minimum", input, other)
+
+
+def _unary(op, input, float_only):
+    call = Call(op, input=input)
+    dt = call.check_dtype("input", DTYPES)
+    if float_only:
+        dt = dt if dt.kind == "f" else _F32
+    elif dt == _BOOL:
+        raise TypeError(f"{op}(): not supported for bool arrays; use logical_not instead")
+    return _run(call, "pointwise_unary", {"input": input}, dt, op=op)
+
+
+@public("pointwise", kernels=("pointwise_unary", "copy"))
+def sqrt(input):
+    """Square root, elementwise; negative inputs give NaN.
+
+    Mirrors :func:`torch.sqrt`.
+
+    Args:
+        input: array of any shape; integer and bool arrays are computed in float32, as torch does.
+
+    Returns:
+        array of ``input``'s shape, floating dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64 (int and bool inputs give float32).
+
+    >>> import numpy as np, nbops
+    >>> nbops.sqrt(np.array([4.0, 9.0]))
+    array([2., 3.])
+    """
+    return _unary("sqrt", input, True)
+
+
+@public("pointwise", kernels=("pointwise_unary", "copy"))
+def exp(input):
+    """Exponential, elementwise.
+
+    Mirrors :func:`torch.exp`.
+
+    Args:
+        input: array of any shape; integer and bool arrays are computed in float32, as torch does.
+
+    Returns:
+        array of ``input``'s shape, floating dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64 (int and bool inputs give float32).
+
+    >>> import numpy as np, nbops
+    >>> nbops.exp(np.array([0.0]))
+    array([1.])
+    """
+    return _unary("exp", input, True)
+
+
+@public("pointwise", kernels=("pointwise_unary", "copy"))
+def log(input):
+    """Natural logarithm, elementwise; 0 gives -inf and negative inputs NaN.
+
+    Mirrors :func:`torch.log`.
+
+    Args:
+        input: array of any shape; integer and bool arrays are computed in float32, as torch does.
+
+    Returns:
+        array of ``input``'s shape, floating dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64 (int and bool inputs give float32).
+
+    >>> import numpy as np, nbops
+    >>> nbops.log(np.array([1.0, 0.0]))
+    array([  0., -inf])
+    """
+    return _unary("log", input, True)
+
+
+@public("pointwise", kernels=("pointwise_unary",))
+def abs(input):
+    """Absolute value, elementwise.
+
+    Mirrors :func:`torch.abs`.
+
+    Args:
+        input: array of any shape (not bool, as in torch); unsigned arrays are returned unchanged in value.
+
+    Returns:
+        array of ``input``'s shape and dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.abs(np.array([-1.5, 2.0]))
+    array([1.5, 2. ])
+    """
+    return _unary("abs", input, False)
+
+
+@public("pointwise", kernels=("pointwise_unary",))
+def neg(input):
+    """Negation, elementwise (unsigned integers wrap, as in torch).
+
+    Mirrors :func:`torch.neg`.
+
+    Args:
+        input: array of any shape (not bool, as in torch).
+
+    Returns:
+        array of ``input``'s shape and dtype; same kind of array and device as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.neg(np.array([1, -2]))
+    array([-1,  2])
+    """
+    return _unary("neg", input, False)
+
+
+@public("pointwise", kernels=("where", "copy", "fill"))
+def where(condition, input, other):
+    """Chooses ``input`` where ``condition`` is true and ``other`` elsewhere, with broadcasting of all three.
+
+    Mirrors :func:`torch.where` (the three-argument form).
+
+    Args:
+        condition: bool array.
+        input: array or number, taken where ``condition`` is true.
+        other: array or number, taken where ``condition`` is false.
+
+    Returns:
+        array of the broadcast shape and the promoted dtype of ``input`` and ``other``; same kind of array and
+        device as condition.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool.
+
+    >>> import numpy as np, nbops
+    >>> nbops.where(np.array([True, False]), np.array([1.0, 2.0]), 0.0)
+    array([1., 0.])
+    """
+    call = Call("where", condition=condition, input=input, other=other, scalars=("input", "other"))
+    if np.dtype(call["condition"].dtype) != _BOOL:
+        raise TypeError(f"where(): expected 'condition' to be a bool array, got dtype {call['condition'].dtype}")
+    values = {"input": input, "other": other}
+    rt = _result_type(call, values)
+    shape = broadcast_shapes("where", *(tuple(call[n].shape) for n in ("condition", "input", "other") if n in call))
+    cond = call["condition"]
+    ops = [_operand(call, n, v, rt) for n, v in values.items()]
+    out = call.empty(shape, rt)
+    if out.size:
+        if rt == _BOOL:
+            call.launch("where", out.view(_U8), cond, *(o.view(_U8) for o in ops))
+        else:
+            call.launch("where", out, cond, *ops)
+    return call.wrap(out)
+
+
+@public("pointwise", kernels=("clamp", "copy", "fill"))
+def clamp(input, min=None, max=None):
+    """Clamps ``input`` into ``[min, max]`` elementwise: ``minimum(maximum(input, min), max)``, with broadcasting.
+
+    Mirrors :func:`torch.clamp`.
+
+    Args:
+        input: array of any shape (not bool).
+        min: lower bound, an array broadcastable with ``input`` or a number; None for no lower bound.
+        max: upper bound, likewise; None for no upper bound. At least one must be given. Where ``min > max`` the
+            result is ``max``; NaN in ``input`` or in a bound gives NaN, as in torch.
+
+    Returns:
+        array of the broadcast shape and the promoted dtype of the arguments given; same kind of array and device
+        as input.
+
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+
+    >>> import numpy as np, nbops
+    >>> nbops.clamp(np.array([-2.0, 0.5, 3.0]), min=-1.0, max=1.0)
+    array([-1. ,  0.5,  1. ])
+    """
+    call = Call("clamp", input=input, min=min, max=max, scalars=("min", "max"))
+    if min is None and max is None:
+        raise ValueError("clamp(): at least one of 'min' or 'max' must not be None")
+    values = {"input": input, "min": min, "max": max}
+    rt = _result_type(call, values)
+    if rt == _BOOL:
+        raise TypeError("clamp(): not implemented for bool")
+    if rt.kind == "f":
+        lo, hi = -np.inf, np.inf
+    else:
+        lo, hi = int(np.iinfo(rt).min), int(np.iinfo(rt).max)
+    values = {"input": input, "min": lo if min is None else min, "max": hi if max is None else max}
+    return _run(call, "clamp", values, rt)

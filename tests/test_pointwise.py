@@ -1,0 +1,374 @@
+"""Parity of the pointwise family with torch: broadcasting, layouts, scalars, type promotion, NaN/inf, integer and
+bool semantics, errors. Every case runs on cpu and (tiny shapes) on the CUDA simulator."""
+
+import numpy as np
+import pytest
+import torch
+
+import nbops
+from helpers import DTYPES, TARGETS, check, make, make_int, to_target
+
+# the CUDA simulator runs kernels as NumPy scalar code, which warns where integer arithmetic wraps on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
+BROADCASTS = [  # (shape of input, shape of other)
+    ((7,), (7,)),
+    ((3, 5), (5,)),
+    ((2, 3, 4, 5), (3, 1, 5)),
+    ((4, 1), (1, 6)),
+    ((1,), (3, 1)),
+    ((2, 1, 3), (2, 4, 1)),
+    ((0, 3), (3,)),
+    ((), (4,)),
+    ((), ()),
+    ((5, 3), ()),
+]
+BIG = [  # cpu only: several prange blocks, long and short rows
+    ((40000,), (40000,)),
+    ((130, 257), (257,)),
+    ((3000, 7), (3000, 1)),
+    ((2, 1, 2, 1, 2, 1, 2, 1, 2), (1, 2, 1, 2, 1, 2, 1, 2, 1)),
+]
+BINARY = [
+    (nbops.add, torch.add),
+    (nbops.sub, torch.sub),
+    (nbops.mul, torch.mul),
+    (nbops.div, torch.div),
+    (nbops.maximum, torch.maximum),
+    (nbops.minimum, torch.minimum),
+]
+IDS = [f.__name__ for f, _ in BINARY]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes", BROADCASTS, ids=str)
+@pytest.mark.parametrize("fns", BINARY, ids=IDS)
+def test_binary_broadcast(fns, shapes, dtype, target):
+    check(*fns, target, make(shapes[0], dtype, 1), make(shapes[1], dtype, 2))
+
+
+@pytest.mark.parametrize("shapes", BIG, ids=str)
+@pytest.mark.parametrize("fns", BINARY[:4], ids=IDS[:4])
+def test_binary_large_cpu(fns, shapes):
+    check(*fns, "cpu", make(shapes[0], np.float32, 1), make(shapes[1], np.float32, 2))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+@pytest.mark.parametrize("fns", BINARY, ids=IDS)
+def test_binary_noncontiguous(fns, layout, target):
+    a = make((6, 5), np.float64, 1, layout=layout)
+    check(*fns, target, a, make((6, 5), np.float64, 2))
+    check(*fns, target, make((5,), np.float64, 3), a)
+    check(*fns, target, a, make((6, 5), np.float64, 4, layout=layout))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("fns", BINARY, ids=IDS)
+def test_binary_large_offset(fns, target):
+    check(*fns, target, make((4, 9), np.float32, 1, offset=1e4), make((9,), np.float32, 2, offset=1e4))
+
+
+def test_reversed_and_broadcast_numpy_views_cpu():
+    a = make((8, 6), np.float32, 1)
+    check(nbops.add, torch.add, "cpu", np.ascontiguousarray(a[::-1]), make((6,), np.float32, 2))
+    out = nbops.add(a[::-1, ::2], np.broadcast_to(make((3,), np.float32, 3), (8, 3)))
+    np.testing.assert_allclose(out, a[::-1, ::2] + make((3,), np.float32, 3), rtol=1e-6)
+
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 1e-30, 7.0, -7.0], dtype=np.float64)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fns", BINARY + [(nbops.pow, torch.pow)], ids=IDS + ["pow"])
+def test_binary_nan_inf_zero(fns, dtype, target):
+    """Every pair of special values, including division by +-0 and by +-inf."""
+    a = SPECIAL.astype(dtype)[:, None]
+    b = SPECIAL.astype(dtype)[None, :]
+    check(*fns, target, a, b)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", ["trunc", "floor"])
+def test_div_rounding_float(mode, dtype, target):
+    a = np.concatenate([SPECIAL, [-0.5, 0.5, 5.0, 1e20, -3.0]]).astype(dtype)[:, None]
+    b = np.concatenate([SPECIAL, [3.0, -3.0, 2.5, 0.1, 3.0]]).astype(dtype)[None, :]
+    check(nbops.div, torch.div, target, a, b, rounding_mode=mode)
+    check(nbops.div, torch.div, target, make((4, 5), dtype, 1, scale=10), make((5,), dtype, 2), rounding_mode=mode)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int8])
+@pytest.mark.parametrize("mode", ["trunc", "floor"])
+def test_div_rounding_int(mode, dtype, target):
+    a = make_int((6, 1), -20, 20, dtype, 1)
+    b = np.array([-7, -3, -1, 1, 2, 5], dtype=dtype)
+    check(nbops.div, torch.div, target, a, b, rounding_mode=mode)
+    check(nbops.div, torch.div, target, a, 3, rounding_mode=mode)
+    check(nbops.div, torch.div, target, a, -2.5, rounding_mode=mode)
+
+
+def test_div_int8_wraps_like_torch():
+    check(nbops.div, torch.div, "cpu", np.array([-128], np.int8), np.array([-1], np.int8), rounding_mode="floor")
+    check(nbops.div, torch.div, "cpu", np.array([-128], np.int8), np.array([-1], np.int8), rounding_mode="trunc")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pow_float(dtype, target):
+    base = np.abs(make((3, 4), dtype, 1)) + 0.5
+    check(nbops.pow, torch.pow, target, base, make((4,), dtype, 2))
+    check(nbops.pow, torch.pow, target, make((3, 4), dtype, 3), 2)
+    check(nbops.pow, torch.pow, target, base, 0.5)
+    check(nbops.pow, torch.pow, target, 2.5, make((5,), dtype, 4))
+    check(nbops.pow, torch.pow, target, make((5,), dtype, 5), -1.0)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_pow_int(target):
+    a = np.array([[-3], [-1], [0], [1], [2], [3]], dtype=np.int64)
+    b = np.array([-3, -2, -1, 0, 1, 2, 5, 63], dtype=np.int64)
+    check(nbops.pow, torch.pow, target, a, b)
+    check(nbops.pow, torch.pow, target, a.astype(np.int32), 3)
+    check(nbops.pow, torch.pow, target, 2, b[3:])
+    check(nbops.pow, torch.pow, target, a, 0.5)
+    check(nbops.pow, torch.pow, target, np.array([2, 3], np.uint8), np.array([7, 9], np.uint8))
+
+
+PROMOTION = [  # (a, b): arrays (dimensioned or 0-d) and numbers in every priority combination
+    (np.array([1, 2], np.int32), 2),
+    (np.array([1, 2], np.int32), 2.5),
+    (np.array([1, 2], np.int32), np.array(2.0, np.float64)),
+    (np.array([1, 2], np.float32), np.array(2.0, np.float64)),
+    (np.array([1, 2], np.float32), np.array([2.0], np.float64)),
+    (np.array([1, 2], np.uint8), np.array([-1], np.int8)),
+    (np.array([1, 2], np.uint8), np.array(-1, np.int64)),
+    (np.array([True, False]), 1),
+    (np.array([True, False]), 2.5),
+    (np.array([True, False]), np.array([3, 4], np.int16)),
+    (np.array(3, np.int64), np.array([1.5, 2.5], np.float32)),
+    (np.array([1, 2], np.int8), 1000),
+    (np.array([250, 3], np.uint8), np.array([10, 5], np.uint8)),
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("pair", PROMOTION, ids=lambda p: f"{getattr(p[0], 'dtype', '')}-{p[1]!r}"[:40])
+@pytest.mark.parametrize("fns", [(nbops.add, torch.add), (nbops.mul, torch.mul), (nbops.div, torch.div)],
+                         ids=["add", "mul", "div"])
+def test_type_promotion(fns, pair, target):
+    check(*fns, target, *pair)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sub_and_minmax_promotion(target):
+    check(nbops.sub, torch.sub, target, np.array([1, 2], np.uint8), np.array([3, 1], np.uint8))
+    check(nbops.sub, torch.sub, target, np.array([1, 2], np.int32), 2.5)
+    check(nbops.maximum, torch.maximum, target, np.array([1, 5], np.int32), np.array([2.5, 1.5], np.float32))
+    check(nbops.minimum, torch.minimum, target, np.array([True, False]), np.array([True, True]))
+    check(nbops.maximum, torch.maximum, target, np.array([True, False]), np.array([False, False]))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES + [np.int64, np.int32])
+def test_alpha(dtype, target):
+    alpha = 3 if np.dtype(dtype).kind == "i" else 2.5
+    a, b = make_int((3, 4), -9, 9, dtype, 1), make_int((4,), -9, 9, dtype, 2)
+    check(nbops.add, torch.add, target, a, b, alpha=alpha)
+    check(nbops.sub, torch.sub, target, a, b, alpha=alpha)
+    check(nbops.sub, torch.sub, target, a, 2, alpha=-2)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_bool_arithmetic(target):
+    a = np.array([[True], [False]])
+    b = np.array([True, False, True])
+    check(nbops.add, torch.add, target, a, b)
+    check(nbops.add, torch.add, target, a, b, alpha=False)
+    check(nbops.add, torch.add, target, a, b, alpha=2)
+    check(nbops.mul, torch.mul, target, a, b)
+    check(nbops.div, torch.div, target, a, b)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_uint8_wraps(target):
+    a = np.array([0, 1, 200, 255], np.uint8)
+    check(nbops.add, torch.add, target, a, np.array([1, 255, 100, 1], np.uint8))
+    check(nbops.mul, torch.mul, target, a, np.array([2, 3, 2, 255], np.uint8))
+    check(nbops.neg, torch.neg, target, a)
+    check(nbops.abs, torch.abs, target, a)
+
+
+UNARY = [(nbops.sqrt, torch.sqrt), (nbops.exp, torch.exp), (nbops.log, torch.log), (nbops.abs, torch.abs),
+         (nbops.neg, torch.neg)]
+UIDS = [f.__name__ for f, _ in UNARY]
+UNARY_SHAPES = [(7,), (3, 5), (2, 3, 4, 5), (1,), (0, 3), ()]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", UNARY_SHAPES, ids=str)
+@pytest.mark.parametrize("fns", UNARY, ids=UIDS)
+def test_unary(fns, shape, dtype, target):
+    x = make(shape, dtype, 1)
+    if fns[0] in (nbops.sqrt, nbops.log):
+        x = np.asarray(np.abs(x) + 0.1, dtype=dtype)
+    check(*fns, target, x)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("fns", UNARY, ids=UIDS)
+def test_unary_special_and_layouts(fns, dtype, target):
+    check(*fns, target, np.concatenate([SPECIAL, [-1e-3, 100.0, 800.0, -800.0]]).astype(dtype))
+    check(*fns, target, make((5, 6), dtype, 2, layout="transposed"))
+    check(*fns, target, make((5, 6), dtype, 3, layout="strided"))
+    check(*fns, target, make((4, 3), dtype, 4, offset=1e4))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("fns", UNARY, ids=UIDS)
+def test_unary_int(fns, target):
+    check(*fns, target, make_int((4, 5), -50, 50, np.int64, 1))
+    check(*fns, target, make_int((7,), -5, 5, np.int32, 2))
+    if fns[0] in (nbops.sqrt, nbops.exp, nbops.log):
+        check(*fns, target, np.array([True, False]))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes", [((3, 4), (3, 4), (3, 4)), ((3, 1), (4,), (2, 1, 1)), ((5,), (), (5,)),
+                                    ((0, 2), (2,), (1,)), ((), (), ())], ids=str)
+def test_where(shapes, dtype, target):
+    cond = np.asarray(make(shapes[0], np.float32, 1) > 0)
+    check(nbops.where, torch.where, target, cond, make(shapes[1], dtype, 2), make(shapes[2], dtype, 3))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_where_scalars_and_promotion(target):
+    cond = make((4, 5), np.float32, 1) > 0
+    check(nbops.where, torch.where, target, cond, make((5,), np.float32, 2), 2.5)
+    check(nbops.where, torch.where, target, cond, 1.0, 0.0)
+    check(nbops.where, torch.where, target, cond, 1, 0)
+    check(nbops.where, torch.where, target, cond, make_int((5,), 0, 9, np.int32, 3), 2.5)
+    check(nbops.where, torch.where, target, cond, make((5,), np.float32, 4), make((4, 1), np.float64, 5))
+    check(nbops.where, torch.where, target, cond, np.array([True, False, True, False, True]), False)
+    check(nbops.where, torch.where, target, cond, make((4, 5), np.float32, 6, layout="transposed"), np.nan)
+
+
+CLAMPS = [  # (min, max): numbers, arrays, None, crossed, NaN
+    (-0.5, 0.5),
+    (-0.5, None),
+    (None, 0.5),
+    (1.0, -1.0),
+    (np.nan, None),
+    (None, np.inf),
+    ("array", "array"),
+    ("array", None),
+    (None, "array"),
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bounds", CLAMPS, ids=str)
+def test_clamp(bounds, dtype, target):
+    x = make((4, 6), dtype, 1)
+    x[0, :3] = [np.nan, np.inf, -np.inf]
+    lo, hi = (make((6,), dtype, 2) - 0.5 if bounds[0] == "array" else bounds[0],
+              make((4, 1), dtype, 3) + 0.5 if bounds[1] == "array" else bounds[1])
+    check(nbops.clamp, torch.clamp, target, x, min=lo, max=hi)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_clamp_int_and_nan_bounds(target):
+    x = make_int((3, 5), -10, 10, np.int64, 1)
+    check(nbops.clamp, torch.clamp, target, x, min=-3, max=4)
+    check(nbops.clamp, torch.clamp, target, x, min=-2.5)
+    check(nbops.clamp, torch.clamp, target, x, max=make((5,), np.float32, 2))
+    check(nbops.clamp, torch.clamp, target, x.astype(np.uint8), max=7)
+    f = make((3, 5), np.float32, 3)
+    check(nbops.clamp, torch.clamp, target, f, min=np.array([np.nan, 0, 0, 0, 0], np.float32))
+    check(nbops.clamp, torch.clamp, target, f, max=np.array([[np.nan], [0], [1]], np.float64))
+    lo = make((3, 5), np.float32, 4, layout="transposed")
+    check(nbops.clamp, torch.clamp, target, f, min=lo, max=np.array(1.0, np.float32))
+
+
+def test_clamp_mixes_array_and_number_bounds():
+    """torch refuses an array and a number together; nbops takes them as torch takes a 0-d bound."""
+    x, lo = make((3, 5), np.float32, 1), make((5,), np.float32, 2) - 1
+    expected = torch.clamp(torch.from_numpy(x), min=torch.from_numpy(lo), max=torch.tensor(0.5))
+    np.testing.assert_array_equal(nbops.clamp(x, min=lo, max=0.5), expected.numpy())
+
+
+def test_torch_tensors_in_torch_tensors_out():
+    a, b = torch.randn(3, 4), torch.randn(4)
+    out = nbops.add(a, b, alpha=2)
+    assert isinstance(out, torch.Tensor)
+    torch.testing.assert_close(out, torch.add(a, b, alpha=2))
+    torch.testing.assert_close(nbops.where(a > 0, a, 0.0), torch.where(a > 0, a, 0.0))
+    torch.testing.assert_close(nbops.exp(a.t()), torch.exp(a.t()))
+
+
+@pytest.mark.cuda
+def test_cuda_returns_device_array():
+    out = nbops.mul(to_target(make((3, 4)), "cuda"), 2.0)
+    assert hasattr(out, "copy_to_host") and out.shape == (3, 4)
+    np.testing.assert_allclose(out.copy_to_host(), make((3, 4)) * 2, rtol=1e-6)
+
+
+def test_cpu_kernel_compiles_one_signature_per_dtype():
+    """Every layout, rank and broadcast of one dtype goes through one compiled signature."""
+    from nbops.cpu import pointwise as cpu
+
+    for a, b in [((3, 4), (4,)), ((2, 3, 4), (2, 3, 4)), ((5,), ())]:
+        nbops.mul(make(a, np.float64, 1), make(b, np.float64, 2))
+    nbops.mul(make((4, 3), np.float64, 1, layout="transposed"), 3.0)
+    keys = [k for k in cpu._ENTRIES if k[0] is cpu._binary_kernel and k[1][0] == "float64"]
+    assert len(keys) == 1 and len(cpu._binary_kernel.signatures) <= 2
+
+
+ERRORS = [
+    (lambda: nbops.add(make((2, 3)), make((4,))), ValueError, "add"),
+    (lambda: nbops.add([1.0], make((2,))), TypeError, "add"),
+    (lambda: nbops.add(make((2,)), "x"), TypeError, "add"),
+    (lambda: nbops.add(make((2,)).astype(np.float16), 1.0), TypeError, "add"),
+    (lambda: nbops.add(make_int((2,), 0, 3), make_int((2,), 0, 3), alpha=2.5), TypeError, "alpha"),
+    (lambda: nbops.add(make((2,)), make((2,)), alpha=True), TypeError, "alpha"),
+    (lambda: nbops.sub(np.array([True]), np.array([True])), TypeError, "sub"),
+    (lambda: nbops.sub(make((2,)), True), TypeError, "sub"),
+    (lambda: nbops.div(make((2,)), 2.0, rounding_mode="round"), ValueError, "rounding_mode"),
+    (lambda: nbops.div(np.array([1, 2]), np.array([1, 0]), rounding_mode="floor"), ZeroDivisionError, "div"),
+    (lambda: nbops.div(np.array([1, 2]), 0, rounding_mode="trunc"), ZeroDivisionError, "div"),
+    (lambda: nbops.div(np.array([True]), np.array([True]), rounding_mode="floor"), TypeError, "div"),
+    (lambda: nbops.pow(np.array([2, 3]), -1), ValueError, "negative"),
+    (lambda: nbops.pow(np.array([True]), np.array([True])), TypeError, "pow"),
+    (lambda: nbops.pow(2, 3), TypeError, "pow"),
+    (lambda: nbops.maximum(make((2,)), 1.0), TypeError, "maximum"),
+    (lambda: nbops.minimum(make((2, 3)), make((3, 2))), ValueError, "minimum"),
+    (lambda: nbops.abs(np.array([True])), TypeError, "abs"),
+    (lambda: nbops.neg(np.array([True])), TypeError, "neg"),
+    (lambda: nbops.exp(make((2,)).astype(np.complex64)), TypeError, "exp"),
+    (lambda: nbops.where(make((2,)), make((2,)), 0.0), TypeError, "condition"),
+    (lambda: nbops.where(np.array([True, False]), make((3,)), 0.0), ValueError, "where"),
+    (lambda: nbops.clamp(make((2,))), ValueError, "clamp"),
+    (lambda: nbops.clamp(np.array([True]), min=False), TypeError, "clamp"),
+    (lambda: nbops.clamp(make((2,)), min=make((3,))), ValueError, "clamp"),
+    (lambda: nbops.add(make((2,)), 1j), TypeError, "add"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(ERRORS)))
+def test_errors(case):
+    fn, exc, match = ERRORS[case]
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.cuda
+def test_mixed_targets_raise():
+    with pytest.raises(ValueError, match="add"):
+        nbops.add(make((2,)), to_target(make((2,)), "cuda"))
