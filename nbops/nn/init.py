@@ -31,16 +31,16 @@ _fallback_rng = None
 
 
 def default_generator():
-    """The NumPy generator modules draw their initial weights from: nbops' global generator when nbops has one
-    (seeded by ``nbops.manual_seed``), else a NumPy generator created once from fresh entropy."""
+    """The NumPy generator a draw uses when no ``generator=`` is given: one seeded by the next key of nbops' global
+    generator (so ``nbops.manual_seed(s)`` makes module initialisation reproducible), or, when nbops has no global
+    generator, one NumPy generator created once from fresh entropy."""
     global _fallback_rng
     try:
         from .. import _random
     except ImportError:
         _random = None
-    get = getattr(_random, "host_generator", None)
-    if get is not None:
-        return get()
+    if _random is not None:
+        return np.random.default_rng(_random.next_key("nn.init"))
     if _fallback_rng is None:
         _fallback_rng = np.random.default_rng()
     return _fallback_rng
