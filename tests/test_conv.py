@@ -19,6 +19,7 @@ CONV2D = [
     ((2, 6, 9, 10), (6, 1, 3, 3), True, dict(groups=6, padding=1), True),
     ((2, 4, 15, 16), (8, 1, 3, 3), False, dict(groups=4, stride=2, padding=1), False),
     ((1, 5, 14, 14), (5, 1, 4, 4), True, dict(groups=5, padding="same"), False),
+    ((2, 40, 9, 10), (80, 1, 3, 3), True, dict(groups=40, stride=(2, 1), padding=(1, 2)), False),
     ((2, 16, 9, 9), (13, 16, 1, 1), True, dict(), False),
     ((2, 8, 3, 3), (10, 8, 1, 1), True, dict(), True),
     ((1, 3, 30, 31), (11, 3, 7, 7), True, dict(stride=2, padding=3), False),

@@ -32,6 +32,7 @@ OCB = 8  # output channels per register tile
 PB = 32  # output pixels per register tile (2 zmm of float32)
 DW_PB = 64  # output pixels per depthwise tile
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
+CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
 
 
@@ -61,11 +62,12 @@ def _stack_empty(typingctx, size, like):
 
 
 @njit(cache=True)
-def _pack_plane(dst, src, SH, SW, PT, PL, WQ):
+def _pack_plane(dst, src, SH, SW, PT, PL, WQ, borders):
     """Zero-pad one (H, W) plane ``src`` by (PT top, PL left) and split it into SH*SW stride phases.
 
     dst: (SH*SW, L) rows; phase ``(i, j)`` is row ``i * SW + j`` and holds padded pixel ``(hq*SH + i, wq*SW + j)``
-    at ``hq * WQ + wq``. Everything else in ``dst`` is zero.
+    at ``hq * WQ + wq``; everything else is zero. With ``borders`` False only the input pixels are written (the
+    zeros of a previous plane of the same geometry are kept).
     """
     H, W = src.shape
     L = dst.shape[1]
@@ -73,19 +75,33 @@ def _pack_plane(dst, src, SH, SW, PT, PL, WQ):
     for i in range(SH):
         for j in range(SW):
             row = dst[i * SW + j]
-            for q in range(HQ * WQ, L):
-                row[q] = 0
+            lo = max(0, -((j - PL) // SW))
+            hi = max(lo, min(WQ, (W - 1 + PL - j) // SW + 1))
+            if borders:
+                for q in range(HQ * WQ, L):
+                    row[q] = 0
             for hq in range(HQ):
                 seg = row[hq * WQ:(hq + 1) * WQ]
                 h = hq * SH + i - PT
                 if h < 0 or h >= H:
-                    for wq in range(WQ):
-                        seg[wq] = 0
+                    if borders:
+                        for q in range(WQ):
+                            seg[q] = 0
                     continue
-                s = src[h]
-                for wq in range(WQ):
-                    w = wq * SW + j - PL
-                    seg[wq] = s[w] if 0 <= w < W else 0
+                if borders:
+                    for q in range(lo):
+                        seg[q] = 0
+                    for q in range(hi, WQ):
+                        seg[q] = 0
+                d = seg[lo:hi]
+                if SW == 1:
+                    s = src[h, lo + j - PL:hi + j - PL]
+                    for q in range(hi - lo):
+                        d[q] = s[q]
+                else:
+                    s = src[h]
+                    for q in range(hi - lo):
+                        d[q] = s[(lo + q) * SW + j - PL]
 
 
 @njit(parallel=True, cache=True)
@@ -99,7 +115,7 @@ def _pack_kernel(xs, x, SH, SW, PT, PL, WQ):
     for it in prange(N * C):
         n = it // C
         c = it - n * C
-        _pack_plane(xs[n, c * P:(c + 1) * P], x[n, c], SH, SW, PT, PL, WQ)
+        _pack_plane(xs[n, c * P:(c + 1) * P], x[n, c], SH, SW, PT, PL, WQ, True)
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
@@ -110,9 +126,10 @@ def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OS
     and phase plane of each tap; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers NA x NB output pixels,
     flattened with row width WQ; pixel ``(a, b)`` goes to ``out[..., OH0 + a*OSH, OW0 + b*OSW]``.
 
-    One prange iteration computes one (n, g, output-channel block, pixel chunk): for each PB-pixel tile it sums
-    ICg * K taps into OCB x PB accumulators (in the input dtype) and adds the bias. A last partial tile is shifted
-    back to end at the last pixel (recomputing a few pixels with identical results).
+    One prange iteration computes one (n, g, pixel chunk, output-channel block): for each PB-pixel tile it sums
+    ICg * K taps into OCB x PB accumulators (in the input dtype) and adds the bias. The channel block varies
+    fastest, so a thread runs all blocks of one pixel chunk in a row while the chunk's input stays in L2. A last
+    partial tile is shifted back to end at the last pixel (recomputing a few pixels with identical results).
     """
     N = xs.shape[0]
     G, NOCB, ICG = wp.shape[0], wp.shape[1], wp.shape[2]
@@ -122,10 +139,10 @@ def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OS
     NT = (NPIX + PB - 1) // PB
     per = (NT + NCH - 1) // NCH
     for it in prange(N * G * NOCB * NCH):
-        ch = it % NCH
-        r = it // NCH
-        ob = r % NOCB
-        r //= NOCB
+        ob = it % NOCB
+        r = it // NOCB
+        ch = r % NCH
+        r //= NCH
         g = r % G
         n = r // G
         acc0 = _stack_empty(PB, xs)
@@ -203,12 +220,13 @@ def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OS
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
-def _depthwise_kernel(out, x, w, bias, SH, SW, PT, PL, DH, DW, WQ, L):
+def _depthwise_kernel(out, x, w, bias, SH, SW, PT, PL, DH, DW, WQ, L, NCH):
     """Depthwise convolution: one input channel per group, M = OC // C output channels per input channel.
 
-    x: (N, C, H, W); w: (OC, KH, KW); bias: (OC,); out: (N, OC, OH, OW). One prange iteration computes one
-    (n, oc) plane: it packs input channel oc // M into a thread-local (SH*SW, L) buffer (see ``_pack_plane``), then
-    sums the KH*KW taps into a DW_PB-pixel accumulator (input dtype) per tile.
+    x: (N, C, H, W); w: (OC, KH, KW); bias: (OC,); out: (N, OC, OH, OW). One prange iteration computes a chunk of
+    the N * OC output planes: per plane it packs input channel oc // M into a thread-local (SH*SW, L) buffer (see
+    ``_pack_plane``; the zero borders are written once per chunk), then sums the KH*KW taps into a DW_PB-pixel
+    accumulator (input dtype) per tile.
     """
     N, C = x.shape[0], x.shape[1]
     OC, KH, KW = w.shape
@@ -216,32 +234,34 @@ def _depthwise_kernel(out, x, w, bias, SH, SW, PT, PL, DH, DW, WQ, L):
     M = OC // C
     NPIX = (OH - 1) * WQ + OW
     NT = (NPIX + DW_PB - 1) // DW_PB
-    for it in prange(N * OC):
-        n = it // OC
-        oc = it - n * OC
+    per = (N * OC + NCH - 1) // NCH
+    for ch in prange(NCH):
         buf = np.empty((SH * SW, L), x.dtype)
-        _pack_plane(buf, x[n, oc // M], SH, SW, PT, PL, WQ)
         acc = _stack_empty(DW_PB, x)
-        wk = w[oc]
-        o = out[n, oc]
-        bv = bias[oc]
-        for t in range(NT):
-            p0 = min(t * DW_PB, NPIX - DW_PB) if NPIX >= DW_PB else 0
-            for j in range(DW_PB):
-                acc[j] = 0
-            for kh in range(KH):
-                for kw in range(KW):
-                    s = ((kh * DH) // SH) * WQ + (kw * DW) // SW + p0
-                    xv = buf[((kh * DH) % SH) * SW + (kw * DW) % SW, s:s + DW_PB]
-                    wv = wk[kh, kw]
-                    for j in range(DW_PB):
-                        acc[j] += wv * xv[j]
-            for j in range(DW_PB):
-                p = p0 + j
-                a = p // WQ
-                b = p - a * WQ
-                if b < OW and p < NPIX:
-                    o[a, b] = acc[j] + bv
+        for it in range(ch * per, min(N * OC, (ch + 1) * per)):
+            n = it // OC
+            oc = it - n * OC
+            _pack_plane(buf, x[n, oc // M], SH, SW, PT, PL, WQ, it == ch * per)
+            wk = w[oc]
+            o = out[n, oc]
+            bv = bias[oc]
+            for t in range(NT):
+                p0 = min(t * DW_PB, NPIX - DW_PB) if NPIX >= DW_PB else 0
+                for j in range(DW_PB):
+                    acc[j] = 0
+                for kh in range(KH):
+                    for kw in range(KW):
+                        s = ((kh * DH) // SH) * WQ + (kw * DW) // SW + p0
+                        xv = buf[((kh * DH) % SH) * SW + (kw * DW) % SW, s:s + DW_PB]
+                        wv = wk[kh, kw]
+                        for j in range(DW_PB):
+                            acc[j] += wv * xv[j]
+                for j in range(DW_PB):
+                    p = p0 + j
+                    a = p // WQ
+                    b = p - a * WQ
+                    if b < OW and p < NPIX:
+                        o[a, b] = acc[j] + bv
 
 
 @njit(parallel=True, cache=True)
@@ -285,11 +305,15 @@ def _pack_weight(w, G):
     return np.ascontiguousarray(wp.reshape(G, NOCB, OCB, ICG, K).transpose(0, 1, 3, 4, 2))
 
 
-def _chunks(N, G, NOCB, NA, NB, WQ):
-    """Pixel chunks per (n, g, oc block) so that every thread gets ITEMS_PER_THREAD prange items or more."""
+def _chunks(N, G, NOCB, NA, NB, WQ, planes, reach, itemsize):
+    """Pixel chunks per (n, g): enough that every thread gets ITEMS_PER_THREAD prange items or more, and small
+    enough that the input one chunk reads (``planes`` rows of chunk + ``reach`` values) fits in CHUNK_BYTES."""
     tiles = ((NA - 1) * WQ + NB + PB - 1) // PB
     want = ITEMS_PER_THREAD * get_num_threads()
-    return max(1, min(tiles, -(-want // (N * G * NOCB))))
+    balance = -(-want // (N * G * NOCB))
+    fit = CHUNK_BYTES // max(1, planes * itemsize) - reach
+    cache = -(-tiles * PB // max(PB, fit))
+    return max(1, min(tiles, max(balance, cache)))
 
 
 def _bias(b, OC, dtype):
@@ -308,7 +332,8 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     if ICG == 1 and groups == C:
         WQ = -(-(W + PL + PR) // SW)
         HQ = -(-(H + PT + PB_) // SH)
-        _depthwise_kernel(out, x, w.reshape(OC, KH, KW), bias, SH, SW, PT, PL, DH, DW, WQ, HQ * WQ + DW_PB)
+        nch = min(N * OC, 8 * ITEMS_PER_THREAD * get_num_threads())
+        _depthwise_kernel(out, x, w.reshape(OC, KH, KW), bias, SH, SW, PT, PL, DH, DW, WQ, HQ * WQ + DW_PB, nch)
         return
     K = KH * KW
     NPIX = (OH - 1) * W + OW
@@ -325,7 +350,7 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     toff = (kh * DH // SH) * WQ + kw * DW // SW
     tpl = (kh * DH % SH) * SW + kw * DW % SW
     wp = _pack_weight(w.reshape(OC, ICG, K), groups)
-    nch = _chunks(N, groups, wp.shape[1], OH, OW, WQ)
+    nch = _chunks(N, groups, wp.shape[1], OH, OW, WQ, ICG * P, int(toff.max()), x.itemsize)
     _conv_tiles_kernel(out, xs, wp, bias, toff, tpl, P, WQ, OH, OW, 0, 0, 1, 1, nch)
 
 
@@ -366,6 +391,6 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
             toff = ((a0 - ch + CH)[:, None] * WQ + (b0 - cw + CW)[None, :]).reshape(-1)
             sub = wt[:, :, khs[:, None], kws[None, :]].reshape(OC, ICG, -1)
             wp = _pack_weight(np.ascontiguousarray(sub), groups)
-            nch = _chunks(N, groups, wp.shape[1], na, nb, WQ)
+            nch = _chunks(N, groups, wp.shape[1], na, nb, WQ, ICG, int(toff.max(initial=0) - toff.min(initial=0)), x.itemsize)
             _conv_tiles_kernel(out, xs, wp, bias, toff, np.zeros_like(toff), 1, WQ, na, nb,
                                SH * a0 + rh - PH, SW * b0 + rw - PW, SH, SW, nch)
