@@ -1,9 +1,33 @@
-"""CUDA launchers of the shape family: strided copies (with dtype casts) and fills."""
+"""CUDA launchers of the shape family: strided copies (with dtype casts) and fills.
+
+A copy into a C-contiguous output (``contiguous``, ``astype``, ``reshape`` of a non-viewable layout) indexes the
+output flat; a copy into a strided output (a slice of ``cat``'s or ``stack``'s result) indexes both sides 8-D.
+"""
 
 from numba import cuda
 
 from .._dispatch import register
 from ._util import TPB, blocks, flat, pad_rank
+
+
+@cuda.jit(device=True)
+def _unravel(shape, i):
+    """The 8-D index of flat C-order position ``i`` in ``shape``."""
+    i7 = i % shape[7]
+    i //= shape[7]
+    i6 = i % shape[6]
+    i //= shape[6]
+    i5 = i % shape[5]
+    i //= shape[5]
+    i4 = i % shape[4]
+    i //= shape[4]
+    i3 = i % shape[3]
+    i //= shape[3]
+    i2 = i % shape[2]
+    i //= shape[2]
+    i1 = i % shape[1]
+    i0 = i // shape[1]
+    return (i0, i1, i2, i3, i4, i5, i6, i7)
 
 
 @cuda.jit
@@ -15,30 +39,31 @@ def _copy_kernel(out, x):
     """
     i = cuda.grid(1)
     if i < out.shape[0]:
-        r = i
-        i7 = r % x.shape[7]
-        r //= x.shape[7]
-        i6 = r % x.shape[6]
-        r //= x.shape[6]
-        i5 = r % x.shape[5]
-        r //= x.shape[5]
-        i4 = r % x.shape[4]
-        r //= x.shape[4]
-        i3 = r % x.shape[3]
-        r //= x.shape[3]
-        i2 = r % x.shape[2]
-        r //= x.shape[2]
-        i1 = r % x.shape[1]
-        i0 = r // x.shape[1]
-        out[i] = x[i0, i1, i2, i3, i4, i5, i6, i7]
+        out[i] = x[_unravel(x.shape, i)]
+
+
+@cuda.jit
+def _copy_strided_kernel(out, x, n):
+    """out[idx] = x[idx] for 8-D strided ``out`` and ``x`` of one shape (``x`` possibly broadcast), n elements.
+
+    One thread per element, idx = unravel(i); grid = ceil(n / TPB) blocks of TPB threads; cast on the store.
+    """
+    i = cuda.grid(1)
+    if i < n:
+        idx = _unravel(out.shape, i)
+        out[idx] = x[idx]
 
 
 @register("copy", "cuda")
 def copy(out, x):
-    """out[...] = x for a C-contiguous ``out``; ``x`` has any strides and broadcasts to ``out.shape``."""
+    """out[...] = x; ``x`` has any strides and broadcasts to ``out.shape``; ``out`` may be strided too."""
     n = out.size
-    if n:
+    if not n:
+        return
+    if out.is_c_contiguous():
         _copy_kernel[blocks(n), TPB](flat(out), pad_rank(x, out.shape))
+    else:
+        _copy_strided_kernel[blocks(n), TPB](pad_rank(out), pad_rank(x, out.shape), n)
 
 
 @cuda.jit

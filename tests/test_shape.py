@@ -1,0 +1,298 @@
+"""Parity of the shape family with torch: shapes, values and dtypes, view-ness (a result shares the input's memory
+exactly when torch's does), torch-tensor round trips, and errors. Every case runs on cpu and on the CUDA
+simulator (shapes stay tiny)."""
+
+import numpy as np
+import pytest
+import torch
+
+import nbops
+from helpers import TARGETS, check, make, make_int, to_numpy, to_target
+
+ALL_DTYPES = [np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_]
+
+
+def _data(shape, dtype, seed=0):
+    x = make(shape, np.float64, seed) * 5
+    return np.asarray(x > 0 if dtype == np.bool_ else x.astype(dtype))
+
+
+def _torch_like(x):
+    """A CPU torch tensor with ``x``'s values, shape and strides (over a copy of ``x``'s base array)."""
+    root = x
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    assert root.flags.c_contiguous
+    flat = torch.from_numpy(root.copy()).reshape(-1)
+    offset = (x.__array_interface__["data"][0] - root.__array_interface__["data"][0]) // x.itemsize
+    return torch.as_strided(flat, x.shape, tuple(st // x.itemsize for st in x.strides), offset)
+
+
+def _extent(a):
+    """(first byte address, one past the last) of a host or device array."""
+    if isinstance(a, np.ndarray):
+        ptr = a.__array_interface__["data"][0]
+    elif hasattr(a, "_ary"):  # simulator device array
+        return _extent(a._ary)
+    else:
+        ptr = a.__cuda_array_interface__["data"][0]
+    if any(s == 0 for s in a.shape):
+        return ptr, ptr
+    lo = ptr + sum(st * (n - 1) for st, n in zip(a.strides, a.shape) if st < 0)
+    hi = ptr + sum(st * (n - 1) for st, n in zip(a.strides, a.shape) if st > 0) + a.dtype.itemsize
+    return lo, hi
+
+
+def _shares(a, b):
+    (a0, a1), (b0, b1) = _extent(a), _extent(b)
+    return a0 < b1 and b0 < a1
+
+
+def check_view(nb_fn, torch_fn, target, x, *args, **kwargs):
+    """check() values against torch, then that nbops' result aliases ``x`` exactly when torch's aliases its
+    input (tuples: piece by piece)."""
+    check(nb_fn, torch_fn, target, x, *args, **kwargs)
+    xt = _torch_like(x)
+    expected = torch_fn(xt, *args, **kwargs)
+    xd = to_target(x, target)
+    actual = nb_fn(xd, *args, **kwargs)
+    pairs = zip(actual, expected) if isinstance(expected, tuple) else [(actual, expected)]
+    for a, e in pairs:
+        if e.numel() and xt.numel():
+            torch_view = e.untyped_storage().data_ptr() == xt.untyped_storage().data_ptr()
+            assert _shares(a, xd) == torch_view, f"view-ness differs from torch (torch view: {torch_view})"
+
+
+VIEW_CASES = [  # (nbops fn, torch fn, input shape, layout, args)
+    (nbops.reshape, torch.reshape, (2, 3, 4), "contiguous", ((4, -1),)),
+    (nbops.reshape, torch.reshape, (2, 3, 4), "contiguous", ((24,),)),
+    (nbops.reshape, torch.reshape, (3, 4), "transposed", ((12,),)),
+    (nbops.reshape, torch.reshape, (3, 4), "transposed", ((4, 1, 3),)),
+    (nbops.reshape, torch.reshape, (3, 8), "strided", ((4, 6),)),
+    (nbops.reshape, torch.reshape, (0, 3), "contiguous", ((3, 0),)),
+    (nbops.reshape, torch.reshape, (), "contiguous", ((1, 1),)),
+    (nbops.reshape, torch.reshape, (1,), "contiguous", ((),)),
+    (lambda x, *s: nbops.view(x, *s), lambda x, *s: x.view(*s), (2, 3, 4), "contiguous", (6, -1)),
+    (lambda x, *s: nbops.view(x, *s), lambda x, *s: x.view(*s), (2, 3, 4), "contiguous", ((3, 2, 2, 2),)),
+    (lambda x, *s: nbops.view(x, *s), lambda x, *s: x.view(*s), (3, 4), "transposed", (3, 1, 4)),
+    (lambda x, *s: nbops.view(x, *s), lambda x, *s: x.view(*s), (4, 6), "strided", (24,)),
+    (lambda x, *s: nbops.view(x, *s), lambda x, *s: x.view(*s), (4, 6), "strided", (2, 2, 6)),
+    (nbops.permute, torch.permute, (2, 3, 4), "contiguous", ((2, 0, 1),)),
+    (nbops.permute, torch.permute, (2, 3, 4), "contiguous", ((-1, 1, 0),)),
+    (nbops.permute, torch.permute, (3, 5), "transposed", ((1, 0),)),
+    (nbops.permute, torch.permute, (), "contiguous", ((),)),
+    (nbops.transpose, torch.transpose, (2, 3, 4), "contiguous", (0, 2)),
+    (nbops.transpose, torch.transpose, (3, 4), "strided", (-1, -2)),
+    (nbops.transpose, torch.transpose, (), "contiguous", (0, -1)),
+    (nbops.squeeze, torch.squeeze, (1, 3, 1, 2), "contiguous", ()),
+    (nbops.squeeze, torch.squeeze, (1, 3, 1, 2), "contiguous", (2,)),
+    (nbops.squeeze, torch.squeeze, (1, 3, 1, 2), "contiguous", ((0, 1, -2),)),
+    (nbops.squeeze, torch.squeeze, (3, 1), "transposed", (1,)),
+    (nbops.squeeze, torch.squeeze, (), "contiguous", (0,)),
+    (nbops.unsqueeze, torch.unsqueeze, (3, 4), "contiguous", (0,)),
+    (nbops.unsqueeze, torch.unsqueeze, (3, 4), "transposed", (2,)),
+    (nbops.unsqueeze, torch.unsqueeze, (3, 4), "strided", (-2,)),
+    (nbops.unsqueeze, torch.unsqueeze, (), "contiguous", (0,)),
+    (lambda x, *s: nbops.expand(x, *s), lambda x, *s: x.expand(*s), (3, 1), "contiguous", (3, 5)),
+    (lambda x, *s: nbops.expand(x, *s), lambda x, *s: x.expand(*s), (3, 1), "contiguous", ((2, -1, 4),)),
+    (lambda x, *s: nbops.expand(x, *s), lambda x, *s: x.expand(*s), (1, 4), "strided", (2, 3, 4)),
+    (lambda x, *s: nbops.expand(x, *s), lambda x, *s: x.expand(*s), (), "contiguous", (4,)),
+    (lambda x, *s: nbops.expand(x, *s), lambda x, *s: x.expand(*s), (3, 1), "contiguous", (3, 0)),
+    (nbops.flatten, torch.flatten, (2, 3, 4), "contiguous", ()),
+    (nbops.flatten, torch.flatten, (2, 3, 4), "contiguous", (1,)),
+    (nbops.flatten, torch.flatten, (2, 3, 4), "contiguous", (0, 1)),
+    (nbops.flatten, torch.flatten, (2, 3, 4), "transposed", (1,)),
+    (nbops.flatten, torch.flatten, (2, 3, 4), "transposed", (0, 1)),
+    (nbops.flatten, torch.flatten, (2, 3), "contiguous", (1, 1)),
+    (nbops.flatten, torch.flatten, (), "contiguous", ()),
+    (nbops.split, torch.split, (5, 3), "contiguous", (2,)),
+    (nbops.split, torch.split, (5, 3), "contiguous", ([1, 0, 2], 1)),
+    (nbops.split, torch.split, (4, 6), "transposed", (4, -1)),
+    (nbops.split, torch.split, (0, 3), "contiguous", (2,)),
+    (nbops.chunk, torch.chunk, (5, 3), "contiguous", (3,)),
+    (nbops.chunk, torch.chunk, (6, 3), "contiguous", (4,)),
+    (nbops.chunk, torch.chunk, (2, 7), "strided", (3, 1)),
+    (nbops.chunk, torch.chunk, (0, 3), "contiguous", (3,)),
+    (nbops.narrow, torch.narrow, (5, 4), "contiguous", (0, 1, 3)),
+    (nbops.narrow, torch.narrow, (5, 4), "transposed", (1, -2, 2)),
+    (nbops.narrow, torch.narrow, (5, 4), "contiguous", (-1, 4, 0)),
+    (nbops.contiguous, lambda x: x.contiguous(), (3, 4), "contiguous", ()),
+    (nbops.contiguous, lambda x: x.contiguous(), (3, 4), "transposed", ()),
+    (nbops.contiguous, lambda x: x.contiguous(), (3, 4), "strided", ()),
+]
+
+
+def _case_id(c):
+    return f"{getattr(c[1], '__name__', 'method')}-{c[2]}-{c[3]}-{c[4]}"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("case", VIEW_CASES, ids=[_case_id(c) for c in VIEW_CASES])
+def test_view_ops(case, target):
+    nb_fn, t_fn, shape, layout, args = case
+    check_view(nb_fn, t_fn, target, make(shape, np.float32, 1, layout=layout), *args)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_dtypes(dtype, target):
+    x = _data((3, 4), dtype, 1)
+    check_view(nbops.reshape, torch.reshape, target, x, (4, 3))
+    check_view(nbops.permute, torch.permute, target, x, (1, 0))
+    check_view(lambda a, *s: nbops.expand(a, *s), lambda a, *s: a.expand(*s), target, x[:, :1], 3, 5)
+    check_view(nbops.contiguous, lambda a: a.contiguous(), target, _data((4, 3), dtype, 2).T)
+    check_view(nbops.reshape, torch.reshape, target, _data((4, 3), dtype, 3).T, (-1,))
+    check(nbops.cat, torch.cat, target, [x, _data((2, 4), dtype, 4)])
+    check(nbops.stack, torch.stack, target, [x, _data((3, 4), dtype, 5)], 1)
+
+
+CAT_CASES = [  # (shapes, dim)
+    ([(2, 3), (4, 3)], 0),
+    ([(2, 3), (2, 1), (2, 5)], 1),
+    ([(2, 3), (2, 3)], -1),
+    ([(1, 2, 3), (1, 4, 3), (1, 1, 3)], 1),
+    ([(2, 3), (0, 3), (1, 3)], 0),
+    ([(2, 3), (0,)], 0),
+    ([(0,), (0,)], 0),
+    ([(7,)], 0),
+    ([(2, 0), (2, 0)], 1),
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("case", CAT_CASES, ids=str)
+def test_cat(case, target):
+    shapes, dim = case
+    check(nbops.cat, torch.cat, target, [make(s, np.float32, i) for i, s in enumerate(shapes)], dim)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_cat_noncontiguous_and_promotion(target):
+    a = make((4, 3), np.float32, 1, layout="transposed")
+    b = make((4, 2), np.float64, 2, layout="strided")
+    check(nbops.cat, torch.cat, target, [a, b], 1)
+    check(nbops.cat, torch.cat, target, [make_int((2, 3), 0, 5, np.int32, 3), a[:2]], 0)
+    check(nbops.cat, torch.cat, target, [np.array([True, False]), np.array([3, 4], np.uint8)])
+    check(nbops.cat, torch.cat, target, (make((3,), np.float32, 4), make((2,), np.float32, 5)))
+
+
+STACK_CASES = [((3,), 0), ((3,), 1), ((3,), -1), ((2, 3), 1), ((2, 3), -3), ((), 0), ((0, 2), 1)]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("case", STACK_CASES, ids=str)
+def test_stack(case, target):
+    shape, dim = case
+    xs = [make(shape, np.float32, i) for i in range(3)]
+    check(nbops.stack, torch.stack, target, xs, dim)
+    check(nbops.stack, torch.stack, target, xs[:1], dim)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_stack_noncontiguous_and_promotion(target):
+    a = make((3, 4), np.float32, 1, layout="transposed")
+    b = make((3, 4), np.float64, 2, layout="strided")
+    check(nbops.stack, torch.stack, target, [a, b], 2)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_permute_then_contiguous_copy(target):
+    x = make((4, 5, 6), np.float32, 1)
+    xd = to_target(x, target)
+    out = nbops.contiguous(nbops.permute(xd, (0, 2, 1)))
+    np.testing.assert_array_equal(to_numpy(out), np.ascontiguousarray(x.transpose(0, 2, 1)))
+    assert not _shares(out, xd)
+    out = nbops.contiguous(nbops.expand(nbops.unsqueeze(xd[0, 0], 0), 3, 6))
+    np.testing.assert_array_equal(to_numpy(out), np.broadcast_to(x[0, 0], (3, 6)))
+
+
+def test_cpu_results_are_numpy_views():
+    x = make((4, 6), np.float32, 1)
+    assert nbops.view(x, 24).base is not None and np.shares_memory(nbops.view(x, 24), x)
+    assert nbops.contiguous(x) is x
+    assert not np.shares_memory(nbops.cat([x, x]), x)
+    assert all(np.shares_memory(p, x) for p in nbops.split(x, 2, 1))
+
+
+def test_torch_views_share_memory():
+    t = torch.arange(12.0).reshape(3, 4)
+    for r in [nbops.view(t, 4, 3), nbops.permute(t, (1, 0)), nbops.expand(t[:, :1], 3, 5), nbops.narrow(t, 1, 1, 2),
+              nbops.squeeze(nbops.unsqueeze(t, 0)), nbops.reshape(t, (12,))] + list(nbops.chunk(t, 2, 1)):
+        assert isinstance(r, torch.Tensor) and np.shares_memory(r.numpy(), t.numpy())
+    v = nbops.transpose(t, 0, 1)
+    t[0, 1] = 100.0
+    assert v[1, 0] == 100.0
+    c = nbops.cat([t, t], 1)
+    assert isinstance(c, torch.Tensor) and c.shape == (3, 8)
+    torch.testing.assert_close(nbops.reshape(t.t(), (12,)), t.t().reshape(12))
+
+
+ERRORS = [
+    (lambda: nbops.reshape(make((2, 3)), (4, -1)), ValueError, "reshape"),
+    (lambda: nbops.reshape(make((2, 3)), (-1, -1)), ValueError, "only one dimension"),
+    (lambda: nbops.reshape(make((2, 3)), (-2, 3)), ValueError, "invalid shape"),
+    (lambda: nbops.reshape(make((0, 3)), (0, -1)), ValueError, "ambiguous"),
+    (lambda: nbops.reshape(make((2, 3)), (2, 3.0)), TypeError, "reshape"),
+    (lambda: nbops.reshape([1, 2], (2,)), TypeError, "reshape"),
+    (lambda: nbops.view(make((2, 3), layout="transposed"), 6), ValueError, "view size is not compatible"),
+    (lambda: nbops.view(make((2, 3)), 3, 3), ValueError, "view"),
+    (lambda: nbops.view(make((2, 3)), np.int32), NotImplementedError, "view"),
+    (lambda: nbops.permute(make((2, 3)), (1, 0, 2)), ValueError, "permute"),
+    (lambda: nbops.permute(make((2, 3)), (1, 1)), ValueError, "duplicate"),
+    (lambda: nbops.permute(make((2, 3)), (1, 2)), IndexError, "permute"),
+    (lambda: nbops.transpose(make((2, 3)), 0, 2), IndexError, "transpose"),
+    (lambda: nbops.squeeze(make((1, 2)), 2), IndexError, "squeeze"),
+    (lambda: nbops.squeeze(make((1, 2)), (0, 0)), ValueError, "squeeze"),
+    (lambda: nbops.unsqueeze(make((2,)), 2), IndexError, "unsqueeze"),
+    (lambda: nbops.unsqueeze(make((2,)), -3), IndexError, "unsqueeze"),
+    (lambda: nbops.cat([]), ValueError, "cat"),
+    (lambda: nbops.cat(make((2, 3))), TypeError, "cat"),
+    (lambda: nbops.cat([make((2, 3)), make((2, 4))]), ValueError, "Expected size 3 but got size 4"),
+    (lambda: nbops.cat([make((2, 3)), make((2, 3, 1))]), ValueError, "same number of dimensions"),
+    (lambda: nbops.cat([make(()), make(())]), ValueError, "zero-dimensional"),
+    (lambda: nbops.cat([make((2, 3))], 2), IndexError, "cat"),
+    (lambda: nbops.cat([make((2,)), make((2,)).astype(np.float16)]), TypeError, "cat"),
+    (lambda: nbops.cat([make((2,)), [1.0]]), TypeError, "cat"),
+    (lambda: nbops.stack([make((2, 3)), make((2, 4))]), ValueError, "equal size"),
+    (lambda: nbops.stack([make((2,))], 2), IndexError, "stack"),
+    (lambda: nbops.stack([]), ValueError, "stack"),
+    (lambda: nbops.expand(make((2, 3)), 4), ValueError, "number of sizes"),
+    (lambda: nbops.expand(make((2, 3)), 2, 4), ValueError, "must match the existing size"),
+    (lambda: nbops.expand(make((2, 3)), -1, 2, 3), ValueError, "leading, non-existing"),
+    (lambda: nbops.flatten(make((2, 3, 4)), 2, 1), ValueError, "start_dim cannot come after end_dim"),
+    (lambda: nbops.flatten(make((2, 3, 4)), 3), IndexError, "flatten"),
+    (lambda: nbops.split(make((4,)), 0), ValueError, "split_size can only be 0"),
+    (lambda: nbops.split(make((4,)), -1), ValueError, "non-negative"),
+    (lambda: nbops.split(make((4,)), [1, 2]), ValueError, "sum exactly to 4"),
+    (lambda: nbops.split(make((4,)), [1, -1, 4]), ValueError, "non-negative"),
+    (lambda: nbops.split(make(()), 1), ValueError, "split"),
+    (lambda: nbops.chunk(make((4,)), 0), ValueError, "greater than 0"),
+    (lambda: nbops.chunk(make((4,)), 2, 1), IndexError, "chunk"),
+    (lambda: nbops.narrow(make((4,)), 0, 5, 0), IndexError, "start out of range"),
+    (lambda: nbops.narrow(make((4,)), 0, 2, 3), ValueError, "exceeds dimension size"),
+    (lambda: nbops.narrow(make((4,)), 0, 0, -1), ValueError, "non-negative"),
+    (lambda: nbops.narrow(make(()), 0, 0, 1), ValueError, "0-dim"),
+    (lambda: nbops.narrow(make((4,)), 1, 0, 1), IndexError, "narrow"),
+    (lambda: nbops.contiguous(make((2,)).astype(np.complex64)), TypeError, "contiguous"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(ERRORS)))
+def test_errors(case):
+    fn, exc, match = ERRORS[case]
+    with pytest.raises(exc, match=match):
+        fn()
+
+
+@pytest.mark.cuda
+def test_cuda_views_are_device_views():
+    x = to_target(make((4, 6), np.float32, 1), "cuda")
+    for r in [nbops.view(x, 24), nbops.permute(x, (1, 0)), nbops.narrow(x, 1, 2, 3), nbops.expand(x[:1], 3, 6)]:
+        assert hasattr(r, "copy_to_host") and _shares(r, x)
+    assert not _shares(nbops.cat([x, x]), x)
+
+
+@pytest.mark.cuda
+def test_cat_mixed_targets_raise():
+    with pytest.raises(ValueError, match="cat"):
+        nbops.cat([make((2,)), to_target(make((2,)), "cuda")])
