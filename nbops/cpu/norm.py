@@ -1,0 +1,553 @@
+"""CPU kernels of the normalization family.
+
+Statistics (mean and M2, the sum of squared deviations) are computed in one pass over memory by a blocked Welford
+scheme. Each row is cut into BLOCK-element blocks (L1-resident, so reading a block twice costs one DRAM read);
+per block, two vectorised float32/float64 loops give the block's sum and its centred sum of squares around the
+block mean, both taken on values shifted by a pivot (the first element of the row) so that a large common offset
+(mean 1e4, std 1) loses nothing to cancellation. Blocks are merged into float64 running (count, mean, M2) with
+Chan's combination formula, which is Welford's update generalised from one value to a batch: a scalar Welford
+loop does not vectorise, this does, and it stays one pass. Parallel partial statistics (chunks of a row, groups of
+rows) are merged the same way, by Chan's formula for k groups.
+
+Normalising uses the mean split into a float value ``m_hi`` (the mean rounded to the input dtype) and the
+remainder ``m_lo``, ``(x - m_hi) - m_lo``, so the float32 output keeps float32 precision relative to the
+standard deviation even when the mean is 1e4 times larger. Each element is read from memory once for the
+statistics and at most once more (usually from cache) to normalise, and written once.
+
+The statistics helpers use ``fastmath={"reassoc", "contract"}`` (reassociation lets the reductions vectorise; no
+flag touches NaN or inf). The normalising loops do not reassociate, which would fold ``(x - m_hi) - m_lo`` back
+into ``x - (m_hi + m_lo)``.
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .._dispatch import register
+
+FASTMATH = {"reassoc", "contract"}
+BLOCK = 256  # elements per statistics block (1 KiB of float32): small enough to stay in L1 for the second loop
+CHUNK = 16384  # elements per prange task where a row is split into tasks
+ROWS_MIN = 32  # batch norm: rows (n, c) shorter than this are reduced down columns instead
+CHANNEL_TASKS = 4  # batch norm: fused per-channel kernel when there are >= this many channels per thread
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# statistics helpers (inlined into the kernels)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _merge_block(v, pivot, cnt, mean, m2):
+    """Merge the contiguous 1-D block ``v`` into the float64 running statistics (cnt, mean, m2) of values shifted
+    by ``pivot``: the block's mean and centred sum of squares in ``v``'s dtype (two vectorised loops over an
+    L1-resident block), then Chan's formula. Returns the new (cnt, mean, m2); ``mean`` is relative to ``pivot``."""
+    nb = v.shape[0]
+    s = v.dtype.type(0)
+    for i in range(nb):
+        s += v[i] - pivot
+    mb = s / v.dtype.type(nb)
+    q = v.dtype.type(0)
+    for i in range(nb):
+        d = (v[i] - pivot) - mb
+        q += d * d
+    n = cnt + nb
+    delta = np.float64(mb) - mean
+    mean += delta * (nb / n)
+    m2 += np.float64(q) + delta * delta * (cnt * (nb / n))
+    return n, mean, m2
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _accumulate(v, pivot, cnt, mean, m2):
+    """Merge the contiguous 1-D ``v`` into (cnt, mean, m2) block by block (see ``_merge_block``)."""
+    n = v.shape[0]
+    for lo in range(0, n, BLOCK):
+        cnt, mean, m2 = _merge_block(v[lo:min(lo + BLOCK, n)], pivot, cnt, mean, m2)
+    return cnt, mean, m2
+
+
+@njit(cache=True)
+def _moments_naive(v):
+    """Textbook scalar Welford over the 1-D ``v`` in float64: (mean, M2). The oracle the blocked kernels are
+    tested against; one value at a time, so it does not vectorise."""
+    mean = 0.0
+    m2 = 0.0
+    for i in range(v.shape[0]):
+        x = np.float64(v[i])
+        d = x - mean
+        mean += d / (i + 1)
+        m2 += d * (x - mean)
+    return mean, m2
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _sum_squares(v):
+    """Sum of v[i]**2 over the contiguous 1-D ``v``, in ``v``'s dtype (vectorised)."""
+    s = v.dtype.type(0)
+    for i in range(v.shape[0]):
+        s += v[i] * v[i]
+    return s
+
+
+@njit(cache=True)
+def _split_mean(x, pivot, mean):
+    """The float64 absolute mean ``pivot + mean`` split into (m_hi, m_lo) in ``x``'s dtype, m_hi + m_lo ~ mean."""
+    m = np.float64(pivot) + mean
+    hi = x.dtype.type(m)
+    return hi, x.dtype.type(m - np.float64(hi))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# row kernels: layer norm, deep norm, RMS norm, group / instance norm
+
+
+@njit(parallel=True, cache=True)
+def _layer_norm_kernel(out, x, weight, bias, eps):
+    """out[r] = ((x[r] - mean_r) * rstd_r) * weight + bias over rows; x, out: (M, K); weight, bias: (K,).
+
+    One prange iteration handles one row: blocked Welford statistics (float64 merge), then the normalise loop
+    over the same (cache-resident) row.
+    """
+    M, K = x.shape
+    for r in prange(M):
+        row = x[r]
+        o = out[r]
+        cnt, mean, m2 = _accumulate(row, row[0], 0, 0.0, 0.0)
+        m_hi, m_lo = _split_mean(x, row[0], mean)
+        rstd = x.dtype.type(1.0 / np.sqrt(m2 / K + eps))
+        for k in range(K):
+            o[k] = ((row[k] - m_hi) - m_lo) * rstd * weight[k] + bias[k]
+
+
+@njit(parallel=True, cache=True)
+def _deep_norm_kernel(out, x, fx, alpha, weight, bias, eps):
+    """out[r] = layer_norm(alpha * x[r] + fx[r]) over rows; x, fx, out: (M, K); weight, bias: (K,).
+
+    One prange iteration handles one row: it writes y = alpha * x + fx into out[r], takes blocked Welford
+    statistics of that row (now cache-resident) and normalises it in place, so x and fx are read once.
+    """
+    M, K = x.shape
+    for r in prange(M):
+        xr = x[r]
+        fr = fx[r]
+        o = out[r]
+        for k in range(K):
+            o[k] = alpha * xr[k] + fr[k]
+        pivot = o[0]
+        cnt, mean, m2 = _accumulate(o, pivot, 0, 0.0, 0.0)
+        m_hi, m_lo = _split_mean(x, pivot, mean)
+        rstd = x.dtype.type(1.0 / np.sqrt(m2 / K + eps))
+        for k in range(K):
+            o[k] = ((o[k] - m_hi) - m_lo) * rstd * weight[k] + bias[k]
+
+
+@njit(parallel=True, cache=True)
+def _rms_norm_kernel(out, x, weight, eps):
+    """out[r] = (x[r] * rsqrt(mean(x[r]**2) + eps)) * weight over rows; x, out: (M, K); weight: (K,).
+
+    One prange iteration handles one row: block sums of squares in x's dtype, accumulated in float64.
+    """
+    M, K = x.shape
+    for r in prange(M):
+        row = x[r]
+        o = out[r]
+        ss = 0.0
+        for lo in range(0, K, BLOCK):
+            ss += np.float64(_sum_squares(row[lo:min(lo + BLOCK, K)]))
+        rs = x.dtype.type(1.0 / np.sqrt(ss / K + eps))
+        for k in range(K):
+            o[k] = (row[k] * rs) * weight[k]
+
+
+@njit(parallel=True, cache=True)
+def _group_norm_kernel(out, mean, m2, x, weight, bias, G, L, eps):
+    """Group norm of rows r = (n, g): x, out: (N * G, Cg * L) with each row's Cg channels of L values contiguous;
+    weight, bias: (G * Cg,); mean, m2: (N * G,) float64 statistics of each row (for running-stat updates).
+
+    One prange iteration handles one row: blocked Welford statistics, then per channel c = g * Cg + j the
+    affine map (x - m_hi) * scale_c + shift_c with scale_c = rstd * weight[c], shift_c = bias[c] - m_lo * scale_c.
+    Instance norm is the case G = C.
+    """
+    R, K = x.shape
+    Cg = K // L
+    for r in prange(R):
+        row = x[r]
+        o = out[r]
+        cnt, mu, q = _accumulate(row, row[0], 0, 0.0, 0.0)
+        mean[r] = np.float64(row[0]) + mu
+        m2[r] = q
+        m_hi, m_lo = _split_mean(x, row[0], mu)
+        rstd = 1.0 / np.sqrt(q / K + eps)
+        for j in range(Cg):
+            c = (r % G) * Cg + j
+            scale = x.dtype.type(rstd * weight[c])
+            shift = bias[c] - m_lo * scale
+            xs = row[j * L:(j + 1) * L]
+            os = o[j * L:(j + 1) * L]
+            for i in range(L):
+                os[i] = (xs[i] - m_hi) * scale + shift
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# batch norm: a fused per-channel kernel, and partial statistics + an affine pass for the other shapes
+
+
+@njit(parallel=True, cache=True)
+def _batch_norm_channel_kernel(out, mean, m2, x, weight, bias, eps):
+    """Training batch norm, one prange iteration per channel; x, out: (N, C, L); weight, bias: (C,);
+    mean, m2: (C,) float64 batch statistics.
+
+    An iteration takes blocked Welford statistics over the channel's N rows of L values, then normalises those
+    rows while they are still in L2 (x - m_hi) * scale + shift, so x is read from memory once.
+    """
+    N, C, L = x.shape
+    for c in prange(C):
+        pivot = x[0, c, 0]
+        cnt = 0
+        mu = 0.0
+        q = 0.0
+        for n in range(N):
+            cnt, mu, q = _accumulate(x[n, c], pivot, cnt, mu, q)
+        mean[c] = np.float64(pivot) + mu
+        m2[c] = q
+        m_hi, m_lo = _split_mean(x, pivot, mu)
+        scale = x.dtype.type(weight[c] / np.sqrt(q / cnt + eps))
+        shift = bias[c] - m_lo * scale
+        for n in range(N):
+            xs = x[n, c]
+            os = out[n, c]
+            for i in range(L):
+                os[i] = (xs[i] - m_hi) * scale + shift
+
+
+@njit(parallel=True, cache=True)
+def _chunk_moments_kernel(pmean, pm2, x, CH):
+    """Partial statistics of row chunks; x: (R, L); pmean, pm2: (R, NK) float64, NK = ceil(L / CH); chunk k of
+    row r covers x[r, k*CH:(k+1)*CH]. One prange iteration handles one chunk (blocked Welford)."""
+    R, L = x.shape
+    NK = pmean.shape[1]
+    for t in prange(R * NK):
+        r = t // NK
+        k = t % NK
+        v = x[r, k * CH:min((k + 1) * CH, L)]
+        cnt, mu, q = _accumulate(v, v[0], 0, 0.0, 0.0)
+        pmean[r, k] = np.float64(v[0]) + mu
+        pm2[r, k] = q
+
+
+@njit(parallel=True, cache=True)
+def _column_moments_kernel(pmean, pm2, x, RB, JB):
+    """Partial statistics down columns; x: (N, J); pmean, pm2: (P, J) float64 for row groups p of RB rows.
+
+    One prange iteration handles rows [p*RB, p*RB + RB) and columns [b*JB, b*JB + JB): a Welford update per row
+    that is vectorised across the columns (all columns share the count), on values shifted by the group's first
+    row, accumulated in x's dtype.
+    """
+    N, J = x.shape
+    P = pmean.shape[0]
+    NJ = (J + JB - 1) // JB
+    for t in prange(P * NJ):
+        p = t // NJ
+        j0 = (t % NJ) * JB
+        j1 = min(j0 + JB, J)
+        r0 = p * RB
+        r1 = min(r0 + RB, N)
+        piv = x[r0, j0:j1]
+        mu = np.zeros(j1 - j0, x.dtype)
+        q = np.zeros(j1 - j0, x.dtype)
+        for r in range(r0 + 1, r1):
+            v = x[r, j0:j1]
+            inv = x.dtype.type(1.0 / (r - r0 + 1))
+            for j in range(j1 - j0):
+                u = v[j] - piv[j]
+                d = u - mu[j]
+                mu[j] += d * inv
+                q[j] += d * (u - mu[j])
+        pm = pmean[p, j0:j1]
+        pq = pm2[p, j0:j1]
+        for j in range(j1 - j0):
+            pm[j] = np.float64(piv[j]) + mu[j]
+            pq[j] = q[j]
+
+
+@njit(parallel=True, cache=True)
+def _apply_rows_kernel(out, x, center, scale, shift, CH):
+    """out[r, l] = (x[r, l] - center[r]) * scale[r] + shift[r]; x, out: (R, L); center, scale, shift: (R,).
+    One prange iteration handles one chunk of CH values of one row."""
+    R, L = x.shape
+    NK = (L + CH - 1) // CH
+    for t in prange(R * NK):
+        r = t // NK
+        lo = (t % NK) * CH
+        hi = min(lo + CH, L)
+        xs = x[r, lo:hi]
+        os = out[r, lo:hi]
+        m = center[r]
+        a = scale[r]
+        b = shift[r]
+        for i in range(hi - lo):
+            os[i] = (xs[i] - m) * a + b
+
+
+@njit(parallel=True, cache=True)
+def _apply_columns_kernel(out, x, center, scale, shift, RB):
+    """out[n, j] = (x[n, j] - center[j]) * scale[j] + shift[j]; x, out: (N, J); center, scale, shift: (J,).
+    One prange iteration handles RB rows."""
+    N, J = x.shape
+    for p in prange((N + RB - 1) // RB):
+        for n in range(p * RB, min(p * RB + RB, N)):
+            xs = x[n]
+            os = out[n]
+            for j in range(J):
+                os[j] = (xs[j] - center[j]) * scale[j] + shift[j]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# DyT
+
+
+_F = np.float32
+_LOG2E, _LN2_HI, _LN2_LO = _F(1.4426950408889634), _F(0.693145751953125), _F(1.4286067653301870e-06)
+_Q2, _Q3, _Q4, _Q5, _Q6, _Q7 = (_F(1.0 / f) for f in (2, 6, 24, 120, 720, 5040))
+_ONE, _TWO, _HALF, _TANH_CLAMP = _F(1), _F(2), _F(0.5), _F(10)
+
+
+@njit(cache=True, inline="always")
+def _tanh32(v):
+    """tanh of a float32 in branch-free float32 arithmetic that vectorises (libm's tanhf does not): with
+    y = min(|v|, 10) (tanh(10) rounds to 1), em = expm1(2y) = 2^k (e^r - 1) + (2^k - 1) for 2y = k ln2 + r,
+    |r| <= ln2 / 2, e^r - 1 by its degree-7 Taylor polynomial (error < 1e-8), and tanh = em / (em + 2) with v's
+    sign. At most 3 ulp from the correctly rounded value; NaN stays NaN, +-inf gives +-1, -0 gives -0."""
+    y = min(abs(v), _TANH_CLAMP)
+    z = _TWO * y
+    kf = np.floor(z * _LOG2E + _HALF)
+    r = (z - kf * _LN2_HI) - kf * _LN2_LO
+    q = r * (_ONE + r * (_Q2 + r * (_Q3 + r * (_Q4 + r * (_Q5 + r * (_Q6 + r * _Q7))))))
+    p2 = _F(np.int32(1) << np.int32(kf))
+    em = p2 * q + (p2 - _ONE)
+    return np.copysign(em / (em + _TWO), v)
+
+
+@njit(parallel=True, cache=True)
+def _dyt32_kernel(out, x, alpha, weight, bias):
+    """out[r, k] = weight[k] * tanh(alpha * x[r, k]) + bias[k] for float32; x, out: (M, K); alpha: (1,);
+    weight, bias: (K,). One prange iteration handles one row; tanh is ``_tanh32`` (vectorised)."""
+    M, K = x.shape
+    a = alpha[0]
+    for r in prange(M):
+        xs = x[r]
+        os = out[r]
+        for k in range(K):
+            os[k] = weight[k] * _tanh32(a * xs[k]) + bias[k]
+
+
+@njit(parallel=True, cache=True)
+def _dyt_kernel(out, x, alpha, weight, bias):
+    """As ``_dyt32_kernel`` with libm's tanh (float64, correctly rounded to within an ulp, not vectorised)."""
+    M, K = x.shape
+    a = alpha[0]
+    for r in prange(M):
+        xs = x[r]
+        os = out[r]
+        for k in range(K):
+            os[k] = weight[k] * np.tanh(a * xs[k]) + bias[k]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# host-side helpers of the launchers (O(C) work on float64 statistics)
+
+
+def _chan_merge(mean, m2, count, axis):
+    """Merge groups of statistics along ``axis`` by Chan's formula for k groups (float64):
+    mean = sum(n_i m_i) / n, M2 = sum(M2_i + n_i (m_i - mean)^2). ``count`` broadcasts against ``mean``."""
+    count = np.broadcast_to(np.asarray(count, np.float64), mean.shape)
+    n = count.sum(axis=axis)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN / inf inputs propagate, as in torch
+        mu = (count * mean).sum(axis=axis) / n
+        dev = mean - np.expand_dims(mu, axis)
+        return mu, (m2 + count * dev * dev).sum(axis=axis)
+
+
+def _update_running(running, stats, divisor, momentum):
+    """running = (1 - momentum) * running + momentum * mean over rows of stats / divisor, in running's dtype and
+    in place (``running`` is the caller's memory); stats: (B, C) float64."""
+    t = running.dtype.type
+    m = t(momentum)
+    batch = (stats / divisor).mean(axis=0).astype(running.dtype)
+    running[...] = m * batch + (t(1) - m) * running
+
+
+def _affine(mean, m2, count, weight, bias, eps, dtype):
+    """Per-channel (center, scale, shift) in ``dtype`` for y = (x - center) * scale + shift from float64 statistics:
+    center = mean rounded to dtype, scale = weight / sqrt(M2 / count + eps), shift = bias - (mean - center) * scale."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        center = mean.astype(dtype)
+        scale = (weight / np.sqrt(m2 / count + eps)).astype(dtype)
+        shift = (bias - (mean - center) * scale).astype(dtype)
+    return center, scale, shift
+
+
+def _columns_policy(N, J):
+    """Row-group size RB and column block JB for the column kernels: about 4 tasks per thread."""
+    tasks = 4 * numba.get_num_threads()
+    JB = max(256, -(-J // tasks))
+    groups = max(1, tasks // -(-J // JB))
+    return max(1, -(-N // groups)), JB
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# launchers
+
+
+@register("layer_norm", "cpu")
+def layer_norm(out, x, weight, bias, eps):
+    """x, out: (M, K) rows; weight, bias: (K,)."""
+    _layer_norm_kernel(out, x, weight, bias, eps)
+
+
+@register("deep_norm", "cpu")
+def deep_norm(out, x, fx, weight, bias, alpha, eps):
+    """x, fx, out: (M, K) rows; weight, bias: (K,)."""
+    _deep_norm_kernel(out, x, fx, x.dtype.type(alpha), weight, bias, eps)
+
+
+@register("rms_norm", "cpu")
+def rms_norm(out, x, weight, eps):
+    """x, out: (M, K) rows; weight: (K,)."""
+    _rms_norm_kernel(out, x, weight, eps)
+
+
+@register("group_norm", "cpu")
+def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
+    """x, out: (N, C, L); weight, bias: (C,); mean, m2: (N * num_groups,) statistics per (n, group), x's dtype."""
+    N, C, L = x.shape
+    R = N * num_groups
+    mean64 = np.empty(R)
+    m264 = np.empty(R)
+    _group_norm_kernel(out.reshape(R, -1), mean64, m264, x.reshape(R, -1), weight, bias, num_groups, L, eps)
+    mean[...] = mean64
+    m2[...] = m264
+
+
+@register("running_update", "cpu")
+def running_update(running, stats, divisor, momentum):
+    """running (C,) in place: (1 - momentum) * running + momentum * mean_b(stats[b] / divisor); stats: (B, C)."""
+    _update_running(running, np.asarray(stats, np.float64), divisor, momentum)
+
+
+@register("batch_norm", "cpu")
+def batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """x, out: (N, C, L); weight, bias: (C,); running_mean, running_var: (C,) or None, updated in place.
+
+    Policy: the fused per-channel kernel when there are enough channels to share among the threads; else partial
+    statistics of row chunks (long rows) or of column groups (short rows), merged by Chan's formula, and an affine
+    pass parallel over chunks.
+    """
+    N, C, L = x.shape
+    dt = x.dtype
+    w = weight.astype(np.float64)
+    b = bias.astype(np.float64)
+    if training:
+        fused = L >= ROWS_MIN and C >= CHANNEL_TASKS * numba.get_num_threads()
+        if fused:
+            mean = np.empty(C)
+            m2 = np.empty(C)
+            _batch_norm_channel_kernel(out, mean, m2, x, weight, bias, eps)
+        elif L >= ROWS_MIN:
+            NK = -(-L // CHUNK)
+            pmean = np.empty((N * C, NK))
+            pm2 = np.empty((N * C, NK))
+            _chunk_moments_kernel(pmean, pm2, x.reshape(N * C, L), CHUNK)
+            sizes = np.minimum(CHUNK, L - CHUNK * np.arange(NK))
+            pmean = pmean.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
+            pm2 = pm2.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
+            mean, m2 = _chan_merge(pmean, pm2, np.tile(sizes, N), axis=1)
+        else:
+            RB, JB = _columns_policy(N, C * L)
+            P = -(-N // RB)
+            pmean = np.empty((P, C * L))
+            pm2 = np.empty((P, C * L))
+            _column_moments_kernel(pmean, pm2, x.reshape(N, C * L), RB, JB)
+            rows = np.minimum(RB, N - RB * np.arange(P))
+            pmean = pmean.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
+            pm2 = pm2.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
+            mean, m2 = _chan_merge(pmean, pm2, np.repeat(rows, L), axis=1)
+        count = N * L
+        if running_mean is not None:
+            _update_running(running_mean, mean.reshape(1, C), 1.0, momentum)
+        if running_var is not None:
+            _update_running(running_var, m2.reshape(1, C), count - 1.0, momentum)
+        if fused:
+            return
+        center, scale, shift = _affine(mean, m2, count, w, b, eps, dt)
+    else:
+        center = np.asarray(running_mean, dt)
+        scale = (w / np.sqrt(np.asarray(running_var, np.float64) + eps)).astype(dt)
+        shift = bias
+    _apply(out, x, center, scale, shift)
+
+
+def _apply(out, x, center, scale, shift):
+    """out = (x - center[c]) * scale[c] + shift[c] for x, out: (N, C, L) and per-channel (C,) parameters: by row
+    chunks for long rows, down columns (parameters repeated per column) for short ones."""
+    N, C, L = x.shape
+    if L >= ROWS_MIN:
+        _apply_rows_kernel(out.reshape(N * C, L), x.reshape(N * C, L), np.tile(center, N), np.tile(scale, N),
+                           np.tile(shift, N), CHUNK)
+    else:
+        RB = max(1, CHUNK // max(1, C * L))
+        _apply_columns_kernel(out.reshape(N, C * L), x.reshape(N, C * L), np.repeat(center, L),
+                              np.repeat(scale, L), np.repeat(shift, L), RB)
+
+
+@register("switch_norm", "cpu")
+def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, running_var, training, using_bn,
+                momentum, eps):
+    """x, out: (N, C, L); weight, bias: (C,); mean_weight, var_weight: (3,) or (2,) logits; running stats (C,) or
+    None, updated in place in training. IN statistics per (n, c) row in one pass; the LN/BN mixing is O(N * C)."""
+    N, C, L = x.shape
+    R = N * C
+    NK = -(-L // CHUNK)
+    pmean = np.empty((R, NK))
+    pm2 = np.empty((R, NK))
+    _chunk_moments_kernel(pmean, pm2, x.reshape(R, L), CHUNK)
+    mean_in, m2_in = _chan_merge(pmean, pm2, np.minimum(CHUNK, L - CHUNK * np.arange(NK)), axis=1)
+    mean_in = mean_in.reshape(N, C)
+    var_in = m2_in.reshape(N, C) / (L - 1)
+    temp = var_in + mean_in * mean_in
+    mean_ln = mean_in.mean(axis=1, keepdims=True)
+    var_ln = temp.mean(axis=1, keepdims=True) - mean_ln * mean_ln
+    mw = _softmax(np.asarray(mean_weight, np.float64))
+    vw = _softmax(np.asarray(var_weight, np.float64))
+    mean = mw[0] * mean_in + mw[1] * mean_ln
+    var = vw[0] * var_in + vw[1] * var_ln
+    if using_bn:
+        if training:
+            mean_bn = mean_in.mean(axis=0)
+            var_bn = temp.mean(axis=0) - mean_bn * mean_bn
+            if running_mean is not None:
+                _update_running(running_mean, mean_bn.reshape(1, C), 1.0, momentum)
+            if running_var is not None:
+                _update_running(running_var, var_bn.reshape(1, C), 1.0, momentum)
+        else:
+            mean_bn = np.asarray(running_mean, np.float64)
+            var_bn = np.asarray(running_var, np.float64)
+        mean = mean + mw[2] * mean_bn
+        var = var + vw[2] * var_bn
+    dt = x.dtype
+    center = mean.astype(dt)
+    scale = (weight.astype(np.float64) / np.sqrt(var + eps)).astype(dt)
+    shift = (bias - (mean - center) * scale).astype(dt)
+    _apply_rows_kernel(out.reshape(R, L), x.reshape(R, L), center.reshape(-1), scale.reshape(-1),
+                       shift.reshape(-1), CHUNK)
+
+
+def _softmax(z):
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+@register("dyt", "cpu")
+def dyt(out, x, alpha, weight, bias):
+    """x, out: (M, K); alpha: (1,); weight, bias: (K,)."""
+    (_dyt32_kernel if x.dtype == np.float32 else _dyt_kernel)(out, x, alpha, weight, bias)
