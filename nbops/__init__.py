@@ -14,6 +14,7 @@ _ensure_cache_dir(_os.path.dirname(__file__))
 from ._runtime import get_num_threads, set_num_threads  # noqa: E402
 
 # public ops, one import line per family, sorted by family
+from .ops.reduction import amax, amin, argmax, argmin, logsumexp, max, mean, min, prod, std, std_mean, sum, var, var_mean  # noqa: E402,A004,E501
 from .ops.norm import batch_norm, deep_norm, deep_norm_coefficients, dyt, group_norm, instance_norm, layer_norm, rms_norm, switch_norm  # noqa: E402,E501
 from .ops.shape import cat, chunk, contiguous, expand, flatten, narrow, permute, reshape, split, squeeze, stack, transpose, unsqueeze, view  # noqa: E402,E501
 from .ops.pooling import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d, avg_pool2d, max_pool1d, max_pool2d  # noqa: E402,E501

@@ -1,0 +1,740 @@
+"""CPU kernels of the reduction family.
+
+Every reduction arrives canonical: a C-contiguous ``x`` of shape (O, R, I) reduced over its middle axis into an
+(O, I) output. Two layouts, two kernels per op:
+
+* rows (I == 1, the reduced axis is the contiguous last one): one prange task reduces one row, or one chunk of
+  ``L`` elements of a row when there are too few rows to keep every thread busy (a full reduction is one row).
+  The row is walked in cache-resident leaves of BLOCK elements; each leaf is one vectorised loop, and leaves are
+  combined pairwise (sums) or by Chan's merge (variances).
+* columns (I > 1, reducing over an outer axis): one task accumulates the rows of one chunk of ``RC`` rows of
+  ``x[o, :, i0:i0 + IB]`` into 1-D accumulators of IB elements that stay in L1, so the loads and the arithmetic run
+  along the contiguous inner axis. Tasks split the inner blocks *and* the rows, so every thread works even when
+  O == 1.
+
+Whenever a row or a column was split into C > 1 chunks, the launcher merges the (O, C, I) partial results with a
+second, small pass. Nothing copies the input.
+
+Max-like reductions (max, min, amax, amin, argmax, argmin) run on integer *keys*: the launcher reinterprets float32
+(float64) data as int32 (int64) without copying, and ``_key`` maps each bit pattern to an integer whose signed order
+is the float order (-0.0 and 0.0 share a key, NaN gets the largest key so that it wins and the first NaN stays),
+optionally flipped for min. Integer max reductions vectorise; float ones with NaN semantics do not.
+"""
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+from .._dispatch import register
+
+BLOCK = 2048  # elements of one leaf of a row: the unit of one vectorised loop (8 KiB of float32, L1-resident)
+IB = 1024  # inner elements one column task accumulates (a few IB-sized accumulators stay in L1)
+GROUP = 64  # rows summed into a group accumulator before it joins the running total (blocked summation)
+LSE_GROUP = 16  # rows of a column logsumexp whose max is found before their exps are summed (they stay in L2)
+TASKS_PER_THREAD = 4  # prange tasks per thread when a row or a column is split into chunks
+MIN_CHUNK = 32768  # fewest elements worth a task of their own when rows are split
+MAX_RC = 65536  # most rows one column task sums (bounds the blocked sum's error)
+
+_OPTS = dict(cache=True, error_model="numpy")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# typed helpers
+
+
+def _cast(v, a):
+    """``v`` converted to the element type of array ``a``, or to the type of scalar ``a`` (in jitted code)."""
+
+
+@overload(_cast)
+def _cast_impl(v, a):
+    dt = a.dtype if isinstance(a, types.Array) else a
+
+    def impl(v, a):
+        return dt(v)
+
+    return impl
+
+
+@intrinsic
+def _int_bits_as_float(typingctx, k):
+    """The float whose bit pattern is the int32 (int64) ``k``: a register bitcast, no memory traffic."""
+    if k == types.int32:
+        sig, llty = types.float32(k), ir.FloatType()
+    elif k == types.int64:
+        sig, llty = types.float64(k), ir.DoubleType()
+    else:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llty)
+
+    return sig, codegen
+
+
+_F32 = np.float32
+_LOG2E = _F32(1.44269504088896341)
+_LN2_HI = _F32(0.693359375)
+_LN2_LO = _F32(-2.12194440e-4)
+_EXP_HI = _F32(88.7)
+_EXP_LO = _F32(-87.3)
+_HALF = _F32(0.5)
+_ONE = _F32(1.0)
+_ZERO32 = _F32(0.0)
+_INF32 = _F32(np.inf)
+_P0, _P1, _P2 = _F32(1.9875691500e-4), _F32(1.3981999507e-3), _F32(8.3334519073e-3)
+_P3, _P4, _P5 = _F32(4.1665795894e-2), _F32(1.6666665459e-1), _F32(5.0000001201e-1)
+_BIAS = np.int32(127)
+_MANT = np.int32(23)
+
+
+def _exp(v):
+    """exp(v) in v's precision (in jitted code): a vectorisable polynomial for float32, libm for float64."""
+
+
+@overload(_exp)
+def _exp_impl(v):
+    if v == types.float32:
+
+        def impl(v):
+            # exp(v) = 2**n * exp(r), n = round(v / ln2), |r| <= ln2 / 2; degree-6 minimax polynomial for exp(r)
+            # (Cephes' expf coefficients, ~1 ulp); 2**n is applied as two normal powers of two built from their
+            # bits. Clamping keeps both normal; the selects after it restore
+            # overflow (inf), underflow (0, flushing results below 1e-38) and NaN. All branch-free, so it vectorises.
+            c = v if v < _EXP_HI else _EXP_HI
+            c = c if c > _EXP_LO else _EXP_LO
+            n = np.floor(c * _LOG2E + _HALF)
+            r = c - n * _LN2_HI - n * _LN2_LO
+            p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+            e = p * r * r + r + _ONE
+            ni = np.int32(n)
+            h = np.int32(ni >> np.int32(1))
+            y = e * _int_bits_as_float(np.int32((h + _BIAS) << _MANT))
+            y = y * _int_bits_as_float(np.int32((ni - h + _BIAS) << _MANT))
+            y = _INF32 if v > _EXP_HI else y
+            y = _ZERO32 if v < _EXP_LO else y
+            return v if v != v else y
+
+        return impl
+    if v == types.float64:
+        return lambda v: math.exp(v)
+    return None
+
+
+@njit(inline="always")
+def _key(v, mask, fix, flip, thresh, sh, nankey):
+    """Order-preserving integer key of one element (see the module docstring).
+
+    Floats (v is the bit pattern): negative patterns get their magnitude bits flipped (``mask``) so that signed
+    integer order is float order, then shift up by one (``fix``) so -0.0 meets 0.0; ``flip`` = -1 reverses the order
+    (min); a NaN (magnitude bits above ``thresh``) gets ``nankey``, the largest key. Integers: mask = fix = 0, so the
+    key is the value (flipped for min) and nothing is NaN. Every step stays in v's width (numba would widen int32
+    arithmetic to int64 and halve the vector lanes).
+    """
+    k = _cast(v ^ ((v >> sh) & mask), v)
+    k = _cast(k + ((k >> sh) & fix), v)
+    k = _cast(k ^ flip, v)
+    return nankey if _cast(v & mask, v) > thresh else k
+
+
+@njit(inline="always")
+def _eff(m):
+    """The shift logsumexp subtracts: the max itself, or 0 when it is infinite or NaN (as torch does)."""
+    return m if abs(m) < np.inf else 0.0
+
+
+def _row_chunks(M, R):
+    """(L, C): rows of R elements split into C chunks of L elements so that M * C tasks keep the threads busy."""
+    want = TASKS_PER_THREAD * numba.get_num_threads()
+    if M >= want or R < 2 * MIN_CHUNK:
+        return max(R, 1), 1
+    C = min(-(-want // M), R // MIN_CHUNK)
+    L = -(-(-(-R // C)) // BLOCK) * BLOCK
+    return L, -(-R // L)
+
+
+def _col_chunks(O, R, I):
+    """(RC, C): the R rows of a column reduction split into C chunks of RC rows (see the module docstring)."""
+    tasks = O * (-(-I // IB))
+    C = max(1, min(-(-TASKS_PER_THREAD * numba.get_num_threads() // tasks), R // GROUP), -(-R // MAX_RC))
+    RC = max(-(-R // C), 1)
+    return RC, -(-R // RC)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# sum and prod
+
+
+@njit(fastmath={"reassoc"}, **_OPTS)
+def _leaf_sum(seg, zero):
+    """sum(seg) in seg's dtype; reassociation lets LLVM keep several vector accumulators (32 float32 lanes)."""
+    s = zero
+    for i in range(seg.shape[0]):
+        s += seg[i]
+    return s
+
+
+@njit(**_OPTS)
+def _pairwise_sum(row, lo, hi, stack):
+    """Sum of row[lo:hi] from leaves of BLOCK elements combined pairwise: a binary-counter cascade (``stack`` holds
+    one partial per level) only ever adds two sums over equally many leaves, so the error grows with log2(leaves)."""
+    n = 0
+    for a in range(lo, hi, BLOCK):
+        s = _leaf_sum(row[a:min(a + BLOCK, hi)], _cast(0, stack))
+        k = n
+        lvl = 0
+        while k & 1:
+            s = stack[lvl] + s
+            k >>= 1
+            lvl += 1
+        stack[lvl] = s
+        n += 1
+    total = _cast(0, stack)
+    lvl = 0
+    while n:
+        if n & 1:
+            total = stack[lvl] + total
+        n >>= 1
+        lvl += 1
+    return total
+
+
+@njit(parallel=True, **_OPTS)
+def _sum_rows_kernel(part, x, L):
+    """part[m, c] = sum(x[m, c*L:(c+1)*L]); x: (M, R), part: (M, C), accumulator dtype = part's (float32, float64,
+    int64). One prange iteration: one (row, chunk) pair, summed pairwise over BLOCK-element vectorised leaves."""
+    M, R = x.shape
+    C = part.shape[1]
+    for t in prange(M * C):
+        m = t // C
+        c = t - m * C
+        lo = c * L
+        stack = np.empty(64, part.dtype)
+        part[m, c] = _pairwise_sum(x[m], lo, min(lo + L, R), stack)
+
+
+@njit(parallel=True, **_OPTS)
+def _sum_cols_kernel(part, x, RC):
+    """part[o, c, i] = sum(x[o, c*RC:(c+1)*RC, i]); x: (O, R, I), part: (O, C, I), accumulator dtype = part's.
+
+    One prange iteration: one (o, row chunk, inner block of IB) triple; rows are added along the inner axis into a
+    group accumulator that joins the running total every GROUP rows (blocked summation: error ~ GROUP + RC/GROUP).
+    """
+    O, R, I = x.shape
+    C = part.shape[1]
+    NB = (I + IB - 1) // IB
+    for t in prange(O * C * NB):
+        o = t // (C * NB)
+        rem = t - o * C * NB
+        c = rem // NB
+        i0 = (rem - c * NB) * IB
+        w = min(IB, I - i0)
+        r0 = c * RC
+        r1 = min(r0 + RC, R)
+        tot = np.zeros(w, part.dtype)
+        grp = np.zeros(w, part.dtype)
+        for r in range(r0, r1):
+            seg = x[o, r, i0:i0 + w]
+            for j in range(w):
+                grp[j] += seg[j]
+            if (r - r0) % GROUP == GROUP - 1:
+                for j in range(w):
+                    tot[j] += grp[j]
+                    grp[j] = 0
+        dst = part[o, c, i0:i0 + w]
+        for j in range(w):
+            dst[j] = tot[j] + grp[j]
+
+
+@njit(fastmath={"reassoc"}, **_OPTS)
+def _leaf_prod(seg, one):
+    p = one
+    for i in range(seg.shape[0]):
+        p *= seg[i]
+    return p
+
+
+@njit(parallel=True, **_OPTS)
+def _prod_rows_kernel(part, x, L):
+    """part[m, c] = prod(x[m, c*L:(c+1)*L]); x: (M, R), part: (M, C). One prange iteration: one (row, chunk)
+    pair, one vectorised loop; accumulator dtype = part's."""
+    M, R = x.shape
+    C = part.shape[1]
+    for t in prange(M * C):
+        m = t // C
+        c = t - m * C
+        lo = c * L
+        part[m, c] = _leaf_prod(x[m, lo:min(lo + L, R)], _cast(1, part))
+
+
+@njit(parallel=True, **_OPTS)
+def _prod_cols_kernel(part, x, RC):
+    """part[o, c, i] = prod(x[o, c*RC:(c+1)*RC, i]); x: (O, R, I), part: (O, C, I). One prange iteration: one
+    (o, row chunk, inner block) triple, multiplying rows into a 1-D accumulator along the inner axis."""
+    O, R, I = x.shape
+    C = part.shape[1]
+    NB = (I + IB - 1) // IB
+    for t in prange(O * C * NB):
+        o = t // (C * NB)
+        rem = t - o * C * NB
+        c = rem // NB
+        i0 = (rem - c * NB) * IB
+        w = min(IB, I - i0)
+        r0 = c * RC
+        acc = np.ones(w, part.dtype)
+        for r in range(r0, min(r0 + RC, R)):
+            seg = x[o, r, i0:i0 + w]
+            for j in range(w):
+                acc[j] *= seg[j]
+        part[o, c, i0:i0 + w] = acc
+
+
+def _reduce(rows_kernel, cols_kernel, out, x):
+    """Run a sum-like reduction of x (O, R, I) into out (O, I): chunked first pass, then merge passes of the same
+    kernels over the (O, C, I) partials until one chunk is left."""
+    O, R, I = x.shape
+    while True:
+        if I == 1:
+            L, C = _row_chunks(O, R)
+            part = out.reshape(O, 1) if C == 1 else np.empty((O, C), out.dtype)
+            rows_kernel(part, x.reshape(O, R), L)
+        else:
+            RC, C = _col_chunks(O, R, I)
+            part = out.reshape(O, 1, I) if C == 1 else np.empty((O, C, I), out.dtype)
+            cols_kernel(part, x, RC)
+        if C == 1:
+            return
+        x, R = part.reshape(O, C, I), C
+
+
+@register("sum", "cpu")
+def reduce_sum(out, x, div=1):
+    """out (O, I) = sum of x (O, R, I) over R, divided by ``div`` when it is not 1 (mean); dtypes float32, float64,
+    int64 (out has x's dtype)."""
+    _reduce(_sum_rows_kernel, _sum_cols_kernel, out, x)
+    if div != 1:
+        np.divide(out, div, out=out)
+
+
+@register("prod", "cpu")
+def reduce_prod(out, x):
+    """out (O, I) = product of x (O, R, I) over R; dtypes float32, float64, int64 (out has x's dtype)."""
+    _reduce(_prod_rows_kernel, _prod_cols_kernel, out, x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# var / std / var_mean / std_mean
+
+
+@njit(fastmath={"reassoc"}, **_OPTS)
+def _leaf_shifted(seg, mu, zero):
+    """(sum(seg - mu), sum((seg - mu)**2)) in seg's dtype, one vectorised pass."""
+    s = zero
+    q = zero
+    for i in range(seg.shape[0]):
+        d = seg[i] - mu
+        s += d
+        q += d * d
+    return s, q
+
+
+@njit(parallel=True, **_OPTS)
+def _var_rows_kernel(pmean, pm2, x, L):
+    """pmean[m, c], pm2[m, c] = mean and sum of squared deviations of x[m, c*L:(c+1)*L]; x: (M, R); pmean, pm2:
+    (M, C) float64.
+
+    One prange iteration: one (row, chunk) pair. Each BLOCK-element leaf is summed around the float32 (float64)
+    value ``mu`` of its own mean estimate (shifted data, so no cancellation even at mean 1e4, std 1), giving its
+    exact mean and M2; leaves join the chunk's running (count, mean, M2) by Chan's merge in float64.
+    """
+    M, R = x.shape
+    C = pmean.shape[1]
+    for t in prange(M * C):
+        m = t // C
+        c = t - m * C
+        row = x[m]
+        lo = c * L
+        hi = min(lo + L, R)
+        n = 0.0
+        mean = 0.0
+        m2 = 0.0
+        for a in range(lo, hi, BLOCK):
+            seg = row[a:min(a + BLOCK, hi)]
+            nb = seg.shape[0]
+            mu = _cast(_leaf_sum(seg, _cast(0, seg)) / nb, seg)
+            s, q = _leaf_shifted(seg, mu, _cast(0, seg))
+            bmean = mu + s / nb
+            bm2 = q - s * (s / nb)
+            tot = n + nb
+            d = bmean - mean
+            mean += d * (nb / tot)
+            m2 += bm2 + d * d * (n * nb / tot)
+            n = tot
+        pmean[m, c] = mean
+        pm2[m, c] = m2
+
+
+@njit(parallel=True, **_OPTS)
+def _var_cols_kernel(pmean, pm2, x, RC):
+    """pmean[o, c, i], pm2[o, c, i] = mean and sum of squared deviations of x[o, c*RC:(c+1)*RC, i]; x: (O, R, I);
+    pmean, pm2: (O, C, I) float64. One prange iteration: one (o, row chunk, inner block) triple; Welford's update
+    row by row into float64 accumulators along the inner axis."""
+    O, R, I = x.shape
+    C = pmean.shape[1]
+    NB = (I + IB - 1) // IB
+    for t in prange(O * C * NB):
+        o = t // (C * NB)
+        rem = t - o * C * NB
+        c = rem // NB
+        i0 = (rem - c * NB) * IB
+        w = min(IB, I - i0)
+        r0 = c * RC
+        mean = np.zeros(w, np.float64)
+        m2 = np.zeros(w, np.float64)
+        for r in range(r0, min(r0 + RC, R)):
+            seg = x[o, r, i0:i0 + w]
+            inv = 1.0 / (r - r0 + 1)
+            for j in range(w):
+                v = np.float64(seg[j])
+                d = v - mean[j]
+                mu = mean[j] + d * inv
+                mean[j] = mu
+                m2[j] += d * (v - mu)
+        pmean[o, c, i0:i0 + w] = mean
+        pm2[o, c, i0:i0 + w] = m2
+
+
+@njit(parallel=True, **_OPTS)
+def _var_merge_kernel(var, mean, pmean, pm2, counts, denom, take_sqrt):
+    """var[o, i] = M2 / denom (its square root when ``take_sqrt``) and mean[o, i] from the chunk statistics
+    pmean, pm2: (O, C, I) float64 with counts (C,), merged in order by Chan's formula; var, mean: (O, I). One
+    prange iteration: one output element."""
+    O, C, I = pmean.shape
+    for t in prange(O * I):
+        o = t // I
+        i = t - o * I
+        n = counts[0]
+        mu = pmean[o, 0, i]
+        m2 = pm2[o, 0, i]
+        for c in range(1, C):
+            nb = counts[c]
+            tot = n + nb
+            d = pmean[o, c, i] - mu
+            mu += d * (nb / tot)
+            m2 += pm2[o, c, i] + d * d * (n * nb / tot)
+            n = tot
+        v = m2 / denom
+        var[o, i] = math.sqrt(v) if take_sqrt else v
+        mean[o, i] = mu
+
+
+@register("var_mean", "cpu")
+def reduce_var_mean(var, mean, x, correction=1, take_sqrt=False):
+    """var, mean (O, I) of x (O, R, I) over R (R > 0); var = M2 / max(0, R - correction), its square root when
+    ``take_sqrt``; dtypes float32, float64."""
+    O, R, I = x.shape
+    if I == 1:
+        L, C = _row_chunks(O, R)
+        pmean = np.empty((O, C))
+        pm2 = np.empty((O, C))
+        _var_rows_kernel(pmean, pm2, x.reshape(O, R), L)
+        size = L
+    else:
+        size, C = _col_chunks(O, R, I)
+        pmean = np.empty((O, C, I))
+        pm2 = np.empty((O, C, I))
+        _var_cols_kernel(pmean, pm2, x, size)
+    counts = np.minimum(size, R - size * np.arange(C)).astype(np.float64)
+    _var_merge_kernel(var.reshape(O, I), mean.reshape(O, I), pmean.reshape(O, C, I), pm2.reshape(O, C, I), counts,
+                      float(max(0, R - correction)), take_sqrt)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# max / min / amax / amin / argmax / argmin on integer keys
+
+
+@njit(**_OPTS)
+def _leaf_keymax(seg, mask, fix, flip, thresh, sh, nankey):
+    """max over seg of _key(seg[i]): an integer max reduction, which vectorises."""
+    b = _key(seg[0], mask, fix, flip, thresh, sh, nankey)
+    for i in range(seg.shape[0]):
+        k = _key(seg[i], mask, fix, flip, thresh, sh, nankey)
+        b = k if k > b else b
+    return b
+
+
+@njit(**_OPTS)
+def _leaf_find(seg, target, mask, fix, flip, thresh, sh, nankey):
+    """The first i with _key(seg[i]) == target (target occurs in seg)."""
+    for i in range(seg.shape[0]):
+        if _key(seg[i], mask, fix, flip, thresh, sh, nankey) == target:
+            return i
+    return 0
+
+
+@njit(parallel=True, **_OPTS)
+def _argmax_rows_kernel(pidx, x, L, p):
+    """pidx[m, c] = index along R of the first largest key in x[m, c*L:(c+1)*L]; x: (M, R) integer keys' source
+    (int32/int64 bit patterns or int64 values), pidx: (M, C) int64, p: the key parameters (see ``_key``).
+
+    One prange iteration: one (row, chunk) pair. Each BLOCK-element leaf gets its largest key from a vectorised
+    integer max; only a leaf that beats the best so far is scanned (L1-resident) for the first position of it.
+    A NaN's key is the largest, so the scan stops at the first NaN.
+    """
+    mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
+    M, R = x.shape
+    C = pidx.shape[1]
+    for t in prange(M * C):
+        m = t // C
+        c = t - m * C
+        row = x[m]
+        lo = c * L
+        hi = min(lo + L, R)
+        best = _key(row[lo], mask, fix, flip, thresh, sh, nankey)
+        bidx = lo
+        for a in range(lo, hi, BLOCK):
+            if best == nankey:
+                break
+            seg = row[a:min(a + BLOCK, hi)]
+            k = _leaf_keymax(seg, mask, fix, flip, thresh, sh, nankey)
+            if k > best:
+                best = k
+                bidx = a + _leaf_find(seg, k, mask, fix, flip, thresh, sh, nankey)
+        pidx[m, c] = bidx
+
+
+@njit(parallel=True, **_OPTS)
+def _argmax_cols_kernel(pidx, x, RC, p):
+    """pidx[o, c, i] = index along R of the first largest key in x[o, c*RC:(c+1)*RC, i]; x: (O, R, I), pidx:
+    (O, C, I) int64. One prange iteration: one (o, row chunk, inner block) triple; best keys and their rows live in
+    1-D accumulators along the inner axis, replaced only on a strictly larger key (so the first index wins ties).
+    Rows are counted within the chunk (RC <= MAX_RC) in the keys' integer type, so keys and rows share a vector
+    width."""
+    mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
+    O, R, I = x.shape
+    C = pidx.shape[1]
+    NB = (I + IB - 1) // IB
+    for t in prange(O * C * NB):
+        o = t // (C * NB)
+        rem = t - o * C * NB
+        c = rem // NB
+        i0 = (rem - c * NB) * IB
+        w = min(IB, I - i0)
+        r0 = c * RC
+        bk = np.empty(w, x.dtype)
+        bi = np.zeros(w, x.dtype)
+        seg = x[o, r0, i0:i0 + w]
+        for j in range(w):
+            bk[j] = _key(seg[j], mask, fix, flip, thresh, sh, nankey)
+        for r in range(1, min(RC, R - r0)):
+            seg = x[o, r0 + r, i0:i0 + w]
+            rr = _cast(r, bi)
+            for j in range(w):
+                k = _key(seg[j], mask, fix, flip, thresh, sh, nankey)
+                b = bk[j]
+                up = _cast(-(k > b), b)
+                bk[j] = (k & up) | (b & ~up)
+                bi[j] = (rr & up) | (bi[j] & ~up)
+        dst = pidx[o, c, i0:i0 + w]
+        for j in range(w):
+            dst[j] = r0 + bi[j]
+
+
+@njit(parallel=True, **_OPTS)
+def _argmax_merge_kernel(vals, idx, pidx, x, p):
+    """idx[o, i] = the first best of the chunk winners pidx[o, :, i] (C chunks in order), vals[o, i] = x[o, idx,
+    i]; x: (O, R, I), pidx: (O, C, I), vals: (O, I) of x's dtype, idx: (O, I) int64. One prange iteration: one
+    output element."""
+    mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
+    O, C, I = pidx.shape
+    for t in prange(O * I):
+        o = t // I
+        i = t - o * I
+        bi = pidx[o, 0, i]
+        bk = _key(x[o, bi, i], mask, fix, flip, thresh, sh, nankey)
+        for c in range(1, C):
+            r = pidx[o, c, i]
+            k = _key(x[o, r, i], mask, fix, flip, thresh, sh, nankey)
+            if k > bk:
+                bk = k
+                bi = r
+        idx[o, i] = bi
+        vals[o, i] = x[o, bi, i]
+
+
+def _key_params(dtype, is_min):
+    """The ``_key`` parameters for data of ``dtype`` (float32, float64 or int64), as an array of the key type."""
+    dtype = np.dtype(dtype)
+    flip = -1 if is_min else 0
+    if dtype == np.float32:
+        return np.array([0x7FFFFFFF, 1, flip, 0x7F800000, 31, 0x7FFFFFFF], np.int32)
+    big = np.iinfo(np.int64).max
+    if dtype == np.float64:
+        return np.array([big, 1, flip, 0x7FF0000000000000, 63, big], np.int64)
+    return np.array([0, 0, flip, 0, 63, big], np.int64)
+
+
+def _as_keys(a):
+    """Floats reinterpreted as same-width integers (a view); integers unchanged."""
+    if a.dtype == np.float32:
+        return a.view(np.int32)
+    if a.dtype == np.float64:
+        return a.view(np.int64)
+    return a
+
+
+@register("argmax", "cpu")
+def reduce_argmax(vals, idx, x, is_min=False):
+    """idx (O, I) int64 = first index along R of the max (min when ``is_min``) of x (O, R, I), NaN first;
+    vals (O, I) = the values there. R > 0; dtypes float32, float64, int64."""
+    O, R, I = x.shape
+    p = _key_params(x.dtype, is_min)
+    xk = _as_keys(x)
+    if I == 1:
+        L, C = _row_chunks(O, R)
+        pidx = np.empty((O, C), np.int64)
+        _argmax_rows_kernel(pidx, xk.reshape(O, R), L, p)
+    else:
+        RC, C = _col_chunks(O, R, I)
+        pidx = np.empty((O, C, I), np.int64)
+        _argmax_cols_kernel(pidx, xk, RC, p)
+    _argmax_merge_kernel(_as_keys(vals).reshape(O, I), idx.reshape(O, I), pidx.reshape(O, C, I), xk, p)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# logsumexp
+
+
+@njit(fastmath={"reassoc"}, **_OPTS)
+def _leaf_expsum(seg, shift, zero):
+    """sum(exp(seg - shift)) in seg's dtype, one vectorised pass (float32's exp is a polynomial)."""
+    s = zero
+    for i in range(seg.shape[0]):
+        s += _exp(seg[i] - shift)
+    return s
+
+
+@njit(inline="always")
+def _lse_merge(m, s, mb, sb):
+    """Merge two (max, sum of exp(x - _eff(max))) pairs into one; float64."""
+    mn = mb if mb > m else m
+    e = _eff(mn)
+    a = s * math.exp(_eff(m) - e) if s != 0 else s
+    b = sb * math.exp(_eff(mb) - e) if sb != 0 else sb
+    return mn, a + b
+
+
+@njit(parallel=True, **_OPTS)
+def _lse_rows_kernel(pm, ps, x, xk, L, p):
+    """pm[m, c] = max and ps[m, c] = sum(exp(x - _eff(max))) of chunk c of row m; x: (M, R) float, xk: the same
+    memory as integer keys, pm, ps: (M, C) float64.
+
+    One prange iteration: one (row, chunk) pair. Per BLOCK-element leaf: the max from a vectorised integer max over
+    keys (turned back into the float), then one vectorised pass summing exp(x - max) in x's dtype; leaves merge in
+    float64 (online rescaling). NaN flows through the sums.
+    """
+    mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
+    M, R = x.shape
+    C = pm.shape[1]
+    for t in prange(M * C):
+        m = t // C
+        c = t - m * C
+        lo = c * L
+        hi = min(lo + L, R)
+        mx = -np.inf
+        s = 0.0
+        for a in range(lo, hi, BLOCK):
+            b = min(a + BLOCK, hi)
+            k = _leaf_keymax(xk[m, a:b], mask, fix, flip, thresh, sh, nankey)
+            k = k - ((k >> sh) & fix)
+            k = k ^ ((k >> sh) & mask)
+            lm = np.float64(_int_bits_as_float(_cast(k, xk)))
+            shift = _cast(_eff(lm), x)
+            ls = np.float64(_leaf_expsum(x[m, a:b], shift, _cast(0, x)))
+            mx, s = _lse_merge(mx, s, lm, ls)
+        pm[m, c] = mx
+        ps[m, c] = s
+
+
+@njit(parallel=True, **_OPTS)
+def _lse_cols_kernel(pm, ps, x, RC):
+    """pm[o, c, i] = max and ps[o, c, i] = sum(exp(x - _eff(max))) of x[o, c*RC:(c+1)*RC, i]; x: (O, R, I) float,
+    pm, ps: (O, C, I) float64.
+
+    One prange iteration: one (o, row chunk, inner block) triple. Rows go in groups of LSE_GROUP (L2-resident):
+    their max along the inner axis first, the running sums rescaled to the new max, then their exps summed in x's
+    dtype into a group accumulator; all loops run along the contiguous inner axis.
+    """
+    O, R, I = x.shape
+    C = pm.shape[1]
+    NB = (I + IB - 1) // IB
+    for t in prange(O * C * NB):
+        o = t // (C * NB)
+        rem = t - o * C * NB
+        c = rem // NB
+        i0 = (rem - c * NB) * IB
+        w = min(IB, I - i0)
+        r0 = c * RC
+        r1 = min(r0 + RC, R)
+        mx = np.full(w, -np.inf)
+        s = np.zeros(w)
+        gmax = np.empty(w, x.dtype)
+        shift = np.empty(w, x.dtype)
+        gsum = np.empty(w, x.dtype)
+        for g0 in range(r0, r1, LSE_GROUP):
+            g1 = min(g0 + LSE_GROUP, r1)
+            gmax[:] = x[o, g0, i0:i0 + w]
+            for r in range(g0 + 1, g1):
+                seg = x[o, r, i0:i0 + w]
+                for j in range(w):
+                    v = seg[j]
+                    gmax[j] = v if v > gmax[j] else gmax[j]
+            for j in range(w):
+                mx[j], s[j] = _lse_merge(mx[j], s[j], np.float64(gmax[j]), 0.0)
+                shift[j] = _cast(_eff(mx[j]), x)
+                gsum[j] = 0
+            for r in range(g0, g1):
+                seg = x[o, r, i0:i0 + w]
+                for j in range(w):
+                    gsum[j] += _exp(seg[j] - shift[j])
+            for j in range(w):
+                s[j] += gsum[j]
+        pm[o, c, i0:i0 + w] = mx
+        ps[o, c, i0:i0 + w] = s
+
+
+@njit(parallel=True, **_OPTS)
+def _lse_merge_kernel(out, pm, ps):
+    """out[o, i] = log(sum) + shift of the merged chunk pairs pm, ps: (O, C, I) float64; out: (O, I). One prange
+    iteration: one output element."""
+    O, C, I = pm.shape
+    for t in prange(O * I):
+        o = t // I
+        i = t - o * I
+        mx = pm[o, 0, i]
+        s = ps[o, 0, i]
+        for c in range(1, C):
+            mx, s = _lse_merge(mx, s, pm[o, c, i], ps[o, c, i])
+        out[o, i] = math.log(s) + _eff(mx)
+
+
+@register("logsumexp", "cpu")
+def reduce_logsumexp(out, x):
+    """out (O, I) = log(sum(exp(x))) of x (O, R, I) over R (R > 0), shifted by the max as torch does; dtypes
+    float32, float64."""
+    O, R, I = x.shape
+    if I == 1:
+        L, C = _row_chunks(O, R)
+        pm = np.empty((O, C))
+        ps = np.empty((O, C))
+        _lse_rows_kernel(pm, ps, x.reshape(O, R), _as_keys(x).reshape(O, R), L, _key_params(x.dtype, False))
+    else:
+        RC, C = _col_chunks(O, R, I)
+        pm = np.empty((O, C, I))
+        ps = np.empty((O, C, I))
+        _lse_cols_kernel(pm, ps, x, RC)
+    _lse_merge_kernel(out.reshape(O, I), pm.reshape(O, C, I), ps.reshape(O, C, I))

@@ -1,0 +1,329 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import nbops
+from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
+
+CPU = ["cpu"]
+CUDA = [pytest.param("cuda", marks=pytest.mark.cuda)]
+
+# (shape, dim, keepdim): every layout the canonical (O, R, I) form takes -- rows (I == 1), columns (I > 1), all dims,
+# non-adjacent dims (one copy), size-1 dims between reduced ones, 0-d, empty outputs and empty reductions.
+CASES = [
+    ((7,), None, False),
+    ((3, 5), 1, False),
+    ((3, 5), 0, True),
+    ((3, 5), -1, True),
+    ((2, 3, 4), (0, 2), False),
+    ((2, 3, 4), (1, 2), True),
+    ((2, 3, 4), 1, False),
+    ((4, 1, 5), (0, 2), False),
+    ((2, 1, 3, 4), (1, 2), False),
+    ((1,), 0, False),
+    ((), None, False),
+    ((0, 3), 1, False),
+]
+# row and column reductions long enough to be split into chunks across threads and merged
+BIG = [((3, 70001), 1, False), ((5000, 3), 0, False), ((300, 2100), 0, True), ((140001,), None, False)]
+TINY = [((7,), None, False), ((3, 5), 1, False), ((3, 5), 0, True), ((2, 3, 4), (0, 2), False), ((), None, False),
+        ((0, 3), 1, False)]
+
+
+def _dim_kwargs(dim, keepdim):
+    return {"dim": dim, "keepdim": keepdim}
+
+
+def _all_dims(shape, dim):
+    return tuple(range(len(shape))) if dim is None else dim
+
+
+def _single(dim, shape):
+    """A single dim for the ops that take one (max, argmax, prod): the case's dim, or its first entry."""
+    if dim is None:
+        return -1 if shape else 0
+    return dim if isinstance(dim, int) else dim[0]
+
+
+# -------------------------------------------------------------------------------------------------- sum / mean / prod
+
+
+@pytest.mark.parametrize("target,shape,dim,keepdim", [("cpu",) + c for c in CASES + BIG] +
+                         [pytest.param("cuda", *c, marks=pytest.mark.cuda) for c in TINY])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_mean(target, dtype, shape, dim, keepdim):
+    x = make(shape, dtype, seed=1)
+    kw = _dim_kwargs(dim, keepdim)
+    check(nbops.sum, torch.sum, target, x, **kw)
+    check(nbops.mean, torch.mean, target, x, **kw)
+
+
+@pytest.mark.parametrize("target,shape,dim,keepdim", [("cpu",) + c for c in CASES + BIG] +
+                         [pytest.param("cuda", *c, marks=pytest.mark.cuda) for c in TINY])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prod(target, dtype, shape, dim, keepdim):
+    x = make(shape, dtype, seed=2, scale=0.05, offset=1.0)
+    d = _single(dim, shape)
+    check(nbops.prod, torch.prod, target, x, d, keepdim)
+    check(nbops.prod, torch.prod, target, x)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+@pytest.mark.parametrize("dim", [0, 1, (0, 1)])
+def test_sum_noncontiguous(target, layout, dim):
+    x = make((6, 5), np.float32, seed=3, layout=layout)
+    check(nbops.sum, torch.sum, target, x, dim=dim)
+    check(nbops.amax, torch.amax, target, x, dim=dim)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sum_integer_inputs(target):
+    xi = make_int((4, 6), -50, 50, np.int32, seed=4)
+    check(nbops.sum, torch.sum, target, xi, dim=1)
+    check(nbops.sum, torch.sum, target, xi.astype(np.int8), dim=0)
+    check(nbops.sum, torch.sum, target, xi > 0)
+    check(nbops.prod, torch.prod, target, make_int((3, 5), -3, 4, np.int16, seed=5), 1)
+    check(nbops.sum, torch.sum, target, xi, dim=1, dtype=torch.float64)
+    check(nbops.sum, torch.sum, target, xi, dtype=torch.int32)
+    check(nbops.mean, torch.mean, target, xi, dim=0, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_sum_dtype_cast_and_nan(target):
+    x = make((5, 7), np.float32, seed=6)
+    check(nbops.sum, torch.sum, target, x, dim=0, dtype=torch.float64)
+    x[2, 3] = np.nan
+    x[4, 1] = np.inf
+    check(nbops.sum, torch.sum, target, x, dim=0)
+    check(nbops.mean, torch.mean, target, x, dim=1)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_empty_reductions(target):
+    x = np.zeros((0, 3), np.float32)
+    check(nbops.sum, torch.sum, target, x, dim=0)
+    check(nbops.mean, torch.mean, target, x, dim=0)
+    check(nbops.prod, torch.prod, target, x, 0)
+    check(nbops.logsumexp, torch.logsumexp, target, x, 0)
+    with pytest.warns(UserWarning):
+        check(nbops.var, torch.var, target, x, 0)
+    check(nbops.sum, torch.sum, target, np.zeros((0,), np.float64))
+    check(nbops.mean, torch.mean, target, np.zeros((0,), np.float64))
+    check(nbops.max, torch.max, target, x, 1)
+    for fn, args in [(nbops.max, (0,)), (nbops.amax, (0,)), (nbops.argmax, (0,)), (nbops.argmin, (0,)),
+                     (nbops.max, ()), (nbops.argmax, ()), (nbops.min, (0,))]:
+        with pytest.raises(IndexError, match=fn.__name__ + r"\(\): Expected reduction dim"):
+            fn(to_target(x, target), *args)
+
+
+def test_sum_float32_1e7_is_accurate():
+    x = make((10_000_000,), np.float32, seed=7, offset=1.0)
+    exact = x.astype(np.float64).sum()
+    got = float(nbops.sum(x))
+    assert abs(got - exact) <= 1e-6 * abs(exact), (got, exact)
+    got = float(nbops.sum(x.reshape(10_000, 1000), 0).astype(np.float64).sum())
+    assert abs(got - exact) <= 1e-6 * abs(exact), (got, exact)
+    col = nbops.sum(x.reshape(100_000, 100), 0)
+    exact_col = x.reshape(100_000, 100).astype(np.float64).sum(0)
+    np.testing.assert_allclose(col, exact_col, rtol=2e-6)
+
+
+# -------------------------------------------------------------------------------------------------- var / std
+
+
+@pytest.mark.parametrize("target,shape,dim,keepdim", [("cpu",) + c for c in CASES[:-1] + BIG] +
+                         [pytest.param("cuda", *c, marks=pytest.mark.cuda) for c in TINY[:-1]])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_var_std(target, dtype, shape, dim, keepdim):
+    x = make(shape, dtype, seed=8, offset=1e4)
+    kw = _dim_kwargs(dim, keepdim)
+    if math.prod(shape) <= 1:
+        kw["correction"] = 0
+    check(nbops.var, torch.var, target, x, **kw)
+    check(nbops.std, torch.std, target, x, **kw)
+    check(nbops.var_mean, torch.var_mean, target, x, **kw)
+    check(nbops.std_mean, torch.std_mean, target, x, **kw)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_var_correction_forms(target):
+    x = make((4, 6), np.float64, seed=9)
+    check(nbops.var, torch.var, target, x, 1, correction=0)
+    check(nbops.var, torch.var, target, x, 1, correction=2.5, keepdim=True)
+    check(nbops.var, torch.var, target, x, 0, False)
+    check(nbops.std, torch.std, target, x, 0, True, True)
+    check(nbops.var, torch.var, target, x, False)
+    check(nbops.std_mean, torch.std_mean, target, x, dim=(0, 1), unbiased=False)
+    with pytest.warns(UserWarning):
+        check(nbops.var, torch.var, target, x[:1], 0)  # one element, correction 1: 0 / 0 = NaN
+    with pytest.warns(UserWarning):
+        check(nbops.var, torch.var, target, x[:2], 0, correction=2)  # M2 > 0 over a zero divisor: inf
+
+
+def test_var_large_offset_1e7_is_accurate():
+    x = make((10_000_000,), np.float32, seed=10, offset=1e4)
+    v, m = nbops.var_mean(x)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(float(v), x64.var(ddof=1), rtol=1e-5)
+    np.testing.assert_allclose(float(m), x64.mean(), rtol=1e-7)
+    cols = nbops.std(x.reshape(100_000, 100), 0)
+    np.testing.assert_allclose(cols, x64.reshape(100_000, 100).std(0, ddof=1), rtol=1e-5)
+
+
+# -------------------------------------------------------------------------------------------------- max / min family
+
+
+@pytest.mark.parametrize("target,shape,dim,keepdim", [("cpu",) + c for c in CASES[:-1] + BIG] +
+                         [pytest.param("cuda", *c, marks=pytest.mark.cuda) for c in TINY[:-1]])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_min_family(target, dtype, shape, dim, keepdim):
+    x = make(shape, dtype, seed=11)
+    d = _single(dim, shape)
+    check(nbops.max, torch.max, target, x, d, keepdim)
+    check(nbops.min, torch.min, target, x, d, keepdim=keepdim)
+    check(nbops.argmax, torch.argmax, target, x, d, keepdim)
+    check(nbops.argmin, torch.argmin, target, x, dim=d, keepdim=keepdim)
+    check(nbops.argmax, torch.argmax, target, x, keepdim=keepdim)
+    check(nbops.max, torch.max, target, x)
+    check(nbops.min, torch.min, target, x)
+    amd = () if dim is None else dim
+    check(nbops.amax, torch.amax, target, x, amd, keepdim)
+    check(nbops.amin, torch.amin, target, x, dim=amd, keepdim=keepdim)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_nan_ties_and_infinities(target, dtype):
+    x = np.array([[1.0, 3.0, 3.0, -np.inf, 0.0],
+                  [np.nan, 2.0, np.nan, 5.0, 5.0],
+                  [-np.inf, -np.inf, -np.inf, -np.inf, -np.inf],
+                  [2.0, np.inf, 7.0, np.nan, np.inf]], dtype=dtype)
+    for fn, ref in [(nbops.max, torch.max), (nbops.min, torch.min), (nbops.argmax, torch.argmax),
+                    (nbops.argmin, torch.argmin)]:
+        check(fn, ref, target, x, 1)
+        check(fn, ref, target, x, 0)
+        check(fn, ref, target, x)
+    check(nbops.amax, torch.amax, target, x, 1)
+    check(nbops.amin, torch.amin, target, x, 0)
+    check(nbops.argmax, torch.argmax, target, np.array([-0.0, 0.0, -0.0], dtype))
+    check(nbops.argmin, torch.argmin, target, np.array([0.0, -0.0], dtype))
+
+
+def test_argmax_first_nan_and_ties_across_chunks():
+    x = np.zeros((2, 200_000), np.float32)
+    x[0, 150_000] = x[0, 180_000] = 1.0
+    x[1, 120_000] = np.nan
+    x[1, 190_000] = np.nan
+    x[1, 100] = 9.0
+    check(nbops.max, torch.max, "cpu", x, 1)
+    check(nbops.argmin, torch.argmin, "cpu", x, 1)
+    check(nbops.argmax, torch.argmax, "cpu", x)
+    y = np.ascontiguousarray(x.T)
+    check(nbops.max, torch.max, "cpu", y, 0)
+    check(nbops.argmin, torch.argmin, "cpu", y, 0)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_max_integer_and_bool_inputs(target):
+    xi = make_int((5, 4), -9, 9, np.int32, seed=12)
+    xi[1, 2] = np.iinfo(np.int32).min
+    for a in (xi, xi.astype(np.int64), xi.astype(np.int8), (xi > 0)):
+        check(nbops.max, torch.max, target, a, 1)
+        check(nbops.min, torch.min, target, a, 0)
+        check(nbops.amax, torch.amax, target, a, 0)
+        if a.dtype != np.bool_:
+            check(nbops.argmin, torch.argmin, target, a)
+    big = np.array([np.iinfo(np.int64).min, 3, np.iinfo(np.int64).max, np.iinfo(np.int64).min], np.int64)
+    check(nbops.min, torch.min, target, big, 0)
+    check(nbops.max, torch.max, target, big, 0)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_binary(target, dtype):
+    a = make((3, 4), dtype, seed=13)
+    b = make((4,), dtype, seed=14)
+    a[0, 1] = np.nan
+    b[2] = np.nan
+    check(nbops.max, torch.max, target, a, b)
+    check(nbops.min, torch.min, target, a, b)
+    check(nbops.max, torch.max, target, a, a[::-1])
+    check(nbops.min, torch.min, target, b, make_int((2, 1), -1, 2, np.int64, seed=15))
+    check(nbops.max, torch.max, target, make_int((3,), 0, 9, np.int8, seed=16), make_int((3,), 0, 9, np.int8, 17))
+
+
+# -------------------------------------------------------------------------------------------------- logsumexp
+
+
+@pytest.mark.parametrize("target,shape,dim,keepdim", [("cpu",) + c for c in CASES + BIG] +
+                         [pytest.param("cuda", *c, marks=pytest.mark.cuda) for c in TINY])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logsumexp(target, dtype, shape, dim, keepdim):
+    x = make(shape, dtype, seed=18, scale=10.0, offset=30.0)
+    check(nbops.logsumexp, torch.logsumexp, target, x, _all_dims(shape, dim), keepdim)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_logsumexp_infinities_and_nan(target, dtype):
+    x = np.array([[np.inf, 1.0, 2.0], [-np.inf, -np.inf, -np.inf], [np.nan, np.inf, 0.0], [-np.inf, 0.0, 500.0],
+                  [-800.0, -1000.0, -900.0]], dtype=dtype)
+    check(nbops.logsumexp, torch.logsumexp, target, x, 1)
+    check(nbops.logsumexp, torch.logsumexp, target, np.ascontiguousarray(x.T), 0)
+    check(nbops.logsumexp, torch.logsumexp, target, make_int((3, 4), -5, 5, np.int64, seed=19), 1)
+
+
+# -------------------------------------------------------------------------------------------------- kinds and errors
+
+
+def test_torch_tensors_in_and_out():
+    x = torch.randn(4, 5)
+    out = nbops.max(x, 1)
+    assert isinstance(out.values, torch.Tensor) and isinstance(out.indices, torch.Tensor)
+    torch.testing.assert_close(out.values, x.max(1).values)
+    v, m = nbops.var_mean(x, 0)
+    torch.testing.assert_close(v, x.var(0))
+    torch.testing.assert_close(m, x.mean(0))
+    assert nbops.sum(x, dtype=torch.float64).dtype == torch.float64
+
+
+ERRORS = [
+    (nbops.sum, ([1.0, 2.0],), {}, TypeError, "sum"),
+    (nbops.sum, (np.zeros((2, 3)),), {"dim": 2}, IndexError, "sum"),
+    (nbops.sum, (np.zeros((2, 3)),), {"dim": (0, -2)}, ValueError, "sum"),
+    (nbops.sum, (np.zeros((2, 3)),), {"dim": 1.5}, TypeError, "sum"),
+    (nbops.sum, (np.zeros((2, 3)),), {"keepdim": 1}, TypeError, "sum"),
+    (nbops.sum, (np.zeros((2, 3)),), {"dtype": "complex64"}, TypeError, "sum"),
+    (nbops.mean, (np.zeros((2, 3), np.int64),), {}, TypeError, "mean"),
+    (nbops.prod, (np.zeros((2, 3)),), {"dim": (0, 1)}, TypeError, "prod"),
+    (nbops.var, (np.zeros((2, 3), np.int32),), {}, TypeError, "var"),
+    (nbops.var, (np.zeros((2, 3)),), {"unbiased": True, "correction": 0}, TypeError, "var"),
+    (nbops.std, (np.zeros((2, 3)),), {"dim": 3}, IndexError, "std"),
+    (nbops.var_mean, (np.zeros((2, 3)),), {"correction": "1"}, TypeError, "var_mean"),
+    (nbops.max, (np.zeros((2, 3)), 1.0), {}, TypeError, "max"),
+    (nbops.max, (np.zeros((2, 3)), (0, 1)), {}, TypeError, "max"),
+    (nbops.min, (np.zeros((2, 3)), np.zeros((4,))), {}, ValueError, "minimum"),
+    (nbops.min, (np.zeros((2, 3)), np.zeros((3,))), {"other": np.zeros(3)}, TypeError, "min"),
+    (nbops.argmax, (np.zeros((2, 3)),), {"dim": -3}, IndexError, "argmax"),
+    (nbops.argmin, (np.zeros((2, 3)),), {"dim": (0,)}, TypeError, "argmin"),
+    (nbops.argmax, (np.zeros((2, 3), np.bool_),), {}, TypeError, "argmax"),
+    (nbops.amax, (np.zeros((2, 3)),), {"dim": (1, 1)}, ValueError, "amax"),
+    (nbops.amin, (np.zeros((2, 3), np.complex64),), {}, TypeError, "amin"),
+    (nbops.logsumexp, (np.zeros((2, 3)), 2), {}, IndexError, "logsumexp"),
+]
+
+
+@pytest.mark.parametrize("fn,args,kwargs,exc,name", ERRORS, ids=[f"{e[4]}-{i}" for i, e in enumerate(ERRORS)])
+def test_errors(fn, args, kwargs, exc, name):
+    with pytest.raises(exc, match=rf"{name}\(\)"):
+        fn(*args, **kwargs)
+
+
+def test_result_is_fresh_memory():
+    x = make((4,), np.float32, seed=20)
+    out = nbops.sum(x[None, :], 0)
+    out[0] = 123.0
+    assert x[0] != 123.0 and to_numpy(out)[0] == 123.0
