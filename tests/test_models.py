@@ -166,16 +166,15 @@ def test_encoder_layer_masks_match_torch():
     n = nn.from_torch(t)
     assert isinstance(n, TransformerEncoderLayer)
     x = make((2, 6, D_MODEL), np.float32, seed=6)
-    causal = np.triu(np.full((6, 6), -np.inf, np.float32), 1)
-    padding = np.array([[False] * 6, [False] * 4 + [True] * 2])
-    with torch.no_grad():
-        expected = t(torch.from_numpy(x), src_mask=torch.from_numpy(causal),
-                     src_key_padding_mask=torch.from_numpy(padding))
-    assert_same(n(x, src_mask=causal, src_key_padding_mask=padding), expected, rtol=1e-5, atol=1e-5)
-    bool_causal = np.triu(np.ones((6, 6), bool), 1)
-    with torch.no_grad():
-        expected = t(torch.from_numpy(x), src_mask=torch.from_numpy(bool_causal))
-    assert_same(n(x, src_mask=bool_causal), expected, rtol=1e-5, atol=1e-5)
+    float_causal = np.triu(np.full((6, 6), -np.inf, np.float32), 1)
+    bool_padding = np.array([[False] * 6, [False] * 4 + [True] * 2])
+    float_padding = np.where(bool_padding, -np.inf, 0.0).astype(np.float32)
+    # torch wants both masks of one kind: float with float, bool with bool
+    for src_mask, padding in ((float_causal, float_padding), (np.isinf(float_causal), bool_padding)):
+        with torch.no_grad():
+            expected = t(torch.from_numpy(x), src_mask=torch.from_numpy(src_mask),
+                         src_key_padding_mask=torch.from_numpy(padding))
+        assert_same(n(x, src_mask=src_mask, src_key_padding_mask=padding), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_multihead_attention_weights_match_torch():

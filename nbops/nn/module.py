@@ -348,14 +348,11 @@ class Module:
             if value is not None and name not in self._non_persistent_buffers_set:
                 destination[prefix + name] = value
 
-    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+    def state_dict(self, *, destination=None, prefix="", keep_vars=False):
         """An ordered dict of every parameter and persistent buffer, keyed like torch (``layer1.0.conv1.weight``).
 
         The values are the module's own arrays (no copies), as torch's tensors share storage with the module.
         """
-        if args:
-            destination = args[0] if len(args) > 0 else destination
-            prefix = args[1] if len(args) > 1 else prefix
         if destination is None:
             destination = OrderedDict()
         self._save_to_state_dict(destination, prefix, keep_vars)
