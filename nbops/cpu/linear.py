@@ -27,11 +27,13 @@ def _vector_register_bytes():
     return 64 if "+avx512f" in features.split(",") else 32
 
 
-MR = 6  # rows of the micro-tile: 6 rows x 2 vector registers = 12 accumulators, plus 2 for B
-VECTOR_BYTES = 2 * _vector_register_bytes()  # one micro-tile row, two vector registers: NR = VECTOR_BYTES / itemsize
-KC = 256  # depth of a packed block: one B micro-panel (KC x NR, 16 or 32 KiB) stays in L1
-MC = 144  # rows of a packed A block (MC x KC: 144 KiB float32) that stays in L2; a multiple of MR
-NC = 1024  # columns of a packed B block (KC x NC: 1 MiB float32) shared by the A blocks through L3
+MR = 5  # rows of the micro-tile: MR broadcasts of A and MR accumulator rows live in registers at once
+ROW_REGISTERS = 3 if _vector_register_bytes() == 64 else 2  # vector registers a row: 5 x 3 of AVX-512's 32, 5 x 2
+# of AVX2's 16 (a sixth row spills there)
+VECTOR_BYTES = ROW_REGISTERS * _vector_register_bytes()  # one micro-tile row: NR = VECTOR_BYTES / itemsize
+KC = 384  # depth of a packed block: the A micro-panel (KC x MR) stays in L1 while it sweeps the B block
+MC = 120  # rows of a packed A block; a multiple of MR
+B_BLOCK_BYTES = 768 * 1024  # a packed KC x NC block of B, swept once per A micro-panel, stays in L2
 FASTMATH = {"contract"}  # lets LLVM fuse a * b + c into one FMA; NaN and inf behave as without it
 
 
@@ -164,7 +166,6 @@ def _micro_kernel(ap, bp, c, i0, j0, alpha, beta, first):
     acc2 = _register_row(bp)
     acc3 = _register_row(bp)
     acc4 = _register_row(bp)
-    acc5 = _register_row(bp)
     for p in range(ap.shape[0]):
         a = ap[p]
         b = bp[p]
@@ -173,7 +174,6 @@ def _micro_kernel(ap, bp, c, i0, j0, alpha, beta, first):
         a2 = a[2]
         a3 = a[3]
         a4 = a[4]
-        a5 = a[5]
         for j in range(NR):
             bj = b[j]
             acc0[j] += a0 * bj
@@ -181,7 +181,6 @@ def _micro_kernel(ap, bp, c, i0, j0, alpha, beta, first):
             acc2[j] += a2 * bj
             acc3[j] += a3 * bj
             acc4[j] += a4 * bj
-            acc5[j] += a5 * bj
     M, N = c.shape
     j1 = min(j0 + NR, N)
     _store_row(c[i0, j0:j1], acc0, alpha, beta, first)
@@ -193,8 +192,6 @@ def _micro_kernel(ap, bp, c, i0, j0, alpha, beta, first):
         _store_row(c[i0 + 3, j0:j1], acc3, alpha, beta, first)
     if i0 + 4 < M:
         _store_row(c[i0 + 4, j0:j1], acc4, alpha, beta, first)
-    if i0 + 5 < M:
-        _store_row(c[i0 + 5, j0:j1], acc5, alpha, beta, first)
 
 
 @njit(parallel=True, cache=True)
@@ -209,6 +206,7 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
     """
     BATCH, M, N = out.shape
     NR = _row_width(out)
+    NC = B_BLOCK_BYTES // (KC * out.itemsize) // NR * NR  # whole panels, so no panel straddles two blocks
     per_item = tiles_m * tiles_n
     for t in prange(BATCH * per_item):
         n = t // per_item
@@ -228,8 +226,8 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
                     mc = min(MC, m1 - ic)
                     _pack_a(ap, a, n * a_strides[0] + ic * a_strides[1] + pc * a_strides[2], a_strides[1],
                             a_strides[2], mc, kc)
-                    for q in range((nc + NR - 1) // NR):
-                        for s in range((mc + MR - 1) // MR):
+                    for s in range((mc + MR - 1) // MR):
+                        for q in range((nc + NR - 1) // NR):
                             _micro_kernel(ap[s, :kc], bp[q, :kc], c, ic + s * MR, jc + q * NR, alpha, beta,
                                           pc == 0)
 

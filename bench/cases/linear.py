@@ -1,0 +1,55 @@
+"""Matrix-product workloads: square matmuls from 256 to 2048 (4096 on cuda, against cuBLAS with TF32 off, torch's
+default), a tall-skinny outer-product-like matmul, a batch of small matrices, and a transformer-sized linear layer.
+FLOPs count 2 per multiply-add; bytes count every operand once and the output once (float32)."""
+
+import torch
+import torch.nn.functional as F
+
+import nbops
+
+from ..core import Case
+
+
+def _matmul_case(name, M, K, N, quick=True, targets=("cpu", "cuda")):
+    def setup(rng, dtype):
+        return rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+
+    return Case(
+        name=name, family="linear", setup=setup,
+        nbops=nbops.matmul, torch=torch.matmul, numpy=lambda a, b: a @ b,
+        flops=2.0 * M * K * N, bytes=4.0 * (M * K + K * N + M * N),
+        quick=quick, targets=targets,
+        rtol=1e-4, atol=1e-3 * K ** 0.5,  # float32 sums of K terms in another order than the BLAS's
+    )
+
+
+def _bmm_setup(rng, dtype):
+    return rng.standard_normal((64, 128, 128)).astype(dtype), rng.standard_normal((64, 128, 128)).astype(dtype)
+
+
+def _linear_setup(rng, dtype):
+    x = rng.standard_normal((128, 1024)).astype(dtype)
+    w = (rng.standard_normal((4096, 1024)) / 32).astype(dtype)
+    return x, w, rng.standard_normal(4096).astype(dtype)
+
+
+CASES = [
+    _matmul_case("matmul 256^3", 256, 256, 256),
+    _matmul_case("matmul 512^3", 512, 512, 512),
+    _matmul_case("matmul 1024^3", 1024, 1024, 1024),
+    _matmul_case("matmul 2048^3", 2048, 2048, 2048, quick=False),
+    _matmul_case("matmul 4096^3", 4096, 4096, 4096, quick=False, targets=("cuda",)),
+    _matmul_case("matmul tall-skinny 8192x64 @ 64x8192", 8192, 64, 8192, quick=False),
+    Case(
+        name="bmm 64 x (128^3)", family="linear", setup=_bmm_setup,
+        nbops=nbops.bmm, torch=torch.bmm, numpy=lambda a, b: a @ b,
+        flops=2.0 * 64 * 128 ** 3, bytes=4.0 * 3 * 64 * 128 * 128,
+        rtol=1e-4, atol=1e-3 * 128 ** 0.5,
+    ),
+    Case(
+        name="linear 128x1024 -> 4096 (+bias)", family="linear", setup=_linear_setup,
+        nbops=nbops.linear, torch=F.linear, numpy=lambda x, w, b: x @ w.T + b,
+        flops=2.0 * 128 * 1024 * 4096, bytes=4.0 * (128 * 1024 + 4096 * 1024 + 4096 + 128 * 4096),
+        rtol=1e-4, atol=1e-3 * 1024 ** 0.5,
+    ),
+]
