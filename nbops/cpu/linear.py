@@ -1,12 +1,16 @@
 """CPU kernels of the linear family: a packed, cache-blocked GEMM for float32/float64 and a simple kernel for
 integers (also the test oracle).
 
-The float GEMM follows the classic Goto/BLIS structure. The output ``(BATCH, M, N)`` is split into tasks (batch x
-row range x column range) that ``prange`` spreads over the threads. A task walks its columns in blocks of NC and K
-in blocks of KC, packs that KC x NC block of B into panels of NR columns (contiguous, zero-padded), then walks its
-rows in blocks of MC, packs each MC x KC block of A into panels of MR rows, and runs the MR x NR register-blocked
-micro-kernel over every (row panel, column panel) pair. Packing reads the operands through element strides, so
-transposed, sliced or batch-broadcast (stride 0) operands are read in place, never copied first.
+The float GEMM follows the Goto/BLIS structure. The output ``(BATCH, M, N)`` is split into tasks (batch x row
+range x column range) that ``prange`` spreads over the threads, so that small matrices in a large batch fill every
+core as well as one large matrix does. A task walks its columns in blocks of NC and K in blocks of KC, packs that
+KC x NC block of B into panels of NR columns (contiguous, zero-padded; sized to stay in L2), then walks its rows
+in blocks of MC, packs each MC x KC block of A into panels of MR rows, and runs the MR x NR register-blocked
+micro-kernel row panel by row panel, each row panel sweeping every column panel of the block. That order keeps
+the A panel in L1, reads the B block from L2, and writes the output along its rows, which the hardware prefetcher
+follows (the column-panel-outer order measured 20-40 % slower here: its output rows, a power of two apart, thrash
+the cache sets). Packing reads the operands through element strides, so transposed, sliced or batch-broadcast
+(stride 0) operands are read in place, never copied first.
 """
 
 import numba
@@ -157,8 +161,9 @@ def _micro_kernel(ap, bp, c, i0, j0, alpha, beta, first):
     """The MR x NR register tile: c[i0:i0+MR, j0:j0+NR] (clipped to c) gets alpha * ap.T @ bp, blended with beta.
 
     ap: (kc, MR) packed A panel; bp: (kc, NR) packed B panel; c: (M, N) output. Each output row keeps one NR-long
-    accumulator on the stack (two vector registers); the column loop is innermost, so each k step is MR
-    broadcasts of A and 2 * MR vector FMAs against the same two vectors of B. Accumulates in the input dtype.
+    accumulator on the stack, which LLVM holds in ROW_REGISTERS vector registers; the column loop is innermost, so
+    each k step is MR broadcasts of A, ROW_REGISTERS vector loads of B and MR * ROW_REGISTERS vector FMAs
+    (``vfmadd231ps zmm``/``ymm``, checked with ``inspect_asm``). Accumulates in the input dtype.
     """
     NR = _row_width(bp)
     acc0 = _register_row(bp)
