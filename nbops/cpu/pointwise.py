@@ -13,6 +13,7 @@ Kernels use ``error_model="numpy"``: float division by zero gives inf/NaN as in 
 Integer division by zero is refused by the public function before launch (torch raises too).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange, types
 from numba.np.numpy_support import from_dtype
@@ -20,6 +21,7 @@ from numba.np.numpy_support import from_dtype
 from .._dispatch import register
 
 CHUNK = 16384  # elements per prange iteration: amortises scheduling, small enough to balance two to many threads
+SERIAL_BELOW = 65536  # outputs smaller than this run on the calling thread: waking the pool costs more than it saves
 RANK = 8  # every operand is viewed with this many dims
 
 # op codes (the launchers map the public op names to them)
@@ -288,7 +290,7 @@ def _entry(kern, dtypes, scalars=()):
     key = (kern, dtypes, scalars)
     fn = _ENTRIES.get(key)
     if fn is None:
-        sig = tuple(types.Array(from_dtype(np.dtype(d)), RANK, "A") for d in dtypes) + scalars
+        sig = tuple(types.Array(from_dtype(d), RANK, "A") for d in dtypes) + scalars
         fn = _ENTRIES[key] = kern.compile(sig)
     return fn
 
@@ -324,6 +326,11 @@ def _rank8(out, xs):
     """(out, *xs) as rank-8 views of one merged iteration space; operands with an inner stride other than 0 or 1
     (or any negative stride) are first copied C-contiguous, and when more than 8 dims stay unmerged the operands
     are materialised at the output's shape."""
+    n = out.size
+    if all(x.size == 1 or (x.shape == out.shape and x.flags.c_contiguous) for x in xs):  # the common case, cheaply
+        shape8 = (1,) * (RANK - 1) + (n,)
+        return [out.reshape(shape8)] + [x.reshape(shape8) if x.size == n and x.size != 1 else
+                                        np.lib.stride_tricks.as_strided(x, shape8, (0,) * RANK) for x in xs]
     xs = [np.ascontiguousarray(x) if any(s < 0 for s in x.strides) else x for x in xs]
     while True:
         strides = [_elem_strides(out, out.shape)] + [_elem_strides(x, out.shape) for x in xs]
@@ -347,8 +354,21 @@ def _rank8(out, xs):
     return views
 
 
+def _run(entry, views, *scalars):
+    """Call a compiled kernel on rank-8 views, on one thread when the output is small."""
+    threads = numba.get_num_threads()
+    if views[0].size >= SERIAL_BELOW or threads == 1:
+        entry(*views, *scalars)
+        return
+    numba.set_num_threads(1)
+    try:
+        entry(*views, *scalars)
+    finally:
+        numba.set_num_threads(threads)
+
+
 def _dtypes(views):
-    return tuple(str(v.dtype) for v in views)
+    return tuple(v.dtype for v in views)
 
 
 _BINARY = {"add": ADD, "mul": MUL, "div": DIV, "div_trunc": DIV_TRUNC, "div_floor": DIV_FLOOR, "pow": POW,
@@ -364,25 +384,25 @@ def pointwise_binary(out, x, y, op, alpha=1):
     dt = out.dtype
     kern = _binary_kernel if dt.kind == "f" else _binary_int_kernel
     scalar = from_dtype(dt)
-    _entry(kern, _dtypes(views), (types.int64, scalar))(*views, _BINARY[op], np.array(alpha).astype(dt)[()])
+    _run(_entry(kern, _dtypes(views), (types.int64, scalar)), views, _BINARY[op], np.array(alpha).astype(dt)[()])
 
 
 @register("pointwise_unary", "cpu")
 def pointwise_unary(out, x, op):
     """out = f(x), f in sqrt, exp, log, abs, neg; x has out's dtype and shape, any strides."""
     views = _rank8(out, [x])
-    _entry(_unary_kernel, _dtypes(views), (types.int64,))(*views, _UNARY[op])
+    _run(_entry(_unary_kernel, _dtypes(views), (types.int64,)), views, _UNARY[op])
 
 
 @register("where", "cpu")
 def where(out, condition, x, y):
     """out = x if condition else y; condition bool, x and y of out's dtype; all broadcast to out.shape."""
     views = _rank8(out, [condition, x, y])
-    _entry(_where_kernel, _dtypes(views))(*views)
+    _run(_entry(_where_kernel, _dtypes(views)), views)
 
 
 @register("clamp", "cpu")
 def clamp(out, x, min, max):
     """out = clamp(x, min, max); all of out's dtype, broadcast to out.shape."""
     views = _rank8(out, [x, min, max])
-    _entry(_clamp_kernel, _dtypes(views))(*views)
+    _run(_entry(_clamp_kernel, _dtypes(views)), views)
