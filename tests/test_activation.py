@@ -1,29 +1,384 @@
+"""Parity of the activation family (elementwise activations, glu, prelu, softmax, log_softmax) with torch."""
+
+import math
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from numba import njit
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make
+from helpers import DTYPES, TARGETS, check, make, to_numpy, to_target
+from nbops.cpu import activation as cpu_act
 
-SHAPES = [(7,), (3, 5), (2, 3, 4, 5), (1,), (0, 3), ()]
-LAYOUTS = ["contiguous", "transposed", "strided"]
+INF, NAN = math.inf, math.nan
 
 
-@pytest.mark.parametrize("target", TARGETS)
+def _gelu_ref(x, approximate="none"):
+    """torch's gelu, except at +inf: torch's vectorised float32 path returns NaN there while its scalar and
+    float64 paths (and the maths) give +inf, which nbops returns everywhere."""
+    out = F.gelu(x, approximate=approximate)
+    return torch.where(x == INF, x, out)
+
+
+# (nbops op, torch reference, keyword arguments)
+ELEMENTWISE = [
+    ("relu", F.relu, {}),
+    ("relu6", F.relu6, {}),
+    ("hardtanh", F.hardtanh, {}),
+    ("hardtanh", F.hardtanh, {"min_val": -0.5, "max_val": 2.0}),
+    ("leaky_relu", F.leaky_relu, {}),
+    ("leaky_relu", F.leaky_relu, {"negative_slope": 0.2}),
+    ("elu", F.elu, {}),
+    ("elu", F.elu, {"alpha": 0.5}),
+    ("selu", F.selu, {}),
+    ("celu", F.celu, {"alpha": 1.5}),
+    ("gelu", _gelu_ref, {}),
+    ("gelu", _gelu_ref, {"approximate": "tanh"}),
+    ("silu", F.silu, {}),
+    ("mish", F.mish, {}),
+    ("sigmoid", torch.sigmoid, {}),
+    ("tanh", torch.tanh, {}),
+    ("hardsigmoid", F.hardsigmoid, {}),
+    ("hardswish", F.hardswish, {}),
+    ("softplus", F.softplus, {}),
+    ("softplus", F.softplus, {"beta": 2.0, "threshold": 5.0}),
+    ("softsign", F.softsign, {}),
+]
+INPLACE = ["relu", "relu6", "hardtanh", "leaky_relu", "elu", "selu", "celu", "silu", "mish", "hardsigmoid",
+           "hardswish"]
+IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, _, kw in ELEMENTWISE]
+
+# values around every activation's kinks and thresholds, the float specials, and magnitudes that overflow exp
+SPECIALS = [NAN, INF, -INF, 0.0, -0.0, 1e-6, -1e-6, 0.3, -0.3, 2.9, -2.9, 3.0, -3.0, 6.0, 9.5, -9.5, 19.9, 20.5,
+            45.0, -45.0, 100.0, -100.0]
+
+
+def _values(dtype, n_random):
+    return np.concatenate([np.array(SPECIALS), 4 * make((n_random,), np.float64, seed=3)]).astype(dtype)
+
+
+@pytest.mark.parametrize("case", ELEMENTWISE, ids=IDS)
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_elementwise_values(target, dtype, case):
+    name, ref, kw = case
+    x = _values(dtype, 1000 if target == "cpu" else 10)
+    check(getattr(nbops, name), ref, target, x, **kw)
+
+
+@pytest.mark.parametrize("case", ELEMENTWISE, ids=IDS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_elementwise_large_offset(target, case):
+    name, ref, kw = case
+    check(getattr(nbops, name), ref, target, make((3, 5), np.float32, seed=1, offset=1e4))
+
+
+SHAPES = [(7,), (3, 5), (2, 3, 4, 5), (1,), (0, 3), (), (5, 3, 32)]
+
+
 @pytest.mark.parametrize("shape", SHAPES)
-def test_relu(target, dtype, shape):
-    check(nbops.relu, F.relu, target, make(shape, dtype))
+@pytest.mark.parametrize("name,ref", [("relu", F.relu), ("sigmoid", torch.sigmoid), ("gelu", F.gelu)])
+@pytest.mark.parametrize("target", TARGETS)
+def test_elementwise_shapes(target, name, ref, shape):
+    check(getattr(nbops, name), ref, target, make(shape, np.float64, seed=2))
+
+
+def test_elementwise_spans_many_chunks():
+    """More elements than one prange chunk, not a multiple of it."""
+    x = make((3 * cpu_act.CHUNK + 17,), np.float32, seed=4)
+    check(nbops.silu, F.silu, "cpu", x)
+    check(nbops.softplus, F.softplus, "cpu", x)
+
+
+@pytest.mark.parametrize("layout", ["transposed", "strided"])
+@pytest.mark.parametrize("name", ["leaky_relu", "softplus"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_elementwise_noncontiguous(target, name, layout):
+    check(getattr(nbops, name), getattr(F, name), target, make((5, 6), np.float32, seed=5, layout=layout))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "strided"])
+@pytest.mark.parametrize("name", INPLACE)
+@pytest.mark.parametrize("target", TARGETS)
+def test_inplace_writes_into_the_input(target, name, layout):
+    x = make((4, 6), np.float64, seed=6, layout=layout)
+    expected = getattr(F, name)(torch.from_numpy(np.array(x)))
+    dev = to_target(x, target)
+    out = getattr(nbops, name)(dev, inplace=True)
+    assert out is dev
+    torch.testing.assert_close(torch.from_numpy(to_numpy(dev)), expected)
+
+
+def test_inplace_on_a_torch_tensor_keeps_its_identity():
+    t = torch.randn(4, 6).t()
+    expected = F.elu(t.clone())
+    assert nbops.elu(t, inplace=True) is t
+    torch.testing.assert_close(t, expected)
+
+
+def test_inplace_false_leaves_the_input_alone():
+    x = make((4, 6), np.float32, seed=7)
+    before = x.copy()
+    nbops.relu6(x)
+    np.testing.assert_array_equal(x, before)
+
+
+def test_parameters_are_cast_to_the_input_dtype():
+    """torch rounds negative_slope to float32 for float32 input; so does nbops (0.1 is not a float32)."""
+    x = np.array([-3.0], dtype=np.float32)
+    assert nbops.leaky_relu(x, negative_slope=0.1)[0] == x[0] * np.float32(0.1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# glu and prelu
+
+GLU = [((4, 6), -1), ((4, 6), 0), ((2, 4, 3), 1), ((8,), 0), ((3, 2, 5), -2), ((2, 0, 4), 2), ((1, 2), 1)]
+
+
+@pytest.mark.parametrize("shape,dim", GLU)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_glu(target, dtype, shape, dim):
+    check(nbops.glu, F.glu, target, make(shape, dtype, seed=8), dim=dim)
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("layout", LAYOUTS[1:])
-def test_relu_noncontiguous(target, layout):
-    check(nbops.relu, F.relu, target, make((5, 6), np.float32, layout=layout))
+def test_glu_noncontiguous_and_specials(target):
+    check(nbops.glu, F.glu, target, make((6, 4), np.float32, seed=9, layout="transposed"), dim=0)
+    x = np.array([[NAN, 1.0, 2.0, -INF], [INF, -1.0, 0.0, INF]], dtype=np.float32)
+    check(nbops.glu, F.glu, target, x)
+
+
+def test_glu_rows_split_into_chunks():
+    check(nbops.glu, F.glu, "cpu", make((2, 2 * cpu_act.CHUNK + 6), np.float32, seed=10), dim=0)
+
+
+PRELU = [((2, 3, 4), (3,)), ((2, 3, 4), (1,)), ((2, 3), (3,)), ((5,), (1,)), ((), (1,)), ((2, 3, 4, 5), (3,)),
+         ((2, 3, 4), ()), ((0, 3, 2), (3,))]
+
+
+@pytest.mark.parametrize("shape,wshape", PRELU)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_prelu(target, dtype, shape, wshape):
+    x = make(shape, dtype, seed=11)
+    w = np.asarray(make(wshape, dtype, seed=12))
+    check(nbops.prelu, F.prelu, target, x, w)
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_relu_nan_inf(target):
-    x = np.array([np.nan, -np.inf, np.inf, -0.0, 1e-40], dtype=np.float32)
-    check(nbops.relu, F.relu, target, x)
+def test_prelu_noncontiguous_and_specials(target):
+    check(nbops.prelu, F.prelu, target, make((3, 5), np.float32, seed=13, layout="transposed"),
+          make((5,), np.float32, seed=14))
+    x = np.array([[NAN, -INF, INF, -0.0], [1.0, -1.0, 2.0, -2.0]], dtype=np.float32)
+    check(nbops.prelu, F.prelu, target, x, np.array([0.25, -2.0, 1.0, 3.0], dtype=np.float32))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# softmax and log_softmax
+
+SOFTMAX_CPU = [((37, 41), 1), ((37, 41), 0), ((3, 1000), -1), ((2, 2053), 1), ((5, 300, 7), 1), ((2, 3, 300), 1),
+               ((2, 3, 4, 5), 2), ((7,), 0), ((), 0), ((1, 1), 1), ((4, 0), 1), ((0, 5), 1)]
+SOFTMAX_CUDA = [((3, 5), 1), ((3, 5), 0), ((2, 300), 1), ((2, 9, 3), 1), ((7,), 0), ((), 0), ((1, 1), 1), ((4, 0), 1)]
+SOFTMAX_CASES = ([pytest.param("cpu", s, d, id=f"cpu-{s}-{d}") for s, d in SOFTMAX_CPU]
+                 + [pytest.param("cuda", s, d, id=f"cuda-{s}-{d}", marks=pytest.mark.cuda) for s, d in SOFTMAX_CUDA])
+SOFTMAXES = [(nbops.softmax, F.softmax), (nbops.log_softmax, F.log_softmax)]
+
+
+@pytest.mark.parametrize("fns", SOFTMAXES, ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target,shape,dim", SOFTMAX_CASES)
+def test_softmax(target, shape, dim, dtype, fns):
+    check(*fns, target, make(shape, dtype, seed=15, scale=5.0), dim=dim)
+
+
+@pytest.mark.parametrize("fns", SOFTMAXES, ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_softmax_large_offset_and_noncontiguous(target, fns):
+    check(*fns, target, make((4, 9), np.float32, seed=16, offset=1e4), dim=1)
+    check(*fns, target, make((4, 9), np.float32, seed=17, layout="transposed"), dim=1)
+    check(*fns, target, make((4, 9), np.float64, seed=18, layout="strided"), dim=0)
+
+
+# rows holding NaN or +inf come out NaN, -inf entries give 0 (log: -inf); listed per target because the CUDA
+# simulator evaluates with Python floats, where log(0) and 0 / 0 raise instead of giving -inf and NaN
+SPECIAL_ROWS = [[INF, 1.0, 2.0], [-INF, 1.0, 2.0], [NAN, 1.0, 2.0], [1.0, 2.0, NAN], [-INF, -INF, 3.0],
+                [1e30, -1e30, 0.0], [3.0, 3.0, 3.0]]
+ALL_NEG_INF = [-INF, -INF, -INF]
+
+
+@pytest.mark.parametrize("fns", SOFTMAXES, ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("target", TARGETS)
+def test_softmax_special_rows(target, dtype, fns):
+    rows = SPECIAL_ROWS + ([ALL_NEG_INF] if target == "cpu" else [])
+    x = np.array(rows, dtype=dtype)
+    check(*fns, target, x, dim=1)
+    check(*fns, target, np.ascontiguousarray(x.T), dim=0)
+
+
+@pytest.mark.parametrize("fns", SOFTMAXES, ids=["softmax", "log_softmax"])
+def test_softmax_special_values_across_online_blocks(fns):
+    """Specials placed in different ROW_BLOCK / DEPTH_BLOCK steps of the online pass: a long -inf prefix before
+    the first finite value, the max growing late, NaN and +inf in the last block."""
+    D = 3 * cpu_act.ROW_BLOCK + 5
+    x = make((5, D), np.float32, seed=19, scale=3.0)
+    x[0, : 2 * cpu_act.ROW_BLOCK] = -INF
+    x[1, -1] = 50.0
+    x[2, -2] = NAN
+    x[3, -3] = INF
+    x[4, :] = -INF
+    check(*fns, "cpu", x, dim=1)
+    check(*fns, "cpu", np.ascontiguousarray(x.T), dim=0)
+
+
+def test_softmax_inner_matches_naive_oracle():
+    x = make((3, 70, 300), np.float64, seed=20, scale=4.0)
+    x[0, :40, :] = -INF
+    x[1, 5, 7] = NAN
+    for log in (False, True):
+        out, ref = np.empty_like(x), np.empty_like(x)
+        cpu_act.softmax(out, x, log)
+        cpu_act._softmax_naive(ref, x, log)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_softmax_dim_none_follows_torch_legacy_rule_and_warns():
+    for shape in [(4,), (3, 4), (2, 3, 4), (2, 3, 4, 5)]:
+        x = make(shape, np.float32, seed=21)
+        with pytest.warns(UserWarning, match="Implicit dimension choice for softmax") as rec:
+            out = nbops.softmax(x)
+        assert rec[0].filename == __file__
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = F.softmax(torch.from_numpy(x))
+        torch.testing.assert_close(torch.from_numpy(out), expected)
+    with pytest.warns(UserWarning, match="log_softmax"):
+        nbops.log_softmax(make((3, 4), np.float32, seed=22))
+
+
+@pytest.mark.parametrize("fns", SOFTMAXES, ids=["softmax", "log_softmax"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_softmax_dtype_casts_first(target, fns):
+    x = make((3, 5), np.float32, seed=23)
+    out = check(*fns, target, x, dim=1, dtype=torch.float64)
+    assert out.dtype == np.float64
+    ints = np.arange(-6, 6, dtype=np.int64).reshape(3, 4)
+    check(*fns, target, ints, dim=0, dtype=torch.float32)
+    assert fns[0](to_target(ints, target), 1, dtype=np.float64).dtype == np.float64
+
+
+def test_torch_tensors_come_back_as_tensors():
+    t = torch.randn(3, 4)
+    out = nbops.softmax(t, dim=1)
+    assert isinstance(out, torch.Tensor)
+    torch.testing.assert_close(out, F.softmax(t, dim=1))
+    out = nbops.prelu(t, torch.tensor([0.5]))
+    assert isinstance(out, torch.Tensor)
+    torch.testing.assert_close(out, F.prelu(t, torch.tensor([0.5])))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the float32 building blocks against float64 references
+
+
+@njit(error_model="numpy")
+def _apply(which, x, out):
+    for i in range(x.shape[0]):
+        v = x[i]
+        if which == 0:
+            out[i] = cpu_act._exp(v)
+        elif which == 1:
+            out[i] = cpu_act._expm1(v)
+        elif which == 2:
+            out[i] = cpu_act._tanh(v)
+        elif which == 3:
+            out[i] = cpu_act._log1p(v)
+        else:
+            out[i] = cpu_act._erf(v)
+
+
+MATH = [  # (index in _apply, float64 reference, float32 sample range, largest error in float32 ulps)
+    (0, np.exp, (-87.0, 88.5), 1.0),
+    (1, np.expm1, (-20.0, 20.0), 2.0),
+    (2, np.tanh, (-12.0, 12.0), 2.0),
+    (3, np.log1p, (-0.9999, 1e6), 2.0),
+    (4, np.vectorize(math.erf), (-6.0, 6.0), 3.0),
+]
+
+
+@pytest.mark.parametrize("which,ref,span,max_ulp", MATH, ids=["exp", "expm1", "tanh", "log1p", "erf"])
+def test_float32_math_is_within_a_few_ulp(which, ref, span, max_ulp):
+    tiny = np.geomspace(1e-30, 1.0, 2001)
+    x = np.concatenate([np.linspace(*span, 200001), tiny, -tiny]).astype(np.float32)
+    x = x[(x >= span[0]) & (x <= span[1])]
+    out = np.empty_like(x)
+    _apply(which, x, out)
+    exact = ref(x.astype(np.float64))
+    keep = np.abs(exact) > np.finfo(np.float32).tiny
+    ulps = np.abs(out[keep] - exact[keep]) / np.spacing(np.abs(exact[keep]).astype(np.float32))
+    assert ulps.max() <= max_ulp
+
+
+@pytest.mark.parametrize("which,ref", [(0, np.exp), (1, np.expm1), (2, np.tanh), (3, np.log1p)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_math_specials(which, ref, dtype):
+    x = np.array([NAN, INF, -INF, 0.0, -1.0, -2.0, 1000.0, -1000.0], dtype=dtype)
+    out = np.empty_like(x)
+    _apply(which, x, out)
+    with np.errstate(all="ignore"):
+        expected = ref(x)
+    np.testing.assert_allclose(out, expected, rtol=4 * np.finfo(dtype).eps, atol=0)
+
+
+def test_exp64_is_within_one_ulp():
+    x = np.linspace(-745.0, 709.0, 400001)
+    out = np.empty_like(x)
+    _apply(0, x, out)
+    assert (np.abs(out - np.exp(x)) / np.spacing(np.exp(x))).max() <= 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# errors
+
+ERRORS = [
+    (lambda: nbops.relu(np.arange(3)), TypeError, r"relu\(\).*dtype"),
+    (lambda: nbops.sigmoid([1.0, 2.0]), TypeError, r"sigmoid\(\): argument 'input'"),
+    (lambda: nbops.hardtanh(make((3,)), 2.0, 1.0), ValueError, r"hardtanh\(\): min_val cannot be greater"),
+    (lambda: nbops.leaky_relu(make((3,)), "a"), TypeError, r"leaky_relu\(\): argument 'negative_slope'"),
+    (lambda: nbops.softplus(make((3,)), beta=None), TypeError, r"softplus\(\): argument 'beta'"),
+    (lambda: nbops.gelu(make((3,)), approximate="erf"), ValueError, r"gelu\(\): approximate"),
+    (lambda: nbops.celu(make((3,)), alpha=0.0), ValueError, r"celu\(\): alpha cannot be 0"),
+    (lambda: nbops.relu(_readonly(), inplace=True), ValueError, r"relu\(\): inplace=True needs a writeable"),
+    (lambda: nbops.glu(make((3, 5))), ValueError, r"glu\(\): Halving dimension must be even.*dimension 1 is size 5"),
+    (lambda: nbops.glu(np.ones((), np.float32)), ValueError, r"glu\(\).*scalars"),
+    (lambda: nbops.glu(make((4, 4)), dim=2), IndexError, r"glu\(\): Dimension out of range"),
+    (lambda: nbops.glu(make((4, 4)), dim=1.0), TypeError, r"glu\(\): argument 'dim'"),
+    (lambda: nbops.prelu(make((2, 3)), make((4,))), ValueError, r"prelu\(\): Mismatch.*= 4.*channel size = 3"),
+    (lambda: nbops.prelu(make((3,)), make((3,))), ValueError, r"prelu\(\): Mismatch.*channel size = 1"),
+    (lambda: nbops.prelu(make((2, 3)), make((1, 3))), ValueError, r"prelu\(\): expected weight to be a scalar"),
+    (lambda: nbops.prelu(make((2, 3)), make((3,), np.float64)), TypeError, r"prelu\(\): weight has dtype float64"),
+    (lambda: nbops.prelu(make((2, 3)), 0.25), TypeError, r"prelu\(\): argument 'weight'"),
+    (lambda: nbops.softmax(make((2, 3)), dim=2), IndexError, r"softmax\(\): Dimension out of range"),
+    (lambda: nbops.log_softmax(make((2, 3)), dim=-3), IndexError, r"log_softmax\(\): Dimension out of range"),
+    (lambda: nbops.softmax(np.arange(6).reshape(2, 3), dim=1), TypeError, r"softmax\(\).*dtype int64"),
+    (lambda: nbops.softmax(make((2, 3)), dim=1, dtype=np.int32), TypeError, r"softmax\(\): argument 'dtype'"),
+    (lambda: nbops.softmax(make((2, 3)), dim=1, dtype="nonsense"), TypeError, r"softmax\(\): argument 'dtype'"),
+    (lambda: nbops.log_softmax(np.zeros(3, np.complex64), dim=0), TypeError, r"log_softmax\(\).*dtype"),
+]
+
+
+def _readonly():
+    x = make((3,))
+    x.setflags(write=False)
+    return x
+
+
+@pytest.mark.parametrize("i", range(len(ERRORS)))
+def test_errors(i):
+    fn, exc, match = ERRORS[i]
+    with pytest.raises(exc, match=match):
+        fn()

@@ -1,29 +1,799 @@
-"""CPU kernels of the activation family. Each works on flat, C-contiguous 1-D views; the launcher flattens."""
+"""CPU kernels of the activation family.
 
-from numba import njit, prange
+Elementwise activations work on flat, C-contiguous 1-D views (the launcher flattens). Each activation is one small
+scalar ``@njit`` function holding its formula, written as torch writes it and computed in the input's dtype (float32
+stays float32, as in torch's CPU kernels; ``_like`` types every literal), plus one parallel kernel that streams
+CHUNKs of the array through it. ``exp`` is our own polynomial (``_exp``) rather than libm's, so that loops needing
+only exp (sigmoid, silu, softmax) compile to SIMD code; activations that need tanh, erf, log1p or expm1 call libm
+per element.
+
+softmax and log_softmax see the input as (O, D, K) (D is the reduced dim, O and K the dims before and after it) and
+read it once for the running max and the rescaled sum (online softmax, in blocks so that the max and the sum both
+vectorise), then once more to write the result.
+"""
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 from .._dispatch import register
 
 CHUNK = 16384  # elements per prange iteration: large enough to amortise scheduling, small enough to balance
+LANES = 16  # independent running maxima that a block-max loop keeps (one AVX-512 register of float32)
+ROW_BLOCK = 512  # elements of a softmax row per online step (the block is read twice, from L1)
+COL_TILE = 256  # columns (K) of an (O, D, K) softmax handled by one prange iteration
+DEPTH_BLOCK = 16  # rows (D) per online step of an (O, D, K) softmax
 
 
-@njit(parallel=True, cache=True)
+# ----------------------------------------------------------------------------------------------------------------
+# scalar building blocks
+
+
+def _like(v, c):
+    """The Python number ``c`` as a scalar of ``v``'s type (compiled code uses the overload below)."""
+    return type(v)(c)
+
+
+@overload(_like, inline="always")
+def _like_typed(v, c):
+    t = v
+
+    def impl(v, c):
+        return t(c)
+
+    return impl
+
+
+@intrinsic
+def _pow2(typingctx, n):
+    """2.0 ** n for an integer-valued float ``n`` in the normal exponent range, built directly from its bits."""
+    if not isinstance(n, types.Float):
+        return None
+
+    def codegen(context, builder, sig, args):
+        fty = context.get_value_type(sig.return_type)
+        bits, mant, bias = (32, 23, 127) if sig.return_type == types.float32 else (64, 52, 1023)
+        ity = ir.IntType(bits)
+        e = builder.add(builder.fptosi(args[0], ity), ir.Constant(ity, bias))
+        return builder.bitcast(builder.shl(e, ir.Constant(ity, mant)), fty)
+
+    return n(n), codegen
+
+
+@njit(error_model="numpy")
+def _exp32(x):
+    """exp(x) for float32 within about 1 ulp (Cody-Waite reduction, Cephes' degree-6 polynomial); branch-free so
+    that loops calling it vectorise. Overflows to inf, underflows through the subnormals to 0, NaN stays NaN."""
+    f = np.float32
+    xc = x if x > f(-104.0) else f(-104.0)
+    xc = xc if xc < f(89.0) else f(89.0)
+    n = np.rint(xc * f(1.44269504088896341))
+    r = xc - n * f(0.693359375)
+    r = r + n * f(2.12194440e-4)
+    p = f(1.9875691500e-4)
+    p = p * r + f(1.3981999507e-3)
+    p = p * r + f(8.3334519073e-3)
+    p = p * r + f(4.1665795894e-2)
+    p = p * r + f(1.6666665459e-1)
+    p = p * r + f(5.0000001201e-1)
+    p = p * r * r + r + f(1.0)
+    h = np.floor(n * f(0.5))  # 2**n as two factors: each stays a normal float even where 2**n is not
+    y = p * _pow2(h) * _pow2(n - h)
+    return y if x == x else x
+
+
+@njit(error_model="numpy")
+def _exp64(x):
+    """exp(x) for float64 within about 2 ulp (Cody-Waite reduction, Taylor polynomial of degree 13 on
+    |r| <= ln(2)/2); branch-free like ``_exp32``."""
+    xc = x if x > -746.0 else -746.0
+    xc = xc if xc < 710.0 else 710.0
+    n = np.rint(xc * 1.4426950408889634)
+    r = xc - n * 6.93147180369123816490e-01
+    r = r - n * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r * r + r + 1.0
+    h = np.floor(n * 0.5)
+    y = p * _pow2(h) * _pow2(n - h)
+    return y if x == x else x
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    """The bits of a float32 as an int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+
+    return types.int32(x), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, b):
+    """The float32 whose bits are the int32 ``b``."""
+    if b != types.int32:
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(b), codegen
+
+
+def _expm1_32(x):
+    """exp(x) - 1 for float32 without the cancellation near 0: Taylor polynomial of degree 8 for |x| < 1/2
+    (relative error < 2e-8), ``_exp32(x) - 1`` elsewhere."""
+    f = np.float32
+    p = f(1.0 / 40320.0)
+    p = p * x + f(1.0 / 5040.0)
+    p = p * x + f(1.0 / 720.0)
+    p = p * x + f(1.0 / 120.0)
+    p = p * x + f(1.0 / 24.0)
+    p = p * x + f(1.0 / 6.0)
+    p = p * x + f(0.5)
+    p = p * x * x + x
+    return p if abs(x) < f(0.5) else _exp32(x) - f(1.0)
+
+
+def _tanh32(x):
+    """tanh(x) for float32: Cephes' odd polynomial for |x| < 0.625, 1 - 2 / (exp(2|x|) + 1) with x's sign
+    elsewhere; branch-free."""
+    f = np.float32
+    a = abs(x)
+    z = x * x
+    p = f(-5.70498872745e-3)
+    p = p * z + f(2.06390887954e-2)
+    p = p * z - f(5.37397155531e-2)
+    p = p * z + f(1.33314422036e-1)
+    p = p * z - f(3.33332819422e-1)
+    small = p * z * x + x
+    big = f(1.0) - f(2.0) / (_exp32(a + a) + f(1.0))
+    big = big if x >= f(0.0) else -big
+    return small if a < f(0.625) else big
+
+
+def _log1p32(x):
+    """log(1 + x) for float32: u = 1 + x split as m * 2**e (m in [sqrt(1/2), sqrt(2)) read from its bits),
+    Cephes' logf polynomial for log(m), plus the first-order correction (x - (u - 1)) / u for the rounding of u.
+    -1 gives -inf, below -1 NaN, inf stays inf; branch-free."""
+    f = np.float32
+    u = f(1.0) + x
+    b = _f32_bits(u)
+    e = f((b >> 23) & 0xFF) - f(126.0)
+    m = _f32_from_bits(np.int32((b & 0x007FFFFF) | 0x3F000000))
+    low = m < f(0.70710678118654752440)
+    e = e - f(1.0) if low else e
+    t = m + m - f(1.0) if low else m - f(1.0)
+    z = t * t
+    p = f(7.0376836292e-2)
+    p = p * t - f(1.1514610310e-1)
+    p = p * t + f(1.1676998740e-1)
+    p = p * t - f(1.2420140846e-1)
+    p = p * t + f(1.4249322787e-1)
+    p = p * t - f(1.6668057665e-1)
+    p = p * t + f(2.0000714765e-1)
+    p = p * t - f(2.4999993993e-1)
+    p = p * t + f(3.3333331174e-1)
+    y = p * t * z - e * f(2.12194440e-4) - f(0.5) * z
+    r = (t + y + e * f(0.693359375)) + (x - (u - f(1.0))) / u
+    if u > f(0.0) and u < f(np.inf):
+        return r
+    return f(-np.inf) if u == f(0.0) else (u if u > f(0.0) else f(np.nan))
+
+
+def _erf32(x):
+    """erf(x) for float32: odd Taylor polynomial for |x| < 1/2, 1 - erfc(|x|) with Numerical Recipes' Chebyshev
+    fit for erfc (relative error < 1.2e-7) elsewhere, x's sign restored; branch-free."""
+    f = np.float32
+    z = x * x
+    p = f(-1.0 / 75600.0)
+    p = p * z + f(1.0 / 9360.0)
+    p = p * z - f(1.0 / 1320.0)
+    p = p * z + f(1.0 / 216.0)
+    p = p * z - f(1.0 / 42.0)
+    p = p * z + f(1.0 / 10.0)
+    p = p * z - f(1.0 / 3.0)
+    small = (p * z * x + x) * f(1.1283791670955126)
+    a = abs(x)
+    t = f(1.0) / (f(1.0) + f(0.5) * a)
+    q = f(0.17087277)
+    q = q * t - f(0.82215223)
+    q = q * t + f(1.48851587)
+    q = q * t - f(1.13520398)
+    q = q * t + f(0.27886807)
+    q = q * t - f(0.18628806)
+    q = q * t + f(0.09678418)
+    q = q * t + f(0.37409196)
+    q = q * t + f(1.00002368)
+    q = q * t - f(1.26551223)
+    big = f(1.0) - t * _exp32(q - z)
+    big = big if x >= f(0.0) else -big
+    return small if a < f(0.5) else big
+
+
+def _exp(x):
+    """exp(x) in ``x``'s float type (compiled code: ``_exp32`` / ``_exp64``)."""
+    return math.exp(x)
+
+
+@overload(_exp, inline="always")
+def _exp_typed(x):
+    if x == types.float32:
+        return lambda x: _exp32(x)
+    if x == types.float64:
+        return lambda x: _exp64(x)
+    return None
+
+
+def _expm1(x):
+    """expm1(x) in ``x``'s float type (compiled code: ``_expm1_32`` for float32, libm for float64)."""
+    return math.expm1(x)
+
+
+@overload(_expm1, inline="always")
+def _expm1_typed(x):
+    if x == types.float32:
+        return _expm1_32
+    if x == types.float64:
+        return lambda x: math.expm1(x)
+    return None
+
+
+def _tanh(x):
+    """tanh(x) in ``x``'s float type (compiled code: ``_tanh32`` for float32, libm for float64)."""
+    return math.tanh(x)
+
+
+@overload(_tanh, inline="always")
+def _tanh_typed(x):
+    if x == types.float32:
+        return _tanh32
+    if x == types.float64:
+        return lambda x: math.tanh(x)
+    return None
+
+
+def _log1p(x):
+    """log1p(x) in ``x``'s float type (compiled code: ``_log1p32`` for float32, libm for float64)."""
+    return math.log1p(x)
+
+
+@overload(_log1p, inline="always")
+def _log1p_typed(x):
+    if x == types.float32:
+        return _log1p32
+    if x == types.float64:
+        return lambda x: math.log1p(x)
+    return None
+
+
+def _erf(x):
+    """erf(x) in ``x``'s float type (compiled code: ``_erf32`` for float32, libm for float64)."""
+    return math.erf(x)
+
+
+@overload(_erf, inline="always")
+def _erf_typed(x):
+    if x == types.float32:
+        return _erf32
+    if x == types.float64:
+        return lambda x: math.erf(x)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one scalar function per activation: torch's formula, in the input's dtype; NaN propagates through each
+
+
+@njit(inline="always", error_model="numpy")
+def _hardtanh(v, lo, hi):
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v  # NaN compares false both ways and passes through
+
+
+@njit(inline="always", error_model="numpy")
+def _leaky_relu(v, slope):
+    return v if v > 0 else v * slope
+
+
+@njit(inline="always", error_model="numpy")
+def _elu(v, negcoef, poscoef, negiptcoef):
+    """torch's one ELU formula behind elu, selu and celu."""
+    return _expm1(v * negiptcoef) * negcoef if v <= 0 else v * poscoef
+
+
+@njit(inline="always", error_model="numpy")
+def _gelu(v):
+    half = _like(v, 0.5)
+    return v * half * (_like(v, 1.0) + _erf(v * _like(v, 0.7071067811865476)))
+
+
+@njit(inline="always", error_model="numpy")
+def _gelu_tanh(v):
+    inner = _like(v, 0.7978845608028654) * (v + _like(v, 0.044715) * v * v * v)
+    return _like(v, 0.5) * v * (_like(v, 1.0) + _tanh(inner))
+
+
+@njit(inline="always", error_model="numpy")
+def _sigmoid(v):
+    one = _like(v, 1.0)
+    return one / (one + _exp(-v))
+
+
+@njit(inline="always", error_model="numpy")
+def _silu(v):
+    return v / (_like(v, 1.0) + _exp(-v))
+
+
+@njit(inline="always", error_model="numpy")
+def _mish(v):
+    return v * _tanh(_log1p(_exp(v)))
+
+
+@njit(inline="always", error_model="numpy")
+def _hardsigmoid(v):
+    return _hardtanh(v + _like(v, 3.0), _like(v, 0.0), _like(v, 6.0)) / _like(v, 6.0)
+
+
+@njit(inline="always", error_model="numpy")
+def _hardswish(v):
+    return v * _hardtanh(v + _like(v, 3.0), _like(v, 0.0), _like(v, 6.0)) / _like(v, 6.0)
+
+
+@njit(inline="always", error_model="numpy")
+def _softplus(v, beta, threshold):
+    z = v * beta
+    return v if z > threshold else _log1p(_exp(z)) / beta
+
+
+@njit(inline="always", error_model="numpy")
+def _softsign(v):
+    return v / (_like(v, 1.0) + abs(v))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# elementwise kernels: x, out are (M,) C-contiguous; one prange iteration maps one CHUNK of elements
+
+
+@njit(inline="always", error_model="numpy")
+def _span(c, M):
+    lo = c * CHUNK
+    return lo, min(lo + CHUNK, M)
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
 def _relu_kernel(out, x):
-    """out[i] = max(x[i], 0) with NaN kept; x, out: (M,). One prange iteration handles one CHUNK of elements."""
-    M = x.shape[0]
-    for c in prange((M + CHUNK - 1) // CHUNK):
-        lo = c * CHUNK
-        hi = min(lo + CHUNK, M)
-        xs = x[lo:hi]
-        os = out[lo:hi]
+    """out[i] = max(x[i], 0) with NaN kept."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
         for i in range(hi - lo):
             v = xs[i]
-            if v < 0:
-                os[i] = 0
-            else:
-                os[i] = v
+            os[i] = 0 if v < 0 else v
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _hardtanh_kernel(out, x, lo_val, hi_val):
+    """out[i] = clamp(x[i], lo_val, hi_val) with NaN kept (hardtanh, relu6)."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _hardtanh(xs[i], lo_val, hi_val)
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _leaky_relu_kernel(out, x, slope):
+    """out[i] = x[i] if x[i] > 0 else x[i] * slope."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _leaky_relu(xs[i], slope)
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _elu_kernel(out, x, negcoef, poscoef, negiptcoef):
+    """out[i] = expm1(x[i] * negiptcoef) * negcoef if x[i] <= 0 else x[i] * poscoef (elu, selu, celu)."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _elu(xs[i], negcoef, poscoef, negiptcoef)
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _gelu_kernel(out, x):
+    """out[i] = x/2 * (1 + erf(x / sqrt(2)))."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _gelu(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _gelu_tanh_kernel(out, x):
+    """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _gelu_tanh(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _sigmoid_kernel(out, x):
+    """out[i] = 1 / (1 + exp(-x[i]))."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _sigmoid(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _silu_kernel(out, x):
+    """out[i] = x[i] / (1 + exp(-x[i]))."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _silu(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _mish_kernel(out, x):
+    """out[i] = x[i] * tanh(log1p(exp(x[i])))."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _mish(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _tanh_kernel(out, x):
+    """out[i] = tanh(x[i]) (libm)."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _tanh(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _hardsigmoid_kernel(out, x):
+    """out[i] = clamp(x[i] + 3, 0, 6) / 6."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _hardsigmoid(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _hardswish_kernel(out, x):
+    """out[i] = x[i] * clamp(x[i] + 3, 0, 6) / 6."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _hardswish(xs[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _softplus_kernel(out, x, beta, threshold):
+    """out[i] = x if x * beta > threshold else log1p(exp(x * beta)) / beta."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _softplus(xs[i], beta, threshold)
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _softsign_kernel(out, x):
+    """out[i] = x[i] / (1 + |x[i]|)."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        xs, os = x[lo:hi], out[lo:hi]
+        for i in range(hi - lo):
+            os[i] = _softsign(xs[i])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# glu and prelu
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _glu_kernel(out, x):
+    """out[o, j] = x[o, 0, j] * sigmoid(x[o, 1, j]); x: (O, 2, L), out: (O, L).
+
+    One prange iteration maps one CHUNK of one row o (rows split into chunks so that O = 1 still runs parallel).
+    """
+    O, L = out.shape
+    nc = (L + CHUNK - 1) // CHUNK
+    for t in prange(O * nc):
+        o = t // nc
+        lo, hi = _span(t - o * nc, L)
+        a, b, os = x[o, 0, lo:hi], x[o, 1, lo:hi], out[o, lo:hi]
+        for i in range(hi - lo):
+            os[i] = a[i] * _sigmoid(b[i])
+
+
+@njit(parallel=True, error_model="numpy", cache=True)
+def _prelu_kernel(out, x, weight):
+    """out[n, c, l] = x if x > 0 else weight[c] * x; x, out: (N, C, L), weight: (C,).
+
+    One prange iteration maps one CHUNK of one (n, c) row.
+    """
+    N, C, L = x.shape
+    nc = (L + CHUNK - 1) // CHUNK
+    for t in prange(N * C * nc):
+        row = t // nc
+        n, c = row // C, row - (row // C) * C
+        lo, hi = _span(t - row * nc, L)
+        w = weight[c]
+        xs, os = x[n, c, lo:hi], out[n, c, lo:hi]
+        for i in range(hi - lo):
+            v = xs[i]
+            os[i] = v if v > 0 else w * v
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# softmax / log_softmax
+
+
+@njit(inline="always", error_model="numpy")
+def _rescale(s, m_old, m_new):
+    """A sum of exp(v - m_old) re-expressed as a sum of exp(v - m_new), m_new >= m_old (unchanged when equal, which
+    also keeps an all -inf prefix at 0 rather than NaN)."""
+    return s if m_new == m_old else s * _exp(m_old - m_new)
+
+
+@njit(inline="always", error_model="numpy")
+def _write_rows(orow, row, m, s, log):
+    """Second pass over one row: the softmax (or log_softmax) of row given its max ``m`` and its sum ``s`` of
+    exp(v - shift)."""
+    sh = m if m > -np.inf else _like(m, 0.0)
+    if log:
+        lse = math.log(s)
+        for i in range(row.shape[0]):
+            orow[i] = (row[i] - sh) - lse
+    else:
+        inv = _like(s, 1.0) / s
+        for i in range(row.shape[0]):
+            orow[i] = _exp(row[i] - sh) * inv
+
+
+@njit(parallel=True, fastmath={"reassoc"}, error_model="numpy", cache=True)
+def _softmax_lastdim_kernel(out, x, log):
+    """Softmax (``log`` False) or log_softmax (True) along the last dim; x, out: (R, D).
+
+    One prange iteration handles one row: an online pass over ROW_BLOCK-element blocks (block max kept in LANES
+    independent lanes, running sum rescaled when the max grows, exp-sum accumulated in x's dtype with ``reassoc``
+    so that it vectorises), then one write pass. NaN in a row makes the row NaN, a row of -inf gives NaN, +inf
+    gives NaN (as torch).
+    """
+    R, D = x.shape
+    for r in prange(R):
+        row = x[r]
+        lanes = np.empty(LANES, dtype=x.dtype)
+        m = _like(row[0], -np.inf)  # D >= 1: the launcher never sees empty arrays
+        s = _like(row[0], 0.0)
+        for lo in range(0, D, ROW_BLOCK):
+            hi = min(lo + ROW_BLOCK, D)
+            blk = row[lo:hi]
+            n = hi - lo
+            nl = n - n % LANES
+            for j in range(LANES):
+                lanes[j] = m
+            for i in range(0, nl, LANES):
+                grp = blk[i:i + LANES]
+                for j in range(LANES):
+                    v = grp[j]
+                    lanes[j] = v if v > lanes[j] else lanes[j]
+            bm = m
+            for j in range(LANES):
+                bm = lanes[j] if lanes[j] > bm else bm
+            for i in range(nl, n):
+                bm = blk[i] if blk[i] > bm else bm
+            s = _rescale(s, m, bm)
+            m = bm
+            sh = m if m > -np.inf else _like(m, 0.0)
+            acc = _like(m, 0.0)
+            for i in range(n):
+                acc += _exp(blk[i] - sh)
+            s += acc
+        _write_rows(out[r], row, m, s, log)
+
+
+@njit(parallel=True, fastmath={"reassoc"}, error_model="numpy", cache=True)
+def _softmax_inner_kernel(out, x, log):
+    """Softmax (``log`` False) or log_softmax (True) along axis 1 of x, out: (O, D, K), K > 1.
+
+    One prange iteration handles COL_TILE columns k of one o: per column a running max and sum, updated online
+    over DEPTH_BLOCK rows of D at a time (each step vectorises across the columns), then one write pass.
+    """
+    O, D, K = x.shape
+    nt = (K + COL_TILE - 1) // COL_TILE
+    for t in prange(O * nt):
+        o = t // nt
+        k0 = (t - o * nt) * COL_TILE
+        k1 = min(k0 + COL_TILE, K)
+        W = k1 - k0
+        m = np.full(W, -np.inf, dtype=x.dtype)
+        s = np.zeros(W, dtype=x.dtype)
+        bm = np.empty(W, dtype=x.dtype)
+        sh = np.empty(W, dtype=x.dtype)
+        for d0 in range(0, D, DEPTH_BLOCK):
+            d1 = min(d0 + DEPTH_BLOCK, D)
+            bm[:] = m
+            for d in range(d0, d1):
+                row = x[o, d, k0:k1]
+                for k in range(W):
+                    v = row[k]
+                    bm[k] = v if v > bm[k] else bm[k]
+            for k in range(W):
+                s[k] = _rescale(s[k], m[k], bm[k])
+                m[k] = bm[k]
+                sh[k] = m[k] if m[k] > -np.inf else _like(m[k], 0.0)
+            for d in range(d0, d1):
+                row = x[o, d, k0:k1]
+                for k in range(W):
+                    s[k] += _exp(row[k] - sh[k])
+        if log:
+            for k in range(W):
+                s[k] = math.log(s[k])
+            for d in range(D):
+                row, orow = x[o, d, k0:k1], out[o, d, k0:k1]
+                for k in range(W):
+                    orow[k] = (row[k] - sh[k]) - s[k]
+        else:
+            for k in range(W):
+                s[k] = _like(s[k], 1.0) / s[k]
+            for d in range(D):
+                row, orow = x[o, d, k0:k1], out[o, d, k0:k1]
+                for k in range(W):
+                    orow[k] = _exp(row[k] - sh[k]) * s[k]
+
+
+@njit(error_model="numpy", cache=True)
+def _softmax_naive(out, x, log):
+    """Reference for (O, D, K) arrays: the textbook three passes (max, sum of exp(x - max), write), no blocking."""
+    O, D, K = x.shape
+    for o in range(O):
+        for k in range(K):
+            m = x[o, 0, k]
+            for d in range(D):
+                v = x[o, d, k]
+                m = v if v > m or v != v else m
+            s = 0.0
+            for d in range(D):
+                s += math.exp(x[o, d, k] - m)
+            for d in range(D):
+                out[o, d, k] = (x[o, d, k] - m) - math.log(s) if log else math.exp(x[o, d, k] - m) / s
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# launchers
+
+
+def _scalar(x, value):
+    """A parameter as a scalar of x's dtype, as torch casts scalar arguments to the op's dtype."""
+    return x.dtype.type(value)
 
 
 @register("relu", "cpu")
 def relu(out, x):
     _relu_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("hardtanh", "cpu")
+def hardtanh(out, x, min_val, max_val):
+    _hardtanh_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, min_val), _scalar(x, max_val))
+
+
+@register("leaky_relu", "cpu")
+def leaky_relu(out, x, negative_slope):
+    _leaky_relu_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, negative_slope))
+
+
+@register("elu", "cpu")
+def elu(out, x, alpha, scale, input_scale):
+    _elu_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, alpha * scale), _scalar(x, scale),
+                _scalar(x, input_scale))
+
+
+@register("gelu", "cpu")
+def gelu(out, x, approximate):
+    kernel = _gelu_tanh_kernel if approximate == "tanh" else _gelu_kernel
+    kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("sigmoid", "cpu")
+def sigmoid(out, x):
+    _sigmoid_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("silu", "cpu")
+def silu(out, x):
+    _silu_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("mish", "cpu")
+def mish(out, x):
+    _mish_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("tanh", "cpu")
+def tanh(out, x):
+    _tanh_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("hardsigmoid", "cpu")
+def hardsigmoid(out, x):
+    _hardsigmoid_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("hardswish", "cpu")
+def hardswish(out, x):
+    _hardswish_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("softplus", "cpu")
+def softplus(out, x, beta, threshold):
+    _softplus_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, beta), _scalar(x, threshold))
+
+
+@register("softsign", "cpu")
+def softsign(out, x):
+    _softsign_kernel(out.reshape(-1), x.reshape(-1))
+
+
+@register("glu", "cpu")
+def glu(out, x):
+    """out: (O, L), x: (O, 2, L)."""
+    _glu_kernel(out, x)
+
+
+@register("prelu", "cpu")
+def prelu(out, x, weight):
+    """out, x: (N, C, L), weight: (C,)."""
+    _prelu_kernel(out, x, weight)
+
+
+@register("softmax", "cpu")
+def softmax(out, x, log):
+    """out, x: (O, D, K); ``log`` selects log_softmax."""
+    O, D, K = x.shape
+    if K == 1:
+        _softmax_lastdim_kernel(out.reshape(O, D), x.reshape(O, D), log)
+    else:
+        _softmax_inner_kernel(out, x, log)
+
+
+@register("store_strided", "cpu")
+def store_strided(out, x):
+    """out[...] = x for an ``out`` of any strides (the write-back of an in-place op on a non-contiguous input)."""
+    np.copyto(out, x)

@@ -1,20 +1,461 @@
-"""CUDA kernels of the activation family: one thread per element of flat, C-contiguous 1-D views."""
+"""CUDA kernels of the activation family.
 
-from numba import cuda
+Elementwise activations: one thread per element of flat, C-contiguous 1-D views, each calling one small device
+function that holds the activation's formula. Parameters arrive cast to the input's dtype; the formulas' literal
+constants are Python floats, so float32 inputs are evaluated in float64 and rounded once on the store (at least as
+accurate as torch's float32 kernels; these kernels are bound by memory bandwidth, not by the arithmetic).
+
+softmax / log_softmax see the input as (O, D, K) with D the reduced dim. Each row is folded into a running max and
+a rescaled sum of exp(x - max) in one read pass (online softmax), then written in a second pass. Accumulation is
+in float64.
+"""
+
+import math
+
+from numba import cuda, float64
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat
+from ._util import TPB, blocks, flat, pad_rank
+
+ROW_TPB = 128  # threads that share one softmax row along the last dim (a power of two: tree reduction)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one device function per activation; NaN propagates through each as in torch
+
+
+@cuda.jit(device=True)
+def _hardtanh(v, lo, hi):
+    if v < lo:
+        return lo
+    if v > hi:
+        return hi
+    return v
+
+
+@cuda.jit(device=True)
+def _leaky_relu(v, slope):
+    return v if v > 0 else v * slope
+
+
+@cuda.jit(device=True)
+def _elu(v, negcoef, poscoef, negiptcoef):
+    return math.expm1(v * negiptcoef) * negcoef if v <= 0 else v * poscoef
+
+
+@cuda.jit(device=True)
+def _gelu(v):
+    return v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+
+
+@cuda.jit(device=True)
+def _gelu_tanh(v):
+    return 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+
+
+@cuda.jit(device=True)
+def _sigmoid(v):
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+@cuda.jit(device=True)
+def _silu(v):
+    return v / (1.0 + math.exp(-v))
+
+
+@cuda.jit(device=True)
+def _mish(v):
+    """v * tanh(softplus(v)); beyond softplus' threshold of 20, log1p(exp(v)) rounds to v and tanh to 1 in both
+    float types, so the exp (which would overflow for large v) is skipped."""
+    return v * math.tanh(v if v > 20.0 else math.log1p(math.exp(v)))
+
+
+@cuda.jit(device=True)
+def _hardsigmoid(v):
+    return _hardtanh(v + 3.0, 0.0, 6.0) / 6.0
+
+
+@cuda.jit(device=True)
+def _hardswish(v):
+    return v * _hardtanh(v + 3.0, 0.0, 6.0) / 6.0
+
+
+@cuda.jit(device=True)
+def _softplus(v, beta, threshold):
+    z = v * beta
+    return v if z > threshold else math.log1p(math.exp(z)) / beta
+
+
+@cuda.jit(device=True)
+def _softsign(v):
+    return v / (1.0 + abs(v))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# elementwise kernels: x, out are (M,); one thread per element, grid = ceil(M / TPB) blocks of TPB threads
 
 
 @cuda.jit
 def _relu_kernel(out, x):
-    """out[i] = max(x[i], 0) with NaN kept; x, out: (M,); grid = ceil(M / TPB) blocks of TPB threads."""
+    """out[i] = max(x[i], 0) with NaN kept."""
     i = cuda.grid(1)
     if i < x.shape[0]:
         v = x[i]
         out[i] = 0 if v < 0 else v
 
 
+@cuda.jit
+def _hardtanh_kernel(out, x, lo, hi):
+    """out[i] = clamp(x[i], lo, hi) with NaN kept (hardtanh, relu6)."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _hardtanh(x[i], lo, hi)
+
+
+@cuda.jit
+def _leaky_relu_kernel(out, x, slope):
+    """out[i] = x[i] if x[i] > 0 else x[i] * slope."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _leaky_relu(x[i], slope)
+
+
+@cuda.jit
+def _elu_kernel(out, x, negcoef, poscoef, negiptcoef):
+    """out[i] = expm1(x * negiptcoef) * negcoef if x <= 0 else x * poscoef (elu, selu, celu)."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _elu(x[i], negcoef, poscoef, negiptcoef)
+
+
+@cuda.jit
+def _gelu_kernel(out, x):
+    """out[i] = x/2 * (1 + erf(x / sqrt(2)))."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _gelu(x[i])
+
+
+@cuda.jit
+def _gelu_tanh_kernel(out, x):
+    """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _gelu_tanh(x[i])
+
+
+@cuda.jit
+def _sigmoid_kernel(out, x):
+    """out[i] = 1 / (1 + exp(-x[i]))."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _sigmoid(x[i])
+
+
+@cuda.jit
+def _silu_kernel(out, x):
+    """out[i] = x[i] / (1 + exp(-x[i]))."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _silu(x[i])
+
+
+@cuda.jit
+def _mish_kernel(out, x):
+    """out[i] = x * tanh(log1p(exp(x)))."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _mish(x[i])
+
+
+@cuda.jit
+def _tanh_kernel(out, x):
+    """out[i] = tanh(x[i])."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = math.tanh(x[i])
+
+
+@cuda.jit
+def _hardsigmoid_kernel(out, x):
+    """out[i] = clamp(x + 3, 0, 6) / 6."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _hardsigmoid(x[i])
+
+
+@cuda.jit
+def _hardswish_kernel(out, x):
+    """out[i] = x * clamp(x + 3, 0, 6) / 6."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _hardswish(x[i])
+
+
+@cuda.jit
+def _softplus_kernel(out, x, beta, threshold):
+    """out[i] = x if x * beta > threshold else log1p(exp(x * beta)) / beta."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _softplus(x[i], beta, threshold)
+
+
+@cuda.jit
+def _softsign_kernel(out, x):
+    """out[i] = x / (1 + |x|)."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        out[i] = _softsign(x[i])
+
+
+@cuda.jit
+def _glu_kernel(out, x):
+    """out[o, j] = x[o, 0, j] * sigmoid(x[o, 1, j]); x: (O, 2, L), out: (O, L); one thread per output element,
+    grid = ceil(O * L / TPB) blocks of TPB threads."""
+    i = cuda.grid(1)
+    O, L = out.shape
+    if i < O * L:
+        o = i // L
+        j = i - o * L
+        out[o, j] = x[o, 0, j] * _sigmoid(x[o, 1, j])
+
+
+@cuda.jit
+def _prelu_kernel(out, x, weight):
+    """out[n, c, l] = x if x > 0 else weight[c] * x; x, out: (N, C, L), weight: (C,); one thread per element,
+    grid = ceil(N * C * L / TPB) blocks of TPB threads."""
+    i = cuda.grid(1)
+    N, C, L = x.shape
+    if i < N * C * L:
+        row = i // L
+        n = row // C
+        c = row - n * C
+        l = i - row * L  # noqa: E741
+        v = x[n, c, l]
+        out[n, c, l] = v if v > 0 else weight[c] * v
+
+
+@cuda.jit
+def _store_strided_kernel(out, x):
+    """out[unravel(i)] = x[i]: x is (M,) C-contiguous, ``out`` an 8-D view of any strides with M elements; one
+    thread per element, grid = ceil(M / TPB) blocks of TPB threads."""
+    i = cuda.grid(1)
+    if i < x.shape[0]:
+        r = i
+        i7 = r % out.shape[7]
+        r //= out.shape[7]
+        i6 = r % out.shape[6]
+        r //= out.shape[6]
+        i5 = r % out.shape[5]
+        r //= out.shape[5]
+        i4 = r % out.shape[4]
+        r //= out.shape[4]
+        i3 = r % out.shape[3]
+        r //= out.shape[3]
+        i2 = r % out.shape[2]
+        r //= out.shape[2]
+        i1 = r % out.shape[1]
+        i0 = r // out.shape[1]
+        out[i0, i1, i2, i3, i4, i5, i6, i7] = x[i]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# softmax / log_softmax
+
+
+@cuda.jit(device=True)
+def _rescale(s, m_old, m_new):
+    """A sum of exp(v - m_old) as a sum of exp(v - m_new), m_new >= m_old (unchanged when equal, which keeps an
+    all -inf prefix at 0 rather than NaN)."""
+    return s if m_new == m_old else s * math.exp(m_old - m_new)
+
+
+@cuda.jit(device=True)
+def _online(m, s, v):
+    """Fold element ``v`` into the running max ``m`` and sum ``s``: -inf adds nothing, NaN makes the sum NaN,
+    +inf too (v - v), as torch's rows holding NaN or +inf come out NaN."""
+    if v > m:
+        s = _rescale(s, m, v) + (1.0 + (v - v))
+        m = v
+    elif v > -math.inf:
+        s += math.exp(v - m)
+    elif v != v:
+        s += v
+    return m, s
+
+
+@cuda.jit(device=True)
+def _combine(m1, s1, m2, s2):
+    """Merge two running (max, sum) states."""
+    m = m1 if m1 > m2 else m2
+    return m, _rescale(s1, m1, m) + _rescale(s2, m2, m)
+
+
+@cuda.jit(device=True)
+def _softmax_value(v, m, s, log):
+    """One output element from the row's max ``m`` and sum ``s`` (max taken as 0 for a row with no finite max, so
+    that a row of -inf gives 0 / 0 = NaN as torch)."""
+    sh = m if m > -math.inf else 0.0
+    if log:
+        return (v - sh) - math.log(s)
+    return math.exp(v - sh) / s
+
+
+@cuda.jit
+def _softmax_rows_kernel(out, x, log):
+    """Softmax (``log`` False) or log_softmax (True) along the last dim; x, out: (R, D).
+
+    One block of ROW_TPB threads per row (grid = R blocks): thread t folds elements t, t + ROW_TPB, ... into a
+    running (max, sum), the block merges the states with a tree reduction in shared memory, then every thread
+    writes its elements.
+    """
+    r = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    R, D = x.shape
+    sm = cuda.shared.array(ROW_TPB, float64)
+    ss = cuda.shared.array(ROW_TPB, float64)
+    m = -math.inf
+    s = 0.0
+    if r < R:
+        for d in range(t, D, ROW_TPB):
+            m, s = _online(m, s, x[r, d])
+    sm[t] = m
+    ss[t] = s
+    cuda.syncthreads()  # every thread's state is in shared memory before the reduction reads its neighbours'
+    w = ROW_TPB // 2
+    while w > 0:
+        if t < w:
+            sm[t], ss[t] = _combine(sm[t], ss[t], sm[t + w], ss[t + w])
+        cuda.syncthreads()  # this level's merged states are visible before the next level reads them
+        w //= 2
+    m = sm[0]
+    s = ss[0]
+    if r < R:
+        for d in range(t, D, ROW_TPB):
+            out[r, d] = _softmax_value(x[r, d], m, s, log)
+
+
+@cuda.jit
+def _softmax_cols_kernel(out, x, log):
+    """Softmax (``log`` False) or log_softmax (True) along axis 1; x, out: (O, D, K).
+
+    One thread per (o, k) column (neighbouring threads read neighbouring k, so loads coalesce); it folds the D
+    elements into a running (max, sum), then writes them. grid = ceil(O * K / TPB) blocks of TPB threads.
+    """
+    i = cuda.grid(1)
+    O, D, K = x.shape
+    if i < O * K:
+        o = i // K
+        k = i - o * K
+        m = -math.inf
+        s = 0.0
+        for d in range(D):
+            m, s = _online(m, s, x[o, d, k])
+        for d in range(D):
+            out[o, d, k] = _softmax_value(x[o, d, k], m, s, log)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# launchers
+
+
+def _scalar(x, value):
+    """A parameter as a scalar of x's dtype, as torch casts scalar arguments to the op's dtype."""
+    return x.dtype.type(value)
+
+
+def _map(kernel, out, x, *params):
+    kernel[blocks(x.size), TPB](flat(out), flat(x), *params)
+
+
 @register("relu", "cuda")
 def relu(out, x):
-    _relu_kernel[blocks(x.size), TPB](flat(out), flat(x))
+    _map(_relu_kernel, out, x)
+
+
+@register("hardtanh", "cuda")
+def hardtanh(out, x, min_val, max_val):
+    _map(_hardtanh_kernel, out, x, _scalar(x, min_val), _scalar(x, max_val))
+
+
+@register("leaky_relu", "cuda")
+def leaky_relu(out, x, negative_slope):
+    _map(_leaky_relu_kernel, out, x, _scalar(x, negative_slope))
+
+
+@register("elu", "cuda")
+def elu(out, x, alpha, scale, input_scale):
+    _map(_elu_kernel, out, x, _scalar(x, alpha * scale), _scalar(x, scale), _scalar(x, input_scale))
+
+
+@register("gelu", "cuda")
+def gelu(out, x, approximate):
+    _map(_gelu_tanh_kernel if approximate == "tanh" else _gelu_kernel, out, x)
+
+
+@register("sigmoid", "cuda")
+def sigmoid(out, x):
+    _map(_sigmoid_kernel, out, x)
+
+
+@register("silu", "cuda")
+def silu(out, x):
+    _map(_silu_kernel, out, x)
+
+
+@register("mish", "cuda")
+def mish(out, x):
+    _map(_mish_kernel, out, x)
+
+
+@register("tanh", "cuda")
+def tanh(out, x):
+    _map(_tanh_kernel, out, x)
+
+
+@register("hardsigmoid", "cuda")
+def hardsigmoid(out, x):
+    _map(_hardsigmoid_kernel, out, x)
+
+
+@register("hardswish", "cuda")
+def hardswish(out, x):
+    _map(_hardswish_kernel, out, x)
+
+
+@register("softplus", "cuda")
+def softplus(out, x, beta, threshold):
+    _map(_softplus_kernel, out, x, _scalar(x, beta), _scalar(x, threshold))
+
+
+@register("softsign", "cuda")
+def softsign(out, x):
+    _map(_softsign_kernel, out, x)
+
+
+@register("glu", "cuda")
+def glu(out, x):
+    """out: (O, L), x: (O, 2, L)."""
+    _glu_kernel[blocks(out.size), TPB](out, x)
+
+
+@register("prelu", "cuda")
+def prelu(out, x, weight):
+    """out, x: (N, C, L), weight: (C,)."""
+    _prelu_kernel[blocks(x.size), TPB](out, x, weight)
+
+
+@register("softmax", "cuda")
+def softmax(out, x, log):
+    """out, x: (O, D, K); ``log`` selects log_softmax."""
+    O, D, K = x.shape
+    if K == 1:
+        _softmax_rows_kernel[O, ROW_TPB](out.reshape(O, D), x.reshape(O, D), log)
+    else:
+        _softmax_cols_kernel[blocks(O * K), TPB](out, x, log)
+
+
+@register("store_strided", "cuda")
+def store_strided(out, x):
+    """out[...] = x for an ``out`` of any strides (the write-back of an in-place op on a non-contiguous input)."""
+    _store_strided_kernel[blocks(x.size), TPB](pad_rank(out), flat(x))
