@@ -21,7 +21,7 @@ from .ops.pooling import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_
 from .ops.pointwise import abs, add, clamp, div, exp, log, maximum, minimum, mul, neg, pow, sqrt, sub, where  # noqa: E402,A004,E501
 from .ops.linear import addmm, baddbmm, bmm, linear, matmul, mm  # noqa: E402
 from .ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d  # noqa: E402
-from .ops.activation import relu  # noqa: E402
+from .ops.activation import celu, elu, gelu, glu, hardsigmoid, hardswish, hardtanh, leaky_relu, log_softmax, mish, prelu, relu, relu6, selu, sigmoid, silu, softmax, softplus, softsign, tanh  # noqa: E402,E501
 from ._dispatch import PUBLIC_OPS as _PUBLIC_OPS  # noqa: E402
 
 __version__ = "0.1.0"
