@@ -30,6 +30,7 @@ from .._dispatch import register
 
 OCB = 8  # output channels per register tile
 PB = 32  # output pixels per register tile (2 zmm of float32)
+TILE = OCB * PB  # one register tile, as a literal size for _stack_empty
 DW_PB = 64  # output pixels per depthwise tile
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
@@ -71,37 +72,60 @@ def _pack_plane(dst, src, SH, SW, PT, PL, WQ, borders):
     """
     H, W = src.shape
     L = dst.shape[1]
-    HQ = L // WQ
+    if borders:
+        for r in range(dst.shape[0]):
+            row = dst[r]
+            for q in range(L):
+                row[q] = 0
     for i in range(SH):
+        hq_lo = max(0, -((i - PT) // SH))
+        hq_hi = min(L // WQ, (H - 1 + PT - i) // SH + 1)
         for j in range(SW):
             row = dst[i * SW + j]
             lo = max(0, -((j - PL) // SW))
-            hi = max(lo, min(WQ, (W - 1 + PL - j) // SW + 1))
-            if borders:
-                for q in range(HQ * WQ, L):
-                    row[q] = 0
-            for hq in range(HQ):
-                seg = row[hq * WQ:(hq + 1) * WQ]
+            hi = min(WQ, (W - 1 + PL - j) // SW + 1)
+            m = hi - lo
+            if m <= 0:
+                continue
+            for hq in range(hq_lo, hq_hi):
                 h = hq * SH + i - PT
-                if h < 0 or h >= H:
-                    if borders:
-                        for q in range(WQ):
-                            seg[q] = 0
-                    continue
-                if borders:
-                    for q in range(lo):
-                        seg[q] = 0
-                    for q in range(hi, WQ):
-                        seg[q] = 0
-                d = seg[lo:hi]
+                d = row[hq * WQ + lo:hq * WQ + hi]
                 if SW == 1:
-                    s = src[h, lo + j - PL:hi + j - PL]
-                    for q in range(hi - lo):
-                        d[q] = s[q]
+                    sv = src[h, lo + j - PL:hi + j - PL]
+                    for q in range(m):
+                        d[q] = sv[q]
                 else:
-                    s = src[h]
-                    for q in range(hi - lo):
-                        d[q] = s[(lo + q) * SW + j - PL]
+                    sr = src[h]
+                    base = lo * SW + j - PL
+                    for q in range(m):
+                        d[q] = sr[base + q * SW]
+
+
+@njit(cache=True)
+def _store_tile(o, acc, bv, p0, NPIX, WQ, NB, OH0, OW0, OSH, OSW):
+    """Write a tile of flat pixels ``p0 + j`` (row width WQ, the first NB columns real) from ``acc`` plus ``bv``
+    into the plane ``o`` at ``(OH0 + a*OSH, OW0 + b*OSW)``, one row segment at a time (contiguous when OSW == 1, so
+    the copy vectorises; a per-pixel scatter costs more than the taps of a small convolution)."""
+    pend = min(p0 + acc.shape[0], NPIX)
+    a = p0 // WQ
+    b = p0 - a * WQ
+    p = p0
+    while p < pend:
+        seg = min(WQ - b, pend - p)
+        m = min(seg, NB - b)
+        if m > 0:
+            src = acc[p - p0:p - p0 + m]
+            if OSW == 1:
+                d = o[OH0 + a * OSH, OW0 + b:OW0 + b + m]
+                for q in range(m):
+                    d[q] = src[q] + bv
+            else:
+                row = o[OH0 + a * OSH]
+                for q in range(m):
+                    row[OW0 + (b + q) * OSW] = src[q] + bv
+        p += seg
+        a += 1
+        b = 0
 
 
 @njit(parallel=True, cache=True)
@@ -153,6 +177,7 @@ def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OS
         acc5 = _stack_empty(PB, xs)
         acc6 = _stack_empty(PB, xs)
         acc7 = _stack_empty(PB, xs)
+        tt = _stack_empty(TILE, xs)
         xn = xs[n]
         wb = wp[g, ob]
         oc0 = g * OCG + ob * OCB
@@ -194,42 +219,31 @@ def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OS
                         acc6[j] += w6 * v
                         acc7[j] += w7 * v
             for j in range(PB):
-                p = p0 + j
-                a = p // WQ
-                b = p - a * WQ
-                if b >= NB or p >= NPIX:
-                    continue
-                oh = OH0 + a * OSH
-                ow = OW0 + b * OSW
-                o = out[n, :, oh, ow]
-                o[oc0] = acc0[j] + bias[oc0]
-                if nvalid > 1:
-                    o[oc0 + 1] = acc1[j] + bias[oc0 + 1]
-                if nvalid > 2:
-                    o[oc0 + 2] = acc2[j] + bias[oc0 + 2]
-                if nvalid > 3:
-                    o[oc0 + 3] = acc3[j] + bias[oc0 + 3]
-                if nvalid > 4:
-                    o[oc0 + 4] = acc4[j] + bias[oc0 + 4]
-                if nvalid > 5:
-                    o[oc0 + 5] = acc5[j] + bias[oc0 + 5]
-                if nvalid > 6:
-                    o[oc0 + 6] = acc6[j] + bias[oc0 + 6]
-                if nvalid > 7:
-                    o[oc0 + 7] = acc7[j] + bias[oc0 + 7]
+                tt[j] = acc0[j]
+                tt[PB + j] = acc1[j]
+                tt[2 * PB + j] = acc2[j]
+                tt[3 * PB + j] = acc3[j]
+                tt[4 * PB + j] = acc4[j]
+                tt[5 * PB + j] = acc5[j]
+                tt[6 * PB + j] = acc6[j]
+                tt[7 * PB + j] = acc7[j]
+            for o in range(nvalid):
+                _store_tile(out[n, oc0 + o], tt[o * PB:(o + 1) * PB], bias[oc0 + o], p0, NPIX, WQ, NB, OH0, OW0,
+                            OSH, OSW)
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
-def _depthwise_kernel(out, x, w, bias, SH, SW, PT, PL, DH, DW, WQ, L, NCH):
+def _depthwise_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
     """Depthwise convolution: one input channel per group, M = OC // C output channels per input channel.
 
-    x: (N, C, H, W); w: (OC, KH, KW); bias: (OC,); out: (N, OC, OH, OW). One prange iteration computes a chunk of
+    x: (N, C, H, W); w: (OC, K); bias: (OC,); TOFF, TPL: (K,) tap offsets and planes as in ``_conv_tiles_kernel``;
+    out: (N, OC, OH, OW). One prange iteration computes a chunk of
     the N * OC output planes: per plane it packs input channel oc // M into a thread-local (SH*SW, L) buffer (see
     ``_pack_plane``; the zero borders are written once per chunk), then sums the KH*KW taps into a DW_PB-pixel
     accumulator (input dtype) per tile.
     """
     N, C = x.shape[0], x.shape[1]
-    OC, KH, KW = w.shape
+    OC, K = w.shape
     OH, OW = out.shape[2], out.shape[3]
     M = OC // C
     NPIX = (OH - 1) * WQ + OW
@@ -237,6 +251,7 @@ def _depthwise_kernel(out, x, w, bias, SH, SW, PT, PL, DH, DW, WQ, L, NCH):
     per = (N * OC + NCH - 1) // NCH
     for ch in prange(NCH):
         buf = np.empty((SH * SW, L), x.dtype)
+        tmp = np.empty(L, x.dtype)
         acc = _stack_empty(DW_PB, x)
         for it in range(ch * per, min(N * OC, (ch + 1) * per)):
             n = it // OC
@@ -249,19 +264,20 @@ def _depthwise_kernel(out, x, w, bias, SH, SW, PT, PL, DH, DW, WQ, L, NCH):
                 p0 = min(t * DW_PB, NPIX - DW_PB) if NPIX >= DW_PB else 0
                 for j in range(DW_PB):
                     acc[j] = 0
-                for kh in range(KH):
-                    for kw in range(KW):
-                        s = ((kh * DH) // SH) * WQ + (kw * DW) // SW + p0
-                        xv = buf[((kh * DH) % SH) * SW + (kw * DW) % SW, s:s + DW_PB]
-                        wv = wk[kh, kw]
-                        for j in range(DW_PB):
-                            acc[j] += wv * xv[j]
+                for k in range(K):
+                    s = TOFF[k] + p0
+                    xv = buf[TPL[k], s:s + DW_PB]
+                    wv = wk[k]
+                    for j in range(DW_PB):
+                        acc[j] += wv * xv[j]
+                tv = tmp[p0:p0 + DW_PB]
                 for j in range(DW_PB):
-                    p = p0 + j
-                    a = p // WQ
-                    b = p - a * WQ
-                    if b < OW and p < NPIX:
-                        o[a, b] = acc[j] + bv
+                    tv[j] = acc[j] + bv
+            for a in range(OH):
+                orow = o[a]
+                trow = tmp[a * WQ:a * WQ + OW]
+                for b in range(OW):
+                    orow[b] = trow[b]
 
 
 @njit(parallel=True, cache=True)
@@ -316,6 +332,11 @@ def _chunks(N, G, NOCB, NA, NB, WQ, planes, reach, itemsize):
     return max(1, min(tiles, max(balance, cache)))
 
 
+def _taps(kh, kw, SH, SW, DH, DW, WQ):
+    """Flat offset and phase plane of each tap (kh, kw) in the packed planes of row width WQ."""
+    return (kh * DH // SH) * WQ + kw * DW // SW, (kh * DH % SH) * SW + kw * DW % SW
+
+
 def _bias(b, OC, dtype):
     return np.zeros(OC, dtype) if b is None else b
 
@@ -329,13 +350,15 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     OH, OW = out.shape[2], out.shape[3]
     (SH, SW), (PT, PB_, PL, PR), (DH, DW) = stride, padding, dilation
     bias = _bias(b, OC, x.dtype)
+    K = KH * KW
+    kh, kw = np.divmod(np.arange(K), KW)
     if ICG == 1 and groups == C:
         WQ = -(-(W + PL + PR) // SW)
         HQ = -(-(H + PT + PB_) // SH)
+        toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
         nch = min(N * OC, 8 * ITEMS_PER_THREAD * get_num_threads())
-        _depthwise_kernel(out, x, w.reshape(OC, KH, KW), bias, SH, SW, PT, PL, DH, DW, WQ, HQ * WQ + DW_PB, nch)
+        _depthwise_kernel(out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ, HQ * WQ + DW_PB, nch)
         return
-    K = KH * KW
     NPIX = (OH - 1) * W + OW
     if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:
         P, WQ = 1, W
@@ -346,9 +369,7 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         HQ = -(-(H + PT + PB_) // SH)
         xs = np.empty((N, C * P, HQ * WQ + PB), x.dtype)
         _pack_kernel(xs, x, SH, SW, PT, PL, WQ)
-    kh, kw = np.divmod(np.arange(K), KW)
-    toff = (kh * DH // SH) * WQ + kw * DW // SW
-    tpl = (kh * DH % SH) * SW + kw * DW % SW
+    toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
     wp = _pack_weight(w.reshape(OC, ICG, K), groups)
     nch = _chunks(N, groups, wp.shape[1], OH, OW, WQ, ICG * P, int(toff.max()), x.itemsize)
     _conv_tiles_kernel(out, xs, wp, bias, toff, tpl, P, WQ, OH, OW, 0, 0, 1, 1, nch)
