@@ -4,8 +4,9 @@ A block of THREADS_X x THREADS_Y threads computes a BM x BN tile of one output m
 the block stages the BM x BK tile of A and the BK x BN tile of B in shared memory (each global element read once
 per tile, zero-filled past the matrix edges, so any M, N, K work), then every thread accumulates its TM x TN
 sub-tile from shared memory in registers. Thread (tx, ty) owns rows ``ty + i * THREADS_Y`` and columns
-``tx + j * THREADS_X`` of the tile, so neighbouring threads read neighbouring shared words and store neighbouring
-output words. Batch items run on the grid's z dimension (grid-stride when there are more than MAX_GRID_Z).
+``tx + j * THREADS_X`` of the tile, so neighbouring threads read neighbouring words of ``Bs`` (no bank conflicts),
+share one word of ``As`` (a broadcast) and store neighbouring output words. Both tiles are staged by consecutive
+threads writing consecutive shared words, the A tile along K and the B tile along N. Batch items run on the grid's z dimension (grid-stride when there are more than MAX_GRID_Z).
 
 Shared buffers have a static dtype, so the kernel is built once per dtype (float32, float64, and int64, which
 every integer product runs in) by a module-level factory, when this module is imported.
@@ -32,7 +33,7 @@ def _make_matmul(dt):
         broadcasts). grid = (ceil(N / BN), ceil(M / BM), min(BATCH, MAX_GRID_Z)), block = (THREADS_X, THREADS_Y);
         one thread computes TM x TN outputs, accumulating in the kernel's dtype.
         """
-        As = cuda.shared.array((BK, BM), dt)  # As[k, r] = A[row0 + r, k0 + k]
+        As = cuda.shared.array((BM, BK), dt)  # As[r, k] = A[row0 + r, k0 + k]
         Bs = cuda.shared.array((BK, BN), dt)  # Bs[k, c] = B[k0 + k, col0 + c]
         acc = cuda.local.array((TM, TN), dt)
         BATCH, M, N = out.shape
@@ -51,9 +52,9 @@ def _make_matmul(dt):
                     r = e // BK
                     k = e % BK
                     if row0 + r < M and k0 + k < K:
-                        As[k, r] = a[n, row0 + r, k0 + k]
+                        As[r, k] = a[n, row0 + r, k0 + k]
                     else:
-                        As[k, r] = 0
+                        As[r, k] = 0
                 for e in range(tid, BK * BN, THREADS_X * THREADS_Y):
                     k = e // BN
                     c = e % BN
@@ -64,7 +65,7 @@ def _make_matmul(dt):
                 cuda.syncthreads()  # both tiles are fully staged before any thread reads them
                 for k in range(BK):
                     for i in range(TM):
-                        av = As[k, ty + i * THREADS_Y]
+                        av = As[ty + i * THREADS_Y, k]
                         for j in range(TN):
                             acc[i, j] += av * Bs[k, tx + j * THREADS_X]
                 cuda.syncthreads()  # every thread is done reading before the next step overwrites the tiles

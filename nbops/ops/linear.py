@@ -42,9 +42,10 @@ def _view(call, x, shape, strides):
 def _batch3(call, x, batch):
     """``x`` of shape ``batch_x + (R, C)`` (``batch_x`` broadcastable to ``batch``) as a 3-D ``(prod(batch), R, C)``
     view, folding the batch dims into one strided dim; a contiguous expanded copy when they do not fold."""
-    R, C = _sh(x)[-2:]
-    lead = len(batch) - (len(_sh(x)) - 2)
-    strides = [0] * lead + [0 if d == 1 else s for d, s in zip(_sh(x)[:-2], _st(x)[:-2])]
+    shape, xstrides = _sh(x), _st(x)
+    R, C = shape[-2:]
+    lead = len(batch) - (len(shape) - 2)
+    strides = [0] * lead + [0 if d == 1 else s for d, s in zip(shape[:-2], xstrides[:-2])]
     size, stride = 1, 0
     for d, s in zip(reversed(batch), reversed(strides)):
         if d == 1:
@@ -54,10 +55,10 @@ def _batch3(call, x, batch):
         elif s == stride * size:
             size *= d
         else:
-            full = _view(call, x, tuple(batch) + (R, C), strides + list(_st(x)[-2:]))
+            full = _view(call, x, tuple(batch) + (R, C), strides + list(xstrides[-2:]))
             dense = call.contiguous(full)
             return _view(call, dense, (int(np.prod(batch)), R, C), (R * C * dense.itemsize,) + _st(dense)[-2:])
-    return _view(call, x, (size, R, C), (stride,) + tuple(_st(x)[-2:]))
+    return _view(call, x, (size, R, C), (stride,) + xstrides[-2:])
 
 
 def _check_dtypes(call, op, first, second):
