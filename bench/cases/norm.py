@@ -1,0 +1,62 @@
+"""Normalization workloads: batch norm (training and evaluation), instance norm and group norm (G = 32) on a
+ResNet-stage activation N32 x C256 x 28 x 28 (25.7 MB float32); layer norm, RMS norm and DyT on transformer rows
+(32768, 1024) (134 MB float32, beyond L3).
+
+Bytes count the input read once and the output written once (the per-channel parameters are negligible), so GB/s
+compares directly with a copy's bandwidth. Torch runs its own kernels (DyT, not in torch, as torch ops:
+weight * tanh(alpha * x) + bias).
+"""
+
+import torch
+import torch.nn.functional as F
+
+import nbops
+
+from ..core import Case
+
+N, C, H = 32, 256, 28
+ROWS, COLS = 32768, 1024
+IMG = N * C * H * H
+TOK = ROWS * COLS
+
+
+def _image(rng, dtype):
+    x = rng.standard_normal((N, C, H, H)).astype(dtype)
+    w = rng.standard_normal(C).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype)
+    rm = rng.standard_normal(C).astype(dtype)
+    rv = rng.uniform(0.5, 2.0, C).astype(dtype)
+    return x, rm, rv, w, b
+
+
+def _tokens(rng, dtype):
+    x = rng.standard_normal((ROWS, COLS)).astype(dtype)
+    return x, rng.standard_normal(COLS).astype(dtype), rng.standard_normal(COLS).astype(dtype)
+
+
+def _torch_dyt(x, w, b):
+    return w * torch.tanh(0.5 * x) + b
+
+
+CASES = [
+    Case("batch_norm train N32 C256 28x28", "norm", _image,
+         lambda x, rm, rv, w, b: nbops.batch_norm(x, rm, rv, w, b, training=True),
+         lambda x, rm, rv, w, b: F.batch_norm(x, rm, rv, w, b, training=True), bytes=8.0 * IMG),
+    Case("batch_norm eval N32 C256 28x28", "norm", _image,
+         lambda x, rm, rv, w, b: nbops.batch_norm(x, rm, rv, w, b),
+         lambda x, rm, rv, w, b: F.batch_norm(x, rm, rv, w, b), bytes=8.0 * IMG),
+    Case("instance_norm N32 C256 28x28", "norm", _image,
+         lambda x, rm, rv, w, b: nbops.instance_norm(x, weight=w, bias=b),
+         lambda x, rm, rv, w, b: F.instance_norm(x, weight=w, bias=b), bytes=8.0 * IMG),
+    Case("group_norm G32 N32 C256 28x28", "norm", _image,
+         lambda x, rm, rv, w, b: nbops.group_norm(x, 32, w, b),
+         lambda x, rm, rv, w, b: F.group_norm(x, 32, w, b), bytes=8.0 * IMG),
+    Case("layer_norm (32768,1024)", "norm", _tokens,
+         lambda x, w, b: nbops.layer_norm(x, (COLS,), w, b),
+         lambda x, w, b: F.layer_norm(x, (COLS,), w, b), bytes=8.0 * TOK),
+    Case("rms_norm (32768,1024)", "norm", _tokens,
+         lambda x, w, b: nbops.rms_norm(x, (COLS,), w),
+         lambda x, w, b: F.rms_norm(x, (COLS,), w), bytes=8.0 * TOK),
+    Case("dyt (32768,1024)", "norm", _tokens,
+         lambda x, w, b: nbops.dyt(x, 0.5, w, b), _torch_dyt, bytes=8.0 * TOK),
+]
