@@ -1,7 +1,8 @@
 """Activation functions, softmax and log_softmax. Mirrors :mod:`torch.nn.functional`'s activations.
 
 Scalar parameters (slopes, alphas, beta, threshold, clamp bounds) are cast to the input's dtype before the kernel
-runs, as torch casts them, and every formula is evaluated in the input's dtype.
+runs, as torch casts them. The CPU kernels evaluate every formula in the input's dtype, as torch's CPU kernels do;
+the CUDA kernels evaluate float32 formulas in float64 and round once (see nbops/cuda/activation.py).
 """
 
 import math
