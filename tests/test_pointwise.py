@@ -229,6 +229,14 @@ def test_unary_special_and_layouts(fns, dtype, target):
     check(*fns, target, make((4, 3), dtype, 4, offset=1e4))
 
 
+def test_exp_float32_sweep_cpu():
+    """The cpu float32 exp is a polynomial, not libm: sweep its whole range, both overflow edges and denormals."""
+    x = np.concatenate([np.linspace(-110, 90, 200001, dtype=np.float32),
+                        np.nextafter(np.float32(88.72283935546875), np.float32([-np.inf, np.inf])),
+                        np.array([-87.33655, -103.97208, 1e-8, -1e-8], np.float32)])
+    check(nbops.exp, torch.exp, "cpu", x)
+    check(nbops.exp, torch.exp, "cpu", x[x > -87], rtol=2.4e-7, atol=0)  # 2 ulp where results are normal
+
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("fns", UNARY, ids=UIDS)
 def test_unary_int(fns, target):

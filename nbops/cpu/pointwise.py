@@ -26,7 +26,19 @@ RANK = 8  # every operand is viewed with this many dims
 
 # op codes (the launchers map the public op names to them)
 ADD, MUL, DIV, DIV_TRUNC, DIV_FLOOR, POW, MAXIMUM, MINIMUM = range(8)
-SQRT, EXP, LOG, ABS, NEG = range(5)
+SQRT, EXP, LOG, ABS, NEG, EXP_F32 = range(6)
+
+# float32 exp without libm (numba has no vector expf unless Intel SVML is installed): Cody-Waite reduction
+# x = n ln2 + r, |r| <= ln2 / 2, Cephes' degree-7 polynomial for e**r, and 2**n from a table of exact powers of two
+# (a vector gather), 2**n = 2 * 2**(n - 1) so that n = 128 stays finite. Max error ~1 ulp (tested against torch).
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_EXP_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
+                                          1.6666665459e-1, 5.0000001201e-1))
+_EXP_HI = np.float32(88.72283935546875)  # above: inf
+_EXP_LO = np.float32(-103.97208)  # below: 0
+_POW2 = np.array([2.0 ** (k - 151) for k in range(279)], dtype=np.float32)  # _POW2[n + 150] = 2**(n - 1)
 
 
 @njit(cache=True)
@@ -207,9 +219,33 @@ def _binary_int_kernel(out, x, y, op, alpha):
 
 
 @njit(cache=True, error_model="numpy")
+def _expf(x):
+    """e**x in float32 arithmetic (see _POW2); NaN stays NaN, overflow gives inf, underflow 0 (denormals kept)."""
+    xc = x
+    if not xc >= _EXP_LO:
+        xc = _EXP_LO
+    if xc > _EXP_HI:
+        xc = _EXP_HI
+    fn = np.floor(xc * _LOG2E + np.float32(0.5))
+    r = xc - fn * _LN2_HI - fn * _LN2_LO
+    p0, p1, p2, p3, p4, p5 = _EXP_P
+    y = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r + np.float32(1.0)
+    k = min(max(int(fn) + 150, 0), 278)
+    v = (y + y) * _POW2[k]
+    if x > _EXP_HI:
+        v = np.float32(np.inf)
+    if x != x:
+        v = x
+    return v
+
+
+@njit(cache=True, error_model="numpy")
 def _unary_row(o, a, op):
     n = o.shape[0]
-    if op == SQRT:
+    if op == EXP_F32:
+        for j in range(n):
+            o[j] = _expf(a[j])
+    elif op == SQRT:
         for j in range(n):
             o[j] = np.sqrt(a[j])
     elif op == EXP:
@@ -228,8 +264,8 @@ def _unary_row(o, a, op):
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def _unary_kernel(out, x, op):
-    """out = f(x) for f in sqrt, exp, log, abs, neg; out, x: 8-D; computed in x's dtype. One prange iteration
-    computes one block."""
+    """out = f(x) for f in sqrt, exp, log, abs, neg; out, x: 8-D; computed in x's dtype (float32 exp by
+    ``_expf``, the rest by libm). One prange iteration computes one block."""
     S = out.shape
     rows, N, per, nch, nblocks = _plan(S)
     for t in prange(nblocks):
@@ -391,7 +427,8 @@ def pointwise_binary(out, x, y, op, alpha=1):
 def pointwise_unary(out, x, op):
     """out = f(x), f in sqrt, exp, log, abs, neg; x has out's dtype and shape, any strides."""
     views = _rank8(out, [x])
-    _run(_entry(_unary_kernel, _dtypes(views), (types.int64,)), views, _UNARY[op])
+    code = EXP_F32 if op == "exp" and out.dtype == np.float32 else _UNARY[op]
+    _run(_entry(_unary_kernel, _dtypes(views), (types.int64,)), views, code)
 
 
 @register("where", "cpu")
