@@ -94,11 +94,11 @@ def _operand(call, name, value, dtype):
     return out
 
 
-def _run(call, launcher, values, compute, out_dtype=None, **consts):
-    """Broadcast, cast to ``compute``, allocate an ``out_dtype`` output, launch, wrap."""
+def _run(call, launcher, values, compute, **consts):
+    """Broadcast, cast to ``compute``, allocate a ``compute`` output, launch, wrap."""
     shape = broadcast_shapes(call.op, *(tuple(call[n].shape) for n in values if n in call))
     ops = [_operand(call, n, v, compute) for n, v in values.items()]
-    out = call.empty(shape, out_dtype or compute)
+    out = call.empty(shape, compute)
     if out.size:
         if compute == _BOOL:
             out_k, ops = out.view(_U8), [o.view(_U8) for o in ops]
@@ -247,7 +247,6 @@ def div(input, other, *, rounding_mode=None):
     if rt == _BOOL:
         raise TypeError(f"div(): rounding_mode={rounding_mode!r} is not implemented for bool")
     if rt.kind in "iu":
-        call.require_target()
         if call.target == "cpu" and _has_zero(call, "other", other, rt):
             raise ZeroDivisionError("div(): integer division by zero")
     return _run(call, "pointwise_binary", values, rt, op="div_" + rounding_mode)
