@@ -583,3 +583,88 @@ def test_to_device_round_trip(target):
     n.cpu()
     for k, v in n.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+# ------------------------------------------------------------------------------ modules torch does not have
+class TorchSwitchNorm2d(torch.nn.Module):
+    """The authors' reference SwitchNorm2d (Luo et al. 2018), written with torch ops: the oracle for nn.SwitchNorm2d."""
+
+    def __init__(self, C, eps=1e-5, momentum=0.9, using_bn=True):
+        super().__init__()
+        self.eps, self.momentum, self.using_bn = eps, momentum, using_bn
+        k = 3 if using_bn else 2
+        self.weight = torch.nn.Parameter(torch.ones(1, C, 1, 1))
+        self.bias = torch.nn.Parameter(torch.zeros(1, C, 1, 1))
+        self.mean_weight = torch.nn.Parameter(torch.ones(k))
+        self.var_weight = torch.nn.Parameter(torch.ones(k))
+        if using_bn:
+            self.register_buffer("running_mean", torch.zeros(1, C, 1))
+            self.register_buffer("running_var", torch.zeros(1, C, 1))
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        x = x.view(N, C, -1)
+        mean_in, var_in = x.mean(-1, keepdim=True), x.var(-1, keepdim=True)
+        mean_ln = mean_in.mean(1, keepdim=True)
+        temp = var_in + mean_in**2
+        var_ln = temp.mean(1, keepdim=True) - mean_ln**2
+        means, variances = [mean_in, mean_ln], [var_in, var_ln]
+        if self.using_bn:
+            if self.training:
+                mean_bn = mean_in.mean(0, keepdim=True)
+                var_bn = temp.mean(0, keepdim=True) - mean_bn**2
+                self.running_mean.mul_(self.momentum).add_((1 - self.momentum) * mean_bn)
+                self.running_var.mul_(self.momentum).add_((1 - self.momentum) * var_bn)
+            else:
+                mean_bn, var_bn = self.running_mean, self.running_var
+            means.append(mean_bn)
+            variances.append(var_bn)
+        mw, vw = torch.softmax(self.mean_weight, 0), torch.softmax(self.var_weight, 0)
+        mean = sum(w * m for w, m in zip(mw, means))
+        var = sum(w * v for w, v in zip(vw, variances))
+        x = (x - mean) / (var + self.eps).sqrt()
+        return x.view(N, C, H, W) * self.weight + self.bias
+
+
+@pytest.mark.parametrize("using_bn", [True, False])
+def test_switchnorm2d_matches_reference(using_bn):
+    t = TorchSwitchNorm2d(4, using_bn=using_bn)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in t.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    n = nn.SwitchNorm2d(4, using_bn=using_bn)
+    assert list(n.state_dict()) == list(t.state_dict())
+    n.load_state_dict(t.state_dict())
+    for step in range(2):
+        x = make((3, 4, 5, 6), np.float32, seed=30 + step, offset=step)
+        with torch.no_grad():
+            expected = t(torch.from_numpy(x))
+        assert_same(n(x), expected, rtol=1e-5, atol=1e-5)
+        assert_state_equal(n, t, rtol=1e-5, atol=1e-6)
+    t.eval()
+    n.eval()
+    x = make((2, 4, 5, 6), np.float32, seed=40)
+    with torch.no_grad():
+        expected = t(torch.from_numpy(x))
+    assert_same(n(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_dyt_module():
+    n = nn.DyT(6, alpha_init_value=0.8)
+    assert [k for k, _ in n.named_parameters()] == ["alpha", "weight", "bias"]
+    assert n.alpha.shape == (1,) and float(n.alpha[0]) == np.float32(0.8)
+    n.weight[:] = np.linspace(-1, 1, 6)
+    n.bias[:] = 0.5
+    x = make((2, 3, 6), np.float64)
+    expected = np.linspace(-1, 1, 6) * np.tanh(0.8 * x.astype(np.float32)) + 0.5
+    assert_same(n(x.astype(np.float32)), torch.from_numpy(expected.astype(np.float32)), rtol=1e-5, atol=1e-6)
+    assert repr(n) == "DyT(6, alpha_init_value=0.8)"
+
+
+def test_module_on_torch_tensors_returns_torch_tensors():
+    t, n = build("Conv2d(3, 4, 3)")
+    x = torch.from_numpy(make((1, 3, 6, 6), np.float32))
+    out = n(x)
+    assert isinstance(out, torch.Tensor)
+    assert_same(out.numpy(), t(x).detach(), rtol=1e-5, atol=1e-5)
