@@ -18,6 +18,8 @@ from .._dispatch import register
 from ._util import TPB, blocks, flat, pad_rank
 
 ROW_TPB = 128  # threads that share one softmax row along the last dim (a power of two: tree reduction)
+COL_TPB = 32  # columns (K) per block of the inner-dim softmax: one warp reads 32 neighbouring elements
+DEPTH_TPB = 8  # threads that share one column of the inner-dim softmax, each folding every DEPTH_TPB-th row
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -339,19 +341,37 @@ def _softmax_rows_kernel(out, x, log):
 def _softmax_cols_kernel(out, x, log):
     """Softmax (``log`` False) or log_softmax (True) along axis 1; x, out: (O, D, K).
 
-    One thread per (o, k) column (neighbouring threads read neighbouring k, so loads coalesce); it folds the D
-    elements into a running (max, sum), then writes them. grid = ceil(O * K / TPB) blocks of TPB threads.
+    grid = O * ceil(K / COL_TPB) blocks of (COL_TPB, DEPTH_TPB) threads; block b serves columns
+    k0 = (b % ceil(K / COL_TPB)) * COL_TPB ... of o = b // ceil(K / COL_TPB). Thread (tk, td) folds rows td,
+    td + DEPTH_TPB, ... of column k0 + tk into a running (max, sum) (neighbouring tk read neighbouring k, so loads
+    coalesce); the DEPTH_TPB states of a column merge in shared memory; each thread then writes the rows it read.
     """
-    i = cuda.grid(1)
+    tk = cuda.threadIdx.x
+    td = cuda.threadIdx.y
     O, D, K = x.shape
-    if i < O * K:
-        o = i // K
-        k = i - o * K
-        m = -math.inf
-        s = 0.0
-        for d in range(D):
+    nkb = (K + COL_TPB - 1) // COL_TPB
+    o = cuda.blockIdx.x // nkb
+    k = (cuda.blockIdx.x - o * nkb) * COL_TPB + tk
+    sm = cuda.shared.array((DEPTH_TPB, COL_TPB), float64)
+    ss = cuda.shared.array((DEPTH_TPB, COL_TPB), float64)
+    m = -math.inf
+    s = 0.0
+    if o < O and k < K:
+        for d in range(td, D, DEPTH_TPB):
             m, s = _online(m, s, x[o, d, k])
-        for d in range(D):
+    sm[td, tk] = m
+    ss[td, tk] = s
+    cuda.syncthreads()  # every slice's state is in shared memory before the merge reads them
+    if td == 0:
+        for j in range(1, DEPTH_TPB):
+            m, s = _combine(m, s, sm[j, tk], ss[j, tk])
+        sm[0, tk] = m
+        ss[0, tk] = s
+    cuda.syncthreads()  # each column's merged state is visible to all of its threads before the write pass
+    m = sm[0, tk]
+    s = ss[0, tk]
+    if o < O and k < K:
+        for d in range(td, D, DEPTH_TPB):
             out[o, d, k] = _softmax_value(x[o, d, k], m, s, log)
 
 
@@ -452,7 +472,7 @@ def softmax(out, x, log):
     if K == 1:
         _softmax_rows_kernel[O, ROW_TPB](out.reshape(O, D), x.reshape(O, D), log)
     else:
-        _softmax_cols_kernel[blocks(O * K), TPB](out, x, log)
+        _softmax_cols_kernel[O * ((K + COL_TPB - 1) // COL_TPB), (COL_TPB, DEPTH_TPB)](out, x, log)
 
 
 @register("store_strided", "cuda")
