@@ -20,6 +20,8 @@ Depthwise convolution (one input channel per group) has its own kernel, ``_depth
 into a thread-local buffer and accumulates ``PB``-pixel tiles over the taps.
 """
 
+import threading
+
 import numpy as np
 from numba import get_num_threads, njit, prange, types
 from numba.core import cgutils
@@ -332,6 +334,21 @@ def _chunks(N, G, NOCB, NA, NB, WQ, planes, reach, itemsize):
     return max(1, min(tiles, max(balance, cache)))
 
 
+_SCRATCH = threading.local()
+
+
+def _planes(shape, dtype):
+    """An uninitialised array for packed planes, carved from a per-thread buffer kept between calls: a fresh
+    multi-MiB array costs page faults on every call, often more than the packing itself."""
+    size = int(np.prod(shape))
+    key = np.dtype(dtype).str
+    buf = getattr(_SCRATCH, key, None)
+    if buf is None or buf.size < size:
+        buf = np.empty(size, dtype)
+        setattr(_SCRATCH, key, buf)
+    return buf[:size].reshape(shape)
+
+
 def _taps(kh, kw, SH, SW, DH, DW, WQ):
     """Flat offset and phase plane of each tap (kh, kw) in the packed planes of row width WQ."""
     return (kh * DH // SH) * WQ + kw * DW // SW, (kh * DH % SH) * SW + kw * DW % SW
@@ -367,7 +384,7 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         P = SH * SW
         WQ = -(-(W + PL + PR) // SW)
         HQ = -(-(H + PT + PB_) // SH)
-        xs = np.empty((N, C * P, HQ * WQ + PB), x.dtype)
+        xs = _planes((N, C * P, HQ * WQ + PB), x.dtype)
         _pack_kernel(xs, x, SH, SW, PT, PL, WQ)
     toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
     wp = _pack_weight(w.reshape(OC, ICG, K), groups)
@@ -395,7 +412,7 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     CH, CW = (KH - 1) * DH // SH, (KW - 1) * DW // SW
     HP = CH + max(H, (OH - 1 + PH) // SH + 1)
     WQ = CW + max(W, (OW - 1 + PW) // SW + 1)
-    xs = np.empty((N, C, HP * WQ + PB), x.dtype)
+    xs = _planes((N, C, HP * WQ + PB), x.dtype)
     _pack_kernel(xs, x, 1, 1, CH, CW, WQ)
     # (G, ICg, OCg, KH, KW) -> (G*OCg, ICg, KH, KW): the weights of each output channel, as conv2d lays them out
     wt = w.reshape(groups, ICG, OCG, KH, KW).transpose(0, 2, 1, 3, 4).reshape(OC, ICG, KH, KW)
