@@ -182,7 +182,8 @@ def test_prelu_noncontiguous_and_specials(target):
 
 SOFTMAX_CPU = [((37, 41), 1), ((37, 41), 0), ((3, 1000), -1), ((2, 2053), 1), ((5, 300, 7), 1), ((2, 3, 300), 1),
                ((2, 3, 4, 5), 2), ((7,), 0), ((), 0), ((1, 1), 1), ((4, 0), 1), ((0, 5), 1)]
-SOFTMAX_CUDA = [((3, 5), 1), ((3, 5), 0), ((2, 300), 1), ((2, 9, 3), 1), ((2, 5, 40), 1), ((7,), 0), ((), 0), ((1, 1), 1), ((4, 0), 1)]
+SOFTMAX_CUDA = [((3, 5), 1), ((3, 5), 0), ((2, 300), 1), ((2, 9, 3), 1), ((2, 5, 40), 1), ((7,), 0), ((), 0),
+                ((1, 1), 1), ((4, 0), 1)]
 SOFTMAX_CASES = ([pytest.param("cpu", s, d, id=f"cpu-{s}-{d}") for s, d in SOFTMAX_CPU]
                  + [pytest.param("cuda", s, d, id=f"cuda-{s}-{d}", marks=pytest.mark.cuda) for s, d in SOFTMAX_CUDA])
 SOFTMAXES = [(nbops.softmax, F.softmax), (nbops.log_softmax, F.log_softmax)]
