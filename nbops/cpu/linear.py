@@ -274,8 +274,13 @@ def _flat(x):
         return as_strided(np.zeros(1, x.dtype), (1,), (item,), writeable=False), (0, 0, 0)
     if any(s < 0 or s % item for s in x.strides):
         x = np.ascontiguousarray(x)
-    extent = 1 + sum((d - 1) * s for d, s in zip(x.shape, x.strides)) // item
-    return as_strided(x, (extent,), (item,), writeable=False), tuple(s // item for s in x.strides)
+    strides = tuple(s // item for s in x.strides)
+    if x.flags.c_contiguous or x.flags.f_contiguous:
+        flat = x.ravel(order="K")  # a view, and much cheaper to make than as_strided's
+        flat.flags.writeable = False
+        return flat, strides
+    extent = 1 + sum((d - 1) * s for d, s in zip(x.shape, strides))
+    return as_strided(x, (extent,), (item,), writeable=False), strides
 
 
 def _tiles(batch, M, N, NR, threads):

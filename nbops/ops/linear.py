@@ -7,6 +7,7 @@ Batch dims that cannot be folded into one strided dim (e.g. ``(2, 1)`` against `
 contiguous copy first, exactly where torch's own ``reshape`` copies too.
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -20,11 +21,11 @@ DTYPES = FLOAT_DTYPES + INT_DTYPES
 
 def _sh(x):
     """``x.shape`` as a tuple of ints (the CUDA simulator's shapes do not take negative indices)."""
-    return tuple(int(d) for d in x.shape)
+    return x.shape if isinstance(x, np.ndarray) else tuple(int(d) for d in x.shape)
 
 
 def _st(x):
-    return tuple(int(s) for s in x.strides)
+    return x.strides if isinstance(x, np.ndarray) else tuple(int(s) for s in x.strides)
 
 
 def _dims(shape):
@@ -57,7 +58,11 @@ def _batch3(call, x, batch):
         else:
             full = _view(call, x, tuple(batch) + (R, C), strides + list(xstrides[-2:]))
             dense = call.contiguous(full)
-            return _view(call, dense, (int(np.prod(batch)), R, C), (R * C * dense.itemsize,) + _st(dense)[-2:])
+            return _view(call, dense, (math.prod(batch), R, C), (R * C * dense.itemsize,) + _st(dense)[-2:])
+    if len(shape) == 3 and (size, stride) == (shape[0], xstrides[0]):
+        return x
+    if len(shape) == 2 and size == 1 and call.target == "cpu":
+        return x[None]
     return _view(call, x, (size, R, C), (stride,) + xstrides[-2:])
 
 
@@ -95,7 +100,7 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
     """
     M, K = _sh(a)[-2:]
     N = _sh(b)[-1]
-    BATCH = int(np.prod(batch))
+    BATCH = math.prod(batch)
     if out is not None:
         _check_out(call, op, shape, dtype)
     res = call.empty((BATCH, M, N), dtype)
@@ -271,16 +276,18 @@ def linear(input, weight, bias=None):
         raise ValueError("linear(): argument 'input' must be at least 1-D, got a 0-d array")
     call.check_ndim("weight", (1, 2))
     x, w = call["input"], call["weight"]
-    a = x if len(_sh(x)) > 1 else _view(call, x, (1, _sh(x)[0]), (0, _st(x)[0]))
-    if len(_sh(w)) == 2:
-        b = _view(call, w, (_sh(w)[1], _sh(w)[0]), (_st(w)[1], _st(w)[0]))
+    (xs, ws), (xst, wst) = (_sh(x), _sh(w)), (_st(x), _st(w))
+    a = x if len(xs) > 1 else _view(call, x, (1, xs[0]), (0, xst[0]))
+    if call.target == "cpu":
+        b = w.T if len(ws) == 2 else w[:, None]
+    elif len(ws) == 2:
+        b = _view(call, w, (ws[1], ws[0]), (wst[1], wst[0]))
     else:
-        b = _view(call, w, (_sh(w)[0], 1), (_st(w)[0], 0))
-    if _sh(a)[-1] != _sh(b)[0]:
-        rows = int(np.prod(_sh(a)[:-1]))
-        raise _not_multipliable("linear", (rows, _sh(a)[-1]), _sh(b))
+        b = _view(call, w, (ws[0], 1), (wst[0], 0))
+    if xs[-1] != ws[-1]:
+        raise _not_multipliable("linear", (math.prod(xs[:-1]), xs[-1]), _sh(b))
     batch = tuple(_sh(a)[:-2])
-    shape = tuple(_sh(x)[:-1]) + ((_sh(w)[0],) if len(_sh(w)) == 2 else ())
+    shape = tuple(xs[:-1]) + ((ws[0],) if len(ws) == 2 else ())
     if bias is None:
         return _product(call, "linear", a, b, batch, shape, dtype)
     _check_expand("linear", "bias", _sh(call["bias"]), shape)
