@@ -14,6 +14,9 @@ _ensure_cache_dir(_os.path.dirname(__file__))
 from ._runtime import get_num_threads, set_num_threads  # noqa: E402
 
 # public ops, one import line per family, sorted by family
+from ._random import manual_seed  # noqa: E402
+from .ops.dropout import alpha_dropout, dropout, dropout1d, dropout2d, dropout3d  # noqa: E402
+from .ops.embedding import embedding  # noqa: E402
 from .ops.reduction import amax, amin, argmax, argmin, logsumexp, max, mean, min, prod, std, std_mean, sum, var, var_mean  # noqa: E402,A004,E501
 from .ops.norm import batch_norm, deep_norm, deep_norm_coefficients, dyt, group_norm, instance_norm, layer_norm, rms_norm, switch_norm  # noqa: E402,E501
 from .ops.shape import cat, chunk, contiguous, expand, flatten, narrow, permute, reshape, split, squeeze, stack, transpose, unsqueeze, view  # noqa: E402,E501

@@ -1,0 +1,94 @@
+"""CUDA kernels of the dropout family, drawing from numba's xoroshiro128p generators (``numba.cuda.random``).
+
+Each thread owns one generator state and walks a grid-stride loop, drawing one float32 uniform per element (or per
+channel); states for the global generator persist per device and advance with every draw, so a sequence of calls
+after ``nbops.manual_seed(s)`` repeats exactly; a call with ``seed=`` uses fresh states made from that seed. An
+element is kept when its uniform is below ``keep = threshold / 2**32`` (float32): kept ``x * keep_mul
+(+ keep_add)``, dropped ``x * 0 (+ drop_add)``, the adds only for alpha dropout (``affine``).
+"""
+
+import numpy as np
+from numba import config, cuda
+from numba.cuda.random import create_xoroshiro128p_states, xoroshiro128p_uniform_float32
+
+from .. import _random
+from .._dispatch import register
+from ._util import TPB, blocks, flat
+
+# Grid of the drawing kernels: at most MAX_BLOCKS blocks of DTPB threads, one generator state (16 B) per thread.
+# The simulator initialises states in pure Python (several ms each), so it gets one small block.
+MAX_BLOCKS = 1 if config.ENABLE_CUDASIM else 160
+DTPB = 32 if config.ENABLE_CUDASIM else TPB
+
+_STATES = {}  # device uuid -> (epoch, states) of the global generator
+
+
+def _global_states():
+    seed, epoch = _random.cuda_seed()
+    dev = cuda.current_context().device.uuid
+    held = _STATES.get(dev)
+    if held is None or held[0] != epoch:
+        held = (epoch, create_xoroshiro128p_states(MAX_BLOCKS * DTPB, seed=seed))
+        _STATES[dev] = held
+    return held[1]
+
+
+@cuda.jit
+def _dropout_kernel(out, x, states, keep, keep_mul, keep_add, drop_add, affine):
+    """Elementwise dropout of flat x, out: (M,). Thread t (of T = the grid's threads) handles elements t, t + T,
+    ... drawing from its own state states[t]; grid = min(ceil(M / DTPB), MAX_BLOCKS) blocks of DTPB threads."""
+    t = cuda.grid(1)
+    T = cuda.gridsize(1)
+    zero = keep_mul - keep_mul  # a zero of the input dtype (keep_mul is finite)
+    for i in range(t, x.shape[0], T):
+        k = xoroshiro128p_uniform_float32(states, t) < keep
+        v = x[i] * (keep_mul if k else zero)
+        if affine:
+            v += keep_add if k else drop_add
+        out[i] = v
+
+
+@cuda.jit
+def _feature_mask_kernel(noise, states, keep):
+    """noise[r] = 1 when channel r is kept, else 0, for noise: (R,). Thread t handles channels t, t + T, ... with
+    its own state states[t]; grid = min(ceil(R / DTPB), MAX_BLOCKS) blocks of DTPB threads."""
+    t = cuda.grid(1)
+    T = cuda.gridsize(1)
+    for r in range(t, noise.shape[0], T):
+        noise[r] = 1 if xoroshiro128p_uniform_float32(states, t) < keep else 0
+
+
+@cuda.jit
+def _feature_apply_kernel(out, x, noise, keep_mul, keep_add, drop_add, affine):
+    """out[r, j] = x[r, j] * (keep_mul or 0) (+ keep_add or drop_add) by noise[r], for x, out: (R, L) viewed flat.
+    One thread per element; grid = ceil(R * L / TPB) blocks of TPB threads."""
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        L = x.shape[0] // noise.shape[0]
+        k = noise[i // L] != 0
+        zero = keep_mul - keep_mul
+        v = x[i] * (keep_mul if k else zero)
+        if affine:
+            v += keep_add if k else drop_add
+        out[i] = v
+
+
+@register("dropout", "cuda")
+def dropout(out, x, threshold, keep_mul, keep_add, drop_add, affine, per_row, seed):
+    """Dropout of x: (R, L) into out: (R, L), per element or (``per_row``) per row, from the global generator's
+    states or from fresh states of ``seed``."""
+    R = x.shape[0]
+    n = x.size
+    draws = R if per_row else n
+    nblk = min(blocks(draws, DTPB), MAX_BLOCKS)
+    if seed is None:
+        states = _global_states()
+    else:
+        states = create_xoroshiro128p_states(nblk * DTPB, seed=_random.next_key("dropout", seed))
+    keep = np.float32(threshold / 2.0 ** 32)
+    if per_row:
+        noise = cuda.device_array(R, np.uint8)
+        _feature_mask_kernel[nblk, DTPB](noise, states, keep)
+        _feature_apply_kernel[blocks(n), TPB](flat(out), flat(x), noise, keep_mul, keep_add, drop_add, affine)
+    else:
+        _dropout_kernel[nblk, DTPB](flat(out), flat(x), states, keep, keep_mul, keep_add, drop_add, affine)

@@ -1,0 +1,230 @@
+"""Dropout is random, so it is tested by its properties: keep rate within binomial bounds, survivors exactly torch's
+``x * (1 / (1 - p))`` in the input dtype, whole channels for the channel-wise variants, determinism by seed, and
+torch's edge cases (p = 0, p = 1, training=False, in place)."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nbops
+from helpers import DTYPES, TARGETS, make, to_numpy, to_target
+
+pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaWarning")  # the simulator's object-mode RNG setup
+
+# per target: a shape large enough for the binomial bounds (the simulator runs one Python thread per element)
+BIG = {"cpu": (300, 1000), "cuda": (32, 32)}
+
+
+def _scale(dtype, p):
+    t = np.dtype(dtype).type
+    return t(1) / t(1 - p)
+
+
+def _run(fn, x, target, *args, **kwargs):
+    return to_numpy(fn(to_target(x, target), *args, **kwargs))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9, 1 / 3])
+def test_dropout_keep_rate_and_scale(target, dtype, p):
+    x = make(BIG[target], dtype, offset=3.0)  # no zeros in x: a zero in y means dropped
+    y = _run(nbops.dropout, x, target, p, seed=11)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    kept = y != 0
+    n = x.size
+    sigma = math.sqrt(n * p * (1 - p))
+    assert abs(kept.sum() - n * (1 - p)) < 6 * sigma, (kept.mean(), 1 - p)
+    np.testing.assert_array_equal(y[kept], x[kept] * _scale(dtype, p))  # torch's x * noise, bit for bit
+    np.testing.assert_array_equal(y[~kept], 0)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_dropout_determinism(target):
+    x = make(BIG[target], np.float32, offset=3.0)
+    a = _run(nbops.dropout, x, target, 0.5, seed=5)
+    b = _run(nbops.dropout, x, target, 0.5, seed=5)
+    c = _run(nbops.dropout, x, target, 0.5, seed=6)
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+    nbops.manual_seed(123)
+    g1 = _run(nbops.dropout, x, target, 0.5)
+    g2 = _run(nbops.dropout, x, target, 0.5)
+    nbops.manual_seed(123)
+    np.testing.assert_array_equal(_run(nbops.dropout, x, target, 0.5), g1)
+    np.testing.assert_array_equal(_run(nbops.dropout, x, target, 0.5), g2)
+    assert (g1 != g2).any()  # the generator advances between calls
+    nbops.manual_seed(124)
+    assert (_run(nbops.dropout, x, target, 0.5) != g1).any()
+
+
+def test_dropout_mask_independent_of_threads():
+    x = make((200, 1000), np.float32, offset=3.0)
+    before = nbops.get_num_threads()
+    try:
+        nbops.set_num_threads(1)
+        one = nbops.dropout(x, 0.3, seed=9)
+        nbops.set_num_threads(before)
+        many = nbops.dropout(x, 0.3, seed=9)
+    finally:
+        nbops.set_num_threads(before)
+    np.testing.assert_array_equal(one, many)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_dropout_identity_cases(target):
+    x = to_target(make((4, 5)), target)
+    assert nbops.dropout(x, 0.5, training=False) is x
+    assert nbops.dropout(x, 0.0) is x
+    x4 = to_target(make((2, 3, 2, 2)), target)
+    assert nbops.dropout2d(x4, 0.7, training=False) is x4
+    v = x4[0]
+    assert nbops.dropout1d(v, 0.0) is v
+    empty = to_target(make((0, 3)), target)
+    assert nbops.dropout(empty, 0.5) is empty
+    t = torch.from_numpy(make((3, 3)))
+    assert nbops.dropout(t, 0.5, training=False) is t
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_dropout_p_one_and_specials(target):
+    """p = 1 gives torch's input * 0: zeros, with NaN and inf turned into NaN as torch does."""
+    x = np.array([[1.5, -2.0, np.nan, np.inf, -np.inf, 0.0]], dtype=np.float32)
+    y = _run(nbops.dropout, x, target, 1.0)
+    expected = F.dropout(torch.from_numpy(x.copy()), 1.0).numpy()
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(expected))
+    ch = _run(nbops.dropout2d, make((2, 3, 2, 2)), target, 1.0)
+    np.testing.assert_array_equal(ch, 0)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_dropout_inplace(target):
+    x = make((8, 16), np.float32, offset=3.0)
+    ref = _run(nbops.dropout, x, target, 0.4, seed=3)
+    buf = to_target(x.copy(), target)
+    res = nbops.dropout(buf, 0.4, inplace=True, seed=3)
+    assert res is buf
+    np.testing.assert_array_equal(to_numpy(buf), ref)
+    # a non-contiguous input is updated through its own strides
+    base = make((8, 32), np.float32, offset=3.0)
+    view = base[:, ::2]
+    expected = nbops.dropout(np.ascontiguousarray(view), 0.4, seed=3)
+    assert nbops.dropout(view, 0.4, inplace=True, seed=3) is view
+    np.testing.assert_array_equal(view, expected)
+    np.testing.assert_array_equal(base[:, 1::2], make((8, 32), np.float32, offset=3.0)[:, 1::2])
+
+
+def test_dropout_torch_tensor_inplace():
+    t = torch.from_numpy(make((6, 7), offset=3.0))
+    ref = nbops.dropout(t.numpy().copy(), 0.5, seed=2)
+    out = nbops.dropout(t, 0.5, inplace=True, seed=2)
+    assert out is t
+    np.testing.assert_array_equal(t.numpy(), ref)
+    assert isinstance(nbops.dropout(t, 0.5), torch.Tensor)
+
+
+def _channels_whole(y, x, rows, p):
+    y2 = y.reshape(rows, -1)
+    x2 = x.reshape(rows, -1)
+    kept = (y2 != 0).all(axis=1)
+    dropped = (y2 == 0).all(axis=1)
+    assert (kept | dropped).all(), "a channel was partly dropped"
+    np.testing.assert_array_equal(y2[kept], x2[kept] * _scale(x.dtype, p))
+    return kept
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("fn,shape,rows", [
+    (nbops.dropout1d, (4, 6, 5), 24),
+    (nbops.dropout1d, (6, 5), 6),  # unbatched (C, L)
+    (nbops.dropout2d, (3, 4, 3, 5), 12),
+    (nbops.dropout3d, (2, 3, 2, 2, 3), 6),
+    (nbops.dropout3d, (3, 2, 2, 3), 3),  # unbatched (C, D, H, W)
+])
+def test_channel_dropout(target, fn, shape, rows):
+    x = make(shape, np.float32, offset=3.0)
+    y = _run(fn, x, target, 0.5, seed=4)
+    assert y.shape == x.shape
+    kept = _channels_whole(y, x, rows, 0.5)
+    np.testing.assert_array_equal(_run(fn, x, target, 0.5, seed=4), y)
+    assert 0 < kept.sum() < rows or rows < 8
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_channel_dropout_keep_rate(target):
+    rows = {"cpu": 20000, "cuda": 512}[target]
+    x = make((rows, 1, 3), np.float64, offset=3.0)
+    kept = _channels_whole(_run(nbops.dropout1d, x, target, 0.25, seed=8), x, rows, 0.25)
+    assert abs(kept.sum() - rows * 0.75) < 6 * math.sqrt(rows * 0.25 * 0.75)
+
+
+def test_dropout2d_warnings_as_torch():
+    x = make((4, 6, 5), np.float32)
+    with pytest.warns(UserWarning, match="dropout2d: Received a 3D input"):
+        y = nbops.dropout2d(x, 0.5, seed=1)
+    _channels_whole(y, x, 24, 0.5)
+    with pytest.warns(UserWarning, match="dropout2d: Received a 5-D input"):
+        nbops.dropout2d(make((2, 2, 2, 2, 2)), 0.5)
+    with pytest.warns(UserWarning, match="dropout3d: Received a 3-D input"):
+        y3 = nbops.dropout3d(x, 0.5, seed=1)
+    _channels_whole(y3, x, 4, 0.5)  # torch takes it as unbatched: channels along dim 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nbops.dropout2d(make((2, 3, 4, 4)), 0.5)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_alpha_dropout(target):
+    p = 0.2
+    x = make(BIG[target], np.float32)
+    y = _run(nbops.alpha_dropout, x, target, p, True, seed=3)
+    alpha = 1.7580993408473766
+    a = 1.0 / math.sqrt((alpha * alpha * p + 1) * (1 - p))
+    f = np.float32
+    keep_add = f(f(alpha * a) * f(0) + f(alpha * a * p))
+    drop_add = f(f(alpha * a) * f(-1) + f(alpha * a * p))
+    kept_val = x * f(a) + keep_add
+    kept = y == kept_val
+    dropped = y == drop_add
+    assert (kept | dropped).all()
+    n = x.size
+    assert abs(kept.sum() - n * (1 - p)) < 6 * math.sqrt(n * p * (1 - p))
+    if target == "cpu":  # alpha dropout keeps a standard normal input's mean and variance
+        assert abs(y.mean()) < 0.02 and abs(y.std() - 1) < 0.02
+    z = to_target(x, target)
+    assert nbops.alpha_dropout(z, p) is z  # training defaults to False, as in torch
+
+
+ERRORS = [
+    (nbops.dropout, make((3,)), dict(p=-0.1), ValueError, "dropout.*between 0 and 1"),
+    (nbops.dropout, make((3,)), dict(p=1.5), ValueError, "dropout.*between 0 and 1"),
+    (nbops.dropout, make((3,)), dict(p=float("nan")), ValueError, "dropout.*between 0 and 1"),
+    (nbops.dropout, make((3,)), dict(p=1.5, training=False), ValueError, "dropout.*between 0 and 1"),
+    (nbops.dropout, make((3,)), dict(p="0.5"), TypeError, "dropout.*'p'"),
+    (nbops.dropout, make((3,)), dict(seed=1.5), TypeError, "dropout.*'seed'"),
+    (nbops.dropout, np.arange(3), {}, TypeError, "dropout.*dtype"),
+    (nbops.dropout, [1.0, 2.0], {}, TypeError, "dropout.*input"),
+    (nbops.dropout1d, make((2, 3, 4, 5)), {}, ValueError, "dropout1d.*Expected 2D or 3D input"),
+    (nbops.dropout1d, make((2, 3)), dict(p=2.0), ValueError, "dropout1d.*between 0 and 1"),
+    (nbops.dropout2d, make((5,)), {}, ValueError, "dropout2d.*at least 2 dimensions"),
+    (nbops.alpha_dropout, make((3,)), dict(p=-1.0), ValueError, "alpha_dropout.*between 0 and 1"),
+]
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d")
+@pytest.mark.parametrize("fn,x,kw,exc,match", ERRORS, ids=[f"{e[0].__name__}-{i}" for i, e in enumerate(ERRORS)])
+def test_dropout_errors(fn, x, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        fn(x, **kw)
+
+
+def test_manual_seed_errors():
+    with pytest.raises(TypeError, match="manual_seed.*'seed'"):
+        nbops.manual_seed("1")
+    nbops.manual_seed(-1)  # wraps to uint64, as torch
+    assert nbops._random.initial_seed() == 2**64 - 1
