@@ -118,7 +118,9 @@ class Module:
         if isinstance(param, Parameter):
             param = param.data
         elif param is not None and not _tensors.is_array(param):
-            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter '{name}' (array or None required)")
+            raise TypeError(
+                f"cannot assign '{type(param).__name__}' object to parameter '{name}' (array or None required)"
+            )
         self._parameters[name] = _tensors.as_param(param)
 
     def register_buffer(self, name, tensor, persistent=True):
@@ -130,7 +132,9 @@ class Module:
         if hasattr(self, name) and name not in self._buffers:
             raise KeyError(f"attribute '{name}' already exists")
         if tensor is not None and not _tensors.is_array(tensor):
-            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' (array or None required)")
+            raise TypeError(
+                f"cannot assign '{type(tensor).__name__}' object to buffer '{name}' (array or None required)"
+            )
         self._buffers[name] = _tensors.as_param(tensor)
         if persistent:
             self._non_persistent_buffers_set.discard(name)
@@ -158,7 +162,9 @@ class Module:
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None and not _tensors.is_array(value):
-                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter '{name}' (array or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as parameter '{name}' (array or None expected)"
+                )
             params[name] = _tensors.as_param(value)
         elif isinstance(value, Module):
             if modules is None:
@@ -167,7 +173,9 @@ class Module:
             modules[name] = value
         elif modules is not None and name in modules:
             if value is not None:
-                raise TypeError(f"cannot assign '{type(value).__name__}' as child module '{name}' (Module or None expected)")
+                raise TypeError(
+                    f"cannot assign '{type(value).__name__}' as child module '{name}' (Module or None expected)"
+                )
             modules[name] = value
         elif buffers is not None and name in buffers:
             if value is not None and not _tensors.is_array(value):
@@ -363,7 +371,8 @@ class Module:
 
     def _load_from_state_dict(self, state_dict, prefix, strict, missing_keys, unexpected_keys, error_msgs, assign):
         local = OrderedDict((k, v) for k, v in self._parameters.items() if v is not None)
-        local.update((k, v) for k, v in self._buffers.items() if v is not None and k not in self._non_persistent_buffers_set)
+        non_persistent = self._non_persistent_buffers_set
+        local.update((k, v) for k, v in self._buffers.items() if v is not None and k not in non_persistent)
         for name, current in local.items():
             key = prefix + name
             if key not in state_dict:
@@ -428,11 +437,14 @@ class Module:
         load(self, "")
         if strict:
             if unexpected:
-                errors.insert(0, "Unexpected key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in unexpected)))
+                keys = ", ".join(f'"{k}"' for k in unexpected)
+                errors.insert(0, f"Unexpected key(s) in state_dict: {keys}. ")
             if missing:
-                errors.insert(0, "Missing key(s) in state_dict: {}. ".format(", ".join(f'"{k}"' for k in missing)))
+                keys = ", ".join(f'"{k}"' for k in missing)
+                errors.insert(0, f"Missing key(s) in state_dict: {keys}. ")
         if errors:
-            raise RuntimeError("Error(s) in loading state_dict for {}:\n\t{}".format(type(self).__name__, "\n\t".join(errors)))
+            details = "\n\t".join(errors)
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}:\n\t{details}")
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------------------------------ devices, dtypes
