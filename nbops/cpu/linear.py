@@ -90,6 +90,15 @@ def _span(size, parts, index, unit):
 
 
 @njit(cache=True)
+def _even_block(size, limit, unit):
+    """The block length that cuts ``size`` into the fewest blocks of at most about ``limit``, all nearly equal and
+    whole multiples of ``unit`` (no thin last block that would repack a whole operand for little work)."""
+    count = max((size + limit - 1) // limit, 1)
+    units = (size + unit - 1) // unit
+    return max((units + count - 1) // count, 1) * unit
+
+
+@njit(cache=True)
 def _pack_a(ap, a, off, sm, sk, mc, kc):
     """ap[s, p, r] = A[s * MR + r, p] for the mc x kc block of A at flat offset ``off`` (row stride sm, column
     stride sk); rows past mc are zero so that the micro-kernel always runs a full MR x NR tile."""
@@ -211,20 +220,21 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
     """
     BATCH, M, N = out.shape
     NR = _row_width(out)
-    NC = B_BLOCK_BYTES // (KC * out.itemsize) // NR * NR  # whole panels, so no panel straddles two blocks
+    NC = B_BLOCK_BYTES // (KC * out.itemsize)
+    kcb = _even_block(K, KC, 1)
     per_item = tiles_m * tiles_n
     for t in prange(BATCH * per_item):
         n = t // per_item
         m0, m1 = _span(M, tiles_m, (t % per_item) // tiles_n, MR)
         n0, n1 = _span(N, tiles_n, t % tiles_n, NR)
-        kb = min(KC, K)
-        ap = np.empty(((min(MC, m1 - m0) + MR - 1) // MR, kb, MR), out.dtype)
-        bp = np.empty(((min(NC, n1 - n0) + NR - 1) // NR, kb, NR), out.dtype)
+        ncb = _even_block(n1 - n0, NC, NR)
+        ap = np.empty(((min(MC, m1 - m0) + MR - 1) // MR, kcb, MR), out.dtype)
+        bp = np.empty((ncb // NR, kcb, NR), out.dtype)
         c = out[n]
-        for jc in range(n0, n1, NC):
-            nc = min(NC, n1 - jc)
-            for pc in range(0, max(K, 1), KC):
-                kc = min(KC, K - pc)
+        for jc in range(n0, n1, ncb):
+            nc = min(ncb, n1 - jc)
+            for pc in range(0, max(K, 1), kcb):
+                kc = min(kcb, K - pc)
                 _pack_b(bp, b, n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2], b_strides[1],
                         b_strides[2], kc, nc)
                 for ic in range(m0, m1, MC):
