@@ -54,7 +54,7 @@ def _rows(call, name, normalized_shape):
     x = call[name]
     shape = tuple(x.shape)
     k = len(normalized_shape)
-    if shape[len(shape) - k:] != normalized_shape or len(shape) < k:
+    if len(shape) < k or shape[len(shape) - k:] != normalized_shape:
         raise ValueError(
             f"{call.op}(): Given normalized_shape={list(normalized_shape)}, expected input with shape "
             f"[*, {', '.join(map(str, normalized_shape))}], but got input of size {list(shape)}"
@@ -71,9 +71,10 @@ def _dtype_like(call, name, dtype):
         )
 
 
-def _param(call, name, shape, fill, dtype, message):
+def _param(call, name, shape, fill, dtype, message, numel_only=False):
     """Optional affine parameter ``name`` as a contiguous 1-D array of prod(shape) values on the target, checked
-    to have exactly ``shape`` (``message`` formats the error); ``fill`` everywhere when it was None."""
+    to have exactly ``shape`` (only prod(shape) values with ``numel_only``, as torch's batch_norm); ``fill``
+    everywhere when it was None. ``message`` is the error, formatted with {name}, {shape} and {numel}."""
     n = math.prod(shape)
     if name not in call:
         out = call.empty((n,), dtype)
@@ -85,9 +86,15 @@ def _param(call, name, shape, fill, dtype, message):
         return out
     a = call[name]
     _dtype_like(call, name, dtype)
-    if tuple(a.shape) != tuple(shape):
-        raise ValueError(f"{call.op}(): {message(tuple(a.shape))}")
+    if (math.prod(a.shape) != n) if numel_only else (tuple(a.shape) != tuple(shape)):
+        detail = message.format(name=name, shape=list(a.shape), numel=math.prod(a.shape))
+        raise ValueError(f"{call.op}(): {detail}")
     return call.contiguous(a).reshape(n)
+
+
+def _channel_message(call):
+    return ("Expected {name} to be a vector of size equal to the number of channels in input, but got {name} of "
+            f"shape {{shape}} and input of shape {list(call['input'].shape)}")
 
 
 def _running(call, name, C, dtype):
@@ -160,8 +167,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     x, N, C, L = _channels(call)
     rm = _running(call, "running_mean", C, dt)
     rv = _running(call, "running_var", C, dt)
-    w = _param(call, "weight", (C,), 1, dt, lambda s: f"weight should contain {C} elements not {math.prod(s)}")
-    b = _param(call, "bias", (C,), 0, dt, lambda s: f"bias should contain {C} elements not {math.prod(s)}")
+    msg = f"{{name}} should contain {C} elements not {{numel}}"
+    w = _param(call, "weight", (C,), 1, dt, msg, numel_only=True)
+    b = _param(call, "bias", (C,), 0, dt, msg, numel_only=True)
     if training:
         if N * L == 1:
             raise ValueError(
@@ -220,10 +228,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         raise ValueError(f"{op}(): running_mean and running_var must either both be None or neither be None")
     rm = _running(call, "running_mean", C, dt)
     rv = _running(call, "running_var", C, dt)
-    msg = lambda s: (  # noqa: E731
-        f"Expected weight to be a vector of size equal to the number of channels in input, but got weight of shape "
-        f"{list(s)} and input of shape {list(call['input'].shape)}"
-    )
+    msg = _channel_message(call)
     w = _param(call, "weight", (C,), 1, dt, msg)
     b = _param(call, "bias", (C,), 0, dt, msg)
     if use_input_stats and L == 1:
@@ -286,11 +291,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def _affine_like(call, shape, dt):
-    msg = lambda name: lambda s: (  # noqa: E731
-        f"Expected {name} to be of same shape as normalized_shape, but got {name} of shape {list(s)} and "
-        f"normalized_shape = {list(shape)}"
-    )
-    return (_param(call, "weight", shape, 1, dt, msg("weight")), _param(call, "bias", shape, 0, dt, msg("bias")))
+    msg = (f"Expected {{name}} to be of same shape as normalized_shape, but got {{name}} of shape {{shape}} and "
+           f"normalized_shape = {list(shape)}")
+    return _param(call, "weight", shape, 1, dt, msg), _param(call, "bias", shape, 0, dt, msg)
 
 
 @public("norm", kernels=("group_norm",))
@@ -329,10 +332,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
             f"{op}(): Expected number of channels in input to be divisible by num_groups, but got input of shape "
             f"{list(call['input'].shape)} and num_groups={G}"
         )
-    msg = lambda s: (  # noqa: E731
-        f"Expected weight to be a vector of size equal to the number of channels in input, but got weight of shape "
-        f"{list(s)} and input of shape {list(call['input'].shape)}"
-    )
+    msg = _channel_message(call)
     w = _param(call, "weight", (C,), 1, dt, msg)
     b = _param(call, "bias", (C,), 0, dt, msg)
     out = call.empty(x.shape, dt)
@@ -458,7 +458,7 @@ def switch_norm(input, weight, bias, mean_weight, var_weight, running_mean, runn
     rv = _running(call, "running_var", C, dt) if using_bn else None
     if using_bn and not training and (rm is None or rv is None):
         raise ValueError(f"{op}(): running_mean and running_var must be defined in evaluation mode with using_bn")
-    msg = lambda s: f"weight and bias should have shape ({C},), got {s}"  # noqa: E731
+    msg = f"{{name}} should have shape ({C},), got {{shape}}"
     w = _param(call, "weight", (C,), 1, dt, msg)
     b = _param(call, "bias", (C,), 0, dt, msg)
     out = call.empty(x.shape, dt)
@@ -604,7 +604,7 @@ def dyt(input, alpha, weight, bias):
     if not pshape or len(pshape) > len(xshape) or xshape[len(xshape) - len(pshape):] != pshape:
         raise ValueError(f"{op}(): weight and bias must have the shape of input's trailing dims, got {pshape} for "
                          f"input of shape {xshape}")
-    msg = lambda s: f"weight and bias must have shape {pshape}, got {s}"  # noqa: E731
+    msg = f"{{name}} must have shape {pshape}, got {{shape}}"
     w = _param(call, "weight", pshape, 1, dt, msg)
     b = _param(call, "bias", pshape, 0, dt, msg)
     if "alpha" in call:
