@@ -14,6 +14,7 @@ vectorise), then once more to write the result.
 
 import math
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -22,6 +23,7 @@ from numba.extending import intrinsic, overload
 from .._dispatch import register
 
 CHUNK = 16384  # elements per prange iteration: large enough to amortise scheduling, small enough to balance
+SERIAL_BELOW = 65536  # arrays smaller than this run on the calling thread: waking the pool costs more than it saves
 LANES = 16  # independent running maxima that a block-max loop keeps (one AVX-512 register of float32)
 ROW_BLOCK = 512  # elements of a softmax row per online step (the block is read twice, from L1)
 COL_TILE = 256  # columns (K) of an (O, D, K) softmax handled by one prange iteration
@@ -699,6 +701,24 @@ def _softmax_naive(out, x, log):
 # launchers
 
 
+def _run(kernel, size, *args):
+    """Call a parallel kernel, on the calling thread alone when ``size`` (elements) is small."""
+    threads = numba.get_num_threads()
+    if size >= SERIAL_BELOW or threads == 1:
+        kernel(*args)
+        return
+    numba.set_num_threads(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def _map(kernel, out, x, *params):
+    """Run an elementwise kernel over flat views of the C-contiguous ``out`` and ``x``."""
+    _run(kernel, x.size, out.reshape(-1), x.reshape(-1), *params)
+
+
 def _scalar(x, value):
     """A parameter as a scalar of x's dtype, as torch casts scalar arguments to the op's dtype."""
     return x.dtype.type(value)
@@ -706,81 +726,80 @@ def _scalar(x, value):
 
 @register("relu", "cpu")
 def relu(out, x):
-    _relu_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_relu_kernel, out, x)
 
 
 @register("hardtanh", "cpu")
 def hardtanh(out, x, min_val, max_val):
-    _hardtanh_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, min_val), _scalar(x, max_val))
+    _map(_hardtanh_kernel, out, x, _scalar(x, min_val), _scalar(x, max_val))
 
 
 @register("leaky_relu", "cpu")
 def leaky_relu(out, x, negative_slope):
-    _leaky_relu_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, negative_slope))
+    _map(_leaky_relu_kernel, out, x, _scalar(x, negative_slope))
 
 
 @register("elu", "cpu")
 def elu(out, x, alpha, scale, input_scale):
-    _elu_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, alpha * scale), _scalar(x, scale),
-                _scalar(x, input_scale))
+    _map(_elu_kernel, out, x, _scalar(x, alpha * scale), _scalar(x, scale), _scalar(x, input_scale))
 
 
 @register("gelu", "cpu")
 def gelu(out, x, approximate):
     kernel = _gelu_tanh_kernel if approximate == "tanh" else _gelu_kernel
-    kernel(out.reshape(-1), x.reshape(-1))
+    _map(kernel, out, x)
 
 
 @register("sigmoid", "cpu")
 def sigmoid(out, x):
-    _sigmoid_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_sigmoid_kernel, out, x)
 
 
 @register("silu", "cpu")
 def silu(out, x):
-    _silu_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_silu_kernel, out, x)
 
 
 @register("mish", "cpu")
 def mish(out, x):
-    _mish_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_mish_kernel, out, x)
 
 
 @register("tanh", "cpu")
 def tanh(out, x):
-    _tanh_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_tanh_kernel, out, x)
 
 
 @register("hardsigmoid", "cpu")
 def hardsigmoid(out, x):
-    _hardsigmoid_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_hardsigmoid_kernel, out, x)
 
 
 @register("hardswish", "cpu")
 def hardswish(out, x):
-    _hardswish_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_hardswish_kernel, out, x)
 
 
 @register("softplus", "cpu")
 def softplus(out, x, beta, threshold):
-    _softplus_kernel(out.reshape(-1), x.reshape(-1), _scalar(x, beta), _scalar(x, threshold))
+    _map(_softplus_kernel, out, x, _scalar(x, beta), _scalar(x, threshold))
 
 
 @register("softsign", "cpu")
 def softsign(out, x):
-    _softsign_kernel(out.reshape(-1), x.reshape(-1))
+    _map(_softsign_kernel, out, x)
 
 
 @register("glu", "cpu")
 def glu(out, x):
     """out: (O, L), x: (O, 2, L)."""
-    _glu_kernel(out, x)
+    _run(_glu_kernel, x.size, out, x)
 
 
 @register("prelu", "cpu")
 def prelu(out, x, weight):
     """out, x: (N, C, L), weight: (C,)."""
-    _prelu_kernel(out, x, weight)
+    _run(_prelu_kernel, x.size, out, x, weight)
 
 
 @register("softmax", "cpu")
@@ -788,9 +807,9 @@ def softmax(out, x, log):
     """out, x: (O, D, K); ``log`` selects log_softmax."""
     O, D, K = x.shape
     if K == 1:
-        _softmax_lastdim_kernel(out.reshape(O, D), x.reshape(O, D), log)
+        _run(_softmax_lastdim_kernel, x.size, out.reshape(O, D), x.reshape(O, D), log)
     else:
-        _softmax_inner_kernel(out, x, log)
+        _run(_softmax_inner_kernel, x.size, out, x, log)
 
 
 @register("store_strided", "cpu")
