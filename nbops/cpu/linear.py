@@ -220,8 +220,8 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
     """
     BATCH, M, N = out.shape
     NR = _row_width(out)
-    NC = B_BLOCK_BYTES // (KC * out.itemsize)
     kcb = _even_block(K, KC, 1)
+    NC = B_BLOCK_BYTES // (kcb * out.itemsize)  # a shallow K leaves room for more columns in the block
     per_item = tiles_m * tiles_n
     for t in prange(BATCH * per_item):
         n = t // per_item
