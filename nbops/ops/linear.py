@@ -167,22 +167,23 @@ def matmul(input, other, *, out=None):
     call = Call("matmul", input=input, other=other, out=out)
     dtype = _check_dtypes(call, "matmul", "input", "other")
     a, b = call["input"], call["other"]
-    if len(_sh(a)) == 0 or len(_sh(b)) == 0:
+    sa, sb = _sh(a), _sh(b)
+    if len(sa) == 0 or len(sb) == 0:
         raise ValueError(
-            f"matmul(): both arguments to matmul need to be at least 1D, but they are {len(_sh(a))}D and "
-            f"{len(_sh(b))}D"
+            f"matmul(): both arguments to matmul need to be at least 1D, but they are {len(sa)}D and {len(sb)}D"
         )
-    if len(_sh(a)) == 1 and len(_sh(b)) == 1 and _sh(a)[0] != _sh(b)[0]:
+    if len(sa) == 1 and len(sb) == 1 and sa[0] != sb[0]:
         raise ValueError(
-            f"matmul(): inconsistent tensor size, expected tensor [{_sh(a)[0]}] and src [{_sh(b)[0]}] to have the "
-            f"same number of elements, but got {_sh(a)[0]} and {_sh(b)[0]} elements respectively"
+            f"matmul(): inconsistent tensor size, expected tensor [{sa[0]}] and src [{sb[0]}] to have the same "
+            f"number of elements, but got {sa[0]} and {sb[0]} elements respectively"
         )
-    a2 = a if len(_sh(a)) > 1 else _view(call, a, (1, _sh(a)[0]), (0, _st(a)[0]))
-    b2 = b if len(_sh(b)) > 1 else _view(call, b, (_sh(b)[0], 1), (_st(b)[0], 0))
-    if _sh(a2)[-1] != _sh(b2)[-2]:
-        raise _not_multipliable("matmul", _sh(a2), _sh(b2))
-    batch = broadcast_shapes("matmul", tuple(_sh(a2)[:-2]), tuple(_sh(b2)[:-2]))
-    shape = batch + ((_sh(a2)[-2],) if len(_sh(a)) > 1 else ()) + ((_sh(b2)[-1],) if len(_sh(b)) > 1 else ())
+    a2 = a if len(sa) > 1 else _view(call, a, (1, sa[0]), (0, _st(a)[0]))
+    b2 = b if len(sb) > 1 else _view(call, b, (sb[0], 1), (_st(b)[0], 0))
+    sa2, sb2 = _sh(a2), _sh(b2)
+    if sa2[-1] != sb2[-2]:
+        raise _not_multipliable("matmul", sa2, sb2)
+    batch = broadcast_shapes("matmul", tuple(sa2[:-2]), tuple(sb2[:-2]))
+    shape = batch + ((sa2[-2],) if len(sa) > 1 else ()) + ((sb2[-1],) if len(sb) > 1 else ())
     return _product(call, "matmul", a2, b2, batch, shape, dtype, out=out)
 
 
@@ -301,12 +302,13 @@ def _addmm_like(op, input, first, second, beta, alpha, out, ndim, names):
     call.check_ndim(names[0], (ndim,))
     call.check_ndim(names[1], (ndim,))
     a, b = call[names[0]], call[names[1]]
-    if _sh(a)[-1] != _sh(b)[-2] or _sh(a)[:-2] != _sh(b)[:-2]:
-        raise _not_multipliable(op, _sh(a), _sh(b), names)
-    shape = tuple(_sh(a)[:-1]) + (_sh(b)[-1],)
+    sa, sb = _sh(a), _sh(b)
+    if sa[-1] != sb[-2] or sa[:-2] != sb[:-2]:
+        raise _not_multipliable(op, sa, sb, names)
+    shape = tuple(sa[:-1]) + (sb[-1],)
     _check_expand(op, "input", _sh(call["input"]), shape)
     beta, alpha = _scalar(op, "beta", beta, dtype), _scalar(op, "alpha", alpha, dtype)
-    return _product(call, op, a, b, tuple(_sh(a)[:-2]), shape, dtype, alpha=alpha, beta=beta, init=call["input"],
+    return _product(call, op, a, b, tuple(sa[:-2]), shape, dtype, alpha=alpha, beta=beta, init=call["input"],
                     out=out)
 
 
