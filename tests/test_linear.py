@@ -6,7 +6,6 @@ import torch.nn.functional as F
 import nbops
 from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
 
-CPU = ["cpu"]
 INT_DTYPES = [np.int8, np.uint8, np.int16, np.int32, np.int64]
 
 

@@ -6,7 +6,8 @@ per tile, zero-filled past the matrix edges, so any M, N, K work), then every th
 sub-tile from shared memory in registers. Thread (tx, ty) owns rows ``ty + i * THREADS_Y`` and columns
 ``tx + j * THREADS_X`` of the tile, so neighbouring threads read neighbouring words of ``Bs`` (no bank conflicts),
 share one word of ``As`` (a broadcast) and store neighbouring output words. Both tiles are staged by consecutive
-threads writing consecutive shared words, the A tile along K and the B tile along N. Batch items run on the grid's z dimension (grid-stride when there are more than MAX_GRID_Z).
+threads writing consecutive shared words, the A tile along K and the B tile along N. Batch items run on the grid's
+z dimension (grid-stride when there are more than MAX_GRID_Z).
 
 Shared buffers have a static dtype, so the kernel is built once per dtype (float32, float64, and int64, which
 every integer product runs in) by a module-level factory, when this module is imported.
