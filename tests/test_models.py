@@ -279,3 +279,15 @@ def test_from_torch_rejects_unsupported_attention():
     with pytest.raises(NotImplementedError, match="MultiheadAttention at the root"):
         nn.from_torch(t)
     assert math.isclose(nbops.deep_norm_coefficients(num_encoder_layers=8)[0], 2.0)
+
+
+def test_from_torch_keeps_an_activation_module():
+    t = torch.nn.TransformerEncoderLayer(D_MODEL, NHEAD, FF, dropout=0.0, activation=torch.nn.GELU(approximate="tanh"),
+                                         batch_first=True)
+    _randomise(t, 6).train()  # training mode: torch's eval fast path would treat any GELU module as exact gelu
+    n = nn.from_torch(t)
+    assert repr(n.activation) == "GELU(approximate='tanh')"
+    x = make((2, 5, D_MODEL), np.float32, seed=13)
+    with torch.no_grad():
+        expected = t(torch.from_numpy(x))
+    assert_same(n(x), expected, rtol=1e-5, atol=1e-5)

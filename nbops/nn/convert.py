@@ -182,12 +182,10 @@ def _encoder_layer(m, path):
     from ..models import TransformerEncoderLayer
 
     code = getattr(m, "activation_relu_or_gelu", 0)
-    if code == 1:
-        activation = "relu"
-    elif code == 2:
-        activation = "gelu"
-    elif _torch_name(m.activation) in _LEAVES:
+    if _torch_name(m.activation) in _LEAVES:  # a module (keeps e.g. GELU's approximate setting)
         activation = _convert(m.activation, _join(path, "activation"))
+    elif code in (1, 2):  # torch.nn.functional.relu / gelu
+        activation = "relu" if code == 1 else "gelu"
     else:
         raise _unsupported(m, path, " (its activation must be relu, gelu or a supported activation module)")
     attn = m.self_attn
