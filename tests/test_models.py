@@ -194,6 +194,13 @@ def test_multihead_attention_weights_match_torch():
     out_n, w_n = n(q[0], kv[0], kv[0])
     assert_same(out_n, out_t, rtol=1e-5, atol=1e-5)
     assert w_n.shape == (5, 7)
+    mask3 = make((2 * NHEAD, 5, 7), np.float32, seed=9)  # a per-head additive mask, (N * H, L, S)
+    with torch.no_grad():
+        out_t, w_t = t(torch.from_numpy(q), torch.from_numpy(kv), torch.from_numpy(kv),
+                       attn_mask=torch.from_numpy(mask3))
+    out_n, w_n = n(q, kv, kv, attn_mask=mask3)
+    assert_same(out_n, out_t, rtol=1e-5, atol=1e-5)
+    assert_same(w_n, w_t, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="divisible by num_heads"):
         MultiheadAttention(30, 4)
     with pytest.raises(RuntimeError, match="Need attn_mask"):
