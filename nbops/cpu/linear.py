@@ -26,8 +26,13 @@ from .._dispatch import register
 
 
 def _vector_register_bytes():
-    """Width of the widest vector register LLVM will use for the njit kernels: 64 (AVX-512) or 32 (AVX2)."""
-    features = numba.config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    """Width of the widest vector register LLVM will use for the njit kernels: 64 (AVX-512) or 32 (AVX2 and
+    narrower, and any CPU named through NUMBA_CPU_NAME without its features, e.g. a portable 'generic' cache)."""
+    features = numba.config.CPU_FEATURES
+    if not features:
+        if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+            return 32
+        features = llvm.get_host_cpu_features().flatten()
     return 64 if "+avx512f" in features.split(",") else 32
 
 
