@@ -1,10 +1,12 @@
 """CPU kernels of the pointwise family.
 
-Every kernel works on rank-8 views: the launcher broadcasts the operands to the output's shape, merges dimensions
-that are contiguous for every operand, pads the result to 8 dims with leading 1s, and makes sure each operand's
-innermost stride is 0 (broadcast) or 1 (contiguous), copying an operand that has any other inner stride. One
-compiled signature per kernel and dtype (``Array(dtype, 8, 'A')`` for every array) then serves every rank, every
-broadcast and every layout; LLVM versions the inner loop on unit strides, so the common case vectorises.
+The launcher broadcasts the operands to the output's shape, merges dimensions that are contiguous for every operand,
+pads the result to 8 dims with leading 1s and makes sure each operand's innermost stride is 0 (broadcast) or 1
+(contiguous), copying an operand that has any other inner stride. Each kernel then takes every array as a flat,
+C-contiguous 1-D buffer starting at its first element, plus ``shape`` (8,) and ``strides`` (operands, 8) in elements
+(row 0: the C-contiguous output). One compiled signature per kernel and dtype serves every rank, broadcast and
+layout. A row of a contiguous operand is a C-contiguous slice of its buffer and a row of a broadcast operand a small
+per-block buffer filled with its one value, so every inner loop runs over C-contiguous slices and vectorises.
 
 A prange iteration handles one block: ``CHUNK`` consecutive elements of one row when rows are long, or
 ``CHUNK // N`` whole rows when rows are short (N = the merged innermost size).
@@ -68,21 +70,30 @@ def _block(t, rows, N, per, nch):
 
 
 @njit(cache=True)
-def _unravel(r, shape):
-    """The 7 leading indices of row ``r`` of an 8-D ``shape`` (C order)."""
-    i6 = r % shape[6]
-    r //= shape[6]
-    i5 = r % shape[5]
-    r //= shape[5]
-    i4 = r % shape[4]
-    r //= shape[4]
-    i3 = r % shape[3]
-    r //= shape[3]
-    i2 = r % shape[2]
-    r //= shape[2]
-    i1 = r % shape[1]
-    i0 = r // shape[1]
-    return (i0, i1, i2, i3, i4, i5, i6)
+def _offset(r, shape, st):
+    """Element offset, under strides ``st`` (8,), of the start of row ``r`` of an 8-D ``shape`` (C order)."""
+    off = 0
+    for d in range(RANK - 2, -1, -1):
+        off += (r % shape[d]) * st[d]
+        r //= shape[d]
+    return off
+
+
+@njit(cache=True)
+def _row(buf, r, shape, st, lo, hi, scratch):
+    """Columns [lo, hi) of row ``r`` of an operand as a C-contiguous 1-D array: a slice of its flat ``buf`` when
+    its inner stride is 1, else ``scratch`` filled with its single value (inner stride 0)."""
+    off = _offset(r, shape, st)
+    if st[RANK - 1] == 1:
+        return buf[off + lo:off + hi]
+    scratch[:] = buf[off]
+    return scratch[:hi - lo]
+
+
+@njit(cache=True)
+def _scratch(st, n, like):
+    """A per-block buffer for a broadcast operand (empty when the operand is contiguous along rows)."""
+    return np.empty(n if st[RANK - 1] == 0 else 0, like.dtype)
 
 
 @njit(cache=True, error_model="numpy")
@@ -191,31 +202,32 @@ def _binary_int_row(o, a, b, op, alpha):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _binary_kernel(out, x, y, op, alpha):
-    """out = x <op> y (alpha scales y for ADD); out, x, y: 8-D (x, y broadcast, inner stride 0 or 1).
+def _binary_kernel(out, x, y, shape, st, op, alpha):
+    """out = x <op> y (alpha scales y for ADD); out, x, y: flat buffers; shape (8,), st (3, 8): see the module.
 
     Floating point: NaN propagates through maximum/minimum; floor division follows torch's (and Python's)
     correction of fmod so that results round towards -inf exactly. One prange iteration computes one block.
     """
-    S = out.shape
-    rows, N, per, nch, nblocks = _plan(S)
+    rows, N, per, nch, nblocks = _plan(shape)
     for t in prange(nblocks):
         r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        sx, sy = _scratch(st[1], hi - lo, x), _scratch(st[2], hi - lo, y)
         for r in range(r0, r1):
-            i = _unravel(r, S)
-            _binary_row(out[i][lo:hi], x[i][lo:hi], y[i][lo:hi], op, alpha)
+            o = out[_offset(r, shape, st[0]) + lo:_offset(r, shape, st[0]) + hi]
+            _binary_row(o, _row(x, r, shape, st[1], lo, hi, sx), _row(y, r, shape, st[2], lo, hi, sy), op, alpha)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _binary_int_kernel(out, x, y, op, alpha):
-    """Integer out = x <op> y; shapes and blocks as ``_binary_kernel``; arithmetic wraps like torch's."""
-    S = out.shape
-    rows, N, per, nch, nblocks = _plan(S)
+def _binary_int_kernel(out, x, y, shape, st, op, alpha):
+    """Integer out = x <op> y; layout and blocks as ``_binary_kernel``; arithmetic wraps like torch's."""
+    rows, N, per, nch, nblocks = _plan(shape)
     for t in prange(nblocks):
         r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        sx, sy = _scratch(st[1], hi - lo, x), _scratch(st[2], hi - lo, y)
         for r in range(r0, r1):
-            i = _unravel(r, S)
-            _binary_int_row(out[i][lo:hi], x[i][lo:hi], y[i][lo:hi], op, alpha)
+            o = out[_offset(r, shape, st[0]) + lo:_offset(r, shape, st[0]) + hi]
+            _binary_int_row(o, _row(x, r, shape, st[1], lo, hi, sx), _row(y, r, shape, st[2], lo, hi, sy), op,
+                            alpha)
 
 
 @njit(cache=True, error_model="numpy")
@@ -263,51 +275,49 @@ def _unary_row(o, a, op):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _unary_kernel(out, x, op):
-    """out = f(x) for f in sqrt, exp, log, abs, neg; out, x: 8-D; computed in x's dtype (float32 exp by
-    ``_expf``, the rest by libm). One prange iteration computes one block."""
-    S = out.shape
-    rows, N, per, nch, nblocks = _plan(S)
+def _unary_kernel(out, x, shape, st, op):
+    """out = f(x) for f in sqrt, exp, log, abs, neg; out, x: flat buffers, shape (8,), st (2, 8); computed in
+    x's dtype (float32 exp by ``_expf``, the rest by libm). One prange iteration computes one block."""
+    rows, N, per, nch, nblocks = _plan(shape)
     for t in prange(nblocks):
         r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        sx = _scratch(st[1], hi - lo, x)
         for r in range(r0, r1):
-            i = _unravel(r, S)
-            _unary_row(out[i][lo:hi], x[i][lo:hi], op)
+            o = out[_offset(r, shape, st[0]) + lo:_offset(r, shape, st[0]) + hi]
+            _unary_row(o, _row(x, r, shape, st[1], lo, hi, sx), op)
 
 
 @njit(parallel=True, cache=True)
-def _where_kernel(out, cond, x, y):
-    """out = x where cond else y; out, cond (bool), x, y: 8-D broadcast views. One prange iteration computes one
-    block."""
-    S = out.shape
-    rows, N, per, nch, nblocks = _plan(S)
+def _where_kernel(out, cond, x, y, shape, st):
+    """out = x where cond else y; out, cond (bool), x, y: flat buffers, shape (8,), st (4, 8). One prange
+    iteration computes one block."""
+    rows, N, per, nch, nblocks = _plan(shape)
     for t in prange(nblocks):
         r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        sc, sx, sy = _scratch(st[1], hi - lo, cond), _scratch(st[2], hi - lo, x), _scratch(st[3], hi - lo, y)
         for r in range(r0, r1):
-            i = _unravel(r, S)
-            o = out[i][lo:hi]
-            m = cond[i][lo:hi]
-            a = x[i][lo:hi]
-            b = y[i][lo:hi]
+            o = out[_offset(r, shape, st[0]) + lo:_offset(r, shape, st[0]) + hi]
+            m = _row(cond, r, shape, st[1], lo, hi, sc)
+            a = _row(x, r, shape, st[2], lo, hi, sx)
+            b = _row(y, r, shape, st[3], lo, hi, sy)
             for j in range(hi - lo):
                 o[j] = a[j] if m[j] else b[j]
 
 
 @njit(parallel=True, cache=True)
-def _clamp_kernel(out, x, lo_, hi_):
+def _clamp_kernel(out, x, lo_, hi_, shape, st):
     """out = min(max(x, lo), hi), NaN in x, lo or hi giving NaN (torch's rule); lo > hi gives hi. out, x, lo_,
-    hi_: 8-D broadcast views (a missing bound arrives as -inf/+inf or the dtype's extreme). One prange iteration
-    computes one block."""
-    S = out.shape
-    rows, N, per, nch, nblocks = _plan(S)
+    hi_: flat buffers, shape (8,), st (4, 8) (a missing bound arrives as -inf/+inf or the dtype's extreme). One
+    prange iteration computes one block."""
+    rows, N, per, nch, nblocks = _plan(shape)
     for t in prange(nblocks):
         r0, r1, lo, hi = _block(t, rows, N, per, nch)
+        sx, sl, sh = _scratch(st[1], hi - lo, x), _scratch(st[2], hi - lo, lo_), _scratch(st[3], hi - lo, hi_)
         for r in range(r0, r1):
-            i = _unravel(r, S)
-            o = out[i][lo:hi]
-            a = x[i][lo:hi]
-            mn = lo_[i][lo:hi]
-            mx = hi_[i][lo:hi]
+            o = out[_offset(r, shape, st[0]) + lo:_offset(r, shape, st[0]) + hi]
+            a = _row(x, r, shape, st[1], lo, hi, sx)
+            mn = _row(lo_, r, shape, st[2], lo, hi, sl)
+            mx = _row(hi_, r, shape, st[3], lo, hi, sh)
             for j in range(hi - lo):
                 v = a[j]
                 m = mn[j]
@@ -316,17 +326,18 @@ def _clamp_kernel(out, x, lo_, hi_):
                 o[j] = m if (v > m or m != m) else v
 
 
-_ENTRIES = {}  # (kernel, dtypes) -> compiled entry point taking rank-8 'A' arrays
+_ENTRIES = {}  # (kernel, dtypes, scalar types) -> compiled entry point
 
 
 def _entry(kern, dtypes, scalars=()):
-    """The compiled entry point of ``kern`` for arrays of ``dtypes`` (all typed ``Array(dt, 8, 'A')``) followed by
-    ``scalars`` numba types: one signature per dtype whatever the layouts (numba would otherwise compile one per
-    C/A layout combination)."""
+    """The compiled entry point of ``kern`` for flat C-contiguous buffers of ``dtypes``, ``shape`` and ``strides``
+    and then ``scalars`` numba types: one signature per dtype, set here rather than inferred from the arguments
+    (which would add one per read-only flag)."""
     key = (kern, dtypes, scalars)
     fn = _ENTRIES.get(key)
     if fn is None:
-        sig = tuple(types.Array(from_dtype(d), RANK, "A") for d in dtypes) + scalars
+        sig = tuple(types.Array(from_dtype(d), 1, "C") for d in dtypes)
+        sig += (types.Array(types.int64, 1, "C"), types.Array(types.int64, 2, "C")) + scalars
         fn = _ENTRIES[key] = kern.compile(sig)
     return fn
 
@@ -358,22 +369,33 @@ def _merge(shape, strides):
     return sizes, merged
 
 
-def _rank8(out, xs):
-    """(out, *xs) as rank-8 views of one merged iteration space; operands with an inner stride other than 0 or 1
-    (or any negative stride) are first copied C-contiguous, and when more than 8 dims stay unmerged the operands
-    are materialised at the output's shape."""
+def _flat(x, strides):
+    """A C-contiguous 1-D view of the memory ``x`` spans under non-negative element ``strides``."""
+    extent = 1 + sum((n - 1) * s for n, s in zip(x.shape, strides)) if x.ndim else 1
+    return np.lib.stride_tricks.as_strided(x, (extent,), (x.dtype.itemsize,))
+
+
+def _operands(out, xs):
+    """([out, *xs] as flat buffers, shape (8,), strides (1 + len(xs), 8)) over one merged iteration space.
+
+    Operands with an inner stride other than 0 or 1 (or any negative stride) are first copied C-contiguous; when
+    more than 8 dims stay unmerged the operands are materialised at the output's shape (rare)."""
     n = out.size
     if all(x.size == 1 or (x.shape == out.shape and x.flags.c_contiguous) for x in xs):  # the common case, cheaply
-        shape8 = (1,) * (RANK - 1) + (n,)
-        return [out.reshape(shape8)] + [x.reshape(shape8) if x.size == n and x.size != 1 else
-                                        np.lib.stride_tricks.as_strided(x, shape8, (0,) * RANK) for x in xs]
+        shape = np.ones(RANK, np.int64)
+        shape[-1] = n
+        st = np.zeros((1 + len(xs), RANK), np.int64)
+        st[0, -1] = 1
+        for k, x in enumerate(xs):
+            st[k + 1, -1] = 0 if x.size == 1 and n != 1 else 1
+        return [out.reshape(-1)] + [x.reshape(-1) for x in xs], shape, st
     xs = [np.ascontiguousarray(x) if any(s < 0 for s in x.strides) else x for x in xs]
     while True:
         strides = [_elem_strides(out, out.shape)] + [_elem_strides(x, out.shape) for x in xs]
         sizes, merged = _merge(out.shape, strides)
         if not sizes:
             sizes, merged = [1], [[0] for _ in strides]
-        if len(sizes) > RANK:  # too many alternating broadcast dims: materialise the broadcasts (rare)
+        if len(sizes) > RANK:
             xs = [np.ascontiguousarray(np.broadcast_to(x, out.shape)) for x in xs]
             continue
         bad = [k for k, m in enumerate(merged[1:]) if m[-1] not in (0, 1)]
@@ -382,29 +404,28 @@ def _rank8(out, xs):
         for k in bad:
             xs[k] = np.ascontiguousarray(xs[k])
     pad = RANK - len(sizes)
-    shape8 = (1,) * pad + tuple(sizes)
-    views = []
-    for a, m in zip([out] + xs, merged):
-        st = (0,) * pad + tuple(s * a.dtype.itemsize for s in m)
-        views.append(np.lib.stride_tricks.as_strided(a, shape8, st))
-    return views
+    shape = np.array((1,) * pad + tuple(sizes), np.int64)
+    st = np.array([(0,) * pad + tuple(m) for m in merged], np.int64)
+    st[0, -1] = 1
+    flats = [out.reshape(-1)] + [_flat(x, _elem_strides(x, x.shape)) for x in xs]
+    return flats, shape, st
 
 
-def _run(entry, views, *scalars):
-    """Call a compiled kernel on rank-8 views, on one thread when the output is small."""
+def _run(kern, out, xs, *scalars):
+    """Run ``kern`` (scalars: (numba type, value) pairs) over out and operands ``xs``, on one thread when the
+    output is small."""
+    flats, shape, st = _operands(out, xs)
+    entry = _entry(kern, tuple(f.dtype for f in flats), tuple(t for t, _ in scalars))
+    args = flats + [shape, st] + [v for _, v in scalars]
     threads = numba.get_num_threads()
-    if views[0].size >= SERIAL_BELOW or threads == 1:
-        entry(*views, *scalars)
+    if out.size >= SERIAL_BELOW or threads == 1:
+        entry(*args)
         return
     numba.set_num_threads(1)
     try:
-        entry(*views, *scalars)
+        entry(*args)
     finally:
         numba.set_num_threads(threads)
-
-
-def _dtypes(views):
-    return tuple(v.dtype for v in views)
 
 
 _BINARY = {"add": ADD, "mul": MUL, "div": DIV, "div_trunc": DIV_TRUNC, "div_floor": DIV_FLOOR, "pow": POW,
@@ -416,30 +437,25 @@ _UNARY = {"sqrt": SQRT, "exp": EXP, "log": LOG, "abs": ABS, "neg": NEG}
 def pointwise_binary(out, x, y, op, alpha=1):
     """out = x <op> y, op in add (x + alpha * y), mul, div, div_trunc, div_floor, pow, maximum, minimum; x, y and
     out share one dtype; x and y broadcast to out.shape with any strides."""
-    views = _rank8(out, [x, y])
     dt = out.dtype
     kern = _binary_kernel if dt.kind == "f" else _binary_int_kernel
-    scalar = from_dtype(dt)
-    _run(_entry(kern, _dtypes(views), (types.int64, scalar)), views, _BINARY[op], np.array(alpha).astype(dt)[()])
+    _run(kern, out, [x, y], (types.int64, _BINARY[op]), (from_dtype(dt), np.array(alpha).astype(dt)[()]))
 
 
 @register("pointwise_unary", "cpu")
 def pointwise_unary(out, x, op):
     """out = f(x), f in sqrt, exp, log, abs, neg; x has out's dtype and shape, any strides."""
-    views = _rank8(out, [x])
     code = EXP_F32 if op == "exp" and out.dtype == np.float32 else _UNARY[op]
-    _run(_entry(_unary_kernel, _dtypes(views), (types.int64,)), views, code)
+    _run(_unary_kernel, out, [x], (types.int64, code))
 
 
 @register("where", "cpu")
 def where(out, condition, x, y):
     """out = x if condition else y; condition bool, x and y of out's dtype; all broadcast to out.shape."""
-    views = _rank8(out, [condition, x, y])
-    _run(_entry(_where_kernel, _dtypes(views)), views)
+    _run(_where_kernel, out, [condition, x, y])
 
 
 @register("clamp", "cpu")
 def clamp(out, x, min, max):
     """out = clamp(x, min, max); all of out's dtype, broadcast to out.shape."""
-    views = _rank8(out, [x, min, max])
-    _run(_entry(_clamp_kernel, _dtypes(views)), views)
+    _run(_clamp_kernel, out, [x, min, max])
