@@ -41,6 +41,7 @@ MATMUL_CASES = [
 # larger shapes for the blocked CPU kernel: several micro-tiles, K and N blocks, ragged edges on every side
 CPU_CASES = [
     ((150, 300), (300, 1100), "contiguous", "contiguous"),
+    ((20, 800), (800, 30), "contiguous", "transposed"),  # K spans several KC blocks
     ((61, 257), (257, 45), "transposed", "strided"),
     ((4, 33, 70), (70, 50), "strided", "transposed"),
     ((5, 1, 40, 9), (3, 9, 38), "contiguous", "transposed"),
@@ -185,7 +186,8 @@ def test_torch_tensors_in_torch_out():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, tiles", [((1, 1, 1, 1), (1, 1)), ((1, 7, 300, 33), (2, 3)),
-                                          ((1, 149, 257, 1041), (1, 2)), ((3, 13, 40, 70), (3, 1))])
+                                          ((1, 149, 257, 1041), (1, 2)), ((3, 13, 40, 70), (3, 1)),
+                                          ((2, 23, 900, 61), (2, 1))])  # three K blocks
 def test_blocked_kernel_matches_naive(dtype, shape, tiles):
     """The packed, blocked kernel against the triple-loop oracle, with ragged edges and forced task splits."""
     from nbops.cpu import linear as L
