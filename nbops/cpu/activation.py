@@ -9,7 +9,7 @@ and for float32 expm1, tanh, log1p and erf (<= 3 ulp, tested); float64 takes tho
 
 softmax and log_softmax see the input as (O, D, K) (D is the reduced dim, O and K the dims before and after it) and
 read it once for the running max and the rescaled sum (online softmax, in blocks so that the max and the sum both
-vectorise), then once more to write the result.
+vectorise; each block is read twice, from L1), then finish the output in a second pass over the row.
 """
 
 import math
@@ -65,7 +65,7 @@ def _pow2(typingctx, n):
     return n(n), codegen
 
 
-@njit(error_model="numpy")
+@njit(fastmath={"contract"}, error_model="numpy")
 def _exp32(x):
     """exp(x) for float32 within about 1 ulp (Cody-Waite reduction, Cephes' degree-6 polynomial); branch-free so
     that loops calling it vectorise. Overflows to inf, underflows through the subnormals to 0, NaN stays NaN."""
@@ -87,7 +87,7 @@ def _exp32(x):
     return y if x == x else x
 
 
-@njit(error_model="numpy")
+@njit(fastmath={"contract"}, error_model="numpy")
 def _exp64(x):
     """exp(x) for float64 within about 2 ulp (Cody-Waite reduction, Taylor polynomial of degree 13 on
     |r| <= ln(2)/2); branch-free like ``_exp32``."""
@@ -303,7 +303,7 @@ def _erf_typed(x):
 # one scalar function per activation: torch's formula, in the input's dtype; NaN propagates through each
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _hardtanh(v, lo, hi):
     if v < lo:
         return lo
@@ -312,62 +312,62 @@ def _hardtanh(v, lo, hi):
     return v  # NaN compares false both ways and passes through
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _leaky_relu(v, slope):
     return v if v > 0 else v * slope
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _elu(v, negcoef, poscoef, negiptcoef):
     """torch's one ELU formula behind elu, selu and celu."""
     return _expm1(v * negiptcoef) * negcoef if v <= 0 else v * poscoef
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _gelu(v):
     half = _like(v, 0.5)
     return v * half * (_like(v, 1.0) + _erf(v * _like(v, 0.7071067811865476)))
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _gelu_tanh(v):
     inner = _like(v, 0.7978845608028654) * (v + _like(v, 0.044715) * v * v * v)
     return _like(v, 0.5) * v * (_like(v, 1.0) + _tanh(inner))
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _sigmoid(v):
     one = _like(v, 1.0)
     return one / (one + _exp(-v))
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _silu(v):
     return v / (_like(v, 1.0) + _exp(-v))
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _mish(v):
     return v * _tanh(_log1p(_exp(v)))
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _hardsigmoid(v):
     return _hardtanh(v + _like(v, 3.0), _like(v, 0.0), _like(v, 6.0)) / _like(v, 6.0)
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _hardswish(v):
     return v * _hardtanh(v + _like(v, 3.0), _like(v, 0.0), _like(v, 6.0)) / _like(v, 6.0)
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _softplus(v, beta, threshold):
     z = v * beta
     return v if z > threshold else _log1p(_exp(z)) / beta
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _softsign(v):
     return v / (_like(v, 1.0) + abs(v))
 
@@ -376,13 +376,13 @@ def _softsign(v):
 # elementwise kernels: x, out are (M,) C-contiguous; one prange iteration maps one CHUNK of elements
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _span(c, M):
     lo = c * CHUNK
     return lo, min(lo + CHUNK, M)
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _relu_kernel(out, x):
     """out[i] = max(x[i], 0) with NaN kept."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -393,7 +393,7 @@ def _relu_kernel(out, x):
             os[i] = 0 if v < 0 else v
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _hardtanh_kernel(out, x, lo_val, hi_val):
     """out[i] = clamp(x[i], lo_val, hi_val) with NaN kept (hardtanh, relu6)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -403,7 +403,7 @@ def _hardtanh_kernel(out, x, lo_val, hi_val):
             os[i] = _hardtanh(xs[i], lo_val, hi_val)
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _leaky_relu_kernel(out, x, slope):
     """out[i] = x[i] if x[i] > 0 else x[i] * slope."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -413,7 +413,7 @@ def _leaky_relu_kernel(out, x, slope):
             os[i] = _leaky_relu(xs[i], slope)
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _elu_kernel(out, x, negcoef, poscoef, negiptcoef):
     """out[i] = expm1(x[i] * negiptcoef) * negcoef if x[i] <= 0 else x[i] * poscoef (elu, selu, celu)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -423,7 +423,7 @@ def _elu_kernel(out, x, negcoef, poscoef, negiptcoef):
             os[i] = _elu(xs[i], negcoef, poscoef, negiptcoef)
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _gelu_kernel(out, x):
     """out[i] = x/2 * (1 + erf(x / sqrt(2)))."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -433,7 +433,7 @@ def _gelu_kernel(out, x):
             os[i] = _gelu(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _gelu_tanh_kernel(out, x):
     """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -443,7 +443,7 @@ def _gelu_tanh_kernel(out, x):
             os[i] = _gelu_tanh(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _sigmoid_kernel(out, x):
     """out[i] = 1 / (1 + exp(-x[i]))."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -453,7 +453,7 @@ def _sigmoid_kernel(out, x):
             os[i] = _sigmoid(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _silu_kernel(out, x):
     """out[i] = x[i] / (1 + exp(-x[i]))."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -463,7 +463,7 @@ def _silu_kernel(out, x):
             os[i] = _silu(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _mish_kernel(out, x):
     """out[i] = x[i] * tanh(log1p(exp(x[i])))."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -473,7 +473,7 @@ def _mish_kernel(out, x):
             os[i] = _mish(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _tanh_kernel(out, x):
     """out[i] = tanh(x[i])."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -483,7 +483,7 @@ def _tanh_kernel(out, x):
             os[i] = _tanh(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _hardsigmoid_kernel(out, x):
     """out[i] = clamp(x[i] + 3, 0, 6) / 6."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -493,7 +493,7 @@ def _hardsigmoid_kernel(out, x):
             os[i] = _hardsigmoid(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _hardswish_kernel(out, x):
     """out[i] = x[i] * clamp(x[i] + 3, 0, 6) / 6."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -503,7 +503,7 @@ def _hardswish_kernel(out, x):
             os[i] = _hardswish(xs[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _softplus_kernel(out, x, beta, threshold):
     """out[i] = x if x * beta > threshold else log1p(exp(x * beta)) / beta."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -513,7 +513,7 @@ def _softplus_kernel(out, x, beta, threshold):
             os[i] = _softplus(xs[i], beta, threshold)
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _softsign_kernel(out, x):
     """out[i] = x[i] / (1 + |x[i]|)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -527,7 +527,7 @@ def _softsign_kernel(out, x):
 # glu and prelu
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _glu_kernel(out, x):
     """out[o, j] = x[o, 0, j] * sigmoid(x[o, 1, j]); x: (O, 2, L), out: (O, L).
 
@@ -543,7 +543,7 @@ def _glu_kernel(out, x):
             os[i] = a[i] * _sigmoid(b[i])
 
 
-@njit(parallel=True, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _prelu_kernel(out, x, weight):
     """out[n, c, l] = x if x > 0 else weight[c] * x; x, out: (N, C, L), weight: (C,).
 
@@ -566,79 +566,111 @@ def _prelu_kernel(out, x, weight):
 # softmax / log_softmax
 
 
-@njit(inline="always", error_model="numpy")
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _rescale(s, m_old, m_new):
     """A sum of exp(v - m_old) re-expressed as a sum of exp(v - m_new), m_new >= m_old (unchanged when equal, which
     also keeps an all -inf prefix at 0 rather than NaN)."""
     return s if m_new == m_old else s * _exp(m_old - m_new)
 
 
-@njit(inline="always", error_model="numpy")
-def _write_rows(orow, row, m, s, log):
-    """Second pass over one row: the softmax (or log_softmax) of row given its max ``m`` and its sum ``s`` of
-    exp(v - shift)."""
-    sh = m if m > -np.inf else _like(m, 0.0)
-    if log:
-        lse = math.log(s)
-        for i in range(row.shape[0]):
-            orow[i] = (row[i] - sh) - lse
-    else:
-        inv = _like(s, 1.0) / s
-        for i in range(row.shape[0]):
-            orow[i] = _exp(row[i] - sh) * inv
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _shift(m):
+    """What exp's argument subtracts: the running max, or 0 while only -inf (and NaN) has been seen, so that -inf
+    contributes exp(-inf) = 0 and NaN contributes NaN."""
+    return m if m > -np.inf else _like(m, 0.0)
 
 
-@njit(parallel=True, fastmath={"reassoc"}, error_model="numpy", cache=True)
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _factor(m_then, m, inv):
+    """Turns exp(v - shift(m_then)), stored while the running max was m_then, into exp(v - m) * inv for the final
+    max m (0 for a block that had seen only -inf: its stored values are 0, or NaN that the NaN sum already
+    carries)."""
+    if m_then == m:
+        return inv
+    return _exp(m_then - m) * inv if m_then > -np.inf else _like(m, 0.0)
+
+
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _block_max(blk, m, lanes):
+    """max(m, max(blk)) ignoring NaN, kept in LANES independent lanes so that the loop vectorises."""
+    n = blk.shape[0]
+    nl = n - n % LANES
+    for j in range(LANES):
+        lanes[j] = m
+    for i in range(0, nl, LANES):
+        grp = blk[i:i + LANES]
+        for j in range(LANES):
+            v = grp[j]
+            lanes[j] = v if v > lanes[j] else lanes[j]
+    for j in range(LANES):
+        m = lanes[j] if lanes[j] > m else m
+    for i in range(nl, n):
+        m = blk[i] if blk[i] > m else m
+    return m
+
+
+@njit(parallel=True, fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
 def _softmax_lastdim_kernel(out, x, log):
-    """Softmax (``log`` False) or log_softmax (True) along the last dim; x, out: (R, D).
+    """Softmax (``log`` False) or log_softmax (True) along the last dim; x, out: (R, D), D >= 1.
 
-    One prange iteration handles one row: an online pass over ROW_BLOCK-element blocks (block max kept in LANES
-    independent lanes, running sum rescaled when the max grows, exp-sum accumulated in x's dtype with ``reassoc``
-    so that it vectorises), then one write pass. NaN in a row makes the row NaN, a row of -inf gives NaN, +inf
-    gives NaN (as torch).
+    One prange iteration handles one row, online over ROW_BLOCK-element blocks: the block max (LANES lanes), the
+    running sum rescaled when the max grows, then exp(x - max) summed in x's dtype (``reassoc`` lets the sum
+    vectorise). softmax stores those exps as it sums them and finishes with one scaling pass over the row (one exp
+    per element); log_softmax finishes with x - max - log(sum). A row holding NaN or +inf gives NaN, a row of
+    -inf gives NaN (as torch).
     """
     R, D = x.shape
+    nb = (D + ROW_BLOCK - 1) // ROW_BLOCK
     for r in prange(R):
-        row = x[r]
+        row, orow = x[r], out[r]
         lanes = np.empty(LANES, dtype=x.dtype)
-        m = _like(row[0], -np.inf)  # D >= 1: the launcher never sees empty arrays
+        seen = np.empty(nb, dtype=x.dtype)  # running max after each block, for the final scaling
+        m = _like(row[0], -np.inf)
         s = _like(row[0], 0.0)
-        for lo in range(0, D, ROW_BLOCK):
-            hi = min(lo + ROW_BLOCK, D)
+        for b in range(nb):
+            lo, hi = b * ROW_BLOCK, min(b * ROW_BLOCK + ROW_BLOCK, D)
             blk = row[lo:hi]
-            n = hi - lo
-            nl = n - n % LANES
-            for j in range(LANES):
-                lanes[j] = m
-            for i in range(0, nl, LANES):
-                grp = blk[i:i + LANES]
-                for j in range(LANES):
-                    v = grp[j]
-                    lanes[j] = v if v > lanes[j] else lanes[j]
-            bm = m
-            for j in range(LANES):
-                bm = lanes[j] if lanes[j] > bm else bm
-            for i in range(nl, n):
-                bm = blk[i] if blk[i] > bm else bm
+            bm = _block_max(blk, m, lanes)
             s = _rescale(s, m, bm)
             m = bm
-            sh = m if m > -np.inf else _like(m, 0.0)
+            sh = _shift(m)
             acc = _like(m, 0.0)
-            for i in range(n):
-                acc += _exp(blk[i] - sh)
+            if log:
+                for i in range(hi - lo):
+                    acc += _exp(blk[i] - sh)
+            else:
+                oblk = orow[lo:hi]
+                for i in range(hi - lo):
+                    e = _exp(blk[i] - sh)
+                    oblk[i] = e
+                    acc += e
             s += acc
-        _write_rows(out[r], row, m, s, log)
+            seen[b] = m
+        if log:
+            sh = _shift(m)
+            lse = math.log(s)
+            for i in range(D):
+                orow[i] = (row[i] - sh) - lse
+        else:
+            inv = _like(s, 1.0) / s
+            for b in range(nb):
+                f = _factor(seen[b], m, inv)
+                oblk = orow[b * ROW_BLOCK:min(b * ROW_BLOCK + ROW_BLOCK, D)]
+                for i in range(oblk.shape[0]):
+                    oblk[i] *= f
 
 
-@njit(parallel=True, fastmath={"reassoc"}, error_model="numpy", cache=True)
+@njit(parallel=True, fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
 def _softmax_inner_kernel(out, x, log):
     """Softmax (``log`` False) or log_softmax (True) along axis 1 of x, out: (O, D, K), K > 1.
 
     One prange iteration handles COL_TILE columns k of one o: per column a running max and sum, updated online
-    over DEPTH_BLOCK rows of D at a time (each step vectorises across the columns), then one write pass.
+    over DEPTH_BLOCK rows of D at a time (every step vectorises across the columns). As in the last-dim kernel,
+    softmax stores the exps while summing and finishes with one scaling pass; log_softmax with x - max - log(sum).
     """
     O, D, K = x.shape
     nt = (K + COL_TILE - 1) // COL_TILE
+    nd = (D + DEPTH_BLOCK - 1) // DEPTH_BLOCK
     for t in prange(O * nt):
         o = t // nt
         k0 = (t - o * nt) * COL_TILE
@@ -648,8 +680,9 @@ def _softmax_inner_kernel(out, x, log):
         s = np.zeros(W, dtype=x.dtype)
         bm = np.empty(W, dtype=x.dtype)
         sh = np.empty(W, dtype=x.dtype)
-        for d0 in range(0, D, DEPTH_BLOCK):
-            d1 = min(d0 + DEPTH_BLOCK, D)
+        seen = np.empty((nd, W), dtype=x.dtype)  # running max after each block of rows, for the final scaling
+        for b in range(nd):
+            d0, d1 = b * DEPTH_BLOCK, min(b * DEPTH_BLOCK + DEPTH_BLOCK, D)
             bm[:] = m
             for d in range(d0, d1):
                 row = x[o, d, k0:k1]
@@ -659,11 +692,19 @@ def _softmax_inner_kernel(out, x, log):
             for k in range(W):
                 s[k] = _rescale(s[k], m[k], bm[k])
                 m[k] = bm[k]
-                sh[k] = m[k] if m[k] > -np.inf else _like(m[k], 0.0)
+                sh[k] = _shift(m[k])
             for d in range(d0, d1):
                 row = x[o, d, k0:k1]
-                for k in range(W):
-                    s[k] += _exp(row[k] - sh[k])
+                if log:
+                    for k in range(W):
+                        s[k] += _exp(row[k] - sh[k])
+                else:
+                    orow = out[o, d, k0:k1]
+                    for k in range(W):
+                        e = _exp(row[k] - sh[k])
+                        orow[k] = e
+                        s[k] += e
+            seen[b] = m
         if log:
             for k in range(W):
                 s[k] = math.log(s[k])
@@ -674,10 +715,13 @@ def _softmax_inner_kernel(out, x, log):
         else:
             for k in range(W):
                 s[k] = _like(s[k], 1.0) / s[k]
-            for d in range(D):
-                row, orow = x[o, d, k0:k1], out[o, d, k0:k1]
+            for b in range(nd):
                 for k in range(W):
-                    orow[k] = _exp(row[k] - sh[k]) * s[k]
+                    bm[k] = _factor(seen[b, k], m[k], s[k])
+                for d in range(b * DEPTH_BLOCK, min(b * DEPTH_BLOCK + DEPTH_BLOCK, D)):
+                    orow = out[o, d, k0:k1]
+                    for k in range(W):
+                        orow[k] *= bm[k]
 
 
 @njit(error_model="numpy", cache=True)
