@@ -5,7 +5,8 @@ the block stages the BM x BK tile of A and the BK x BN tile of B in shared memor
 per tile, zero-filled past the matrix edges, so any M, N, K work), then every thread accumulates its TM x TN
 sub-tile from shared memory in registers. Thread (tx, ty) owns rows ``ty + i * THREADS_Y`` and columns
 ``tx + j * THREADS_X`` of the tile, so neighbouring threads read neighbouring words of ``Bs`` (no bank conflicts),
-share one word of ``As`` (a broadcast) and store neighbouring output words. Both tiles are staged by consecutive
+share words of ``As`` (broadcasts; its rows are padded so the few distinct rows a warp reads sit in different
+banks) and store neighbouring output words. Both tiles are staged by consecutive
 threads writing consecutive shared words, the A tile along K and the B tile along N. Batch items run on the grid's
 z dimension (grid-stride when there are more than MAX_GRID_Z).
 
@@ -20,8 +21,9 @@ from .._dispatch import kernel, register
 from ._util import TPB, blocks, flat
 
 BM, BN, BK = 64, 64, 16  # output tile of a block (rows, columns) and the K step staged in shared memory
-TM, TN = 4, 4  # output sub-tile of a thread
-THREADS_X, THREADS_Y = BN // TN, BM // TM  # 16 x 16 = 256 threads a block
+TM, TN = 8, 8  # output sub-tile of a thread: 64 accumulators, 16 shared loads for 64 FMAs a k step
+THREADS_X, THREADS_Y = BN // TN, BM // TM  # 8 x 8 = 64 threads a block
+PAD = 1  # extra column of the shared A tile, so that the rows a warp reads fall in different banks
 MAX_GRID_Z = 65535  # the grid's z limit; larger batches loop
 
 
@@ -34,7 +36,7 @@ def _make_matmul(dt):
         broadcasts). grid = (ceil(N / BN), ceil(M / BM), min(BATCH, MAX_GRID_Z)), block = (THREADS_X, THREADS_Y);
         one thread computes TM x TN outputs, accumulating in the kernel's dtype.
         """
-        As = cuda.shared.array((BM, BK), dt)  # As[r, k] = A[row0 + r, k0 + k]
+        As = cuda.shared.array((BM, BK + PAD), dt)  # As[r, k] = A[row0 + r, k0 + k]
         Bs = cuda.shared.array((BK, BN), dt)  # Bs[k, c] = B[k0 + k, col0 + c]
         acc = cuda.local.array((TM, TN), dt)
         BATCH, M, N = out.shape
