@@ -516,7 +516,8 @@ X = np.zeros((2, 4, 3), F32)
     (lambda: nbops.dyt(X, np.ones(2, F32), None, None), ValueError, r"dyt\(\): alpha must be"),
     (lambda: nbops.dyt(X, None, None, None), TypeError, r"dyt\(\).*alpha"),
     (lambda: nbops.dyt(X, 1.0, np.ones(4, F32), None), ValueError, r"dyt\(\): weight and bias must have the shape"),
-    (lambda: nbops.dyt(X, 1.0, np.ones(3, F32), np.ones(2, F32)), ValueError, r"dyt\(\): weight and bias must have one"),
+    (lambda: nbops.dyt(X, 1.0, np.ones(3, F32), np.ones(2, F32)), ValueError,
+     r"dyt\(\): weight and bias must have one"),
     (lambda: nbops.dyt(np.zeros((), F32), 1.0, None, None), ValueError, r"dyt\(\).*at least 1 dim"),
 ])
 def test_errors(call, exc, match):

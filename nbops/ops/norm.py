@@ -13,7 +13,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .._dispatch import FLOAT_DTYPES, Call, is_scalar, public
+from .._dispatch import Call, is_scalar, public
 
 
 # ---------------------------------------------------------------------------------------------------------------
