@@ -32,7 +32,6 @@ from .._dispatch import kernel, register
 
 OCB = 8  # output channels per register tile
 PB = 32  # output pixels per register tile (2 zmm of float32)
-TILE = OCB * PB  # one register tile, as a literal size for _stack_empty
 DW_PB = 64  # output pixels per depthwise tile
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
@@ -145,21 +144,24 @@ def _pack_kernel(xs, x, SH, SW, PT, PL, WQ):
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
-def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OSH, OSW, NCH):
+def _conv_tiles_kernel(out, xs, wp, bias, TAPS, GSTRIDE, WQ, NA, NB, OH0, OW0, OSH, OSW, NCH):
     """Register-blocked direct convolution over packed planes.
 
-    xs: (N, G*ICg*P, L) planes; wp: (G, NOCB, ICg, K, OCB) packed weights; bias: (OC,); TOFF, TPL: (K,) flat offset
-    and phase plane of each tap; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers NA x NB output pixels,
+    xs: (N, G*ICg*P*L) planes, flat per image; wp: (G, NOCB, T*OCB) packed weights; bias: (OC,); TAPS: (T,) the
+    flat offset in xs[n] of each of the T = ICg*K taps (input channel, kernel position) of group 0, GSTRIDE the
+    offset between groups; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers NA x NB output pixels,
     flattened with row width WQ; pixel ``(a, b)`` goes to ``out[..., OH0 + a*OSH, OW0 + b*OSW]``.
 
     One prange iteration computes one (n, g, pixel chunk, output-channel block): for each PB-pixel tile it sums
-    ICg * K taps into OCB x PB accumulators (in the input dtype) and adds the bias. The channel block varies
-    fastest, so a thread runs all blocks of one pixel chunk in a row while the chunk's input stays in L2. A last
-    partial tile is shifted back to end at the last pixel (recomputing a few pixels with identical results).
+    ICg * K taps into OCB x PB accumulators (in the input dtype) and stores them whole to a flat chunk buffer, whose
+    rows are copied to ``out`` with the bias at the end of the chunk (a store per tile and row segment costs as much
+    as the taps of a small convolution). The channel block varies fastest, so a thread runs all blocks of one pixel
+    chunk in a row while the chunk's input stays in L2. A last partial tile is shifted back to end at the last
+    pixel (recomputing a few pixels with identical results).
     """
     N = xs.shape[0]
-    G, NOCB, ICG = wp.shape[0], wp.shape[1], wp.shape[2]
-    K = TOFF.shape[0]
+    G, NOCB = wp.shape[0], wp.shape[1]
+    T = TAPS.shape[0]
     OCG = out.shape[1] // G
     NPIX = (NA - 1) * WQ + NB
     NT = (NPIX + PB - 1) // PB
@@ -179,12 +181,15 @@ def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OS
         acc5 = _stack_empty(PB, xs)
         acc6 = _stack_empty(PB, xs)
         acc7 = _stack_empty(PB, xs)
-        tt = _stack_empty(TILE, xs)
         xn = xs[n]
         wb = wp[g, ob]
         oc0 = g * OCG + ob * OCB
         nvalid = min(OCB, OCG - ob * OCB)
-        for t in range(ch * per, min(NT, (ch + 1) * per)):
+        t_lo = ch * per
+        t_hi = min(NT, (ch + 1) * per)
+        base = min(t_lo * PB, NPIX - PB) if NPIX >= PB else 0
+        tmp = np.empty((OCB, per * PB + PB), xs.dtype)
+        for t in range(t_lo, t_hi):
             p0 = min(t * PB, NPIX - PB) if NPIX >= PB else 0
             for j in range(PB):
                 acc0[j] = 0
@@ -195,43 +200,53 @@ def _conv_tiles_kernel(out, xs, wp, bias, TOFF, TPL, P, WQ, NA, NB, OH0, OW0, OS
                 acc5[j] = 0
                 acc6[j] = 0
                 acc7[j] = 0
-            for ic in range(ICG):
-                pbase = (g * ICG + ic) * P
-                wi = wb[ic]
-                for k in range(K):
-                    s = TOFF[k] + p0
-                    xv = xn[pbase + TPL[k], s:s + PB]
-                    w = wi[k]
-                    w0 = w[0]
-                    w1 = w[1]
-                    w2 = w[2]
-                    w3 = w[3]
-                    w4 = w[4]
-                    w5 = w[5]
-                    w6 = w[6]
-                    w7 = w[7]
-                    for j in range(PB):
-                        v = xv[j]
-                        acc0[j] += w0 * v
-                        acc1[j] += w1 * v
-                        acc2[j] += w2 * v
-                        acc3[j] += w3 * v
-                        acc4[j] += w4 * v
-                        acc5[j] += w5 * v
-                        acc6[j] += w6 * v
-                        acc7[j] += w7 * v
+            gp = g * GSTRIDE + p0
+            for k in range(T):
+                s = TAPS[k] + gp
+                xv = xn[s:s + PB]
+                wk = k * OCB
+                w0 = wb[wk]
+                w1 = wb[wk + 1]
+                w2 = wb[wk + 2]
+                w3 = wb[wk + 3]
+                w4 = wb[wk + 4]
+                w5 = wb[wk + 5]
+                w6 = wb[wk + 6]
+                w7 = wb[wk + 7]
+                for j in range(PB):
+                    v = xv[j]
+                    acc0[j] += w0 * v
+                    acc1[j] += w1 * v
+                    acc2[j] += w2 * v
+                    acc3[j] += w3 * v
+                    acc4[j] += w4 * v
+                    acc5[j] += w5 * v
+                    acc6[j] += w6 * v
+                    acc7[j] += w7 * v
+            q = p0 - base
+            t0 = tmp[0, q:q + PB]
+            t1 = tmp[1, q:q + PB]
+            t2 = tmp[2, q:q + PB]
+            t3 = tmp[3, q:q + PB]
+            t4 = tmp[4, q:q + PB]
+            t5 = tmp[5, q:q + PB]
+            t6 = tmp[6, q:q + PB]
+            t7 = tmp[7, q:q + PB]
             for j in range(PB):
-                tt[j] = acc0[j]
-                tt[PB + j] = acc1[j]
-                tt[2 * PB + j] = acc2[j]
-                tt[3 * PB + j] = acc3[j]
-                tt[4 * PB + j] = acc4[j]
-                tt[5 * PB + j] = acc5[j]
-                tt[6 * PB + j] = acc6[j]
-                tt[7 * PB + j] = acc7[j]
+                t0[j] = acc0[j]
+                t1[j] = acc1[j]
+                t2[j] = acc2[j]
+                t3[j] = acc3[j]
+                t4[j] = acc4[j]
+                t5[j] = acc5[j]
+                t6[j] = acc6[j]
+                t7[j] = acc7[j]
+        if t_hi > t_lo:
+            start = t_lo * PB
+            stop = min(t_hi * PB, NPIX) - base
             for o in range(nvalid):
-                _store_tile(out[n, oc0 + o], tt[o * PB:(o + 1) * PB], bias[oc0 + o], p0, NPIX, WQ, NB, OH0, OW0,
-                            OSH, OSW)
+                _store_tile(out[n, oc0 + o], tmp[o, start - base:stop], bias[oc0 + o], start, NPIX, WQ, NB, OH0,
+                            OW0, OSH, OSW)
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
@@ -314,13 +329,14 @@ def _conv2d_naive(out, x, w, bias, SH, SW, PT, PL, DH, DW, G):
 
 
 def _pack_weight(w, G):
-    """(G*OCg, ICg, K) weights -> (G, NOCB, ICg, K, OCB), output channels zero-padded to a multiple of OCB."""
+    """(G*OCg, ICg, K) weights -> (G, NOCB, ICg*K*OCB): per block, the OCB weights of each tap (ic, k) in a row;
+    output channels zero-padded to a multiple of OCB."""
     OC, ICG, K = w.shape
     OCG = OC // G
     NOCB = (OCG + OCB - 1) // OCB
     wp = np.zeros((G, NOCB * OCB, ICG, K), w.dtype)
     wp[:, :OCG] = w.reshape(G, OCG, ICG, K)
-    return np.ascontiguousarray(wp.reshape(G, NOCB, OCB, ICG, K).transpose(0, 1, 3, 4, 2))
+    return np.ascontiguousarray(wp.reshape(G, NOCB, OCB, ICG, K).transpose(0, 1, 3, 4, 2)).reshape(G, NOCB, -1)
 
 
 def _chunks(N, G, NOCB, NA, NB, WQ, planes, reach, itemsize):
@@ -409,9 +425,11 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         xs = _planes((N, C * P, HQ * WQ + PB), x.dtype)
         _pack_kernel(xs, x, SH, SW, PT, PL, WQ)
     toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
+    L = xs.shape[2]
+    taps = ((np.arange(ICG)[:, None] * P + tpl[None, :]) * L + toff[None, :]).reshape(-1)
     wp = _pack_weight(w.reshape(OC, ICG, K), groups)
     nch = _chunks(N, groups, wp.shape[1], OH, OW, WQ, ICG * P, int(toff.max()), x.itemsize)
-    _conv_tiles_kernel(out, xs, wp, bias, toff, tpl, P, WQ, OH, OW, 0, 0, 1, 1, nch)
+    _conv_tiles_kernel(out, xs.reshape(N, -1), wp, bias, taps, ICG * P * L, WQ, OH, OW, 0, 0, 1, 1, nch)
 
 
 def _phase_taps(K, S, D, P, r):
@@ -434,8 +452,10 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     CH, CW = (KH - 1) * DH // SH, (KW - 1) * DW // SW
     HP = CH + max(H, (OH - 1 + PH) // SH + 1)
     WQ = CW + max(W, (OW - 1 + PW) // SW + 1)
-    xs = _planes((N, C, HP * WQ + PB), x.dtype)
+    L = HP * WQ + PB
+    xs = _planes((N, C, L), x.dtype)
     _pack_kernel(xs, x, 1, 1, CH, CW, WQ)
+    xs2 = xs.reshape(N, C * L)
     # (G, ICg, OCg, KH, KW) -> (G*OCg, ICg, KH, KW): the weights of each output channel, as conv2d lays them out
     wt = w.reshape(groups, ICG, OCG, KH, KW).transpose(0, 2, 1, 3, 4).reshape(OC, ICG, KH, KW)
     for rh in range(SH):
@@ -451,6 +471,8 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
             toff = ((a0 - ch + CH)[:, None] * WQ + (b0 - cw + CW)[None, :]).reshape(-1)
             sub = wt[:, :, khs[:, None], kws[None, :]].reshape(OC, ICG, -1)
             wp = _pack_weight(np.ascontiguousarray(sub), groups)
-            nch = _chunks(N, groups, wp.shape[1], na, nb, WQ, ICG, int(toff.max(initial=0) - toff.min(initial=0)), x.itemsize)
-            _conv_tiles_kernel(out, xs, wp, bias, toff, np.zeros_like(toff), 1, WQ, na, nb,
-                               SH * a0 + rh - PH, SW * b0 + rw - PW, SH, SW, nch)
+            reach = int(toff.max(initial=0) - toff.min(initial=0))
+            nch = _chunks(N, groups, wp.shape[1], na, nb, WQ, ICG, reach, x.itemsize)
+            taps = (np.arange(ICG)[:, None] * L + toff[None, :]).reshape(-1)
+            _conv_tiles_kernel(out, xs2, wp, bias, taps, ICG * L, WQ, na, nb, SH * a0 + rh - PH, SW * b0 + rw - PW,
+                               SH, SW, nch)
