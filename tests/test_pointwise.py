@@ -8,8 +8,10 @@ import torch
 import nbops
 from helpers import DTYPES, TARGETS, check, make, make_int, to_target
 
-# the CUDA simulator runs kernels as NumPy scalar code, which warns where integer arithmetic wraps on purpose
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+# the CUDA simulator runs kernels as NumPy scalar code, which warns where integers wrap and where NaN/inf arise on
+# purpose (the tests feed them in)
+pytestmark = [pytest.mark.filterwarnings(f"ignore:{m}:RuntimeWarning")
+              for m in ("overflow encountered", "invalid value encountered", "divide by zero encountered")]
 
 BROADCASTS = [  # (shape of input, shape of other)
     ((7,), (7,)),
