@@ -3,7 +3,8 @@ d_model 768, 12 heads, FFN 3072, GELU) on (8, 512, 768), nbops vs torch with the
 converted from the torch one with ``nbops.nn.from_torch``), eval mode, float32.
 
 FLOPs count 2 per multiply-add of the convolutions, linear layers and attention products. Run this module for a
-per-layer-type breakdown of one forward (forward hooks on the leaf modules, both frameworks):
+per-layer-type breakdown of one forward (forward hooks on the leaf modules, both frameworks; torch's eval-mode fast
+path for TransformerEncoderLayer runs as one fused call, so its time lands in the "between modules" row):
 
     python -m bench.cases.models [resnet18|encoder] [--repeat 3]
 """
@@ -143,6 +144,10 @@ CASES = [
 ]
 
 
+OUTER = "(outermost timed modules)"
+GLUE = "functional ops between modules (residual add, flatten, ...)"
+
+
 def breakdown(name, repeat=3):
     """Median seconds per leaf-module type over ``repeat`` forwards, for nbops and torch: {type: (nbops, torch)}."""
     t, n = _build(name)
@@ -159,7 +164,10 @@ def breakdown(name, repeat=3):
             starts[id(m)] = time.perf_counter()
 
         def post(m, args, out):
-            totals[type(m).__name__].append(time.perf_counter() - starts.pop(id(m)))
+            dt = time.perf_counter() - starts.pop(id(m))
+            totals[type(m).__name__].append(dt)
+            if not starts:  # an outermost timed module: what is left of the forward is glue between modules
+                totals[OUTER].append(dt)
 
         handles = []
         for m in model.modules():
@@ -175,7 +183,10 @@ def breakdown(name, repeat=3):
                     model(arg)
             else:
                 model(arg)
-            runs.append((time.perf_counter() - t0, {k: sum(v) for k, v in totals.items()}))
+            total = time.perf_counter() - t0
+            per = {k: sum(v) for k, v in totals.items()}
+            per[GLUE] = total - per.pop(OUTER, 0.0)
+            runs.append((total, per))
         for h in handles:
             h.remove()
         runs = sorted(runs[1:], key=lambda r: r[0])
