@@ -58,6 +58,9 @@ MODULES = [
     ("AdaptiveMaxPool1d(3)", (2, 3, 10)),
     ("AdaptiveMaxPool2d(3, return_indices=True)", (1, 4, 10, 9)),
     ("Dropout(p=0.2)", (20, 16)),
+    ("Dropout1d(0.3)", (4, 6, 5)),
+    ("Dropout2d(0.3)", (4, 6, 5, 3)),
+    ("AlphaDropout(0.2)", (20, 16)),
     ("Flatten()", (2, 3, 4, 5)),
     ("Flatten(0, 1)", (2, 3, 4)),
     ("ReLU()", (3, 7)),
@@ -87,7 +90,7 @@ MODULES = [
     ("Embedding(10, 3, max_norm=1.0)", (2, 6)),
 ]
 INT_INPUT = {"Embedding"}
-RANDOM_IN_TRAINING = {"Dropout"}  # tested by its properties below
+RANDOM_IN_TRAINING = {"Dropout", "Dropout1d", "Dropout2d", "AlphaDropout"}  # tested by their properties below
 # rows also run in float64 (the module cast with .double() on both sides)
 FLOAT64_ROWS = ["Linear(20, 30)", "Conv2d(4, 6, 3, stride=2, padding=1)", "BatchNorm2d(3)", "LayerNorm(10)",
                 "GroupNorm(3, 6)", "RMSNorm(10)", "MaxPool2d(3, stride=2, padding=1)", "GELU()",
@@ -258,6 +261,12 @@ def test_dropout_module():
     m.eval()
     assert_same(m(x), torch.ones(200, 100))
     assert_same(nn.Dropout(1.0)(x), torch.zeros(200, 100))
+    y = nn.Dropout2d(0.5)(np.ones((4, 50, 3, 3), np.float32))
+    per_channel = y.reshape(4, 50, 9)
+    assert (per_channel.min(axis=2) == per_channel.max(axis=2)).all()  # whole channels kept or dropped
+    assert set(np.unique(y).tolist()) <= {0.0, 2.0} and 0.3 < (y > 0).mean() < 0.7
+    y = nn.AlphaDropout(0.2)(make((100, 100), np.float32))
+    assert abs(float(y.mean())) < 0.05 and abs(float(y.std()) - 1) < 0.05  # mean and variance kept
     with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1"):
         nn.Dropout(1.5)
 

@@ -37,7 +37,7 @@ from .activation import (
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .convert import from_torch
 from .linear import Identity, Linear
-from .misc import Dropout, Embedding, Flatten
+from .misc import AlphaDropout, Dropout, Dropout1d, Dropout2d, Embedding, Flatten
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
 from .normalization import (
     DyT,
@@ -92,6 +92,9 @@ __all__ = [
     "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
     "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "AlphaDropout",
     "Flatten",
     "ReLU",
     "ReLU6",

@@ -5,7 +5,7 @@ import nbops as F  # nbops' top level mirrors torch.nn.functional
 from . import _tensors, init
 from .module import Module, Parameter
 
-__all__ = ["Dropout", "Flatten", "Embedding"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "AlphaDropout", "Flatten", "Embedding"]
 
 
 class Dropout(Module):
@@ -27,6 +27,44 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class _DropoutNd(Module):
+    _fn = None
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if p < 0 or p > 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = p
+        self.inplace = inplace
+
+    def forward(self, input):
+        return getattr(F, self._fn)(input, self.p, self.training, self.inplace)
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout1d(_DropoutNd):
+    """Zeroes whole channels of ``(N, C, L)`` or ``(C, L)`` with probability ``p`` in training mode.
+    Mirrors :class:`torch.nn.Dropout1d`."""
+
+    _fn = "dropout1d"
+
+
+class Dropout2d(_DropoutNd):
+    """Zeroes whole channels of ``(N, C, H, W)`` or ``(C, H, W)`` with probability ``p`` in training mode.
+    Mirrors :class:`torch.nn.Dropout2d`."""
+
+    _fn = "dropout2d"
+
+
+class AlphaDropout(_DropoutNd):
+    """Dropout that keeps a SELU network's mean and variance (dropped values set to SELU's negative saturation, then
+    an affine correction). Mirrors :class:`torch.nn.AlphaDropout`."""
+
+    _fn = "alpha_dropout"
 
 
 class Flatten(Module):
