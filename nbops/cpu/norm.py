@@ -213,7 +213,7 @@ def _batch_norm_channel_kernel(out, mean, m2, x, weight, bias, eps):
         m_hi, m_lo = _split_mean(x, pivot, mu)
         scale = x.dtype.type(weight[c] / np.sqrt(q / cnt + eps))
         shift = bias[c] - m_lo * scale
-        for n in range(N):
+        for n in range(N - 1, -1, -1):  # newest rows first: they are the likeliest still in cache
             xs = x[n, c]
             os = out[n, c]
             for i in range(L):
