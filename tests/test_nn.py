@@ -677,3 +677,16 @@ def test_module_on_torch_tensors_returns_torch_tensors():
     out = n(x)
     assert isinstance(out, torch.Tensor)
     assert_same(out.numpy(), t(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.cuda
+def test_device_factory_argument():
+    lin = nn.Linear(3, 2, device="cuda")
+    bn = nn.BatchNorm1d(2, device="cuda", dtype=np.float64)
+    assert not isinstance(lin.weight, np.ndarray) and not isinstance(bn.running_mean, np.ndarray)
+    assert bn.running_var.dtype == np.float64 and isinstance(bn.num_batches_tracked, np.ndarray)
+    x = make((4, 3), np.float32)
+    y = to_numpy(lin(to_target(x, "cuda")))
+    assert_same(y, torch.from_numpy(x @ to_numpy(lin.weight).T + to_numpy(lin.bias)), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="one target"):
+        lin(x)  # a cpu input for a cuda module: never copied behind the caller's back
