@@ -175,6 +175,12 @@ def test_encoder_layer_masks_match_torch():
             expected = t(torch.from_numpy(x), src_mask=torch.from_numpy(src_mask),
                          src_key_padding_mask=torch.from_numpy(padding))
         assert_same(n(x, src_mask=src_mask, src_key_padding_mask=padding), expected, rtol=1e-5, atol=1e-5)
+    # CPU torch tensors in, a torch tensor out
+    out = n(torch.from_numpy(x), src_key_padding_mask=torch.from_numpy(bool_padding))
+    with torch.no_grad():
+        expected = t(torch.from_numpy(x), src_key_padding_mask=torch.from_numpy(bool_padding))
+    assert isinstance(out, torch.Tensor)
+    assert_same(out.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_multihead_attention_weights_match_torch():

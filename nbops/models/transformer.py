@@ -25,7 +25,7 @@ __all__ = [
 
 def _to_additive(mask, dtype, name):
     """A float mask to add to attention scores: a bool mask (True = not allowed) becomes 0 / -inf."""
-    kind = np.dtype(mask.dtype).kind
+    kind = _tensors.resolve_dtype(mask.dtype).kind
     if kind == "b":
         if isinstance(mask, np.ndarray):
             return np.where(mask, -np.inf, 0.0).astype(dtype)
@@ -125,7 +125,7 @@ class MultiheadAttention(nn.Module):
         k = self._project(k_in, 1)
         v = self._project(v_in, 2)
         scores = F.matmul(F.mul(q, 1.0 / math.sqrt(self.head_dim)), F.transpose(k, 2, 3))  # (N, H, L, S)
-        dtype = np.dtype(scores.dtype)
+        dtype = _tensors.resolve_dtype(scores.dtype)
         if attn_mask is not None:
             mask = _to_additive(attn_mask, dtype, "attn_mask")
             if len(mask.shape) == 3:
