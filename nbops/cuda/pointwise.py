@@ -14,33 +14,15 @@ import math
 import numpy as np
 from numba import cuda
 
+from .._arrays import cuda_as_strided
 from .._dispatch import register
 from ._util import TPB, blocks, flat, pad_rank
+from .shape import _unravel
 
 ADD, MUL, DIV, DIV_TRUNC, DIV_FLOOR, POW, MAXIMUM, MINIMUM = range(8)
 SQRT, EXP, LOG, ABS, NEG = range(5)
 EXACT = 4503599627370496.0  # 2**52: every float of this magnitude or more is an integer
 EXP_MAX = 709.782712893384  # exp overflows float64 above this
-
-
-@cuda.jit(device=True)
-def _unravel(shape, i):
-    """The 8-D index of flat C-order position ``i`` in ``shape``."""
-    i7 = i % shape[7]
-    i //= shape[7]
-    i6 = i % shape[6]
-    i //= shape[6]
-    i5 = i % shape[5]
-    i //= shape[5]
-    i4 = i % shape[4]
-    i //= shape[4]
-    i3 = i % shape[3]
-    i //= shape[3]
-    i2 = i % shape[2]
-    i //= shape[2]
-    i1 = i % shape[1]
-    i0 = i // shape[1]
-    return (i0, i1, i2, i3, i4, i5, i6, i7)
 
 
 @cuda.jit(device=True)
@@ -217,26 +199,34 @@ def _scalar(value, dtype):
     return np.array(value).astype(dtype)[()]
 
 
+def _operands(out, *xs):
+    """(out as a flat 1-D array, xs as 8-D views broadcast to it). When every operand is C-contiguous with out's
+    shape or holds one element, all are viewed as (1, ..., 1, n) (one-element operands with stride 0), so the
+    kernels' index arithmetic costs nothing; otherwise the operands keep out's shape with broadcast strides."""
+    n = out.size
+    if all(x.size == 1 or (x.is_c_contiguous() and tuple(x.shape) == tuple(out.shape)) for x in xs):
+        views = [cuda_as_strided(x, (n,), (0,)) if x.size == 1 and n != 1 else flat(x) for x in xs]
+        return (flat(out),) + tuple(pad_rank(v, (n,)) for v in views)
+    return (flat(out),) + tuple(pad_rank(x, out.shape) for x in xs)
+
+
 @register("pointwise_binary", "cuda")
 def pointwise_binary(out, x, y, op, alpha=1):
     """out = x <op> y (see the cpu launcher); x, y of out's dtype, any strides, broadcast to out.shape."""
     kern = _binary_kernel if out.dtype.kind == "f" else _binary_int_kernel
-    kern[blocks(out.size), TPB](flat(out), pad_rank(x, out.shape), pad_rank(y, out.shape), _BINARY[op],
-                                _scalar(alpha, out.dtype))
+    kern[blocks(out.size), TPB](*_operands(out, x, y), _BINARY[op], _scalar(alpha, out.dtype))
 
 
 @register("pointwise_unary", "cuda")
 def pointwise_unary(out, x, op):
-    _unary_kernel[blocks(out.size), TPB](flat(out), pad_rank(x, out.shape), _UNARY[op])
+    _unary_kernel[blocks(out.size), TPB](*_operands(out, x), _UNARY[op])
 
 
 @register("where", "cuda")
 def where(out, condition, x, y):
-    s = out.shape
-    _where_kernel[blocks(out.size), TPB](flat(out), pad_rank(condition, s), pad_rank(x, s), pad_rank(y, s))
+    _where_kernel[blocks(out.size), TPB](*_operands(out, condition, x, y))
 
 
 @register("clamp", "cuda")
 def clamp(out, x, min, max):
-    s = out.shape
-    _clamp_kernel[blocks(out.size), TPB](flat(out), pad_rank(x, s), pad_rank(min, s), pad_rank(max, s))
+    _clamp_kernel[blocks(out.size), TPB](*_operands(out, x, min, max))

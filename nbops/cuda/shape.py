@@ -12,22 +12,45 @@ from ._util import TPB, blocks, flat, pad_rank
 
 @cuda.jit(device=True)
 def _unravel(shape, i):
-    """The 8-D index of flat C-order position ``i`` in ``shape``."""
-    i7 = i % shape[7]
-    i //= shape[7]
-    i6 = i % shape[6]
-    i //= shape[6]
-    i5 = i % shape[5]
-    i //= shape[5]
-    i4 = i % shape[4]
-    i //= shape[4]
-    i3 = i % shape[3]
-    i //= shape[3]
-    i2 = i % shape[2]
-    i //= shape[2]
-    i1 = i % shape[1]
-    i0 = i // shape[1]
-    return (i0, i1, i2, i3, i4, i5, i6, i7)
+    """The 8-D index of flat C-order position ``i`` in ``shape``. Once the remainder fits a dim, every dim above
+    it is 0: a contiguous operand viewed as (1, ..., 1, n) costs no integer division, a 2-D one one division."""
+    r = i
+    if r < shape[7]:
+        i7, r = r, 0
+    else:
+        i7 = r % shape[7]
+        r //= shape[7]
+    if r < shape[6]:
+        i6, r = r, 0
+    else:
+        i6 = r % shape[6]
+        r //= shape[6]
+    if r < shape[5]:
+        i5, r = r, 0
+    else:
+        i5 = r % shape[5]
+        r //= shape[5]
+    if r < shape[4]:
+        i4, r = r, 0
+    else:
+        i4 = r % shape[4]
+        r //= shape[4]
+    if r < shape[3]:
+        i3, r = r, 0
+    else:
+        i3 = r % shape[3]
+        r //= shape[3]
+    if r < shape[2]:
+        i2, r = r, 0
+    else:
+        i2 = r % shape[2]
+        r //= shape[2]
+    if r < shape[1]:
+        i1, r = r, 0
+    else:
+        i1 = r % shape[1]
+        r //= shape[1]
+    return (r, i1, i2, i3, i4, i5, i6, i7)
 
 
 @cuda.jit
@@ -61,7 +84,10 @@ def copy(out, x):
     if not n:
         return
     if out.is_c_contiguous():
-        _copy_kernel[blocks(n), TPB](flat(out), pad_rank(x, out.shape))
+        if x.is_c_contiguous() and tuple(x.shape) == tuple(out.shape):  # a cast: both flat, no index arithmetic
+            _copy_kernel[blocks(n), TPB](flat(out), pad_rank(flat(x)))
+        else:
+            _copy_kernel[blocks(n), TPB](flat(out), pad_rank(x, out.shape))
     else:
         _copy_strided_kernel[blocks(n), TPB](pad_rank(out), pad_rank(x, out.shape), n)
 
