@@ -281,8 +281,10 @@ def _switch_mix_kernel(center, scale, shift, mean_in, var_in, mean_ln, var_ln, m
         mmax = mean_weight[0]
         vmax = var_weight[0]
         for a in range(1, k):
-            mmax = max(mmax, mean_weight[a])
-            vmax = max(vmax, var_weight[a])
+            if mean_weight[a] > mmax:
+                mmax = mean_weight[a]
+            if var_weight[a] > vmax:
+                vmax = var_weight[a]
         em0 = math.exp(float64(mean_weight[0] - mmax))
         em1 = math.exp(float64(mean_weight[1] - mmax))
         ev0 = math.exp(float64(var_weight[0] - vmax))
