@@ -118,7 +118,7 @@ def _ipow(a, b):
 
 @njit(cache=True, error_model="numpy")
 def _binary_row(o, a, b, op, alpha):
-    """o[j] = a[j] <op> b[j] over one row; a, b, o: (n,) views with unit or zero stride."""
+    """o[j] = a[j] <op> b[j] over one row; a, b, o: (n,) C-contiguous."""
     n = o.shape[0]
     if op == ADD:
         for j in range(n):
