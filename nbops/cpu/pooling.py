@@ -123,9 +123,9 @@ def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     """Like ``_max_pool_kernel``, also writing idx[p, oh, ow] = h * W + w of the maximum (int64): the first
     maximum in row-major window order, or the last NaN; a window with no valid element keeps torch's start index.
 
-    One prange iteration computes ROWS output rows (p, oh). The interior sweeps record the winning tap number
-    kh * KW + kw in a scratch row of the input dtype (same vector width as the values, so the paired selects
-    vectorise) and turn it into an index once per row.
+    One prange iteration computes ROWS output rows (p, oh). The interior sweeps record the winning tap (kh, kw)
+    in two scratch rows of the input dtype (same vector width as the values, so the paired selects vectorise)
+    and turn it into an index once per row.
     """
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
@@ -135,7 +135,8 @@ def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     t = x.dtype.type
     for b in prange((R + ROWS - 1) // ROWS):
         ph = np.empty((SW, (W + SW - 1) // SW), x.dtype)
-        tap = np.empty(max(n, 1), x.dtype)
+        tap_h = np.empty(max(n, 1), x.dtype)
+        tap_w = np.empty(max(n, 1), x.dtype)
         for r in range(b * ROWS, min(R, b * ROWS + ROWS)):
             p = r // OH
             oh = r - p * OH
@@ -148,7 +149,7 @@ def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
                 w0 = ow * SW - PW
                 orow[ow] = -np.inf
                 irow[ow] = hs * W + w0 + _first_valid(w0, DW) * DW
-            tap[:] = -1
+            tap_h[:] = -1
             mid = orow[lo:hi]
             for kh in range(kh0, _end_valid(h0, KH, DH, H)):
                 ih = h0 + kh * DH
@@ -157,13 +158,15 @@ def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
                     _deinterleave(ph, xr, SW)
                 for kw in range(KW):
                     xs = _tap(xr, ph, SW, lo * SW - PW + kw * DW)
-                    tf = t(kh * KW + kw)
+                    th = t(kh)
+                    tw = t(kw)
                     for j in range(n):
                         v = xs[j]
                         m = mid[j]
                         take = (v > m) | (v != v)
                         mid[j] = v if take else m
-                        tap[j] = tf if take else tap[j]
+                        tap_h[j] = th if take else tap_h[j]
+                        tap_w[j] = tw if take else tap_w[j]
                 for i in range(lo + OW - hi):
                     ow = _border(i, lo, hi)
                     w0 = ow * SW - PW
@@ -177,10 +180,9 @@ def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
                     orow[ow] = m
                     irow[ow] = mi
             for j in range(n):
-                k = np.int64(tap[j])
-                if k >= 0:
-                    kh = k // KW
-                    irow[lo + j] = (h0 + kh * DH) * W + (lo + j) * SW - PW + (k - kh * KW) * DW
+                kh = np.int64(tap_h[j])
+                if kh >= 0:
+                    irow[lo + j] = (h0 + kh * DH) * W + (lo + j) * SW - PW + np.int64(tap_w[j]) * DW
 
 
 @register("max_pool", "cpu")
@@ -260,105 +262,125 @@ def avg_pool(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor):
     _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor)
 
 
-@njit(cache=True, inline="always")
-def _bin_start(i, In, Out):
-    """floor(i * In / Out) without overflow, as torch computes it."""
-    return (i // Out) * In + ((i % Out) * In) // Out
+@njit(cache=True)
+def _bins(In, Out):
+    """torch's adaptive bins along one axis as an (Out, 2) int64 array: [floor(i * In / Out),
+    ceil((i + 1) * In / Out)), computed without overflow as torch does; once per call, before the parallel
+    loop, so that loop does no integer division."""
+    bins = np.empty((Out, 2), np.int64)
+    for i in range(Out):
+        bins[i, 0] = (i // Out) * In + ((i % Out) * In) // Out
+        bins[i, 1] = 1 + ((i + 1) * In - 1) // Out
+    return bins
 
 
-@njit(cache=True, inline="always")
-def _bin_end(i, In, Out):
-    """ceil((i + 1) * In / Out)."""
-    return 1 + ((i + 1) * In - 1) // Out
-
-
-@njit(cache=True, inline="always", fastmath={"reassoc"})
-def _run_sum(run):
-    """The sum of a contiguous run in eight interleaved partial sums (SLP-vectorised lanes), then the tail."""
-    L = run.shape[0]
-    t = run.dtype.type
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = t(0)
-    for k in range(L // 8):
-        c = run[8 * k:8 * k + 8]
-        a0 += c[0]
-        a1 += c[1]
-        a2 += c[2]
-        a3 += c[3]
-        a4 += c[4]
-        a5 += c[5]
-        a6 += c[6]
-        a7 += c[7]
-    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
-    for i in range(L - L % 8, L):
-        s += run[i]
-    return s
+PLANES = 4  # planes summed together by the whole-row adaptive average: four independent vector accumulators
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _adaptive_avg_pool_kernel(out, x):
-    """out[p, oh, ow] = mean of x[p] over torch's adaptive bin (the sum divided by the bin height, then by its
-    width, as torch does). x: (P, H, W), out: (P, OH, OW).
+def _adaptive_avg_rows_kernel(out, x):
+    """Adaptive average pooling when every bin spans whole input rows (OW == 1, global pooling among them):
+    out[p, oh, 0] = sum of the contiguous run x[p, hb[oh, 0]:hb[oh, 1], :] / bin height / W. x: (P, H, W),
+    out: (P, OH, 1).
 
-    One prange iteration computes one output row (p, oh). A bin spanning whole input rows (global pooling
-    among them) is one contiguous run of the plane, summed in eight vector lanes; other bins add row segments.
-    Accumulates in the input dtype; ``reassoc`` lets LLVM split the sums into vector lanes (it changes rounding
-    only, never NaN or inf propagation).
+    One prange iteration computes PLANES planes at once, so that four vectorised sums overlap (a 7x7 plane is
+    one short run: alone, its sum is latency-bound). Accumulates in the input dtype; ``reassoc`` lets LLVM
+    split each sum into vector lanes (rounding only; NaN and inf propagate as before).
+    """
+    P, H, W = x.shape
+    OH = out.shape[1]
+    hb = _bins(H, OH)
+    xf = x.reshape((P, H * W))
+    t = x.dtype.type  # divide in the input dtype, as torch does
+    for b in prange((P + PLANES - 1) // PLANES):
+        p0 = b * PLANES
+        for oh in range(OH):
+            lo, hi = hb[oh, 0] * W, hb[oh, 1] * W
+            d = t(hb[oh, 1] - hb[oh, 0])
+            if p0 + PLANES <= P:
+                r0 = xf[p0, lo:hi]
+                r1 = xf[p0 + 1, lo:hi]
+                r2 = xf[p0 + 2, lo:hi]
+                r3 = xf[p0 + 3, lo:hi]
+                s0 = s1 = s2 = s3 = t(0)
+                for i in range(hi - lo):
+                    s0 += r0[i]
+                    s1 += r1[i]
+                    s2 += r2[i]
+                    s3 += r3[i]
+                out[p0, oh, 0] = s0 / d / t(W)
+                out[p0 + 1, oh, 0] = s1 / d / t(W)
+                out[p0 + 2, oh, 0] = s2 / d / t(W)
+                out[p0 + 3, oh, 0] = s3 / d / t(W)
+            else:
+                for p in range(p0, P):
+                    r = xf[p, lo:hi]
+                    s = t(0)
+                    for i in range(hi - lo):
+                        s += r[i]
+                    out[p, oh, 0] = s / d / t(W)
+
+
+@njit(parallel=True, cache=True)
+def _adaptive_avg_pool_kernel(out, x):
+    """out[p, oh, ow] = mean of x[p] over torch's adaptive bin (rows outer, columns inner, float sum from 0,
+    divided by the bin height then width, as torch does). x: (P, H, W), out: (P, OH, OW). One prange iteration
+    computes one plane p; accumulates in the input dtype.
     """
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    xf = x.reshape((P, H * W))
+    hb = _bins(H, OH)
+    wb = _bins(W, OW)
     t = x.dtype.type  # divide in the input dtype, as torch does
-    for r in prange(P * OH):
-        p = r // OH
-        oh = r - p * OH
-        hs = _bin_start(oh, H, OH)
-        he = _bin_end(oh, H, OH)
-        for ow in range(OW):
-            ws = _bin_start(ow, W, OW)
-            we = _bin_end(ow, W, OW)
-            s = t(0)
-            if ws == 0 and we == W:
-                s = _run_sum(xf[p, hs * W:he * W])
-            else:
+    for p in prange(P):
+        xp = x[p]
+        for oh in range(OH):
+            hs, he = hb[oh, 0], hb[oh, 1]
+            for ow in range(OW):
+                ws, we = wb[ow, 0], wb[ow, 1]
+                s = t(0)
                 for ih in range(hs, he):
-                    seg = x[p, ih, ws:we]
+                    seg = xp[ih, ws:we]
                     for i in range(seg.shape[0]):
                         s += seg[i]
-            out[p, oh, ow] = s / t(he - hs) / t(we - ws)
+                out[p, oh, ow] = s / t(he - hs) / t(we - ws)
 
 
 @register("adaptive_avg_pool", "cpu")
 def adaptive_avg_pool(out, x):
     """Adaptive average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
-    _adaptive_avg_pool_kernel(out, x)
+    if out.shape[2] == 1:
+        _adaptive_avg_rows_kernel(out, x)
+    else:
+        _adaptive_avg_pool_kernel(out, x)
 
 
 @njit(parallel=True, cache=True)
 def _adaptive_max_pool_kernel(out, idx, x):
     """out[p, oh, ow] = max of x[p] over torch's adaptive bin (NaN wins, last NaN's index), idx = h * W + w of it
-    (int64). x: (P, H, W), out and idx: (P, OH, OW). One prange iteration computes one output row (p, oh).
+    (int64). x: (P, H, W), out and idx: (P, OH, OW). One prange iteration computes one plane p.
     """
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    for r in prange(P * OH):
-        p = r // OH
-        oh = r - p * OH
-        hs = _bin_start(oh, H, OH)
-        he = _bin_end(oh, H, OH)
-        for ow in range(OW):
-            ws = _bin_start(ow, W, OW)
-            we = _bin_end(ow, W, OW)
-            m = x[p, hs, ws]
-            mi = hs * W + ws
-            for ih in range(hs, he):
-                xr = x[p, ih]
-                for iw in range(ws, we):
-                    v = xr[iw]
-                    if v > m or v != v:
-                        m = v
-                        mi = ih * W + iw
-            out[p, oh, ow] = m
-            idx[p, oh, ow] = mi
+    hb = _bins(H, OH)
+    wb = _bins(W, OW)
+    for p in prange(P):
+        xp = x[p]
+        for oh in range(OH):
+            hs, he = hb[oh, 0], hb[oh, 1]
+            for ow in range(OW):
+                ws, we = wb[ow, 0], wb[ow, 1]
+                m = xp[hs, ws]
+                mi = hs * W + ws
+                for ih in range(hs, he):
+                    xr = xp[ih]
+                    for iw in range(ws, we):
+                        v = xr[iw]
+                        if v > m or v != v:
+                            m = v
+                            mi = ih * W + iw
+                out[p, oh, ow] = m
+                idx[p, oh, ow] = mi
 
 
 @register("adaptive_max_pool", "cpu")
