@@ -2,27 +2,30 @@
 
 Both conv2d and conv_transpose2d run on one tile kernel, ``_conv_tiles_kernel``. Its input is a stack of *planes*:
 each input channel, zero-padded and split into ``P = SH * SW`` stride phases, flattened to 1-D rows of width ``WQ``.
-In that layout every kernel tap ``k`` of a stride-1 view is a fixed plane ``TPL[k]`` and a fixed flat offset
-``TOFF[k]``, so a tile of ``PB`` consecutive output pixels reads ``PB`` consecutive values per tap, whatever the
+In that layout every kernel tap ``k`` of a stride-1 view is a fixed plane and a fixed flat offset, so a tile of ``PB`` consecutive output pixels reads ``PB`` consecutive values per tap, whatever the
 stride and dilation. Pixels whose column falls in ``[NB, WQ)`` are computed and dropped (the few columns of
 padding per row), which keeps the innermost loop a plain, full-width FMA over a row slice.
 
 One tile is ``OCB`` output channels x ``PB`` pixels, accumulated in ``OCB`` stack arrays of ``PB`` lanes (2 zmm
 each with float32 on AVX-512) that LLVM keeps in registers: each loaded input vector feeds ``OCB`` FMAs and each
-broadcast weight ``PB`` lanes. The weights are packed once per call to ``[G][OC/OCB][ICg][K][OCB]`` (zero-padded
-output channels), so a tap's ``OCB`` weights are contiguous.
+broadcast weight ``PB`` lanes. The taps (input channel, kernel position) are one flat table of offsets into the
+image's planes, and the weights are packed once per call to ``[G][OC/OCB][ICg*K][OCB]`` (zero-padded output
+channels), so the inner loop reads one row slice and ``OCB`` contiguous weights per tap (inspect_asm: 2 loads, 8
+broadcasts and 16 ``vfmadd231ps zmm`` per tap). 1x1 stride-1 unpadded convolutions run the linear family's GEMM.
 
 conv_transpose2d is the same gather: for each output phase ``(oh + PH) % SH, (ow + PW) % SW`` the taps that reach it
 form a stride-1 correlation with a sub-kernel over the zero-padded input, computed with its own tap table and
 written back with output strides ``(SH, SW)``. No zero-dilated input is ever built.
 
 Depthwise convolution (one input channel per group) has its own kernel, ``_depthwise_kernel``, that pads each plane
-into a thread-local buffer and accumulates ``PB``-pixel tiles over the taps.
+into a thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
 """
 
 import threading
 
+import numba
 import numpy as np
+from llvmlite import binding as llvm
 from numba import get_num_threads, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -30,8 +33,21 @@ from numba.np.arrayobj import make_array, populate_array
 
 from .._dispatch import kernel, register
 
+
+
+def _vector_bytes():
+    """Bytes of the widest vector register the njit kernels get: 64 with AVX-512 (32 registers), else 32."""
+    features = numba.config.CPU_FEATURES
+    if not features:
+        if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+            return 32
+        features = llvm.get_host_cpu_features().flatten()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
 OCB = 8  # output channels per register tile
-PB = 32  # output pixels per register tile (2 zmm of float32)
+# output pixels per register tile: 8 x 2 zmm accumulators of AVX-512's 32 registers; 8 x 1 ymm of AVX2's 16
+PB = 32 if _vector_bytes() == 64 else 8
 DW_PB = 64  # output pixels per depthwise tile
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
