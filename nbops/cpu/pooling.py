@@ -1,10 +1,12 @@
 """CPU kernels of the pooling family. Inputs are C-contiguous stacks of planes ``x: (P, H, W)``; outputs
-``(P, OH, OW)``. One prange iteration computes one output row ``(p, oh)``, so the ``P * OH`` rows keep every thread
-busy whatever the batch. Along the output row, the columns whose window lies wholly inside the input (the interior)
-run as tight loops over ``ow`` that LLVM vectorises; only the few border columns take the clipped scalar path.
+``(P, OH, OW)``. The window pools split the ``P * OH`` output rows into prange blocks of ROWS rows, so every thread
+stays busy whatever the batch; the adaptive pools split the planes. Along an output row, the columns whose window
+lies wholly inside the input (the interior) run as contiguous loops over ``ow`` that LLVM vectorises: a strided
+window is first split into its stride phases; only the few border columns take the clipped scalar path.
 
-Each output visits its window in torch's order (rows outer, columns inner) with torch's comparison
-``v > m or v != v`` (max) or its float sum from 0 (average), so results match torch bit for bit.
+avg_pool and max_pool with indices visit each window in torch's order (rows outer, columns inner) with torch's
+comparison ``v > m or v != v`` or its float sum from 0, so they match torch bit for bit; max_pool without indices
+reduces rows first (same values: a max is exact) and the adaptive average lets LLVM reorder its sums.
 """
 
 import numpy as np
