@@ -25,6 +25,8 @@ CONV2D = [
     ((1, 3, 30, 31), (11, 3, 7, 7), True, dict(stride=2, padding=3), False),
     ((1, 1, 6, 7), (1, 1, 6, 7), True, dict(), True),
     ((1, 1, 5, 5), (17, 1, 2, 2), False, dict(), False),
+    ((1, 2, 20, 20), (3, 2, 3, 3), True, dict(stride=4, dilation=4, padding=2), True),  # cuda: patch > shared
+    ((1, 1, 18, 18), (2, 1, 17, 17), True, dict(), True),  # cuda: weights > shared
     ((0, 3, 5, 5), (4, 3, 3, 3), True, dict(padding=1), True),
     ((3, 5, 6), (4, 3, 3, 3), True, dict(padding=1), True),
 ]
