@@ -48,6 +48,7 @@ CONV_T2D = [
     ((1, 4, 5, 5), (4, 1, 3, 3), True, dict(groups=4, stride=2, output_padding=(1, 0)), False),
     ((2, 3, 6, 6), (3, 4, 5, 5), True, dict(padding=4, dilation=2, output_padding=1), False),
     ((2, 3, 3, 3), (3, 4, 3, 3), True, dict(stride=2, padding=2), False),
+    ((1, 2, 3, 3), (2, 3, 17, 16), True, dict(stride=2, padding=1), True),  # cuda: weights > shared
     ((0, 3, 4, 4), (3, 2, 3, 3), True, dict(stride=2), True),
     ((3, 4, 5), (3, 2, 3, 3), True, dict(stride=2, padding=1), True),
 ]

@@ -4,8 +4,8 @@ A block computes a TH x TW tile of output pixels for OCT output channels of one 
 computes OCT outputs (one pixel, OCT channels). For every input channel of the group the block stages the input
 patch its tile reads (zero-filled where the padding is) and the OCT x KH x KW weights in shared memory, then each
 thread accumulates from shared memory only. The transposed convolution stages the weights the same way and gathers,
-per output pixel, the input pixels whose taps reach it. conv2d shapes whose patch or weight block does not fit the
-shared buffers run ``_conv2d_naive`` (one thread per output, global memory only).
+per output pixel, the input pixels whose taps reach it. Shapes whose patch or weight block does not fit the shared
+buffers run ``_conv2d_naive`` / ``_conv_transpose2d_naive`` (one thread per output, global memory only).
 
 Shared buffers have a static size and dtype, so each kernel is built once per dtype (float32, float64) when this
 module is imported, by a module-level factory.
@@ -204,6 +204,36 @@ def _conv2d_naive(out, x, w, bias, SH, SW, PT, PL, DH, DW, G):
     out[n, oc, oh, ow] = s + bias[oc]
 
 
+@cuda.jit
+def _conv_transpose2d_naive(out, x, w, bias, SH, SW, PH, PW, DH, DW, G):
+    """out (N, OC, OH, OW) = transposed conv of x (N, C, H, W) with w (C, OC/G, KH, KW) plus bias; grid =
+    ceil(out.size / TPB) blocks of TPB threads, one thread per output value gathering from global memory
+    (accumulates in float64)."""
+    i = cuda.grid(1)
+    N, OC, OH, OW = out.shape
+    if i >= N * OC * OH * OW:
+        return
+    ow = i % OW
+    oh = (i // OW) % OH
+    oc = (i // (OW * OH)) % OC
+    n = i // (OW * OH * OC)
+    H, W = x.shape[2], x.shape[3]
+    OCG, KH, KW = w.shape[1], w.shape[2], w.shape[3]
+    ICG = x.shape[1] // G
+    g = oc // OCG
+    s = 0.0
+    for ic in range(g * ICG, (g + 1) * ICG):
+        for kh in range(KH):
+            t = oh + PH - kh * DH
+            if t < 0 or t % SH != 0 or t // SH >= H:
+                continue
+            for kw in range(KW):
+                u = ow + PW - kw * DW
+                if u >= 0 and u % SW == 0 and u // SW < W:
+                    s += x[n, ic, t // SH, u // SW] * w[ic, oc - g * OCG, kh, kw]
+    out[n, oc, oh, ow] = s + bias[oc]
+
+
 def _bias(b, OC, dtype):
     return cuda.to_device(np.zeros(OC, dtype)) if b is None else b
 
@@ -236,9 +266,8 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     bias = _bias(b, OCG * groups, x.dtype)
     if OCT * KH * KW > SMEM_W:
-        raise NotImplementedError(
-            f"conv_transpose2d: kernels over {SMEM_W // OCT} taps are not supported on cuda, got {KH}x{KW}"
-        )
+        _conv_transpose2d_naive[blocks(out.size), TPB](out, x, w, bias, SH, SW, PH, PW, DH, DW, groups)
+        return
     grid, tiles_w = _grid(out, OCG, groups, N)
     _conv_transpose2d_kernel[np.dtype(x.dtype)][grid, (TW, TH)](out, x, w, bias, SH, SW, PH, PW, DH, DW, groups,
                                                                  tiles_w)
