@@ -33,6 +33,7 @@ ROW_CASES = [  # (shape, normalized_shape)
     ((6,), (6,)),
     ((5, 300), (300,)),  # several statistics blocks per row
     ((2, 1, 1000), (1, 1000)),
+    ((1, 70000), (70000,)),  # few long rows: split into chunks
     ((0, 4), (4,)),
     ((2, 0), (0,)),
 ]

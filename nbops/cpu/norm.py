@@ -188,6 +188,27 @@ def _group_norm_kernel(out, mean, m2, x, weight, bias, G, L, eps):
                 os[i] = (xs[i] - m_hi) * scale + shift
 
 
+@njit(parallel=True, cache=True)
+def _normalize_rows_kernel(out, x, m_hi, m_lo, rstd, weight, bias, CH):
+    """out[r, k] = ((x[r, k] - m_hi[r]) - m_lo[r]) * rstd[r] * weight[k] + bias[k]; x, out: (M, K); m_hi, m_lo,
+    rstd: (M,); weight, bias: (K,). One prange iteration handles CH values of one row (for few, long rows)."""
+    M, K = x.shape
+    NK = (K + CH - 1) // CH
+    for t in prange(M * NK):
+        r = t // NK
+        lo = (t % NK) * CH
+        hi = min(lo + CH, K)
+        xs = x[r, lo:hi]
+        os = out[r, lo:hi]
+        ws = weight[lo:hi]
+        bs = bias[lo:hi]
+        a = m_hi[r]
+        b = m_lo[r]
+        s = rstd[r]
+        for i in range(hi - lo):
+            os[i] = ((xs[i] - a) - b) * s * ws[i] + bs[i]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # batch norm: a fused per-channel kernel, and partial statistics + an affine pass for the other shapes
 
@@ -399,10 +420,34 @@ def _columns_policy(N, J):
 # launchers
 
 
+def _few_long_rows(M, K):
+    """Policy: split rows into CHUNK-sized tasks when there are too few rows to share among the threads."""
+    return M < 2 * numba.get_num_threads() and K >= 4 * CHUNK
+
+
+def _row_chunk_stats(x):
+    """Per-row float64 (mean, M2) of x (M, K) from parallel chunk statistics merged by Chan's formula."""
+    M, K = x.shape
+    NK = -(-K // CHUNK)
+    pmean = np.empty((M, NK))
+    pm2 = np.empty((M, NK))
+    _chunk_moments_kernel(pmean, pm2, x, CHUNK)
+    return _chan_merge(pmean, pm2, np.minimum(CHUNK, K - CHUNK * np.arange(NK)), axis=1)
+
+
 @register("layer_norm", "cpu")
 def layer_norm(out, x, weight, bias, eps):
-    """x, out: (M, K) rows; weight, bias: (K,)."""
-    _layer_norm_kernel(out, x, weight, bias, eps)
+    """x, out: (M, K) rows; weight, bias: (K,). One task per row, or per row chunk for few long rows."""
+    M, K = x.shape
+    if not _few_long_rows(M, K):
+        _layer_norm_kernel(out, x, weight, bias, eps)
+        return
+    mean, m2 = _row_chunk_stats(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m_hi = mean.astype(x.dtype)
+        m_lo = (mean - m_hi).astype(x.dtype)
+        rstd = (1.0 / np.sqrt(m2 / K + eps)).astype(x.dtype)
+    _normalize_rows_kernel(out, x, m_hi, m_lo, rstd, weight, bias, CHUNK)
 
 
 @register("deep_norm", "cpu")
@@ -413,8 +458,17 @@ def deep_norm(out, x, fx, weight, bias, alpha, eps):
 
 @register("rms_norm", "cpu")
 def rms_norm(out, x, weight, eps):
-    """x, out: (M, K) rows; weight: (K,)."""
-    _rms_norm_kernel(out, x, weight, eps)
+    """x, out: (M, K) rows; weight: (K,). One task per row, or per row chunk for few long rows (the mean square
+    then comes from the chunk moments, sum(x^2) = M2 + K mean^2, both terms positive)."""
+    M, K = x.shape
+    if not _few_long_rows(M, K):
+        _rms_norm_kernel(out, x, weight, eps)
+        return
+    mean, m2 = _row_chunk_stats(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        rs = (1.0 / np.sqrt((m2 + K * mean * mean) / K + eps)).astype(x.dtype)
+    zero = np.zeros(M, x.dtype)
+    _normalize_rows_kernel(out, x, zero, zero, rs, weight, np.zeros(K, x.dtype), CHUNK)
 
 
 @register("group_norm", "cpu")
