@@ -467,12 +467,23 @@ def _leaf_keymax(seg, mask, fix, flip, thresh, sh, nankey):
     return b
 
 
+FIND = 64  # elements of one vectorised "is it here" test of ``_leaf_find``
+
+
 @njit(**_OPTS)
 def _leaf_find(seg, target, mask, fix, flip, thresh, sh, nankey):
-    """The first i with _key(seg[i]) == target (target occurs in seg)."""
-    for i in range(seg.shape[0]):
-        if _key(seg[i], mask, fix, flip, thresh, sh, nankey) == target:
-            return i
+    """The first i with _key(seg[i]) == target (target occurs in seg): FIND-element pieces are tested with a
+    vectorised OR of equalities, and only the piece that holds it is scanned element by element."""
+    n = seg.shape[0]
+    for a in range(0, n, FIND):
+        piece = seg[a:min(a + FIND, n)]
+        hit = False
+        for i in range(piece.shape[0]):
+            hit |= _key(piece[i], mask, fix, flip, thresh, sh, nankey) == target
+        if hit:
+            for i in range(piece.shape[0]):
+                if _key(piece[i], mask, fix, flip, thresh, sh, nankey) == target:
+                    return a + i
     return 0
 
 
