@@ -206,15 +206,18 @@ def _x(*s):
 
 
 ERRORS = [
-    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 2, 3, 3)), {}, ValueError, r"conv2d\(\).*expected input.*3 channels.*'weight'"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 2, 3, 3)), {}, ValueError,
+     r"conv2d\(\).*expected input.*3 channels.*'weight'"),
     (nbops.conv2d, (_x(1, 4, 5, 5), _x(3, 2, 3, 3)), dict(groups=2), ValueError, r"divisible by 2.*'groups'"),
     (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 1, 3, 3)), dict(groups=2), ValueError, r"conv2d\(\).*'weight'"),
     (nbops.conv2d, (_x(1, 3, 4, 4), _x(4, 3, 7, 7)), dict(padding=1), ValueError,
      r"conv2d\(\).*Kernel size can't be greater than actual input size"),
     (nbops.conv2d, (_x(1, 3, 5, 5), _x(0, 3, 3, 3)), {}, ValueError, r"conv2d\(\).*at least 1 at dimension 0"),
-    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(stride=0), ValueError, r"conv2d\(\).*non-positive stride.*stride"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(stride=0), ValueError,
+     r"conv2d\(\).*non-positive stride.*stride"),
     (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(stride=(1, -1)), ValueError, r"stride"),
-    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(padding=-1), ValueError, r"conv2d\(\).*negative padding.*padding"),
+    (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(padding=-1), ValueError,
+     r"conv2d\(\).*negative padding.*padding"),
     (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(dilation=0), ValueError, r"conv2d\(\).*dilation"),
     (nbops.conv2d, (_x(1, 3, 5, 5), _x(3, 1, 3, 3)), dict(groups=0), ValueError, r"conv2d\(\).*groups"),
     (nbops.conv2d, (_x(1, 3, 5, 5), _x(4, 3, 3, 3)), dict(padding="full"), ValueError, r"Invalid padding string"),

@@ -2,9 +2,10 @@
 
 Both conv2d and conv_transpose2d run on one tile kernel, ``_conv_tiles_kernel``. Its input is a stack of *planes*:
 each input channel, zero-padded and split into ``P = SH * SW`` stride phases, flattened to 1-D rows of width ``WQ``.
-In that layout every kernel tap ``k`` of a stride-1 view is a fixed plane and a fixed flat offset, so a tile of ``PB`` consecutive output pixels reads ``PB`` consecutive values per tap, whatever the
-stride and dilation. Pixels whose column falls in ``[NB, WQ)`` are computed and dropped (the few columns of
-padding per row), which keeps the innermost loop a plain, full-width FMA over a row slice.
+In that layout every kernel tap ``k`` of a stride-1 view is a fixed plane and a fixed flat offset, so a tile of
+``PB`` consecutive output pixels reads ``PB`` consecutive values per tap, whatever the stride and dilation. Pixels
+whose column falls in ``[NB, WQ)`` are computed and dropped (the few columns of padding per row), which keeps the
+innermost loop a plain, full-width FMA over a row slice.
 
 One tile is ``OCB`` output channels x ``PB`` pixels, accumulated in ``OCB`` stack arrays of ``PB`` lanes (2 zmm
 each with float32 on AVX-512) that LLVM keeps in registers: each loaded input vector feeds ``OCB`` FMAs and each
