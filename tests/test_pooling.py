@@ -229,7 +229,7 @@ ERRORS = [
     (nbops.avg_pool2d, make((1, 2, 5, 5)), dict(kernel_size=2, divisor_override=1.5), TypeError, "avg_pool2d.*divisor"),
     (nbops.avg_pool2d, make((1, 2, 5, 5)), dict(kernel_size=3, padding=2), ValueError, "avg_pool2d.*half of kernel"),
     (nbops.avg_pool1d, make((1, 2, 5)), dict(kernel_size=6), ValueError, "avg_pool1d.*too small"),
-    (nbops.adaptive_avg_pool2d, make((1, 2, 5, 5)), dict(output_size=(-1, 2)), ValueError, "adaptive_avg_pool2d.*greater than or equal to 0"),
+    (nbops.adaptive_avg_pool2d, make((1, 2, 5, 5)), dict(output_size=(-1, 2)), ValueError, "adaptive_avg_pool2d.*greater than or equal"),
     (nbops.adaptive_avg_pool2d, make((1, 2, 0, 5)), dict(output_size=2), ValueError, "adaptive_avg_pool2d.*non-zero"),
     (nbops.adaptive_max_pool2d, make((2, 5)), dict(output_size=2), ValueError, "adaptive_max_pool2d.*3-D or 4-D"),
     (nbops.adaptive_avg_pool1d, make((1, 2, 5)), dict(output_size=None), TypeError, "adaptive_avg_pool1d.*output_size"),
