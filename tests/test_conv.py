@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import nbops
+from nbops._shapes import conv_out_size, pair
 from helpers import DTYPES, assert_same, check, make, to_numpy, to_target
 
 # rows: (xshape, wshape, bias, kwargs, also on cuda). cuda rows keep every dim <= 32 (the simulator runs Python per
@@ -186,11 +187,11 @@ def test_fast_kernels_match_naive(case):
         x = make((2, 4, 13, 35), dtype, 17)
         w = make(case["wshape"], dtype, 18)
         b = make((case["wshape"][0],), dtype, 19)
-        s = nbops._shapes.pair("t", "s", case["stride"])
-        p = nbops._shapes.pair("t", "p", case["padding"])
-        d = nbops._shapes.pair("t", "d", case["dilation"])
-        oh = nbops._shapes.conv_out_size(13, w.shape[2], s[0], p[0], d[0])
-        ow = nbops._shapes.conv_out_size(35, w.shape[3], s[1], p[1], d[1])
+        s = pair("t", "s", case["stride"])
+        p = pair("t", "p", case["padding"])
+        d = pair("t", "d", case["dilation"])
+        oh = conv_out_size(13, w.shape[2], s[0], p[0], d[0])
+        ow = conv_out_size(35, w.shape[3], s[1], p[1], d[1])
         fast = np.empty((2, w.shape[0], oh, ow), dtype)
         slow = np.empty_like(fast)
         launcher(fast, x, w, b, s, (p[0], p[0], p[1], p[1]), d, case["groups"])

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .._dispatch import FLOAT_DTYPES, Call, public
-from .._shapes import conv_out_size, conv_transpose_out_size, ntuple
+from .._shapes import conv_transpose_out_size, ntuple
 
 
 def _int(op, name, value, minimum, message):
