@@ -303,6 +303,9 @@ def test_clamp_int_and_nan_bounds(target):
     f = make((3, 5), np.float32, 3)
     check(nbops.clamp, torch.clamp, target, f, min=np.array([np.nan, 0, 0, 0, 0], np.float32))
     check(nbops.clamp, torch.clamp, target, f, max=np.array([[np.nan], [0], [1]], np.float64))
+    b = np.array([[True, False, True]])
+    check(nbops.clamp, torch.clamp, target, b, max=np.array([[False], [True]]))
+    check(nbops.clamp, torch.clamp, target, b.T, min=np.array([True, False]))
     lo = make((3, 5), np.float32, 4, layout="transposed")
     check(nbops.clamp, torch.clamp, target, f, min=lo, max=np.array(1.0, np.float32))
 
@@ -365,7 +368,8 @@ ERRORS = [
     (lambda: nbops.where(make((2,)), make((2,)), 0.0), TypeError, "condition"),
     (lambda: nbops.where(np.array([True, False]), make((3,)), 0.0), ValueError, "where"),
     (lambda: nbops.clamp(make((2,))), ValueError, "clamp"),
-    (lambda: nbops.clamp(np.array([True]), min=False), TypeError, "clamp"),
+    (lambda: nbops.clamp(np.array([True]), min=False), TypeError, "bool"),
+    (lambda: nbops.clamp(np.array([True]), min=np.array([False]), max=np.array([True])), TypeError, "bool"),
     (lambda: nbops.clamp(make((2,)), min=make((3,))), ValueError, "clamp"),
     (lambda: nbops.add(make((2,)), 1j), TypeError, "add"),
 ]

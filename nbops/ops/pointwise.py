@@ -502,7 +502,7 @@ def clamp(input, min=None, max=None):
     Mirrors :func:`torch.clamp`.
 
     Args:
-        input: array of any shape (not bool).
+        input: array of any shape (bool only with a single array bound, as in torch).
         min: lower bound, an array broadcastable with ``input`` or a number; None for no lower bound.
         max: upper bound, likewise; None for no upper bound. At least one must be given. Where ``min > max`` the
             result is ``max``; NaN in ``input`` or in a bound gives NaN, as in torch.
@@ -511,7 +511,7 @@ def clamp(input, min=None, max=None):
         array of the broadcast shape and the promoted dtype of the arguments given; same kind of array and device
         as input.
 
-    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
+    Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool (one array bound).
 
     >>> import numpy as np, nbops
     >>> nbops.clamp(np.array([-2.0, 0.5, 3.0]), min=-1.0, max=1.0)
@@ -522,9 +522,11 @@ def clamp(input, min=None, max=None):
         raise ValueError("clamp(): at least one of 'min' or 'max' must not be None")
     values = {"input": input, "min": min, "max": max}
     rt = _result_type(call, values)
+    if rt == _BOOL and (min is not None and max is not None or "min" not in call and "max" not in call):
+        raise TypeError("clamp(): bool is implemented only with one array bound (as in torch)")
     if rt == _BOOL:
-        raise TypeError("clamp(): not implemented for bool")
-    if rt.kind == "f":
+        lo, hi = False, True
+    elif rt.kind == "f":
         lo, hi = -np.inf, np.inf
     else:
         lo, hi = int(np.iinfo(rt).min), int(np.iinfo(rt).max)
