@@ -199,6 +199,29 @@ def test_max_pool_ties(target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_max_pool_random_geometry_ties_nan(target):
+    """Random kernel/stride/padding/dilation/ceil_mode on integer-valued inputs sprinkled with NaN and -inf: values
+    and indices are torch's, including which of several equal maxima or NaNs is reported."""
+    rng = np.random.default_rng(7)
+    done = 0
+    while done < (40 if target == "cpu" else 6):
+        H, W = (int(v) for v in rng.integers(1, 13, 2))
+        k = tuple(int(v) for v in rng.integers(1, 4, 2))
+        s = tuple(int(v) for v in rng.integers(1, 4, 2))
+        d = tuple(int(v) for v in rng.integers(1, 3, 2))
+        p = tuple(int(rng.integers(0, kv // 2 + 1)) for kv in k)
+        ceil = bool(rng.integers(0, 2))
+        if any(n + 2 * pv - dv * (kv - 1) - 1 < 0 for n, kv, pv, dv in zip((H, W), k, p, d)):
+            continue  # torch: output size too small
+        x = rng.integers(-2, 3, (1, 3, H, W)).astype(np.float32)
+        x[rng.random(x.shape) < 0.1] = np.nan
+        x[rng.random(x.shape) < 0.1] = -np.inf
+        check(nbops.max_pool2d, F.max_pool2d, target, x, k, s, p, d, ceil, True)
+        check(nbops.max_pool2d, F.max_pool2d, target, x, k, s, p, d, ceil)
+        done += 1
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_pool_torch_tensor_in_out(target):
     x = make((1, 2, 6, 6), np.float32)
     t = torch.from_numpy(x) if target == "cpu" else to_target(x, target)

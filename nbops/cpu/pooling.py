@@ -4,9 +4,9 @@ stays busy whatever the batch; the adaptive pools split the planes. Along an out
 lies wholly inside the input (the interior) run as contiguous loops over ``ow`` that LLVM vectorises: a strided
 window is first split into its stride phases; only the few border columns take the clipped scalar path.
 
-avg_pool and max_pool with indices visit each window in torch's order (rows outer, columns inner) with torch's
-comparison ``v > m or v != v`` or its float sum from 0, so they match torch bit for bit; max_pool without indices
-reduces rows first (same values: a max is exact) and the adaptive average lets LLVM reorder its sums.
+avg_pool sums each window in torch's order (rows outer, columns inner, from 0), so it matches torch bit for bit;
+max_pool reduces the window's rows first (a max is exact; with indices, ``_wins`` restores torch's row-major choice
+among equal maxima and NaNs, so indices match too); the adaptive average lets LLVM reorder its sums.
 """
 
 import numpy as np
@@ -120,14 +120,26 @@ def _max_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, DH, DW):
                 orow[ow] = m
 
 
+@njit(cache=True, inline="always")
+def _wins(v, k, m, mk):
+    """Does value v from window row k beat the current maximum m from row mk? torch's row-major rule on a
+    separable scan: the first maximum (equal values go to the smaller row), or the last NaN (the larger row, or
+    the same row further right)."""
+    vn = v != v
+    mn = m != m
+    return (vn & (~mn | (k >= mk))) | (~mn & ((v > m) | ((v == m) & (k < mk))))
+
+
 @njit(parallel=True, cache=True)
 def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     """Like ``_max_pool_kernel``, also writing idx[p, oh, ow] = h * W + w of the maximum (int64): the first
     maximum in row-major window order, or the last NaN; a window with no valid element keeps torch's start index.
 
-    One prange iteration computes ROWS output rows (p, oh). The interior sweeps record the winning tap (kh, kw)
-    in two scratch rows of the input dtype (same vector width as the values, so the paired selects vectorise)
-    and turn it into an index once per row.
+    One prange iteration computes ROWS output rows (p, oh), separably: the window's valid input rows are reduced
+    into one scratch row of values and one of the winning row numbers (first maximum, last NaN per column), then
+    the kw sweeps over their stride phases pick each output's column by ``_wins``, which restores torch's
+    row-major choice among equal maxima. Row and column numbers live in rows of the input dtype, the same vector
+    width as the values, so the paired selects vectorise.
     """
     P, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
@@ -137,54 +149,73 @@ def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     t = x.dtype.type
     for b in prange((R + ROWS - 1) // ROWS):
         ph = np.empty((SW, (W + SW - 1) // SW), x.dtype)
-        tap_h = np.empty(max(n, 1), x.dtype)
-        tap_w = np.empty(max(n, 1), x.dtype)
+        pk = np.empty((SW, (W + SW - 1) // SW), x.dtype)
+        vr = np.empty(W, x.dtype)
+        vk = np.empty(W, x.dtype)
+        mk = np.empty(max(n, 1), x.dtype)
+        mw = np.empty(max(n, 1), x.dtype)
         for r in range(b * ROWS, min(R, b * ROWS + ROWS)):
             p = r // OH
             oh = r - p * OH
             h0 = oh * SH - PH
             kh0 = _first_valid(h0, DH)
+            kh1 = _end_valid(h0, KH, DH, H)
             orow = out[p, oh]
             irow = idx[p, oh]
             hs = h0 + kh0 * DH
+            orow[:] = -np.inf
             for ow in range(OW):
                 w0 = ow * SW - PW
-                orow[ow] = -np.inf
                 irow[ow] = hs * W + w0 + _first_valid(w0, DW) * DW
-            tap_h[:] = -1
+            if kh0 >= kh1:
+                continue
+            vr[:] = x[p, hs]
+            vk[:] = t(kh0)
+            for kh in range(kh0 + 1, kh1):
+                xr = x[p, h0 + kh * DH]
+                tk = t(kh)
+                for w in range(W):
+                    v = xr[w]
+                    m = vr[w]
+                    take = (v > m) | (v != v)
+                    vr[w] = v if take else m
+                    vk[w] = tk if take else vk[w]
+            if SW > 1 and n > 0:
+                _deinterleave(ph, vr, SW)
+                _deinterleave(pk, vk, SW)
             mid = orow[lo:hi]
-            for kh in range(kh0, _end_valid(h0, KH, DH, H)):
-                ih = h0 + kh * DH
-                xr = x[p, ih]
-                if SW > 1 and n > 0:
-                    _deinterleave(ph, xr, SW)
-                for kw in range(KW):
-                    xs = _tap(xr, ph, SW, lo * SW - PW + kw * DW)
-                    th = t(kh)
-                    tw = t(kw)
-                    for j in range(n):
-                        v = xs[j]
-                        m = mid[j]
-                        take = (v > m) | (v != v)
-                        mid[j] = v if take else m
-                        tap_h[j] = th if take else tap_h[j]
-                        tap_w[j] = tw if take else tap_w[j]
-                for i in range(lo + OW - hi):
-                    ow = _border(i, lo, hi)
-                    w0 = ow * SW - PW
-                    m = orow[ow]
-                    mi = irow[ow]
-                    for kw in range(_first_valid(w0, DW), _end_valid(w0, KW, DW, W)):
-                        v = xr[w0 + kw * DW]
-                        if v > m or v != v:
-                            m = v
-                            mi = ih * W + w0 + kw * DW
-                    orow[ow] = m
-                    irow[ow] = mi
+            mk[:] = np.inf
+            mw[:] = 0
+            for kw in range(KW):
+                start = lo * SW - PW + kw * DW
+                xs = _tap(vr, ph, SW, start)
+                ks = _tap(vk, pk, SW, start)
+                tw = t(kw)
+                for j in range(n):
+                    v = xs[j]
+                    k = ks[j]
+                    m = mid[j]
+                    c = mk[j]
+                    take = _wins(v, k, m, c)
+                    mid[j] = v if take else m
+                    mk[j] = k if take else c
+                    mw[j] = tw if take else mw[j]
             for j in range(n):
-                kh = np.int64(tap_h[j])
-                if kh >= 0:
-                    irow[lo + j] = (h0 + kh * DH) * W + (lo + j) * SW - PW + np.int64(tap_w[j]) * DW
+                irow[lo + j] = (h0 + np.int64(mk[j]) * DH) * W + (lo + j) * SW - PW + np.int64(mw[j]) * DW
+            for i in range(lo + OW - hi):
+                ow = _border(i, lo, hi)
+                w0 = ow * SW - PW
+                m = orow[ow]
+                c = t(np.inf)
+                mi = irow[ow]
+                for kw in range(_first_valid(w0, DW), _end_valid(w0, KW, DW, W)):
+                    w = w0 + kw * DW
+                    if _wins(vr[w], vk[w], m, c):
+                        m = vr[w]
+                        c = vk[w]
+                        mi = (h0 + np.int64(c) * DH) * W + w
+                orow[ow] = m
+                irow[ow] = mi
 
 
 @register("max_pool", "cpu")
