@@ -49,7 +49,7 @@ def _vector_bytes():
 OCB = 8  # output channels per register tile
 # output pixels per register tile: 8 x 2 zmm accumulators of AVX-512's 32 registers; 8 x 1 ymm of AVX2's 16
 PB = 32 if _vector_bytes() == 64 else 8
-DW_PB = 128  # output pixels per depthwise tile (8 zmm: more FMAs per tap's address arithmetic)
+DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 4 ymm: more FMAs per tap's address arithmetic)
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
