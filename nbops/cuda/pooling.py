@@ -60,13 +60,23 @@ def _max_pool_kernel(out, idx, x, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, with_i
         idx[i] = mi
 
 
+_PLACEHOLDERS = {}  # device uuid -> a 1-element int64 array standing in for idx when no indices are wanted
+
+
+def _placeholder():
+    dev = cuda.current_context().device.uuid
+    if dev not in _PLACEHOLDERS:
+        _PLACEHOLDERS[dev] = cuda.device_array(1, np.int64)
+    return _PLACEHOLDERS[dev]
+
+
 @register("max_pool", "cuda")
 def max_pool(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     """Max pooling of planes x: (P, H, W) into out (and idx when not None): (P, OH, OW)."""
     n = out.size
     OH, OW = out.shape[1], out.shape[2]
     with_idx = idx is not None
-    iflat = flat(idx) if with_idx else cuda.device_array(1, np.int64)
+    iflat = flat(idx) if with_idx else _placeholder()
     _max_pool_kernel[blocks(n), TPB](flat(out), iflat, x, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, with_idx)
 
 
