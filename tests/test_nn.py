@@ -690,3 +690,29 @@ def test_device_factory_argument():
     assert_same(y, torch.from_numpy(x @ to_numpy(lin.weight).T + to_numpy(lin.bias)), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="one target"):
         lin(x)  # a cpu input for a cuda module: never copied behind the caller's back
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_fuse_conv_bn_eval_matches_torch(transpose):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval as torch_fuse
+
+    from nbops.nn.utils import fuse_conv_bn_eval
+
+    conv_ctor = "ConvTranspose2d(3, 4, 3, stride=2)" if transpose else "Conv2d(3, 4, 3, padding=1, bias=False)"
+    t_conv, conv = build(conv_ctor)
+    t_bn = torch.nn.BatchNorm2d(4)
+    with torch.no_grad():
+        t_bn.running_mean.copy_(torch.randn(4))
+        t_bn.running_var.copy_(torch.rand(4) + 0.5)
+        t_bn.weight.copy_(torch.randn(4))
+        t_bn.bias.copy_(torch.randn(4))
+    bn = nn.from_torch(t_bn)
+    t_conv.eval(), t_bn.eval(), conv.eval(), bn.eval()
+    fused = fuse_conv_bn_eval(conv, bn, transpose=transpose)
+    t_fused = torch_fuse(t_conv, t_bn, transpose=transpose)
+    assert_state_equal(fused, t_fused, rtol=1e-6, atol=1e-6)
+    assert conv.bias is None or conv.bias is not fused.bias  # the original is untouched
+    x = make((2, 3, 5, 5), np.float32)
+    assert_same(fused(x), bn(conv(x)), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="Fusion only for eval"):
+        fuse_conv_bn_eval(conv.train(), bn)

@@ -1,4 +1,5 @@
-"""Whole-network workloads: ResNet-18 forward at batch 8, 224x224 and a Transformer encoder layer (BERT-base sizes:
+"""Whole-network workloads: ResNet-18 forward at batch 8, 224x224 (as is, and with every BatchNorm folded into its
+convolution by each framework's ``fuse_conv_bn_eval``) and a Transformer encoder layer (BERT-base sizes:
 d_model 768, 12 heads, FFN 3072, GELU) on (8, 512, 768), nbops vs torch with the same weights (the nbops model is
 converted from the torch one with ``nbops.nn.from_torch``), eval mode, float32.
 
@@ -6,10 +7,11 @@ FLOPs count 2 per multiply-add of the convolutions, linear layers and attention 
 per-layer-type breakdown of one forward (forward hooks on the leaf modules, both frameworks; torch's eval-mode fast
 path for TransformerEncoderLayer runs as one fused call, so its time lands in the "between modules" row):
 
-    python -m bench.cases.models [resnet18|encoder] [--repeat 3]
+    python -m bench.cases.models [resnet18|resnet18_fused|encoder] [--repeat 3]
 """
 
 import argparse
+import copy
 import time
 from collections import defaultdict
 
@@ -76,10 +78,34 @@ def _torch_resnet18():
     return ResNet()
 
 
+def _fuse_resnet(model, fuse, identity):
+    """Fold every BatchNorm of a ResNet (torch's or nbops') into the convolution before it, in place."""
+    pairs = [(model, "conv1", "bn1")]
+    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in layer:
+            pairs += [(block, "conv1", "bn1"), (block, "conv2", "bn2")]
+            if block.downsample is not None:
+                pairs.append((block.downsample, "0", "1"))
+    for parent, conv, bn in pairs:
+        setattr(parent, conv, fuse(getattr(parent, conv), getattr(parent, bn)))
+        setattr(parent, bn, identity())
+    return model
+
+
 def _build(name):
     """(torch model, nbops model) with identical weights, eval mode; built once per process."""
     if name not in _cache:
         torch.manual_seed(0)
+        if name == "resnet18_fused":
+            from torch.nn.utils.fusion import fuse_conv_bn_eval as torch_fuse
+
+            from nbops.nn.utils import fuse_conv_bn_eval
+
+            t = copy.deepcopy(_build("resnet18")[0])
+            n = nn.from_torch(t).eval()
+            _cache[name] = (_fuse_resnet(t, torch_fuse, torch.nn.Identity).eval(),
+                            _fuse_resnet(n, fuse_conv_bn_eval, nn.Identity))
+            return _cache[name]
         if name == "resnet18":
             t = _torch_resnet18()
         else:
@@ -115,6 +141,11 @@ def _resnet_setup(rng, dtype):
     return (rng.standard_normal((RESNET_N, 3, RESNET_HW, RESNET_HW)).astype(dtype),)
 
 
+def _resnet_fused_setup(rng, dtype):
+    _build("resnet18_fused")
+    return (rng.standard_normal((RESNET_N, 3, RESNET_HW, RESNET_HW)).astype(dtype),)
+
+
 def _encoder_setup(rng, dtype):
     _build("encoder")
     return (rng.standard_normal((ENC_N, ENC_L, ENC_E)).astype(dtype),)
@@ -132,6 +163,15 @@ CASES = [
         bytes=4.0 * (RESNET_N * 3 * RESNET_HW ** 2 + 11689512 + RESNET_N * 1000),
         quick=False,
         rtol=1e-3, atol=1e-3,  # 20 float32 layers, each summing up to 4608 terms in another order than oneDNN
+    ),
+    Case(
+        name=f"resnet18 forward N{RESNET_N} {RESNET_HW}x{RESNET_HW} eval, conv+BN fused on both sides",
+        family="models", setup=_resnet_fused_setup,
+        nbops=_run_nbops("resnet18_fused"), torch=_run_torch("resnet18_fused"),
+        flops=RESNET18_GFLOP_PER_IMAGE * 1e9 * RESNET_N,
+        bytes=4.0 * (RESNET_N * 3 * RESNET_HW ** 2 + 11689512 + RESNET_N * 1000),
+        quick=False,
+        rtol=1e-3, atol=1e-3,
     ),
     Case(
         name=f"transformer encoder layer ({ENC_N}, {ENC_L}, {ENC_E}) h{ENC_H} ff{ENC_FF} eval", family="models",
@@ -152,7 +192,7 @@ def breakdown(name, repeat=3):
     """Median seconds per leaf-module type over ``repeat`` forwards, for nbops and torch: {type: (nbops, torch)}."""
     t, n = _build(name)
     rng = np.random.default_rng(0)
-    x = (rng.standard_normal((RESNET_N, 3, RESNET_HW, RESNET_HW)) if name == "resnet18"
+    x = (rng.standard_normal((RESNET_N, 3, RESNET_HW, RESNET_HW)) if name.startswith("resnet18")
          else rng.standard_normal((ENC_N, ENC_L, ENC_E))).astype(np.float32)
     leaf_types = {type(m).__name__ for m in n.modules() if not list(m.children())} | {"MultiheadAttention"}
 

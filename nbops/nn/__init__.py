@@ -11,7 +11,7 @@ Parameters and buffers are plain arrays: NumPy on the cpu, numba device arrays a
 ``from_torch(torch_model)`` converts a whole torch module tree.
 """
 
-from . import init  # noqa: F401
+from . import init, utils  # noqa: F401
 from .activation import (
     CELU,
     ELU,
@@ -118,4 +118,5 @@ __all__ = [
     "LogSoftmax",
     "from_torch",
     "init",
+    "utils",
 ]
