@@ -459,6 +459,11 @@ def test_containers():
     ml.insert(0, nn.ReLU())
     assert [type(m).__name__ for m in ml] == ["ReLU", "Linear", "Linear"]
     assert len(ml[1:]) == 2
+    t_seq = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    n_seq = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    setattr(t_seq, "0", torch.nn.Identity())
+    setattr(n_seq, "0", nn.Identity())  # replacing a child keeps its position, as in torch
+    assert repr(n_seq) == repr(t_seq)
     md = nn.ModuleDict({"a": nn.Linear(2, 2)})
     md["b"] = nn.ReLU()
     assert list(md.keys()) == ["a", "b"] and "a" in md
