@@ -27,7 +27,7 @@ SERIAL_BELOW = 65536  # arrays smaller than this run on the calling thread: waki
 LANES = 16  # independent running maxima that a block-max loop keeps (one AVX-512 register of float32)
 ROW_BLOCK = 512  # elements of a softmax row per online step (the block is read twice, from L1)
 COL_TILE = 256  # columns (K) of an (O, D, K) softmax handled by one prange iteration
-DEPTH_BLOCK = 16  # rows (D) per online step of an (O, D, K) softmax
+DEPTH_BLOCK = 64  # rows (D) per online step of an (O, D, K) softmax (fewer steps: each pays a rescale per column)
 
 
 # ----------------------------------------------------------------------------------------------------------------
