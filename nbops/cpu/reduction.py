@@ -8,9 +8,10 @@ Every reduction arrives canonical: a C-contiguous ``x`` of shape (O, R, I) reduc
   The row is walked in cache-resident leaves of BLOCK elements; each leaf is one vectorised loop, and leaves are
   combined pairwise (sums) or by Chan's merge (variances).
 * columns (I > 1, reducing over an outer axis): one task accumulates the rows of one chunk of ``RC`` rows of
-  ``x[o, :, i0:i0 + IB]`` into 1-D accumulators of IB elements that stay in L1, so the loads and the arithmetic run
-  along the contiguous inner axis. Tasks split the inner blocks *and* the rows, so every thread works even when
-  O == 1.
+  ``x[o, :, i0:i0 + IB]`` into 1-D accumulators of IB elements (cache-resident), so the loads and the arithmetic
+  run along the contiguous inner axis and whole rows stream sequentially (narrower blocks of wide rows touch a new
+  page every few KiB and measured 2-3x slower). Tasks split the inner blocks *and* the rows, so every thread works
+  even when O == 1.
 
 Whenever a row or a column was split into C > 1 chunks, the launcher merges the (O, C, I) partial results with a
 second, small pass. Nothing copies the input.
@@ -32,7 +33,7 @@ from numba.extending import intrinsic, overload
 from .._dispatch import register
 
 BLOCK = 2048  # elements of one leaf of a row: the unit of one vectorised loop (8 KiB of float32, L1-resident)
-IB = 1024  # inner elements one column task accumulates (a few IB-sized accumulators stay in L1)
+IB = 4096  # inner elements one column task accumulates: whole rows of up to 16 KiB (float32) stream sequentially
 GROUP = 64  # rows summed into a group accumulator before it joins the running total (blocked summation)
 LSE_GROUP = 16  # rows of a column logsumexp whose max is found before their exps are summed (they stay in L2)
 TASKS_PER_THREAD = 4  # prange tasks per thread when a row or a column is split into chunks
@@ -518,14 +519,38 @@ def _argmax_rows_kernel(pidx, x, L, p):
         pidx[m, c] = bidx
 
 
+@njit(**_OPTS)
+def _argmax_cols_task(dst, x, o, r0, r1, i0, p):
+    """dst[j] = index along R of the first largest key in x[o, r0:r1, i0 + j]; x: (O, R, I); dst: (w,) int64.
+
+    Best keys and their rows live in 1-D accumulators along the contiguous axis, replaced only on a strictly larger
+    key (so the first index wins ties); rows are counted in the keys' integer type (RC <= MAX_RC) so keys and rows
+    share a vector width. A plain (non-parallel) function: LLVM vectorises its loops, which it does not inside the
+    prange body."""
+    mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
+    w = dst.shape[0]
+    bk = np.empty(w, x.dtype)
+    bi = np.zeros(w, x.dtype)
+    seg = x[o, r0, i0:i0 + w]
+    for j in range(w):
+        bk[j] = _key(seg[j], mask, fix, flip, thresh, sh, nankey)
+    for r in range(1, r1 - r0):
+        seg = x[o, r0 + r, i0:i0 + w]
+        rr = _cast(r, bi)
+        for j in range(w):
+            k = _key(seg[j], mask, fix, flip, thresh, sh, nankey)
+            b = bk[j]
+            up = _cast(-(k > b), b)
+            bk[j] = (k & up) | (b & ~up)
+            bi[j] = (rr & up) | (bi[j] & ~up)
+    for j in range(w):
+        dst[j] = r0 + bi[j]
+
+
 @njit(parallel=True, **_OPTS)
 def _argmax_cols_kernel(pidx, x, RC, p):
     """pidx[o, c, i] = index along R of the first largest key in x[o, c*RC:(c+1)*RC, i]; x: (O, R, I), pidx:
-    (O, C, I) int64. One prange iteration: one (o, row chunk, inner block) triple; best keys and their rows live in
-    1-D accumulators along the inner axis, replaced only on a strictly larger key (so the first index wins ties).
-    Rows are counted within the chunk (RC <= MAX_RC) in the keys' integer type, so keys and rows share a vector
-    width."""
-    mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
+    (O, C, I) int64. One prange iteration: one (o, row chunk, inner block of IB) triple, by ``_argmax_cols_task``."""
     O, R, I = x.shape
     C = pidx.shape[1]
     NB = (I + IB - 1) // IB
@@ -534,25 +559,8 @@ def _argmax_cols_kernel(pidx, x, RC, p):
         rem = t - o * C * NB
         c = rem // NB
         i0 = (rem - c * NB) * IB
-        w = min(IB, I - i0)
         r0 = c * RC
-        bk = np.empty(w, x.dtype)
-        bi = np.zeros(w, x.dtype)
-        seg = x[o, r0, i0:i0 + w]
-        for j in range(w):
-            bk[j] = _key(seg[j], mask, fix, flip, thresh, sh, nankey)
-        for r in range(1, min(RC, R - r0)):
-            seg = x[o, r0 + r, i0:i0 + w]
-            rr = _cast(r, bi)
-            for j in range(w):
-                k = _key(seg[j], mask, fix, flip, thresh, sh, nankey)
-                b = bk[j]
-                up = _cast(-(k > b), b)
-                bk[j] = (k & up) | (b & ~up)
-                bi[j] = (rr & up) | (bi[j] & ~up)
-        dst = pidx[o, c, i0:i0 + w]
-        for j in range(w):
-            dst[j] = r0 + bi[j]
+        _argmax_cols_task(pidx[o, c, i0:min(i0 + IB, I)], x, o, r0, min(r0 + RC, R), i0, p)
 
 
 @njit(parallel=True, **_OPTS)
