@@ -525,8 +525,7 @@ def _argmax_cols_task(dst, x, o, r0, r1, i0, p):
 
     Best keys and their rows live in 1-D accumulators along the contiguous axis, replaced only on a strictly larger
     key (so the first index wins ties); rows are counted in the keys' integer type (RC <= MAX_RC) so keys and rows
-    share a vector width. A plain (non-parallel) function: LLVM vectorises its loops, which it does not inside the
-    prange body."""
+    share a vector width."""
     mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
     w = dst.shape[0]
     bk = np.empty(w, x.dtype)
