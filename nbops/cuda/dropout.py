@@ -2,25 +2,30 @@
 
 Each thread owns one generator state and walks a grid-stride loop, drawing one float32 uniform per element (or per
 channel); states for the global generator persist per device and advance with every draw, so a sequence of calls
-after ``nbops.manual_seed(s)`` repeats exactly; a call with ``seed=`` uses fresh states made from that seed. An
-element is kept when its uniform is below ``keep = threshold / 2**32`` (float32): kept ``x * keep_mul
-(+ keep_add)``, dropped ``x * 0 (+ drop_add)``, the adds only for alpha dropout (``affine``).
+after ``nbops.manual_seed(s)`` repeats exactly; a call with ``seed=`` works on a copy of pristine states made from
+that seed (made on the host and kept for the last few seeds). An element is kept when its uniform is below
+``keep = threshold / 2**32`` (float32): kept ``x * keep_mul (+ keep_add)``, dropped ``x * 0 (+ drop_add)``, the adds
+only for alpha dropout (``affine``).
 """
 
 import numpy as np
 from numba import config, cuda
-from numba.cuda.random import create_xoroshiro128p_states, xoroshiro128p_uniform_float32
+from numba.cuda.random import (create_xoroshiro128p_states, init_xoroshiro128p_states_cpu, xoroshiro128p_dtype,
+                               xoroshiro128p_uniform_float32)
 
 from .. import _random
 from .._dispatch import register
 from ._util import TPB, blocks, flat
 
-# Grid of the drawing kernels: at most MAX_BLOCKS blocks of DTPB threads, one generator state (16 B) per thread.
-# The simulator initialises states in pure Python (several ms each), so it gets one small block.
-MAX_BLOCKS = 1 if config.ENABLE_CUDASIM else 160
+# Grid of the drawing kernels: at most MAX_BLOCKS blocks of DTPB threads, one generator state (16 B) per thread
+# (512 x 256 states: 2 MiB, enough threads per SM to stream at memory speed, made once per seed on the host in
+# ~50 ms). The simulator initialises states in pure Python (several ms each), so it gets one small block.
+MAX_BLOCKS = 1 if config.ENABLE_CUDASIM else 512
 DTPB = 32 if config.ENABLE_CUDASIM else TPB
+SEEDED_CACHE = 4  # pristine host states kept for this many (seed, size) pairs of seed= calls
 
 _STATES = {}  # device uuid -> (epoch, states) of the global generator
+_SEEDED = {}  # (key, number of states) -> pristine host states, oldest first
 
 
 def _global_states():
@@ -31,6 +36,21 @@ def _global_states():
         held = (epoch, create_xoroshiro128p_states(MAX_BLOCKS * DTPB, seed=seed))
         _STATES[dev] = held
     return held[1]
+
+
+def _seeded_states(key, n):
+    """Device states at the pristine positions of ``key`` (n of them), so that every call with the same seed starts
+    from the same generator positions. The pristine states are made on the host (as numba does) and kept there
+    for the last SEEDED_CACHE keys; each call uploads a fresh copy (16 B per state)."""
+    k = (key, n)
+    pristine = _SEEDED.pop(k, None)
+    if pristine is None:
+        pristine = np.empty(n, dtype=xoroshiro128p_dtype)
+        init_xoroshiro128p_states_cpu(pristine, key, 0)
+        if len(_SEEDED) >= SEEDED_CACHE:
+            _SEEDED.pop(next(iter(_SEEDED)))
+    _SEEDED[k] = pristine
+    return cuda.to_device(pristine)
 
 
 @cuda.jit
@@ -76,7 +96,7 @@ def _feature_apply_kernel(out, x, noise, keep_mul, keep_add, drop_add, affine):
 @register("dropout", "cuda")
 def dropout(out, x, threshold, keep_mul, keep_add, drop_add, affine, per_row, seed):
     """Dropout of x: (R, L) into out: (R, L), per element or (``per_row``) per row, from the global generator's
-    states or from fresh states of ``seed``."""
+    states or from the pristine states of ``seed``."""
     R = x.shape[0]
     n = x.size
     draws = R if per_row else n
@@ -84,7 +104,7 @@ def dropout(out, x, threshold, keep_mul, keep_add, drop_add, affine, per_row, se
     if seed is None:
         states = _global_states()
     else:
-        states = create_xoroshiro128p_states(nblk * DTPB, seed=_random.next_key("dropout", seed))
+        states = _seeded_states(_random.next_key("dropout", seed), nblk * DTPB)
     keep = np.float32(threshold / 2.0 ** 32)
     if per_row:
         noise = cuda.device_array(R, np.uint8)
