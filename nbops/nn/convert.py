@@ -133,8 +133,9 @@ def _convert(m, path):
             out = getattr(nn, nb_name)(**kwargs(m))
         except NotImplementedError as e:
             raise _unsupported(m, path, f" ({e})") from None
-        for child_name, _ in m.named_children():
-            raise _unsupported(m, path, f" (unexpected child module '{child_name}')")
+        children = [child_name for child_name, _ in m.named_children()]
+        if children:
+            raise _unsupported(m, path, f" (unexpected child module '{children[0]}')")
         return out
     if name in ("Sequential", "ModuleList", "ModuleDict"):
         children = OrderedDict((k, _convert(c, _join(path, k)) if c is not None else None)
