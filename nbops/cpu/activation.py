@@ -25,7 +25,7 @@ from .._dispatch import register
 CHUNK = 16384  # elements per prange iteration: large enough to amortise scheduling, small enough to balance
 SERIAL_BELOW = 65536  # arrays smaller than this run on the calling thread: waking the pool costs more than it saves
 LANES = 16  # independent running maxima that a block-max loop keeps (one AVX-512 register of float32)
-ROW_BLOCK = 512  # elements of a softmax row per online step (the block is read twice, from L1)
+ROW_BLOCK = 1024  # elements of a softmax row per online step (the block is read twice, from L1)
 COL_TILE = 256  # columns (K) of an (O, D, K) softmax handled by one prange iteration
 DEPTH_BLOCK = 64  # rows (D) per online step of an (O, D, K) softmax (fewer steps: each pays a rescale per column)
 
