@@ -132,7 +132,7 @@ def test_3_1_batchnorm_train_and_eval():
 def test_3_2_layernorm():
     batch, sentence_length, embedding_dim = 20, 5, 10
     embedding = randn(batch, sentence_length, embedding_dim)
-    layer_norm, t = same_module("LayerNorm(embedding_dim)".replace("embedding_dim", str(embedding_dim)))
+    layer_norm, t = same_module(f"LayerNorm({embedding_dim})")
     output = layer_norm(embedding)
     assert_same(output, t(T(embedding)).detach())
     x = randn(4, 3, 5, 6).astype(np.float64)
