@@ -169,6 +169,15 @@ def test_out(target):
     np.testing.assert_allclose(to_numpy(out), a @ b, rtol=1e-5, atol=1e-5)
 
 
+def test_out_strided():
+    """An out= that is not C-contiguous gets the result copied in; a contiguous one is written in place."""
+    a, b = make((4, 6)), make((6, 3), seed=1)
+    wide = np.zeros((4, 6), np.float32)
+    assert nbops.mm(a, b, out=wide[:, ::2]).base is wide
+    np.testing.assert_allclose(wide[:, ::2], a @ b, rtol=1e-5, atol=1e-5)
+    assert not wide[:, 1::2].any()
+
+
 def test_out_may_alias_input():
     x, a, b = make((4, 3)), make((4, 5), seed=1), make((5, 3), seed=2)
     expected = torch.addmm(torch.from_numpy(x), torch.from_numpy(a), torch.from_numpy(b), beta=0.5)

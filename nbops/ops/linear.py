@@ -95,15 +95,14 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
 
     a: ``batch_a + (M, K)``, b: ``batch_b + (K, N)`` kernel-side arrays whose batch dims broadcast to ``batch``;
     ``shape`` is the public result's shape (``batch + (M, N)`` with 1-D dims dropped), ``init`` broadcasts to it.
-    ``out``: the caller's ``out=`` array, or None; the result is computed apart and copied in, so ``out`` may
-    alias an input.
+    ``out``: the caller's ``out=`` array, or None; the kernel writes straight into it when it is C-contiguous and
+    apart from the inputs (cpu), else the result is computed apart and copied in, so ``out`` may alias an input.
     """
     M, K = _sh(a)[-2:]
     N = _sh(b)[-1]
     BATCH = math.prod(batch)
-    if out is not None:
-        _check_out(call, op, shape, dtype)
-    res = call.empty((BATCH, M, N), dtype)
+    direct = out is not None and _check_out(call, op, shape, dtype) and _writable_apart(call, a, b, init)
+    res = call["out"].reshape((BATCH, M, N)) if direct else call.empty((BATCH, M, N), dtype)
     if res.size:
         if init is None or beta == 0:
             beta = 0
@@ -119,20 +118,30 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
             b3 = _view(call, b3, (1, K, N), _st(b3))
             res = res.reshape((1, BATCH * M, N))
         call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta)
-    res = res.reshape(shape)
     if out is None:
-        return call.wrap(res)
-    call.launch("copy", call["out"], res)
+        return call.wrap(res.reshape(shape))
+    if not direct:
+        call.launch("copy", call["out"], res.reshape(shape))
     return out
 
 
 def _check_out(call, op, shape, dtype):
+    """Raise ValueError unless the ``out=`` array has the result's shape and dtype; True otherwise."""
     o = call["out"]
     if tuple(_sh(o)) != tuple(shape) or np.dtype(o.dtype) != dtype:
         raise ValueError(
             f"{op}(): argument 'out' must have shape {tuple(shape)} and dtype {dtype}, got shape {tuple(_sh(o))} "
             f"and dtype {np.dtype(o.dtype)}"
         )
+    return True
+
+
+def _writable_apart(call, *inputs):
+    """Whether the kernel can write the result straight into ``out=`` (cpu): C-contiguous and sharing no memory
+    with any input. Otherwise the result is computed apart and copied in."""
+    o = call["out"]
+    return call.target == "cpu" and o.flags.c_contiguous and not any(
+        x is not None and np.may_share_memory(o, x) for x in inputs)
 
 
 def _not_multipliable(op, a_shape, b_shape, names=("mat1", "mat2")):
