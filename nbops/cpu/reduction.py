@@ -294,29 +294,28 @@ def _prod_cols_kernel(part, x, RC):
         part[o, c, i0:i0 + w] = acc
 
 
-def _reduce(rows_kernel, cols_kernel, out, x):
-    """Run a sum-like reduction of x (O, R, I) into out (O, I): chunked first pass, then merge passes of the same
-    kernels over the (O, C, I) partials until one chunk is left."""
+def _reduce(rows_kernel, cols_kernel, merge, out, x):
+    """Run a sum-like reduction of x (O, R, I) into out (O, I): one chunked parallel pass, then ``merge`` (a NumPy
+    reduction, pairwise along C for rows) over the small (O, C, I) partials, on the calling thread: a second
+    parallel region would cost more to start than it saves."""
     O, R, I = x.shape
-    while True:
-        if I == 1:
-            L, C = _row_chunks(O, R)
-            part = out.reshape(O, 1) if C == 1 else np.empty((O, C), out.dtype)
-            rows_kernel(part, x.reshape(O, R), L)
-        else:
-            RC, C = _col_chunks(O, R, I)
-            part = out.reshape(O, 1, I) if C == 1 else np.empty((O, C, I), out.dtype)
-            cols_kernel(part, x, RC)
-        if C == 1:
-            return
-        x, R = part.reshape(O, C, I), C
+    if I == 1:
+        L, C = _row_chunks(O, R)
+        part = out.reshape(O, 1) if C == 1 else np.empty((O, C), out.dtype)
+        rows_kernel(part, x.reshape(O, R), L)
+    else:
+        RC, C = _col_chunks(O, R, I)
+        part = out.reshape(O, 1, I) if C == 1 else np.empty((O, C, I), out.dtype)
+        cols_kernel(part, x, RC)
+    if C > 1:
+        merge(part.reshape(O, C, I), axis=1, out=out.reshape(O, I))
 
 
 @register("sum", "cpu")
 def reduce_sum(out, x, div=1):
     """out (O, I) = sum of x (O, R, I) over R, divided by ``div`` when it is not 1 (mean); dtypes float32, float64,
     int64 (out has x's dtype)."""
-    _reduce(_sum_rows_kernel, _sum_cols_kernel, out, x)
+    _reduce(_sum_rows_kernel, _sum_cols_kernel, np.add.reduce, out, x)
     if div != 1:
         np.divide(out, div, out=out)
 
@@ -324,7 +323,7 @@ def reduce_sum(out, x, div=1):
 @register("prod", "cpu")
 def reduce_prod(out, x):
     """out (O, I) = product of x (O, R, I) over R; dtypes float32, float64, int64 (out has x's dtype)."""
-    _reduce(_prod_rows_kernel, _prod_cols_kernel, out, x)
+    _reduce(_prod_rows_kernel, _prod_cols_kernel, np.multiply.reduce, out, x)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -409,13 +408,13 @@ def _var_cols_kernel(pmean, pm2, x, RC):
         pm2[o, c, i0:i0 + w] = m2
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_OPTS)
 def _var_merge_kernel(var, mean, pmean, pm2, counts, denom, take_sqrt):
     """var[o, i] = M2 / denom (its square root when ``take_sqrt``) and mean[o, i] from the chunk statistics
-    pmean, pm2: (O, C, I) float64 with counts (C,), merged in order by Chan's formula; var, mean: (O, I). One
-    prange iteration: one output element."""
+    pmean, pm2: (O, C, I) float64 with counts (C,), merged in order by Chan's formula; var, mean: (O, I). Serial (one
+    iteration per output element): it touches only the small partials."""
     O, C, I = pmean.shape
-    for t in prange(O * I):
+    for t in range(O * I):
         o = t // I
         i = t - o * I
         n = counts[0]
@@ -562,14 +561,14 @@ def _argmax_cols_kernel(pidx, x, RC, p):
         _argmax_cols_task(pidx[o, c, i0:min(i0 + IB, I)], x, o, r0, min(r0 + RC, R), i0, p)
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_OPTS)
 def _argmax_merge_kernel(vals, idx, pidx, x, p):
     """idx[o, i] = the first best of the chunk winners pidx[o, :, i] (C chunks in order), vals[o, i] = x[o, idx,
-    i]; x: (O, R, I), pidx: (O, C, I), vals: (O, I) of x's dtype, idx: (O, I) int64. One prange iteration: one
-    output element."""
+    i]; x: (O, R, I), pidx: (O, C, I), vals: (O, I) of x's dtype, idx: (O, I) int64. Serial (one iteration per
+    output element)."""
     mask, fix, flip, thresh, sh, nankey = p[0], p[1], p[2], p[3], p[4], p[5]
     O, C, I = pidx.shape
-    for t in prange(O * I):
+    for t in range(O * I):
         o = t // I
         i = t - o * I
         bi = pidx[o, 0, i]
@@ -725,12 +724,12 @@ def _lse_cols_kernel(pm, ps, x, RC):
         ps[o, c, i0:i0 + w] = s
 
 
-@njit(parallel=True, **_OPTS)
+@njit(**_OPTS)
 def _lse_merge_kernel(out, pm, ps):
-    """out[o, i] = log(sum) + shift of the merged chunk pairs pm, ps: (O, C, I) float64; out: (O, I). One prange
-    iteration: one output element."""
+    """out[o, i] = log(sum) + shift of the merged chunk pairs pm, ps: (O, C, I) float64; out: (O, I). Serial (one
+    iteration per output element)."""
     O, C, I = pm.shape
-    for t in prange(O * I):
+    for t in range(O * I):
         o = t // I
         i = t - o * I
         mx = pm[o, 0, i]
