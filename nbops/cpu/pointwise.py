@@ -74,8 +74,9 @@ def _offset(r, shape, st):
     """Element offset, under strides ``st`` (8,), of the start of row ``r`` of an 8-D ``shape`` (C order)."""
     off = 0
     for d in range(RANK - 2, -1, -1):
-        off += (r % shape[d]) * st[d]
-        r //= shape[d]
+        if shape[d] != 1:  # merged shapes are mostly leading 1s: skip their divisions
+            off += (r % shape[d]) * st[d]
+            r //= shape[d]
     return off
 
 
@@ -316,6 +317,14 @@ def _clamp_kernel(out, x, lo_, hi_, shape, st):
         for r in range(r0, r1):
             o = out[_offset(r, shape, st[0]) + lo:_offset(r, shape, st[0]) + hi]
             a = _row(x, r, shape, st[1], lo, hi, sx)
+            if lo_.shape[0] == 1 and hi_.shape[0] == 1:  # number bounds: hoisted, no scratch rows to fill
+                m0 = lo_[0]
+                m1 = hi_[0]
+                for j in range(hi - lo):
+                    v = a[j]
+                    v = m0 if (v < m0 or m0 != m0) else v
+                    o[j] = m1 if (v > m1 or m1 != m1) else v
+                continue
             mn = _row(lo_, r, shape, st[2], lo, hi, sl)
             mx = _row(hi_, r, shape, st[3], lo, hi, sh)
             for j in range(hi - lo):
