@@ -325,6 +325,25 @@ def test_float32_math_is_within_a_few_ulp(which, ref, span, max_ulp):
     assert ulps.max() <= max_ulp
 
 
+MATH64 = [  # as MATH, for float64 (erf is libm's there)
+    (1, np.expm1, (-40.0, 40.0), 3.0),
+    (2, np.tanh, (-25.0, 25.0), 4.0),
+    (3, np.log1p, (-0.99999999, 1e300), 3.0),
+]
+
+
+@pytest.mark.parametrize("which,ref,span,max_ulp", MATH64, ids=["expm1", "tanh", "log1p"])
+def test_float64_math_is_within_a_few_ulp(which, ref, span, max_ulp):
+    tiny = np.geomspace(1e-300, 1.0, 2001)
+    x = np.concatenate([np.linspace(span[0], min(span[1], 50.0), 200001), np.geomspace(1.0, span[1], 2001), tiny,
+                        -tiny])
+    x = x[(x >= span[0]) & (x <= span[1])]
+    out = np.empty_like(x)
+    _apply(which, x, out)
+    exact = ref(x)
+    assert (np.abs(out - exact) / np.spacing(np.abs(exact))).max() <= max_ulp
+
+
 @pytest.mark.parametrize("which,ref", [(0, np.exp), (1, np.expm1), (2, np.tanh), (3, np.log1p)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_math_specials(which, ref, dtype):
