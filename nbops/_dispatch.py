@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _arrays
+from . import _arrays, _runtime
 
 TARGETS = ("cpu", "cuda")
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -195,7 +195,10 @@ class Call:
         return out
 
     def launch(self, name, *args, **consts):
-        return kernel(name, self.target)(*args, **consts)
+        if self.target != "cpu":
+            return kernel(name, self.target)(*args, **consts)
+        with _runtime.cpu_guard(self.op):
+            return kernel(name, self.target)(*args, **consts)
 
     def wrap(self, out):
         """Return kernel-side result(s) as the caller's array kind, on the caller's device."""
