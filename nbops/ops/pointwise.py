@@ -289,6 +289,11 @@ def pow(input, exponent):
     if (rt.kind in "iu" and "exponent" not in call and isinstance(exponent, numbers.Integral)
             and exponent < 0):
         raise ValueError("pow(): integers to negative integer powers are not allowed")
+    if rt.kind == "f" and "exponent" not in call and exponent in (0.5, -0.5):
+        # torch computes x ** 0.5 as sqrt(x) and x ** -0.5 as 1 / sqrt(x): sqrt(-inf) is NaN and sqrt(-0.0) is -0.0,
+        # where C's pow gives inf and 0.0
+        root = sqrt(input)
+        return root if exponent > 0 else pow(root, -1)
     return _run(call, "pointwise_binary", values, rt, op="pow")
 
 
