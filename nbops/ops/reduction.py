@@ -92,9 +92,9 @@ def _canonical(call, x, red, allow_perm=True):
         eff = [d for d in order if shape[d] != 1]
         pos = [k for k, d in enumerate(eff) if d in red]
         kept = [d for d in eff if d not in red]
-        if not pos:
+        if not pos and kept == sorted(kept):
             return x.reshape((O_I, 1, 1))
-        if pos == list(range(pos[0], pos[-1] + 1)) and kept == sorted(kept):
+        if pos and pos == list(range(pos[0], pos[-1] + 1)) and kept == sorted(kept):
             O = math.prod(shape[d] for d in eff[:pos[0]])
             return x.reshape((O, R, O_I // O if O else math.prod(shape[d] for d in eff[pos[-1] + 1:])))
         x = _permute(call, x, [order.index(d) for d in range(nd)])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import nbops
-from helpers import DTYPES, TARGETS, check
+from helpers import DTYPES, TARGETS, check, make
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -17,3 +17,12 @@ def test_pow_half_is_sqrt(target, dtype, exponent):
     got = check(nbops.pow, torch.pow, target, x, exponent)
     want = torch.pow(torch.from_numpy(x), exponent).numpy()
     assert np.array_equal(np.signbit(got[1:4]), np.signbit(want[1:4]))
+
+
+@pytest.mark.parametrize("op", ["sum", "amax", "var", "logsumexp"])
+def test_reduce_size_one_dims_of_permuted_view(op):
+    """Reducing only size-1 dims of a view whose axes are permuted in memory kept the memory order of the rest."""
+    x = np.transpose(make((3, 1, 2, 1), np.float32), (2, 1, 0, 3))
+    assert x.shape == (2, 1, 3, 1) and not x.flags.c_contiguous
+    for dim in (1, 3, (1, 3)):
+        check(getattr(nbops, op), getattr(torch, op), "cpu", x, dim=dim)
