@@ -332,6 +332,11 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
             f"{op}(): Expected number of channels in input to be divisible by num_groups, but got input of shape "
             f"{list(call['input'].shape)} and num_groups={G}"
         )
+    if N * (C // G) * L == 1:
+        raise ValueError(
+            f"{op}(): Expected more than 1 value per channel when training, got input size "
+            f"{[N * C // G, G] + list(call['input'].shape[2:])}"
+        )
     msg = _channel_message(call)
     w = _param(call, "weight", (C,), 1, dt, msg)
     b = _param(call, "bias", (C,), 0, dt, msg)

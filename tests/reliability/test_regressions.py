@@ -26,3 +26,13 @@ def test_reduce_size_one_dims_of_permuted_view(op):
     assert x.shape == (2, 1, 3, 1) and not x.flags.c_contiguous
     for dim in (1, 3, (1, 3)):
         check(getattr(nbops, op), getattr(torch, op), "cpu", x, dim=dim)
+
+
+@pytest.mark.parametrize("shape, groups", [((1, 1), 1), ((1, 2), 2), ((1, 4, 1, 1), 4)])
+def test_group_norm_one_value_per_group_raises(shape, groups):
+    """F.group_norm rejects a single value per (sample, group), as batch_norm does in training."""
+    x = make(shape, np.float32)
+    with pytest.raises(ValueError, match=r"group_norm\(\): Expected more than 1 value per channel"):
+        nbops.group_norm(x, groups)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        torch.nn.functional.group_norm(torch.from_numpy(x), groups)
