@@ -3,6 +3,9 @@
 torch's edge cases (p = 0, p = 1, training=False, in place)."""
 
 import math
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -11,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import nbops
+from nbops import _random
 from helpers import DTYPES, TARGETS, make, to_numpy, to_target
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaWarning")  # the simulator's object-mode RNG setup
@@ -60,6 +64,17 @@ def test_dropout_determinism(target):
     assert (g1 != g2).any()  # the generator advances between calls
     nbops.manual_seed(124)
     assert (_run(nbops.dropout, x, target, 0.5) != g1).any()
+    nbops.manual_seed(-1)  # a global seed >= 2**63
+    h = _run(nbops.dropout, x, target, 0.5)
+    nbops.manual_seed(-1)
+    np.testing.assert_array_equal(_run(nbops.dropout, x, target, 0.5), h)
+    big = [seed for seed in range(40) if _random.next_key("dropout", seed) >= 2**63][:2]
+    assert len(big) == 2  # seeds whose keys are >= 2**63, after one whose key is small
+    small = next(seed for seed in range(40) if _random.next_key("dropout", seed) < 2**63)
+    _run(nbops.dropout, x, target, 0.5, seed=small)
+    for seed in big:
+        np.testing.assert_array_equal(_run(nbops.dropout, x, target, 0.5, seed=seed),
+                                      _run(nbops.dropout, x, target, 0.5, seed=seed))
 
 
 def test_dropout_mask_independent_of_threads():
@@ -92,12 +107,16 @@ def test_dropout_identity_cases(target):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_dropout_p_one_and_specials(target):
-    """p = 1 gives torch's input * 0: zeros, with NaN and inf turned into NaN as torch does."""
-    x = np.array([[1.5, -2.0, np.nan, np.inf, -np.inf, 0.0]], dtype=np.float32)
+    """p = 1 gives torch's input * 0: signed zeros, with NaN and inf turned into NaN as torch does. The sign bit
+    of the NaN that inf * 0 makes is the hardware's (set on x86, clear on GPUs, for torch too), so signs are
+    compared on the zeros only."""
+    x = np.array([[1.5, -2.0, np.nan, np.inf, -np.inf, 0.0, -0.0]], dtype=np.float32)
     y = _run(nbops.dropout, x, target, 1.0)
     expected = F.dropout(torch.from_numpy(x.copy()), 1.0).numpy()
     np.testing.assert_array_equal(y, expected)
-    np.testing.assert_array_equal(np.signbit(y), np.signbit(expected))
+    zeros = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.signbit(y[zeros]), np.signbit(expected[zeros]))
+    np.testing.assert_array_equal(np.signbit(y[zeros]), [False, True, False, True])
     ch = _run(nbops.dropout2d, make((2, 3, 2, 2)), target, 1.0)
     np.testing.assert_array_equal(ch, 0)
 
@@ -230,3 +249,92 @@ def test_manual_seed_errors():
         nbops.manual_seed("1")
     nbops.manual_seed(-1)  # wraps to uint64, as torch
     assert nbops._random.initial_seed() == 2**64 - 1
+
+
+# --- the real CUDA target, checked without a GPU --------------------------------------------------------------------
+# The simulator runs kernels and launch arguments as Python, so it misses what only real numba rejects: these tests
+# run without NUMBA_ENABLE_CUDASIM (in a child process when it is set) and type-check and compile the family's
+# kernels for sm_90, and make generator states from 64-bit seeds as the launcher does.
+
+
+def _in_child_without_simulator(request):
+    """Under the simulator (which cannot compile for a GPU and runs numba's host code as Python) reruns the calling
+    test in a child pytest without NUMBA_ENABLE_CUDASIM and returns True; else returns False."""
+    from numba import config
+
+    if not config.ENABLE_CUDASIM:
+        return False
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
+                         env=env, cwd=request.config.rootpath, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    return True
+
+
+def _compiling_cuda(monkeypatch):
+    """numba.cuda for compiling: numba's own device functions ask the current device for its compute capability,
+    so without a GPU they are told sm_90."""
+    from numba import cuda
+
+    if not cuda.is_available():
+        import numba.cuda.dispatcher as dispatcher
+
+        class _Sm90:
+            compute_capability = (9, 0)
+
+        monkeypatch.setattr(dispatcher, "get_current_device", lambda: _Sm90(), raising=False)
+    return cuda
+
+
+def test_cuda_kernels_compile_for_sm90(request, monkeypatch):
+    """Every kernel of nbops/cuda/dropout.py, typed as its launcher's arguments type at launch (numba.typeof of the
+    same kinds of values: C-contiguous 1-D arrays, numpy scalars, a bool), compiles to PTX for sm_90."""
+    if _in_child_without_simulator(request):
+        return
+    cuda = _compiling_cuda(monkeypatch)
+    from numba import typeof
+    from numba.cuda.random import xoroshiro128p_dtype
+
+    import nbops.cuda.dropout as kd
+    from nbops.ops.dropout import _coefficients, _threshold
+
+    states = typeof(np.empty(4, xoroshiro128p_dtype))
+    noise = typeof(np.empty(4, np.uint8))
+    keep = typeof(np.float32(_threshold(0.3) / 2.0 ** 32))
+    compiled = set()
+    for dtype in DTYPES:
+        arr = typeof(np.empty(4, dtype))
+        coef = tuple(typeof(c) for c in _coefficients(dtype, 0.3, True))
+        assert all(str(c) == np.dtype(dtype).name for c in coef)
+        affine = typeof(True)
+        sigs = [
+            (kd._dropout_kernel, (arr, arr, states, keep) + coef + (affine,)),
+            (kd._feature_mask_kernel, (noise, states, keep)),
+            (kd._feature_apply_kernel, (arr, arr, noise) + coef + (affine,)),
+        ]
+        for kernel, sig in sigs:
+            ptx, resty = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+            assert ".target sm_90" in ptx and str(resty) == "none", kernel.py_func.__name__
+            compiled.add(kernel.py_func.__name__)
+    kernels = {name for name in vars(kd) if name.endswith("_kernel")}
+    assert compiled == kernels
+
+
+def test_cuda_host_states_take_any_64bit_seed(request):
+    """States for keys >= 2**63 even after an int64 overload of numba's state initialiser exists (a small Python
+    int seed makes one; real numba then fails to convert a big int: 'int too big to convert')."""
+    if _in_child_without_simulator(request):
+        return
+    from numba.cuda.random import init_xoroshiro128p_states_cpu, xoroshiro128p_dtype
+
+    import nbops.cuda.dropout as kd
+
+    by_int = np.empty(3, xoroshiro128p_dtype)
+    init_xoroshiro128p_states_cpu(by_int, 12345, 0)  # the int64 overload
+    np.testing.assert_array_equal(kd._host_states(12345, 3), by_int)
+    seen = set()
+    for seed in (2**63, 2**64 - 1, _random.next_key("dropout", 3)):
+        st = kd._host_states(seed, 3)
+        assert st.dtype == xoroshiro128p_dtype and st.shape == (3,)
+        seen.add(st.tobytes())
+    assert len(seen) == 3

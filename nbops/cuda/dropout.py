@@ -5,13 +5,13 @@ channel); states for the global generator persist per device and advance with ev
 after ``nbops.manual_seed(s)`` repeats exactly; a call with ``seed=`` works on a copy of pristine states made from
 that seed (made on the host and kept for the last few seeds). An element is kept when its uniform is below
 ``keep = threshold / 2**32`` (float32): kept ``x * keep_mul (+ keep_add)``, dropped ``x * 0 (+ drop_add)``, the adds
-only for alpha dropout (``affine``).
+only for alpha dropout (``affine``). A dropped inf becomes the NaN of ``inf * 0``, whose sign bit is the hardware's:
+clear on GPUs (as torch's CUDA dropout gives), set on x86 CPUs.
 """
 
 import numpy as np
 from numba import config, cuda
-from numba.cuda.random import (create_xoroshiro128p_states, init_xoroshiro128p_states_cpu, xoroshiro128p_dtype,
-                               xoroshiro128p_uniform_float32)
+from numba.cuda.random import init_xoroshiro128p_states_cpu, xoroshiro128p_dtype, xoroshiro128p_uniform_float32
 
 from .. import _random
 from .._dispatch import register
@@ -28,12 +28,24 @@ _STATES = {}  # device uuid -> (epoch, states) of the global generator
 _SEEDED = {}  # (key, number of states) -> pristine host states, oldest first
 
 
+def _host_states(seed, n):
+    """n xoroshiro128p states on the host for the 64-bit ``seed``, as ``create_xoroshiro128p_states`` makes them.
+
+    The seed goes in as ``np.uint64``: numba types a Python int as int64 (uint64 only from 2**63 up), and once an
+    int64 overload of ``init_xoroshiro128p_states_cpu`` exists (any call with a small Python int seed, such as
+    ``create_xoroshiro128p_states(n, 1)``, makes one) the dispatcher picks it for every int and fails to convert a
+    seed >= 2**63 ("int too big to convert"); the simulator runs it as Python and never shows this."""
+    states = np.empty(n, dtype=xoroshiro128p_dtype)
+    init_xoroshiro128p_states_cpu(states, np.uint64(seed), np.uint64(0))
+    return states
+
+
 def _global_states():
     seed, epoch = _random.cuda_seed()
     dev = cuda.current_context().device.uuid
     held = _STATES.get(dev)
     if held is None or held[0] != epoch:
-        held = (epoch, create_xoroshiro128p_states(MAX_BLOCKS * DTPB, seed=seed))
+        held = (epoch, cuda.to_device(_host_states(seed, MAX_BLOCKS * DTPB)))
         _STATES[dev] = held
     return held[1]
 
@@ -45,8 +57,7 @@ def _seeded_states(key, n):
     k = (key, n)
     pristine = _SEEDED.pop(k, None)
     if pristine is None:
-        pristine = np.empty(n, dtype=xoroshiro128p_dtype)
-        init_xoroshiro128p_states_cpu(pristine, key, 0)
+        pristine = _host_states(key, n)
         if len(_SEEDED) >= SEEDED_CACHE:
             _SEEDED.pop(next(iter(_SEEDED)))
     _SEEDED[k] = pristine
