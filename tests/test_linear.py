@@ -169,6 +169,58 @@ def test_out(target):
     np.testing.assert_allclose(to_numpy(out), a @ b, rtol=1e-5, atol=1e-5)
 
 
+# the real CUDA compiler (NVVM), not the simulator: every kernel for every signature the launchers pass. The
+# simulator runs kernels as Python and accepts what the device compiler rejects (a shared array shaped by an
+# expression); libnvvm compiles PTX without a GPU. A child process, so that NUMBA_ENABLE_CUDASIM cannot apply.
+COMPILE_SCRIPT = """
+import itertools
+import numpy as np
+from numba import cuda, from_dtype, int64, boolean
+from nbops.cuda import linear as L
+
+failed = []
+for dt in (np.float32, np.float64, np.int64):
+    t = from_dtype(np.dtype(dt))
+    for la, lb in (("C", "C"), ("A", "A"), ("F", "A")):
+        sig = (t[:, :, ::1], t[:, :, :].copy(layout=la), t[:, :, :].copy(layout=lb), t, t)
+        try:
+            cuda.compile_ptx(L._matmul_kernel[np.dtype(dt)].py_func, sig, cc=(9, 0))
+        except Exception as e:
+            failed.append(f"_matmul_kernel{sig}: {type(e).__name__}: {e}")
+for dt in (np.int8, np.uint8, np.int16, np.int32):
+    sig = (from_dtype(np.dtype(dt))[::1], int64[::1], int64, boolean)
+    try:
+        cuda.compile_ptx(L._narrow_kernel.py_func, sig, cc=(9, 0))
+    except Exception as e:
+        failed.append(f"_narrow_kernel{sig}: {type(e).__name__}: {e}")
+print("\\n".join(failed) or "compiled")
+"""
+
+
+def test_cuda_kernels_compile_for_the_device():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, cwd=root, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "compiled", done.stdout + done.stderr
+
+
+@pytest.mark.cuda
+def test_cuda_grid_limits_loop(monkeypatch):
+    """CUDA caps the grid's y and z dims at 65535 (the simulator does not): row tiles and batch items past the cap
+    are looped over by the blocks there are. Capped at 1 here, one block walks 3 batch items x 2 row tiles."""
+    from nbops.cuda import linear as L
+
+    monkeypatch.setattr(L, "MAX_GRID_Y", 1)
+    monkeypatch.setattr(L, "MAX_GRID_Z", 1)
+    check(nbops.baddbmm, torch.baddbmm, "cuda", make((3, 70, 4)), make((3, 70, 5), seed=1),
+          make((3, 5, 4), seed=2), beta=0.5)
+
+
 def test_out_strided():
     """An out= that is not C-contiguous gets the result copied in; a contiguous one is written in place."""
     a, b = make((4, 6)), make((6, 3), seed=1)

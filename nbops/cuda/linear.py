@@ -7,8 +7,9 @@ sub-tile from shared memory in registers. Thread (tx, ty) owns rows ``ty + i * T
 ``tx + j * THREADS_X`` of the tile, so neighbouring threads read neighbouring words of ``Bs`` (no bank conflicts),
 share words of ``As`` (broadcasts; its rows are padded so the few distinct rows a warp reads sit in different
 banks) and store neighbouring output words. Both tiles are staged by consecutive
-threads writing consecutive shared words, the A tile along K and the B tile along N. Batch items run on the grid's
-z dimension (grid-stride when there are more than MAX_GRID_Z).
+threads writing consecutive shared words, the A tile along K and the B tile along N. Column tiles run on the grid's
+x dimension, row tiles on y and batch items on z; y and z are capped at MAX_GRID_Y / MAX_GRID_Z (CUDA's limits,
+which the simulator does not enforce) and their blocks loop over the rest.
 
 Shared buffers have a static dtype, so the kernel is built once per dtype (float32, float64, and int64, which
 every integer product runs in) by a module-level factory, when this module is imported.
@@ -24,6 +25,8 @@ BM, BN, BK = 64, 64, 16  # output tile of a block (rows, columns) and the K step
 TM, TN = 8, 8  # output sub-tile of a thread: 64 accumulators, 16 shared loads for 64 FMAs a k step
 THREADS_X, THREADS_Y = BN // TN, BM // TM  # 8 x 8 = 64 threads a block
 PAD = 1  # extra column of the shared A tile, so that the rows a warp reads fall in different banks
+BKP = BK + PAD  # columns of the shared A tile: a shared array's shape must be module constants, not expressions
+MAX_GRID_Y = 65535  # the grid's y limit; more row tiles loop
 MAX_GRID_Z = 65535  # the grid's z limit; larger batches loop
 
 
@@ -33,10 +36,12 @@ def _make_matmul(dt):
         """out[n] = alpha * a[n] @ b[n] + beta * out[n] (out not read when beta == 0).
 
         out: (BATCH, M, N) C-contiguous; a: (BATCH, M, K), b: (BATCH, K, N), any strides (batch stride 0
-        broadcasts). grid = (ceil(N / BN), ceil(M / BM), min(BATCH, MAX_GRID_Z)), block = (THREADS_X, THREADS_Y);
-        one thread computes TM x TN outputs, accumulating in the kernel's dtype.
+        broadcasts). grid = (ceil(N / BN), min(ceil(M / BM), MAX_GRID_Y), min(BATCH, MAX_GRID_Z)), block =
+        (THREADS_X, THREADS_Y); one thread computes TM x TN outputs of each (batch item, row tile) its block visits,
+        accumulating in the kernel's dtype. The loops' trip counts depend on the block only, so every thread of a
+        block reaches every syncthreads.
         """
-        As = cuda.shared.array((BM, BK + PAD), dt)  # As[r, k] = A[row0 + r, k0 + k]
+        As = cuda.shared.array((BM, BKP), dt)  # As[r, k] = A[row0 + r, k0 + k]
         Bs = cuda.shared.array((BK, BN), dt)  # Bs[k, c] = B[k0 + k, col0 + c]
         acc = cuda.local.array((TM, TN), dt)
         BATCH, M, N = out.shape
@@ -44,44 +49,44 @@ def _make_matmul(dt):
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * THREADS_X + tx
-        row0 = cuda.blockIdx.y * BM
         col0 = cuda.blockIdx.x * BN
         for n in range(cuda.blockIdx.z, BATCH, cuda.gridDim.z):
-            for i in range(TM):
-                for j in range(TN):
-                    acc[i, j] = 0
-            for k0 in range(0, K, BK):
-                for e in range(tid, BM * BK, THREADS_X * THREADS_Y):
-                    r = e // BK
-                    k = e % BK
-                    if row0 + r < M and k0 + k < K:
-                        As[r, k] = a[n, row0 + r, k0 + k]
-                    else:
-                        As[r, k] = 0
-                for e in range(tid, BK * BN, THREADS_X * THREADS_Y):
-                    k = e // BN
-                    c = e % BN
-                    if k0 + k < K and col0 + c < N:
-                        Bs[k, c] = b[n, k0 + k, col0 + c]
-                    else:
-                        Bs[k, c] = 0
-                cuda.syncthreads()  # both tiles are fully staged before any thread reads them
-                for k in range(BK):
-                    for i in range(TM):
-                        av = As[ty + i * THREADS_Y, k]
-                        for j in range(TN):
-                            acc[i, j] += av * Bs[k, tx + j * THREADS_X]
-                cuda.syncthreads()  # every thread is done reading before the next step overwrites the tiles
-            for i in range(TM):
-                r = row0 + ty + i * THREADS_Y
-                if r < M:
+            for row0 in range(cuda.blockIdx.y * BM, M, cuda.gridDim.y * BM):
+                for i in range(TM):
                     for j in range(TN):
-                        c = col0 + tx + j * THREADS_X
-                        if c < N:
-                            if beta == 0:
-                                out[n, r, c] = alpha * acc[i, j]
-                            else:
-                                out[n, r, c] = beta * out[n, r, c] + alpha * acc[i, j]
+                        acc[i, j] = 0
+                for k0 in range(0, K, BK):
+                    for e in range(tid, BM * BK, THREADS_X * THREADS_Y):
+                        r = e // BK
+                        k = e % BK
+                        if row0 + r < M and k0 + k < K:
+                            As[r, k] = a[n, row0 + r, k0 + k]
+                        else:
+                            As[r, k] = 0
+                    for e in range(tid, BK * BN, THREADS_X * THREADS_Y):
+                        k = e // BN
+                        c = e % BN
+                        if k0 + k < K and col0 + c < N:
+                            Bs[k, c] = b[n, k0 + k, col0 + c]
+                        else:
+                            Bs[k, c] = 0
+                    cuda.syncthreads()  # both tiles are fully staged before any thread reads them
+                    for k in range(BK):
+                        for i in range(TM):
+                            av = As[ty + i * THREADS_Y, k]
+                            for j in range(TN):
+                                acc[i, j] += av * Bs[k, tx + j * THREADS_X]
+                    cuda.syncthreads()  # every thread is done reading before the next step overwrites the tiles
+                for i in range(TM):
+                    r = row0 + ty + i * THREADS_Y
+                    if r < M:
+                        for j in range(TN):
+                            c = col0 + tx + j * THREADS_X
+                            if c < N:
+                                if beta == 0:
+                                    out[n, r, c] = alpha * acc[i, j]
+                                else:
+                                    out[n, r, c] = beta * out[n, r, c] + alpha * acc[i, j]
 
     return kernel
 
@@ -92,7 +97,7 @@ _matmul_kernel = {np.dtype(np.float32): _make_matmul(float32), np.dtype(np.float
 
 def _launch(out, a, b, alpha, beta):
     BATCH, M, N = out.shape
-    grid = ((N + BN - 1) // BN, (M + BM - 1) // BM, min(BATCH, MAX_GRID_Z))
+    grid = ((N + BN - 1) // BN, min((M + BM - 1) // BM, MAX_GRID_Y), min(BATCH, MAX_GRID_Z))
     dt = np.dtype(out.dtype)
     _matmul_kernel[dt][grid, (THREADS_X, THREADS_Y)](out, a, b, dt.type(alpha), dt.type(beta))
 

@@ -58,7 +58,8 @@ def _batch3(call, x, batch):
         else:
             full = _view(call, x, tuple(batch) + (R, C), strides + list(xstrides[-2:]))
             dense = call.contiguous(full)
-            return _view(call, dense, (math.prod(batch), R, C), (R * C * dense.itemsize,) + _st(dense)[-2:])
+            item = np.dtype(dense.dtype).itemsize  # numba's device arrays have no .itemsize
+            return _view(call, dense, (math.prod(batch), R, C), (R * C * item,) + _st(dense)[-2:])
     if len(shape) == 3 and (size, stride) == (shape[0], xstrides[0]):
         return x
     if len(shape) == 2 and size == 1 and call.target == "cpu":
@@ -97,27 +98,29 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
     ``shape`` is the public result's shape (``batch + (M, N)`` with 1-D dims dropped), ``init`` broadcasts to it.
     ``out``: the caller's ``out=`` array, or None; the kernel writes straight into it when it is C-contiguous and
     apart from the inputs (cpu), else the result is computed apart and copied in, so ``out`` may alias an input.
+    An empty result is allocated in its public shape: numba's device arrays refuse to reshape an empty array.
     """
     M, K = _sh(a)[-2:]
     N = _sh(b)[-1]
     BATCH = math.prod(batch)
     direct = out is not None and _check_out(call, op, shape, dtype) and _writable_apart(call, a, b, init)
+    if BATCH * M * N == 0:
+        return call.wrap(call.empty(shape, dtype)) if out is None else out
     res = call["out"].reshape((BATCH, M, N)) if direct else call.empty((BATCH, M, N), dtype)
-    if res.size:
-        if init is None or beta == 0:
-            beta = 0
-        else:
-            call.launch("copy", res.reshape(shape), init)
-        a3, b3 = _batch3(call, a, batch), _batch3(call, b, batch)
-        if alpha == 0:
-            a3 = _view(call, a3, (_sh(a3)[0], M, 0), _st(a3))
-            b3 = _view(call, b3, (_sh(b3)[0], 0, N), _st(b3))
-        elif BATCH > 1 and _st(b3)[0] == 0 and _st(a3)[0] == M * _st(a3)[1]:
-            # a batch of rows against one shared matrix is one taller product, as torch folds it
-            a3 = _view(call, a3, (1, BATCH * M, _sh(a3)[2]), (0,) + tuple(_st(a3)[1:]))
-            b3 = _view(call, b3, (1, K, N), _st(b3))
-            res = res.reshape((1, BATCH * M, N))
-        call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta)
+    if init is None or beta == 0:
+        beta = 0
+    else:
+        call.launch("copy", res.reshape(shape), init)
+    a3, b3 = _batch3(call, a, batch), _batch3(call, b, batch)
+    if alpha == 0:
+        a3 = _view(call, a3, (_sh(a3)[0], M, 0), _st(a3))
+        b3 = _view(call, b3, (_sh(b3)[0], 0, N), _st(b3))
+    elif BATCH > 1 and _st(b3)[0] == 0 and _st(a3)[0] == M * _st(a3)[1]:
+        # a batch of rows against one shared matrix is one taller product, as torch folds it
+        a3 = _view(call, a3, (1, BATCH * M, _sh(a3)[2]), (0,) + tuple(_st(a3)[1:]))
+        b3 = _view(call, b3, (1, K, N), _st(b3))
+        res = res.reshape((1, BATCH * M, N))
+    call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta)
     if out is None:
         return call.wrap(res.reshape(shape))
     if not direct:
