@@ -176,8 +176,7 @@ def _conv_transpose(op, nd, input, weight, bias, stride, padding, output_padding
                          f"(argument 'output_padding')")
     osz = [conv_transpose_out_size(xshape[2 + i], ksize[i], stride[i], padding[i], dilation[i], opad[i])
            for i in range(nd)]
-    # torch (CPU) returns an empty result for an output size of 0 except for a batch of one, which it rejects
-    if any(o < 0 for o in osz) or (xshape[0] == 1 and any(o == 0 for o in osz)):
+    if any(o <= 0 for o in osz):
         raise ValueError(
             f"{op}(): Given input size per channel: ({' x '.join(map(str, xshape[2:]))}). Calculated output size per "
             f"channel: ({' x '.join(map(str, osz))}). Output size is too small (argument 'padding')"
