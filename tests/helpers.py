@@ -126,3 +126,44 @@ def _move(x, target):
     if isinstance(x, tuple) and any(isinstance(v, np.ndarray) for v in x):
         return tuple(to_target(v, target) for v in x)
     return to_target(x, target)
+
+
+def gpu_ptx(kernel, argtypes, cc=(9, 0)):
+    """PTX of ``@cuda.jit`` ``kernel`` for the numba types ``argtypes``, built by the real CUDA compiler (NVVM):
+    catches the typing and lowering errors the simulator cannot see, without a GPU. Where no GPU is present the
+    compute capability that device functions are compiled for is taken as ``cc`` for the duration of the call.
+    Needs numba's real CUDA target: run it through :func:`outside_simulator`."""
+    import types as pytypes
+
+    from numba import cuda
+    from numba.cuda import dispatcher
+
+    if cuda.is_available():
+        return cuda.compile_ptx(kernel.py_func, argtypes, cc=cc)[0]
+    found = dispatcher.get_current_device
+    dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=cc)
+    try:
+        return cuda.compile_ptx(kernel.py_func, argtypes, cc=cc)[0]
+    finally:
+        dispatcher.get_current_device = found
+
+
+def outside_simulator(fn):
+    """Call ``fn()`` (a test module's function taking no arguments) here, or, when this process runs the CUDA
+    simulator (whose numba.cuda cannot compile), in a child Python without NUMBA_ENABLE_CUDASIM."""
+    import os
+    import subprocess
+    import sys
+
+    from numba import config
+
+    if not config.ENABLE_CUDASIM:
+        fn()
+        return
+    module, name = fn.__module__, fn.__name__
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    here = os.path.dirname(os.path.abspath(__file__))
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here)] + [p for p in [env.get("PYTHONPATH")] if p])
+    done = subprocess.run([sys.executable, "-c", f"import {module}; {module}.{name}()"], cwd=here, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make, make_int, to_target
+from helpers import DTYPES, TARGETS, check, gpu_ptx, make, make_int, outside_simulator, to_target
 
 # the CUDA simulator runs kernels as NumPy scalar code, which warns where integers wrap and where NaN/inf arise on
 # purpose (the tests feed them in)
@@ -275,6 +275,7 @@ CLAMPS = [  # (min, max): numbers, arrays, None, crossed, NaN
     (None, 0.5),
     (1.0, -1.0),
     (np.nan, None),
+    (None, np.nan),
     (None, np.inf),
     ("array", "array"),
     ("array", None),
@@ -290,7 +291,16 @@ def test_clamp(bounds, dtype, target):
     x[0, :3] = [np.nan, np.inf, -np.inf]
     lo, hi = (make((6,), dtype, 2) - 0.5 if bounds[0] == "array" else bounds[0],
               make((4, 1), dtype, 3) + 0.5 if bounds[1] == "array" else bounds[1])
-    check(nbops.clamp, torch.clamp, target, x, min=lo, max=hi)
+    check(nbops.clamp, _torch_clamp, target, x, min=lo, max=hi)
+
+
+def _torch_clamp(input, min=None, max=None):
+    """torch.clamp with a NaN number bound passed as a 0-d tensor of input's dtype (same result dtype). torch 2.11
+    and older ignore a lone NaN number bound (pytorch/pytorch#172067, fixed since) while the tensor form propagates
+    NaN in every version since 1.12; nbops follows the current rule, NaN everywhere."""
+    def bound(v):
+        return torch.tensor(v, dtype=input.dtype) if isinstance(v, float) and v != v else v
+    return torch.clamp(input, min=bound(min), max=bound(max))
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -342,6 +352,34 @@ def test_cpu_kernel_compiles_one_signature_per_dtype():
     nbops.mul(make((4, 3), np.float64, 1, layout="transposed"), 3.0)
     keys = [k for k in cpu._ENTRIES if k[0] is cpu._binary_kernel and k[1][0] == "float64"]
     assert len(keys) == 1 and len(cpu._binary_kernel.signatures) <= 2
+
+
+def _compile_cuda_kernels():
+    """Every pointwise CUDA kernel, for every signature its launcher can pass (out flat C-contiguous, operands
+    8-D strided views, bool computed as uint8), compiled to PTX by NVVM; the float kernels that must propagate NaN
+    contain no PTX max/min instruction (those return the non-NaN operand)."""
+    from numba import types
+
+    from nbops.cuda import pointwise as cuda_pointwise
+
+    floats = (types.float32, types.float64)
+    ints = (types.int8, types.int16, types.int32, types.int64, types.uint8)
+    flat, nd = (lambda dt: types.Array(dt, 1, "C")), (lambda dt: types.Array(dt, 8, "A"))
+    for dt in floats + ints:
+        binary = cuda_pointwise._binary_kernel if dt in floats else cuda_pointwise._binary_int_kernel
+        ptx = {
+            "binary": gpu_ptx(binary, (flat(dt), nd(dt), nd(dt), types.int64, dt)),
+            "unary": gpu_ptx(cuda_pointwise._unary_kernel, (flat(dt), nd(dt), types.int64)),
+            "where": gpu_ptx(cuda_pointwise._where_kernel, (flat(dt), nd(types.boolean), nd(dt), nd(dt))),
+            "clamp": gpu_ptx(cuda_pointwise._clamp_kernel, (flat(dt), nd(dt), nd(dt), nd(dt))),
+        }
+        if dt in floats:
+            for name in ("binary", "clamp"):
+                assert "max.f" not in ptx[name] and "min.f" not in ptx[name], (name, dt)
+
+
+def test_cuda_kernels_compile_for_gpu():
+    outside_simulator(_compile_cuda_kernels)
 
 
 ERRORS = [

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nbops
-from helpers import TARGETS, check, make, make_int, to_numpy, to_target
+from helpers import TARGETS, check, gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
 
 ALL_DTYPES = [np.float32, np.float64, np.int64, np.int32, np.uint8, np.bool_]
 
@@ -109,6 +109,7 @@ VIEW_CASES = [  # (nbops fn, torch fn, input shape, layout, args)
     (nbops.split, torch.split, (5, 3), "contiguous", ([1, 0, 2], 1)),
     (nbops.split, torch.split, (4, 6), "transposed", (4, -1)),
     (nbops.split, torch.split, (0, 3), "contiguous", (2,)),
+    (nbops.split, torch.split, (3, 0), "contiguous", (2,)),
     (nbops.chunk, torch.chunk, (5, 3), "contiguous", (3,)),
     (nbops.chunk, torch.chunk, (6, 3), "contiguous", (4,)),
     (nbops.chunk, torch.chunk, (2, 7), "strided", (3, 1)),
@@ -116,6 +117,7 @@ VIEW_CASES = [  # (nbops fn, torch fn, input shape, layout, args)
     (nbops.narrow, torch.narrow, (5, 4), "contiguous", (0, 1, 3)),
     (nbops.narrow, torch.narrow, (5, 4), "transposed", (1, -2, 2)),
     (nbops.narrow, torch.narrow, (5, 4), "contiguous", (-1, 4, 0)),
+    (nbops.narrow, torch.narrow, (0, 3), "contiguous", (1, 1, 2)),
     (nbops.contiguous, lambda x: x.contiguous(), (3, 4), "contiguous", ()),
     (nbops.contiguous, lambda x: x.contiguous(), (3, 4), "transposed", ()),
     (nbops.contiguous, lambda x: x.contiguous(), (3, 4), "strided", ()),
@@ -225,6 +227,29 @@ def test_torch_views_share_memory():
     c = nbops.cat([t, t], 1)
     assert isinstance(c, torch.Tensor) and c.shape == (3, 8)
     torch.testing.assert_close(nbops.reshape(t.t(), (12,)), t.t().reshape(12))
+
+
+def _compile_cuda_kernels():
+    """Every shape CUDA kernel compiled to PTX by NVVM for every signature its launchers can pass: copies from and
+    to each supported dtype (out flat C-contiguous or 8-D strided, source 8-D strided) and fills with a value of
+    out's dtype, a Python int or a Python float."""
+    from numba import types
+
+    from nbops.cuda import shape as cuda_shape
+
+    dtypes = (types.float32, types.float64, types.int8, types.int16, types.int32, types.int64, types.uint8,
+              types.boolean)
+    flat, nd = (lambda dt: types.Array(dt, 1, "C")), (lambda dt: types.Array(dt, 8, "A"))
+    for dst in dtypes:
+        for value in (dst, types.int64, types.float64):
+            gpu_ptx(cuda_shape._fill_kernel, (flat(dst), value))
+        for src in dtypes:
+            gpu_ptx(cuda_shape._copy_kernel, (flat(dst), nd(src)))
+            gpu_ptx(cuda_shape._copy_strided_kernel, (nd(dst), nd(src), types.int64))
+
+
+def test_cuda_kernels_compile_for_gpu():
+    outside_simulator(_compile_cuda_kernels)
 
 
 ERRORS = [

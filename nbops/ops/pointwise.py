@@ -16,6 +16,7 @@ import numbers
 
 import numpy as np
 
+from .._arrays import cuda_as_strided
 from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, public
 from .._shapes import broadcast_shapes
 
@@ -94,6 +95,15 @@ def _operand(call, name, value, dtype):
     return out
 
 
+def _as_uint8(call, x):
+    """Bool array ``x`` viewed as its uint8 bytes. numba-cuda's ``DeviceNDArray.view`` fails on 0-d arrays (it
+    hands the constructor an unhashable empty list of strides), so a 0-d device array goes through a 1-element
+    1-D view."""
+    if call.target == "cuda" and not len(x.shape):
+        return cuda_as_strided(cuda_as_strided(x, (1,), (0,)).view(_U8), (), ())
+    return x.view(_U8)
+
+
 def _run(call, launcher, values, compute, **consts):
     """Broadcast, cast to ``compute``, allocate a ``compute`` output, launch, wrap."""
     shape = broadcast_shapes(call.op, *(tuple(call[n].shape) for n in values if n in call))
@@ -101,7 +111,7 @@ def _run(call, launcher, values, compute, **consts):
     out = call.empty(shape, compute)
     if out.size:
         if compute == _BOOL:
-            out_k, ops = out.view(_U8), [o.view(_U8) for o in ops]
+            out_k, ops = _as_uint8(call, out), [_as_uint8(call, o) for o in ops]
         else:
             out_k = out
         call.launch(launcher, out_k, *ops, **consts)
@@ -494,7 +504,7 @@ def where(condition, input, other):
     out = call.empty(shape, rt)
     if out.size:
         if rt == _BOOL:
-            call.launch("where", out.view(_U8), cond, *(o.view(_U8) for o in ops))
+            call.launch("where", _as_uint8(call, out), cond, *(_as_uint8(call, o) for o in ops))
         else:
             call.launch("where", out, cond, *ops)
     return call.wrap(out)

@@ -517,6 +517,12 @@ def flatten(input, start_dim=0, end_dim=-1):
 
 
 def _narrow(call, x, d, start, length):
+    shape = list(x.shape)
+    shape[d] = length
+    if 0 in shape:
+        # an empty piece holds no memory; real numba device arrays refuse to slice the (NULL) memory of an empty
+        # array, so the piece is a zero-size view rather than a slice
+        return _view(call, x, shape, _estrides(x))
     index = (slice(None),) * d + (slice(start, start + length),)
     return x[index]
 
