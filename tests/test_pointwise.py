@@ -266,6 +266,7 @@ def test_where_scalars_and_promotion(target):
     check(nbops.where, torch.where, target, cond, make_int((5,), 0, 9, np.int32, 3), 2.5)
     check(nbops.where, torch.where, target, cond, make((5,), np.float32, 4), make((4, 1), np.float64, 5))
     check(nbops.where, torch.where, target, cond, np.array([True, False, True, False, True]), False)
+    check(nbops.where, torch.where, target, np.array(False), np.array(False), True)  # 0-d bool output
     check(nbops.where, torch.where, target, cond, make((4, 5), np.float32, 6, layout="transposed"), np.nan)
 
 
