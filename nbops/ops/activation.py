@@ -117,6 +117,8 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     lo, hi = _number("hardtanh", "min_val", min_val), _number("hardtanh", "max_val", max_val)
     if lo > hi:
         raise ValueError("hardtanh(): min_val cannot be greater than max_val")
+    if lo != lo or hi != hi:  # torch returns all NaN; the kernel's comparisons would silently ignore the bound
+        raise ValueError(f"hardtanh(): min_val and max_val must not be NaN, got {min_val} and {max_val}")
     return _elementwise("hardtanh", "hardtanh", input, inplace, min_val=lo, max_val=hi)
 
 

@@ -36,3 +36,10 @@ def test_group_norm_one_value_per_group_raises(shape, groups):
         nbops.group_norm(x, groups)
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         torch.nn.functional.group_norm(torch.from_numpy(x), groups)
+
+
+@pytest.mark.parametrize("bounds", [(float("nan"), 1.0), (-1.0, float("nan"))])
+def test_hardtanh_nan_bound_raises(bounds):
+    """A NaN bound was silently ignored (torch returns NaN everywhere); nbops rejects it."""
+    with pytest.raises(ValueError, match=r"hardtanh\(\): min_val and max_val must not be NaN"):
+        nbops.hardtanh(make((3, 4), np.float32), *bounds)
