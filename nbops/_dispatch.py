@@ -159,6 +159,14 @@ class Call:
             )
         return nd
 
+    def require_writeable(self, name, why):
+        """Raise ValueError naming the op when argument ``name``, which the op writes in place (``why``), is a
+        read-only NumPy array (numba's kernels would fail to compile for it, NumPy's copies to it would raise
+        without naming the op)."""
+        x = self.arrays.get(name)
+        if isinstance(x, np.ndarray) and not x.flags.writeable:
+            raise ValueError(f"{self.op}(): argument '{name}' is written in place ({why}) but is a read-only array")
+
     def empty(self, shape, dtype):
         """A new uninitialised array on this call's target (kernel-side kind)."""
         return _arrays.empty(tuple(int(s) for s in shape), dtype, self.target, self.kind, self.like)

@@ -53,6 +53,8 @@ def _run(op, input, p, training, inplace, seed, rows=None, alpha=False):
     if seed is not None:
         _random._check_seed(op, seed)
     x = call["input"]
+    if inplace:
+        call.require_writeable("input", "inplace=True")
     if not training or p == 0.0 or x.size == 0:
         return input
     xc = call.contiguous(x)

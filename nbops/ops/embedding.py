@@ -82,6 +82,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     _check_bounds(call, idx, V)
     M = idx.shape[0]
     if max_norm is not None and M:
+        call.require_writeable("weight", "max_norm renormalises looked-up rows")
         wc = call.contiguous(w)
         call.launch("embedding_renorm", wc, idx, max_norm=float(max_norm), norm_type=float(norm_type))
         if wc is not w:

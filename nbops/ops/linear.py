@@ -131,6 +131,7 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
 def _check_out(call, op, shape, dtype):
     """Raise ValueError unless the ``out=`` array has the result's shape and dtype; True otherwise."""
     o = call["out"]
+    call.require_writeable("out", "out=")
     if tuple(_sh(o)) != tuple(shape) or np.dtype(o.dtype) != dtype:
         raise ValueError(
             f"{op}(): argument 'out' must have shape {tuple(shape)} and dtype {dtype}, got shape {tuple(_sh(o))} "

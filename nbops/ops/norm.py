@@ -97,11 +97,14 @@ def _channel_message(call):
             f"shape {{shape}} and input of shape {list(call['input'].shape)}")
 
 
-def _running(call, name, C, dtype):
-    """Running statistic ``name`` (1-D, C values, input's dtype) as the caller's own memory, or None."""
+def _running(call, name, C, dtype, written):
+    """Running statistic ``name`` (1-D, C values, input's dtype) as the caller's own memory, or None; ``written``:
+    the op updates it in place, so it must be writeable."""
     if name not in call:
         return None
     a = call[name]
+    if written:
+        call.require_writeable(name, "running statistics are updated in place")
     _dtype_like(call, name, dtype)
     if len(a.shape) != 1 or a.shape[0] != C:
         raise ValueError(f"{call.op}(): {name} should be a 1-D array of {C} elements, got shape {tuple(a.shape)}")
@@ -165,8 +168,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     momentum = _number(op, "momentum", momentum)
     eps = _number(op, "eps", eps)
     x, N, C, L = _channels(call)
-    rm = _running(call, "running_mean", C, dt)
-    rv = _running(call, "running_var", C, dt)
+    rm = _running(call, "running_mean", C, dt, training)
+    rv = _running(call, "running_var", C, dt, training)
     msg = f"{{name}} should contain {C} elements not {{numel}}"
     w = _param(call, "weight", (C,), 1, dt, msg, numel_only=True)
     b = _param(call, "bias", (C,), 0, dt, msg, numel_only=True)
@@ -226,8 +229,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     x, N, C, L = _channels(call)
     if (running_mean is None) != (running_var is None):
         raise ValueError(f"{op}(): running_mean and running_var must either both be None or neither be None")
-    rm = _running(call, "running_mean", C, dt)
-    rv = _running(call, "running_var", C, dt)
+    rm = _running(call, "running_mean", C, dt, use_input_stats)
+    rv = _running(call, "running_var", C, dt, use_input_stats)
     msg = _channel_message(call)
     w = _param(call, "weight", (C,), 1, dt, msg)
     b = _param(call, "bias", (C,), 0, dt, msg)
@@ -459,8 +462,8 @@ def switch_norm(input, weight, bias, mean_weight, var_weight, running_mean, runn
                 f"{op}(): {name} should have shape ({k},) with using_bn={bool(using_bn)}, got {tuple(call[name].shape)}"
             )
         mix.append(call.contiguous(call[name]))
-    rm = _running(call, "running_mean", C, dt) if using_bn else None
-    rv = _running(call, "running_var", C, dt) if using_bn else None
+    rm = _running(call, "running_mean", C, dt, training) if using_bn else None
+    rv = _running(call, "running_var", C, dt, training) if using_bn else None
     if using_bn and not training and (rm is None or rv is None):
         raise ValueError(f"{op}(): running_mean and running_var must be defined in evaluation mode with using_bn")
     msg = f"{{name}} should have shape ({C},), got {{shape}}"
