@@ -4,8 +4,6 @@ by a large offset; and the per-run example budget (``--slow`` multiplies it).
 
 Reproducible: every property runs with ``derandomize=True``, so CI draws the same examples each run."""
 
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,19 +11,17 @@ from hypothesis import strategies as st
 
 from helpers import assert_same
 
-SLOW = "--slow" in sys.argv
 SLOW_FACTOR = 20
 DTYPES = [np.float32, np.float64]
 DENORMAL = {np.float32: 1e-40, np.float64: 5e-320}
-EXAMPLES = {}  # family -> examples run in this session (the docs table comes from this)
 
 
-def run(family, target, n, strategy, prop):
-    """Check ``prop`` on ``n`` derandomized examples of ``strategy`` (x SLOW_FACTOR with --slow; the cuda simulator
-    gets a quarter, at least 3)."""
+def run(family, target, n, strategy, prop, config):
+    """Check ``prop`` on ``n`` derandomized examples of ``strategy`` (x SLOW_FACTOR with --slow, read from pytest's
+    ``config`` so that xdist workers see it too; the cuda simulator gets a quarter, at least 3)."""
     if target == "cuda":
         n = max(3, n // 4)
-    n = n * SLOW_FACTOR if SLOW else n
+    n = n * SLOW_FACTOR if config.getoption("--slow") else n
     count = [0]
 
     def body(example):
@@ -34,9 +30,7 @@ def run(family, target, n, strategy, prop):
 
     settings(max_examples=n, derandomize=True, deadline=None, database=None, print_blob=True,
              suppress_health_check=list(HealthCheck))(given(strategy)(body))()
-    key = f"{family}/{target}"
-    EXAMPLES[key] = EXAMPLES.get(key, 0) + count[0]
-    print(f"fuzz {key}: {count[0]} examples")
+    print(f"fuzz {family}/{target}: {count[0]} examples")
 
 
 def sizes(target, low=0, high=6):

@@ -48,13 +48,13 @@ def activation_case(draw, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_activation(target):
+def test_activation(target, pytestconfig):
     def prop(case):
         op, x, extra, kw = case
         ref = getattr(F, op) if hasattr(F, op) else getattr(torch, op)
         check(getattr(nbops, op), ref, target, x, *extra, **kw)
 
-    run("activation", target, 60, activation_case(target), prop)
+    run("activation", target, 60, activation_case(target), prop, pytestconfig)
 
 
 def _broadcast_partner(draw, shape):
@@ -97,9 +97,9 @@ def pointwise_case(draw, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_pointwise(target):
+def test_pointwise(target, pytestconfig):
     def prop(case):
         op, args, kw = case
         check(getattr(nbops, op), getattr(torch, op), target, *args, **kw)
 
-    run("pointwise", target, 60, pointwise_case(target), prop)
+    run("pointwise", target, 60, pointwise_case(target), prop, pytestconfig)

@@ -32,7 +32,7 @@ def embedding_case(draw, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_embedding(target):
+def test_embedding(target, pytestconfig):
     def prop(case):
         idx, weight, kw = case
         w_nb, w_t = to_target(weight.copy(), target), to_torch(weight)
@@ -41,7 +41,7 @@ def test_embedding(target):
         assert_same(got, want)
         assert_same(to_numpy(w_nb), w_t)  # max_norm renormalises the same rows in place
 
-    run("embedding", target, 40, embedding_case(target), prop)
+    run("embedding", target, 40, embedding_case(target), prop, pytestconfig)
 
 
 @st.composite
@@ -57,7 +57,7 @@ def dropout_case(draw, target):
 
 @pytest.mark.filterwarnings("ignore:.*Received a 3D input")
 @pytest.mark.parametrize("target", TARGETS)
-def test_dropout(target):
+def test_dropout(target, pytestconfig):
     def prop(case):
         op, x, p, training, seed = case
         fn = getattr(nbops, op)
@@ -91,7 +91,7 @@ def test_dropout(target):
             kept_c = kept.reshape(channels, -1)
             assert ((kept_c | (x == 0).reshape(channels, -1)).all(1) | ~kept_c.any(1)).all()
 
-    run("dropout", target, 40, dropout_case(target), prop)
+    run("dropout", target, 40, dropout_case(target), prop, pytestconfig)
 
 
 @st.composite
@@ -134,7 +134,7 @@ def shape_case(draw, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_shape(target):
+def test_shape(target, pytestconfig):
     def prop(case):
         op, args, kw = case
         ref = (lambda t: t.contiguous()) if op == "contiguous" else getattr(torch, op, None)
@@ -142,4 +142,4 @@ def test_shape(target):
             ref = lambda t, *s: t.expand(*s)  # noqa: E731
         check(getattr(nbops, op), ref, target, *args, **kw)
 
-    run("shape", target, 40, shape_case(target), prop)
+    run("shape", target, 40, shape_case(target), prop, pytestconfig)

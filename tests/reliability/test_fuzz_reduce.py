@@ -53,7 +53,7 @@ def reduction_case(draw, target):
 
 @pytest.mark.filterwarnings("ignore:.*degrees of freedom")
 @pytest.mark.parametrize("target", TARGETS)
-def test_reduction(target):
+def test_reduction(target, pytestconfig):
     def prop(case):
         op, x, kw = case
         terms = max(x.size, 1)
@@ -68,7 +68,7 @@ def test_reduction(target):
             return
         check(getattr(nbops, op), getattr(torch, op), target, x, **kw, **tol)
 
-    run("reduction", target, 60, reduction_case(target), prop)
+    run("reduction", target, 60, reduction_case(target), prop, pytestconfig)
 
 
 @st.composite
@@ -113,7 +113,7 @@ def norm_case(draw, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_norm(target):
+def test_norm(target, pytestconfig):
     def prop(case):
         op, args, kw = case
         x = args[0]
@@ -135,4 +135,4 @@ def test_norm(target):
             assert_same(to_numpy(nb_args[1]), t_args[1], **tol)
             assert_same(to_numpy(nb_args[2]), t_args[2], **tol)
 
-    run("norm", target, 60, norm_case(target), prop)
+    run("norm", target, 60, norm_case(target), prop, pytestconfig)

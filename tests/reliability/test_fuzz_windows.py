@@ -15,7 +15,7 @@ from strategies import (DTYPES, accum_tol, arrays, as_float64, assert_parity, ma
                         torch_or_raises)
 
 
-def _parity(op, torch_fn, target, args, kw, terms, salt_free_exact=True):
+def _parity(op, torch_fn, target, args, kw, terms):
     """nbops vs torch (or both reject the draw), with accumulation tolerance for ``terms`` products."""
     nb = getattr(nbops, op)
     nb_args = [to_target(a, target) for a in args]
@@ -31,7 +31,8 @@ def _parity(op, torch_fn, target, args, kw, terms, salt_free_exact=True):
     dtype = arrays_in[0].dtype.type
     exact = None
     if dtype == np.float32:
-        exact = torch_fn(*[to_torch(as_float64(a)) for a in args], **{k: to_torch(as_float64(v)) for k, v in kw.items()})
+        exact = torch_fn(*[to_torch(as_float64(a)) for a in args],
+                         **{k: to_torch(as_float64(v)) for k, v in kw.items()})
     assert_parity(got, want, exact, **accum_tol(dtype, mag, terms))
 
 
@@ -66,12 +67,12 @@ def linear_case(draw, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_linear(target):
+def test_linear(target, pytestconfig):
     def prop(case):
         op, args, kw, K = case
         _parity(op, getattr(F, op) if op == "linear" else getattr(torch, op), target, args, kw, K + 2)
 
-    run("linear", target, 50, linear_case(target), prop)
+    run("linear", target, 50, linear_case(target), prop, pytestconfig)
 
 
 @st.composite
@@ -110,12 +111,12 @@ def conv_case(draw, target):
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")
 @pytest.mark.parametrize("target", TARGETS)
-def test_conv(target):
+def test_conv(target, pytestconfig):
     def prop(case):
         op, args, kw, terms = case
         _parity(op, getattr(F, op), target, args, kw, terms + 1)
 
-    run("conv", target, 50, conv_case(target), prop)
+    run("conv", target, 50, conv_case(target), prop, pytestconfig)
 
 
 @st.composite
@@ -146,9 +147,9 @@ def pool_case(draw, target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_pooling(target):
+def test_pooling(target, pytestconfig):
     def prop(case):
         op, args, kw, terms = case
         _parity(op, getattr(F, op), target, args, kw, terms)
 
-    run("pooling", target, 60, pool_case(target), prop)
+    run("pooling", target, 60, pool_case(target), prop, pytestconfig)
