@@ -28,4 +28,4 @@ from ._random import manual_seed  # noqa: E402
 from ._dispatch import PUBLIC_OPS as _PUBLIC_OPS  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["get_num_threads", "set_num_threads"] + sorted(_PUBLIC_OPS)
+__all__ = ["get_num_threads", "manual_seed", "set_num_threads"] + sorted(_PUBLIC_OPS)
