@@ -24,60 +24,19 @@ into a thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
 
 import threading
 
-import numba
 import numpy as np
-from llvmlite import binding as llvm
-from numba import get_num_threads, njit, prange, types
-from numba.core import cgutils
-from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
+from numba import get_num_threads, njit, prange
 
 from .._dispatch import kernel, register
-
-
-
-def _vector_bytes():
-    """Bytes of the widest vector register the njit kernels get: 64 with AVX-512 (32 registers), else 32."""
-    features = numba.config.CPU_FEATURES
-    if not features:
-        if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
-            return 32
-        features = llvm.get_host_cpu_features().flatten()
-    return 64 if "+avx512f" in features.split(",") else 32
-
+from ._util import stack_empty, vector_bytes
 
 OCB = 8  # output channels per register tile
 # output pixels per register tile: 8 x 2 zmm accumulators of AVX-512's 32 registers; 8 x 1 ymm of AVX2's 16
-PB = 32 if _vector_bytes() == 64 else 8
+PB = 32 if vector_bytes() == 64 else 8
 DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 4 ymm: more FMAs per tap's address arithmetic)
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
-
-
-@intrinsic
-def _stack_empty(typingctx, size, like):
-    """A 1-D array of ``size`` (a literal int) elements of ``like``'s dtype, allocated on the stack.
-
-    A stack array cannot alias any other array, so LLVM keeps a small accumulator of this kind in registers across
-    the reduction loop; a heap array (np.empty) is reloaded and stored on every tap.
-    """
-    if not isinstance(size, types.IntegerLiteral) or not isinstance(like, types.Array):
-        return None
-    n = size.literal_value
-    rtype = types.Array(like.dtype, 1, "C")
-
-    def codegen(context, builder, sig, args):
-        lty = context.get_data_type(like.dtype)
-        ptr = cgutils.alloca_once(builder, lty, size=n)
-        ary = make_array(rtype)(context, builder)
-        intp = context.get_value_type(types.intp)
-        itemsize = context.get_abi_sizeof(lty)
-        populate_array(ary, data=ptr, shape=[intp(n)], strides=[intp(itemsize)], itemsize=intp(itemsize),
-                       meminfo=None)
-        return ary._getvalue()
-
-    return rtype(size, like), codegen
 
 
 @njit(cache=True)
@@ -190,14 +149,14 @@ def _conv_tiles_kernel(out, xs, wp, bias, TAPS, GSTRIDE, WQ, NA, NB, OH0, OW0, O
         r //= NCH
         g = r % G
         n = r // G
-        acc0 = _stack_empty(PB, xs)
-        acc1 = _stack_empty(PB, xs)
-        acc2 = _stack_empty(PB, xs)
-        acc3 = _stack_empty(PB, xs)
-        acc4 = _stack_empty(PB, xs)
-        acc5 = _stack_empty(PB, xs)
-        acc6 = _stack_empty(PB, xs)
-        acc7 = _stack_empty(PB, xs)
+        acc0 = stack_empty(PB, xs)
+        acc1 = stack_empty(PB, xs)
+        acc2 = stack_empty(PB, xs)
+        acc3 = stack_empty(PB, xs)
+        acc4 = stack_empty(PB, xs)
+        acc5 = stack_empty(PB, xs)
+        acc6 = stack_empty(PB, xs)
+        acc7 = stack_empty(PB, xs)
         xn = xs[n]
         wb = wp[g, ob]
         oc0 = g * OCG + ob * OCB
@@ -286,7 +245,7 @@ def _depthwise_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
     for ch in prange(NCH):
         buf = np.empty((SH * SW, L), x.dtype)
         tmp = np.empty(L, x.dtype)
-        acc = _stack_empty(DW_PB, x)
+        acc = stack_empty(DW_PB, x)
         for it in range(ch * per, min(N * OC, (ch + 1) * per)):
             n = it // OC
             oc = it - n * OC

@@ -15,31 +15,18 @@ the cache sets). Packing reads the operands through element strides, so transpos
 
 import numba
 import numpy as np
-from llvmlite import binding as llvm
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
-from numba.np.arrayobj import make_array, populate_array
 from numpy.lib.stride_tricks import as_strided
 
 from .._dispatch import register
-
-
-def _vector_register_bytes():
-    """Width of the widest vector register LLVM will use for the njit kernels: 64 (AVX-512) or 32 (AVX2 and
-    narrower, and any CPU named through NUMBA_CPU_NAME without its features, e.g. a portable 'generic' cache)."""
-    features = numba.config.CPU_FEATURES
-    if not features:
-        if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
-            return 32
-        features = llvm.get_host_cpu_features().flatten()
-    return 64 if "+avx512f" in features.split(",") else 32
+from ._util import stack_array_codegen, vector_bytes
 
 
 MR = 5  # rows of the micro-tile: MR broadcasts of A and MR accumulator rows live in registers at once
-ROW_REGISTERS = 3 if _vector_register_bytes() == 64 else 2  # vector registers a row: 5 x 3 of AVX-512's 32, 5 x 2
+ROW_REGISTERS = 3 if vector_bytes() == 64 else 2  # vector registers a row: 5 x 3 of AVX-512's 32, 5 x 2
 # of AVX2's 16 (a sixth row spills there)
-VECTOR_BYTES = ROW_REGISTERS * _vector_register_bytes()  # one micro-tile row: NR = VECTOR_BYTES / itemsize
+VECTOR_BYTES = ROW_REGISTERS * vector_bytes()  # one micro-tile row: NR = VECTOR_BYTES / itemsize
 KC = 384  # depth of a packed block: the A micro-panel (KC x MR) stays in L1 while it sweeps the B block
 MC = 120  # rows of a packed A block; a multiple of MR
 B_BLOCK_BYTES = 768 * 1024  # a packed KC x NC block of B, swept once per A micro-panel, stays in L2
@@ -74,13 +61,7 @@ def _register_row(typingctx, like):
     row_type = types.Array(dtype, 1, "C")
 
     def codegen(context, builder, signature, args):
-        itemsize = context.get_constant(types.intp, dtype.bitwidth // 8)
-        data = cgutils.alloca_once(builder, context.get_data_type(dtype), size=width)
-        cgutils.memset(builder, data, context.get_constant(types.intp, width * (dtype.bitwidth // 8)), 0)
-        row = make_array(row_type)(context, builder)
-        populate_array(row, data=data, shape=[context.get_constant(types.intp, width)], strides=[itemsize],
-                       itemsize=itemsize, meminfo=None)
-        return row._getvalue()
+        return stack_array_codegen(context, builder, dtype, width, zero=True)
 
     return row_type(like), codegen
 

@@ -1,0 +1,55 @@
+"""Helpers the CPU kernel modules share: the vector width the njit kernels compile for, and stack-allocated arrays
+that LLVM can keep in registers."""
+
+import numba
+from llvmlite import binding as llvm
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+
+def vector_bytes():
+    """Bytes of the widest vector register LLVM will use for the njit kernels: 64 with AVX-512 (32 registers),
+    else 32 (AVX2 and narrower, and any CPU named through NUMBA_CPU_NAME without its features, e.g. a portable
+    'generic' cache)."""
+    features = numba.config.CPU_FEATURES
+    if not features:
+        if numba.config.CPU_NAME and numba.config.CPU_NAME != "host":
+            return 32
+        features = llvm.get_host_cpu_features().flatten()
+    return 64 if "+avx512f" in features.split(",") else 32
+
+
+def stack_array_codegen(context, builder, dtype, size, zero):
+    """LLVM code for a C-contiguous (size,) array of ``dtype`` on the calling function's stack, zeroed if ``zero``.
+
+    The array has no meminfo: it must not outlive the function that made it.
+    """
+    lty = context.get_data_type(dtype)
+    data = cgutils.alloca_once(builder, lty, size=size)
+    itemsize = context.get_abi_sizeof(lty)
+    if zero:
+        cgutils.memset(builder, data, context.get_constant(types.intp, size * itemsize), 0)
+    ary = make_array(types.Array(dtype, 1, "C"))(context, builder)
+    intp = context.get_value_type(types.intp)
+    populate_array(ary, data=data, shape=[intp(size)], strides=[intp(itemsize)], itemsize=intp(itemsize),
+                   meminfo=None)
+    return ary._getvalue()
+
+
+@intrinsic
+def stack_empty(typingctx, size, like):
+    """A 1-D array of ``size`` (a literal int) elements of ``like``'s dtype, allocated on the stack.
+
+    A stack array cannot alias any other array, so LLVM keeps a small accumulator of this kind in registers across
+    the reduction loop; a heap array (np.empty) is reloaded and stored on every tap.
+    """
+    if not isinstance(size, types.IntegerLiteral) or not isinstance(like, types.Array):
+        return None
+    n = size.literal_value
+
+    def codegen(context, builder, sig, args):
+        return stack_array_codegen(context, builder, like.dtype, n, zero=False)
+
+    return types.Array(like.dtype, 1, "C")(size, like), codegen
