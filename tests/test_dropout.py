@@ -3,9 +3,6 @@
 torch's edge cases (p = 0, p = 1, training=False, in place)."""
 
 import math
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -15,7 +12,7 @@ import torch.nn.functional as F
 
 import nbops
 from nbops import _random
-from helpers import DTYPES, TARGETS, make, to_numpy, to_target
+from helpers import DTYPES, TARGETS, gpu_ptx, make, outside_simulator, to_numpy, to_target
 
 pytestmark = pytest.mark.filterwarnings("ignore::numba.NumbaWarning")  # the simulator's object-mode RNG setup
 
@@ -259,41 +256,7 @@ def test_manual_seed_errors():
 # kernels for sm_90, and make generator states from 64-bit seeds as the launcher does.
 
 
-def _in_child_without_simulator(request):
-    """Under the simulator (which cannot compile for a GPU and runs numba's host code as Python) reruns the calling
-    test in a child pytest without NUMBA_ENABLE_CUDASIM and returns True; else returns False."""
-    from numba import config
-
-    if not config.ENABLE_CUDASIM:
-        return False
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
-                         env=env, cwd=request.config.rootpath, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    return True
-
-
-def _compiling_cuda(monkeypatch):
-    """numba.cuda for compiling: numba's own device functions ask the current device for its compute capability,
-    so without a GPU they are told sm_90."""
-    from numba import cuda
-
-    if not cuda.is_available():
-        import numba.cuda.dispatcher as dispatcher
-
-        class _Sm90:
-            compute_capability = (9, 0)
-
-        monkeypatch.setattr(dispatcher, "get_current_device", lambda: _Sm90(), raising=False)
-    return cuda
-
-
-def test_cuda_kernels_compile_for_sm90(request, monkeypatch):
-    """Every kernel of nbops/cuda/dropout.py, typed as its launcher's arguments type at launch (numba.typeof of the
-    same kinds of values: C-contiguous 1-D arrays, numpy scalars, a bool), compiles to PTX for sm_90."""
-    if _in_child_without_simulator(request):
-        return
-    cuda = _compiling_cuda(monkeypatch)
+def _compile_cuda_kernels():
     from numba import typeof
     from numba.cuda.random import xoroshiro128p_dtype
 
@@ -315,18 +278,20 @@ def test_cuda_kernels_compile_for_sm90(request, monkeypatch):
             (kd._feature_apply_kernel, (arr, arr, noise) + coef + (affine,)),
         ]
         for kernel, sig in sigs:
-            ptx, resty = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-            assert ".target sm_90" in ptx and str(resty) == "none", kernel.py_func.__name__
+            ptx = gpu_ptx(kernel, sig)  # raises where a kernel's return type is not void
+            assert ".target sm_90" in ptx, kernel.py_func.__name__
             compiled.add(kernel.py_func.__name__)
     kernels = {name for name in vars(kd) if name.endswith("_kernel")}
     assert compiled == kernels
 
 
-def test_cuda_host_states_take_any_64bit_seed(request):
-    """States for keys >= 2**63 even after an int64 overload of numba's state initialiser exists (a small Python
-    int seed makes one; real numba then fails to convert a big int: 'int too big to convert')."""
-    if _in_child_without_simulator(request):
-        return
+def test_cuda_kernels_compile_for_sm90():
+    """Every kernel of nbops/cuda/dropout.py, typed as its launcher's arguments type at launch (numba.typeof of the
+    same kinds of values: C-contiguous 1-D arrays, numpy scalars, a bool), compiles to PTX for sm_90."""
+    outside_simulator(_compile_cuda_kernels)
+
+
+def _host_states_take_any_64bit_seed():
     from numba.cuda.random import init_xoroshiro128p_states_cpu, xoroshiro128p_dtype
 
     import nbops.cuda.dropout as kd
@@ -340,3 +305,9 @@ def test_cuda_host_states_take_any_64bit_seed(request):
         assert st.dtype == xoroshiro128p_dtype and st.shape == (3,)
         seen.add(st.tobytes())
     assert len(seen) == 3
+
+
+def test_cuda_host_states_take_any_64bit_seed():
+    """States for keys >= 2**63 even after an int64 overload of numba's state initialiser exists (a small Python
+    int seed makes one; real numba then fails to convert a big int: 'int too big to convert')."""
+    outside_simulator(_host_states_take_any_64bit_seed)

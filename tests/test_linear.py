@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
+from helpers import DTYPES, TARGETS, check, gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
 
 INT_DTYPES = [np.int8, np.uint8, np.int16, np.int32, np.int64]
 
@@ -171,42 +171,32 @@ def test_out(target):
 
 # the real CUDA compiler (NVVM), not the simulator: every kernel for every signature the launchers pass. The
 # simulator runs kernels as Python and accepts what the device compiler rejects (a shared array shaped by an
-# expression); libnvvm compiles PTX without a GPU. A child process, so that NUMBA_ENABLE_CUDASIM cannot apply.
-COMPILE_SCRIPT = """
-import itertools
-import numpy as np
-from numba import cuda, from_dtype, int64, boolean
-from nbops.cuda import linear as L
+# expression); libnvvm compiles PTX without a GPU. Outside the simulator, so that NUMBA_ENABLE_CUDASIM cannot apply.
+def _compile_cuda_kernels():
+    from numba import boolean, from_dtype, int64
 
-failed = []
-for dt in (np.float32, np.float64, np.int64):
-    t = from_dtype(np.dtype(dt))
-    for la, lb in (("C", "C"), ("A", "A"), ("F", "A")):
-        sig = (t[:, :, ::1], t[:, :, :].copy(layout=la), t[:, :, :].copy(layout=lb), t, t)
+    from nbops.cuda import linear as L
+
+    failed = []
+    for dt in (np.float32, np.float64, np.int64):
+        t = from_dtype(np.dtype(dt))
+        for la, lb in (("C", "C"), ("A", "A"), ("F", "A")):
+            sig = (t[:, :, ::1], t[:, :, :].copy(layout=la), t[:, :, :].copy(layout=lb), t, t)
+            try:
+                gpu_ptx(L._matmul_kernel[np.dtype(dt)], sig)
+            except Exception as e:
+                failed.append(f"_matmul_kernel{sig}: {type(e).__name__}: {e}")
+    for dt in (np.int8, np.uint8, np.int16, np.int32):
+        sig = (from_dtype(np.dtype(dt))[::1], int64[::1], int64, boolean)
         try:
-            cuda.compile_ptx(L._matmul_kernel[np.dtype(dt)].py_func, sig, cc=(9, 0))
+            gpu_ptx(L._narrow_kernel, sig)
         except Exception as e:
-            failed.append(f"_matmul_kernel{sig}: {type(e).__name__}: {e}")
-for dt in (np.int8, np.uint8, np.int16, np.int32):
-    sig = (from_dtype(np.dtype(dt))[::1], int64[::1], int64, boolean)
-    try:
-        cuda.compile_ptx(L._narrow_kernel.py_func, sig, cc=(9, 0))
-    except Exception as e:
-        failed.append(f"_narrow_kernel{sig}: {type(e).__name__}: {e}")
-print("\\n".join(failed) or "compiled")
-"""
+            failed.append(f"_narrow_kernel{sig}: {type(e).__name__}: {e}")
+    assert not failed, "\n".join(failed)
 
 
 def test_cuda_kernels_compile_for_the_device():
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    done = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, cwd=root, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0 and done.stdout.strip() == "compiled", done.stdout + done.stderr
+    outside_simulator(_compile_cuda_kernels)
 
 
 @pytest.mark.cuda
