@@ -596,7 +596,8 @@ def _key_params(dtype, is_min):
 
 
 def _as_keys(a):
-    """Floats reinterpreted as same-width integers (a view); integers unchanged."""
+    """Floats reinterpreted as same-width integers (a view: of the same device memory for a CUDA array); integers
+    unchanged. The CUDA launcher uses it too."""
     if a.dtype == np.float32:
         return a.view(np.int32)
     if a.dtype == np.float64:

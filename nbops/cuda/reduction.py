@@ -17,7 +17,7 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from .._dispatch import register
-from ..cpu.reduction import _key_params
+from ..cpu.reduction import _as_keys, _key_params
 from ._util import TPB as TPB_1D
 from ._util import blocks
 
@@ -279,15 +279,6 @@ def _argmax_merge_kernel(vals, idx, pidx, x, mask, fix, flip, thresh, sh, nankey
                 bi = r
         idx[o, i] = bi
         vals[o, i] = x[o, bi, i]
-
-
-def _as_keys(a):
-    """Floats reinterpreted as same-width integers (a view of the same device memory); integers unchanged."""
-    if a.dtype == np.float32:
-        return a.view(np.int32)
-    if a.dtype == np.float64:
-        return a.view(np.int64)
-    return a
 
 
 @register("argmax", "cuda")
