@@ -1,5 +1,6 @@
 """Test configuration: the cuda marker runs only where numba.cuda is available (a GPU, or the simulator with
-NUMBA_ENABLE_CUDASIM=1 set before numba is imported); --slow enables the long checks."""
+NUMBA_ENABLE_CUDASIM=1 set before numba is imported); the slow marker's deep checks are collected only with
+--slow (deselected otherwise, like a -m filter, so a normal run lists no skips)."""
 
 import os
 import sys
@@ -20,12 +21,14 @@ def _cuda_available():
 
 
 def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--slow"):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]
     want_cuda = any(item.get_closest_marker("cuda") for item in items)
     skip_cuda = pytest.mark.skip(reason="no CUDA device and NUMBA_ENABLE_CUDASIM is not set")
-    skip_slow = pytest.mark.skip(reason="slow check; run with --slow")
     cuda_ok = want_cuda and _cuda_available()
     for item in items:
         if item.get_closest_marker("cuda") and not cuda_ok:
             item.add_marker(skip_cuda)
-        if item.get_closest_marker("slow") and not config.getoption("--slow"):
-            item.add_marker(skip_slow)
