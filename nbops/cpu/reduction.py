@@ -218,6 +218,18 @@ def _sum_rows_kernel(part, x, L):
         part[m, c] = _pairwise_sum(x[m], lo, min(lo + L, R), stack)
 
 
+@njit(inline="always")
+def _col_task(t, C, NB, I, R, RC):
+    """Column task t of the O * C * NB tasks every ``*_cols`` kernel splits (O, R, I) into: (o, row chunk c, inner
+    block start i0, its width w, rows r0:r1), for row chunks of RC rows and inner blocks of IB elements."""
+    o = t // (C * NB)
+    rem = t - o * C * NB
+    c = rem // NB
+    i0 = (rem - c * NB) * IB
+    r0 = c * RC
+    return o, c, i0, min(IB, I - i0), r0, min(r0 + RC, R)
+
+
 @njit(parallel=True, **_OPTS)
 def _sum_cols_kernel(part, x, RC):
     """part[o, c, i] = sum(x[o, c*RC:(c+1)*RC, i]); x: (O, R, I), part: (O, C, I), accumulator dtype = part's.
@@ -229,13 +241,7 @@ def _sum_cols_kernel(part, x, RC):
     C = part.shape[1]
     NB = (I + IB - 1) // IB
     for t in prange(O * C * NB):
-        o = t // (C * NB)
-        rem = t - o * C * NB
-        c = rem // NB
-        i0 = (rem - c * NB) * IB
-        w = min(IB, I - i0)
-        r0 = c * RC
-        r1 = min(r0 + RC, R)
+        o, c, i0, w, r0, r1 = _col_task(t, C, NB, I, R, RC)
         tot = np.zeros(w, part.dtype)
         grp = np.zeros(w, part.dtype)
         for r in range(r0, r1):
@@ -280,14 +286,9 @@ def _prod_cols_kernel(part, x, RC):
     C = part.shape[1]
     NB = (I + IB - 1) // IB
     for t in prange(O * C * NB):
-        o = t // (C * NB)
-        rem = t - o * C * NB
-        c = rem // NB
-        i0 = (rem - c * NB) * IB
-        w = min(IB, I - i0)
-        r0 = c * RC
+        o, c, i0, w, r0, r1 = _col_task(t, C, NB, I, R, RC)
         acc = np.ones(w, part.dtype)
-        for r in range(r0, min(r0 + RC, R)):
+        for r in range(r0, r1):
             seg = x[o, r, i0:i0 + w]
             for j in range(w):
                 acc[j] *= seg[j]
@@ -387,15 +388,10 @@ def _var_cols_kernel(pmean, pm2, x, RC):
     C = pmean.shape[1]
     NB = (I + IB - 1) // IB
     for t in prange(O * C * NB):
-        o = t // (C * NB)
-        rem = t - o * C * NB
-        c = rem // NB
-        i0 = (rem - c * NB) * IB
-        w = min(IB, I - i0)
-        r0 = c * RC
+        o, c, i0, w, r0, r1 = _col_task(t, C, NB, I, R, RC)
         mean = np.zeros(w, np.float64)
         m2 = np.zeros(w, np.float64)
-        for r in range(r0, min(r0 + RC, R)):
+        for r in range(r0, r1):
             seg = x[o, r, i0:i0 + w]
             inv = 1.0 / (r - r0 + 1)
             for j in range(w):
@@ -553,12 +549,8 @@ def _argmax_cols_kernel(pidx, x, RC, p):
     C = pidx.shape[1]
     NB = (I + IB - 1) // IB
     for t in prange(O * C * NB):
-        o = t // (C * NB)
-        rem = t - o * C * NB
-        c = rem // NB
-        i0 = (rem - c * NB) * IB
-        r0 = c * RC
-        _argmax_cols_task(pidx[o, c, i0:min(i0 + IB, I)], x, o, r0, min(r0 + RC, R), i0, p)
+        o, c, i0, w, r0, r1 = _col_task(t, C, NB, I, R, RC)
+        _argmax_cols_task(pidx[o, c, i0:i0 + w], x, o, r0, r1, i0, p)
 
 
 @njit(**_OPTS)
@@ -691,13 +683,7 @@ def _lse_cols_kernel(pm, ps, x, RC):
     C = pm.shape[1]
     NB = (I + IB - 1) // IB
     for t in prange(O * C * NB):
-        o = t // (C * NB)
-        rem = t - o * C * NB
-        c = rem // NB
-        i0 = (rem - c * NB) * IB
-        w = min(IB, I - i0)
-        r0 = c * RC
-        r1 = min(r0 + RC, R)
+        o, c, i0, w, r0, r1 = _col_task(t, C, NB, I, R, RC)
         mx = np.full(w, -np.inf)
         s = np.zeros(w)
         gmax = np.empty(w, x.dtype)
