@@ -23,6 +23,28 @@ __all__ = [
 ]
 
 
+def _register_affine(module, enabled, shape, dtype, bias):
+    """Register ``module``'s affine ``weight`` and ``bias`` of ``shape`` (bias only when ``bias``), or both as None
+    when not ``enabled``, as torch's norm layers do."""
+    if enabled:
+        module.weight = Parameter(_tensors.new(shape, dtype))
+        if bias:
+            module.bias = Parameter(_tensors.new(shape, dtype))
+        else:
+            module.register_parameter("bias", None)
+    else:
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
+
+
+def _reset_affine(module, enabled):
+    """torch's affine initialisation: weight ones, bias (if any) zeros."""
+    if enabled:
+        init.ones_(module.weight)
+        if module.bias is not None:
+            init.zeros_(module.bias)
+
+
 class _NormBase(Module):
     """Shared state of batch and instance norm: affine weight/bias and running statistics.
 
@@ -38,15 +60,7 @@ class _NormBase(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(_tensors.new((num_features,), dtype))
-            if bias:
-                self.bias = Parameter(_tensors.new((num_features,), dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, (num_features,), dtype, bias)
         if track_running_stats:
             self.register_buffer("running_mean", _tensors.new((num_features,), dtype))
             self.register_buffer("running_var", _tensors.new((num_features,), dtype))
@@ -69,10 +83,7 @@ class _NormBase(Module):
 
     def reset_parameters(self):
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self, self.affine)
 
     def _load_from_state_dict(self, state_dict, prefix, strict, missing_keys, unexpected_keys, error_msgs, assign):
         key = prefix + "num_batches_tracked"
@@ -229,23 +240,12 @@ class LayerNorm(Module):
         self.normalized_shape = _shape_tuple(normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(_tensors.new(self.normalized_shape, dtype))
-            if bias:
-                self.bias = Parameter(_tensors.new(self.normalized_shape, dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, elementwise_affine, self.normalized_shape, dtype, bias)
         self.reset_parameters()
         _tensors.place(self, device)
 
     def reset_parameters(self):
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self, self.elementwise_affine)
 
     def forward(self, input):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
@@ -273,23 +273,12 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = Parameter(_tensors.new((num_channels,), dtype))
-            if bias:
-                self.bias = Parameter(_tensors.new((num_channels,), dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _register_affine(self, affine, (num_channels,), dtype, bias)
         self.reset_parameters()
         _tensors.place(self, device)
 
     def reset_parameters(self):
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self, self.affine)
 
     def forward(self, input):
         return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
