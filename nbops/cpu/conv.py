@@ -10,9 +10,11 @@ innermost loop a plain, full-width FMA over a row slice.
 One tile is ``OCB`` output channels x ``PB`` pixels, accumulated in ``OCB`` stack arrays of ``PB`` lanes (2 zmm
 each with float32 on AVX-512) that LLVM keeps in registers: each loaded input vector feeds ``OCB`` FMAs and each
 broadcast weight ``PB`` lanes. The taps (input channel, kernel position) are one flat table of offsets into the
-image's planes, and the weights are packed once per call to ``[G][OC/OCB][ICg*K][OCB]`` (zero-padded output
-channels), so the inner loop reads one row slice and ``OCB`` contiguous weights per tap (inspect_asm: 2 loads, 8
-broadcasts and 16 ``vfmadd231ps zmm`` per tap). 1x1 stride-1 unpadded convolutions run the linear family's GEMM.
+image's planes. The weights stay as the caller laid them out, one row of taps per output channel: the inner loop
+broadcasts one weight from each of the block's ``OCB`` rows per tap (inspect_asm: 2 loads, 8 broadcasts and 16
+``vfmadd231ps zmm`` per tap), eight sequential streams the prefetcher follows, so no per-call repacking (which cost
+1.5 ms of a 7 ms C512 7x7 layer) is needed. Unpadded 1x1 convolutions run the linear family's GEMM (a strided one
+on the rows and columns it reads, gathered first).
 
 conv_transpose2d is the same gather: for each output phase ``(oh + PH) % SH, (ow + PW) % SW`` the taps that reach it
 form a stride-1 correlation with a sub-kernel over the zero-padded input, computed with its own tap table and
@@ -120,12 +122,12 @@ def _pack_kernel(xs, x, SH, SW, PT, PL, WQ):
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
-def _conv_tiles_kernel(out, xs, wp, bias, TAPS, GSTRIDE, WQ, NA, NB, OH0, OW0, OSH, OSW, NCH):
+def _conv_tiles_kernel(out, xs, w, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OW0, OSH, OSW, NCH):
     """Register-blocked direct convolution over packed planes.
 
-    xs: (N, G*ICg*P*L) planes, flat per image; wp: (G, NOCB, T*OCB) packed weights; bias: (OC,); TAPS: (T,) the
-    flat offset in xs[n] of each of the T = ICg*K taps (input channel, kernel position) of group 0, GSTRIDE the
-    offset between groups; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers NA x NB output pixels,
+    xs: (N, G*ICg*P*L) planes, flat per image; w: (OC, T) weights, row oc holding the T = ICg*K taps (input
+    channel, kernel position) of output channel oc; bias: (OC,); TAPS: (T,) the flat offset in xs[n] of each tap of
+    group 0, GSTRIDE the offset between the G groups; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers NA x NB output pixels,
     flattened with row width WQ; pixel ``(a, b)`` goes to ``out[..., OH0 + a*OSH, OW0 + b*OSW]``.
 
     One prange iteration computes one (n, g, pixel chunk, output-channel block): for each PB-pixel tile it sums
@@ -136,9 +138,10 @@ def _conv_tiles_kernel(out, xs, wp, bias, TAPS, GSTRIDE, WQ, NA, NB, OH0, OW0, O
     pixel (recomputing a few pixels with identical results).
     """
     N = xs.shape[0]
-    G, NOCB = wp.shape[0], wp.shape[1]
+    OC = out.shape[1]
     T = TAPS.shape[0]
-    OCG = out.shape[1] // G
+    OCG = OC // G
+    NOCB = (OCG + OCB - 1) // OCB
     NPIX = (NA - 1) * WQ + NB
     NT = (NPIX + PB - 1) // PB
     per = (NT + NCH - 1) // NCH
@@ -158,9 +161,17 @@ def _conv_tiles_kernel(out, xs, wp, bias, TAPS, GSTRIDE, WQ, NA, NB, OH0, OW0, O
         acc6 = stack_empty(PB, xs)
         acc7 = stack_empty(PB, xs)
         xn = xs[n]
-        wb = wp[g, ob]
         oc0 = g * OCG + ob * OCB
         nvalid = min(OCB, OCG - ob * OCB)
+        last = oc0 + nvalid - 1  # a block's rows past the group's end repeat its last channel (never stored)
+        wr0 = w[oc0]
+        wr1 = w[min(oc0 + 1, last)]
+        wr2 = w[min(oc0 + 2, last)]
+        wr3 = w[min(oc0 + 3, last)]
+        wr4 = w[min(oc0 + 4, last)]
+        wr5 = w[min(oc0 + 5, last)]
+        wr6 = w[min(oc0 + 6, last)]
+        wr7 = w[min(oc0 + 7, last)]
         t_lo = ch * per
         t_hi = min(NT, (ch + 1) * per)
         base = min(t_lo * PB, NPIX - PB) if NPIX >= PB else 0
@@ -180,15 +191,14 @@ def _conv_tiles_kernel(out, xs, wp, bias, TAPS, GSTRIDE, WQ, NA, NB, OH0, OW0, O
             for k in range(T):
                 s = TAPS[k] + gp
                 xv = xn[s:s + PB]
-                wk = k * OCB
-                w0 = wb[wk]
-                w1 = wb[wk + 1]
-                w2 = wb[wk + 2]
-                w3 = wb[wk + 3]
-                w4 = wb[wk + 4]
-                w5 = wb[wk + 5]
-                w6 = wb[wk + 6]
-                w7 = wb[wk + 7]
+                w0 = wr0[k]
+                w1 = wr1[k]
+                w2 = wr2[k]
+                w3 = wr3[k]
+                w4 = wr4[k]
+                w5 = wr5[k]
+                w6 = wr6[k]
+                w7 = wr7[k]
                 for j in range(PB):
                     v = xv[j]
                     acc0[j] += w0 * v
@@ -304,15 +314,15 @@ def _conv2d_naive(out, x, w, bias, SH, SW, PT, PL, DH, DW, G):
                 out[n, oc, oh, ow] = s + bias[oc]
 
 
-def _pack_weight(w, G):
-    """(G*OCg, ICg, K) weights -> (G, NOCB, ICg*K*OCB): per block, the OCB weights of each tap (ic, k) in a row;
-    output channels zero-padded to a multiple of OCB."""
-    OC, ICG, K = w.shape
-    OCG = OC // G
-    NOCB = (OCG + OCB - 1) // OCB
-    wp = np.zeros((G, NOCB * OCB, ICG, K), w.dtype)
-    wp[:, :OCG] = w.reshape(G, OCG, ICG, K)
-    return np.ascontiguousarray(wp.reshape(G, NOCB, OCB, ICG, K).transpose(0, 1, 3, 4, 2)).reshape(G, NOCB, -1)
+def _blocks(OCG):
+    """Output-channel blocks of OCB per group."""
+    return -(-OCG // OCB)
+
+
+def _rows(w):
+    """(OC, T) weights as the tile kernel reads them: one contiguous row of taps per output channel (a view of
+    a contiguous weight; no packing, since the kernel broadcasts each weight from its row)."""
+    return np.ascontiguousarray(w)
 
 
 def _chunks(N, G, NOCB, NA, NB, WQ, planes, reach, itemsize):
@@ -342,8 +352,8 @@ def _planes(shape, dtype):
 
 
 def _gemm(out, x, w, b):
-    """A 1x1, stride-1, unpadded convolution as the linear family's batched GEMM, out[n] = w @ x[n] (+ bias):
-    its cache-blocked kernel beats the conv tiles when there is one tap per input channel. False when the linear
+    """An unpadded 1x1 convolution (x already subsampled by the stride) as the linear family's batched GEMM,
+    out[n] = w @ x[n] (+ bias): its cache-blocked kernel beats the conv tiles when there is one tap per input channel. False when the linear
     family is not available (the caller then runs the conv tiles)."""
     try:
         matmul = kernel("matmul", "cpu")
@@ -388,8 +398,11 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         nch = min(N * OC, 8 * ITEMS_PER_THREAD * get_num_threads())
         _depthwise_kernel(out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ, HQ * WQ + DW_PB, nch)
         return
-    if KH == KW == 1 and SH == SW == 1 and PT == PB_ == PL == PR == 0 and groups == 1 and _gemm(out, x, w, b):
-        return
+    if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1:
+        # a strided 1x1 convolution reads every SH-th row and SW-th column only: gather those, then one GEMM
+        sub = x if SH == SW == 1 else np.ascontiguousarray(x[:, :, ::SH, ::SW])
+        if _gemm(out, sub, w, b):
+            return
     NPIX = (OH - 1) * W + OW
     if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:
         P, WQ = 1, W
@@ -403,9 +416,9 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
     L = xs.shape[2]
     taps = ((np.arange(ICG)[:, None] * P + tpl[None, :]) * L + toff[None, :]).reshape(-1)
-    wp = _pack_weight(w.reshape(OC, ICG, K), groups)
-    nch = _chunks(N, groups, wp.shape[1], OH, OW, WQ, ICG * P, int(toff.max()), x.itemsize)
-    _conv_tiles_kernel(out, xs.reshape(N, -1), wp, bias, taps, ICG * P * L, WQ, OH, OW, 0, 0, 1, 1, nch)
+    nch = _chunks(N, groups, _blocks(OC // groups), OH, OW, WQ, ICG * P, int(toff.max()), x.itemsize)
+    _conv_tiles_kernel(out, xs.reshape(N, -1), _rows(w.reshape(OC, -1)), bias, taps, groups, ICG * P * L, WQ, OH,
+                       OW, 0, 0, 1, 1, nch)
 
 
 def _phase_taps(K, S, D, P, r):
@@ -445,10 +458,9 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
                 continue
             kws, cw = _phase_taps(KW, SW, DW, PW, rw)
             toff = ((a0 - ch + CH)[:, None] * WQ + (b0 - cw + CW)[None, :]).reshape(-1)
-            sub = wt[:, :, khs[:, None], kws[None, :]].reshape(OC, ICG, -1)
-            wp = _pack_weight(np.ascontiguousarray(sub), groups)
+            sub = wt[:, :, khs[:, None], kws[None, :]].reshape(OC, -1)  # the phase's taps, a fresh (OC, T) copy
             reach = int(toff.max(initial=0) - toff.min(initial=0))
-            nch = _chunks(N, groups, wp.shape[1], na, nb, WQ, ICG, reach, x.itemsize)
+            nch = _chunks(N, groups, _blocks(OCG), na, nb, WQ, ICG, reach, x.itemsize)
             taps = (np.arange(ICG)[:, None] * L + toff[None, :]).reshape(-1)
-            _conv_tiles_kernel(out, xs2, wp, bias, taps, ICG * L, WQ, na, nb, SH * a0 + rh - PH, SW * b0 + rw - PW,
-                               SH, SW, nch)
+            _conv_tiles_kernel(out, xs2, sub, bias, taps, groups, ICG * L, WQ, na, nb, SH * a0 + rh - PH,
+                               SW * b0 + rw - PW, SH, SW, nch)
