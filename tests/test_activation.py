@@ -112,6 +112,19 @@ def test_inplace_writes_into_the_input(target, name, layout):
     torch.testing.assert_close(torch.from_numpy(to_numpy(dev)), expected)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", INPLACE)
+def test_inplace_over_many_chunks(name, dtype):
+    """CPU in-place kernels stage BLOCKs of x on the stack (out aliases x): several prange chunks, full blocks and
+    a ragged tail, NaN and inf included, against the out-of-place torch result."""
+    x = make((2, 40001), dtype, seed=8)
+    x[0, ::997] = np.nan
+    x[1, ::991] = np.inf
+    expected = getattr(F, name)(torch.from_numpy(x.copy()))
+    assert getattr(nbops, name)(x, inplace=True) is x
+    torch.testing.assert_close(torch.from_numpy(x), expected, equal_nan=True)
+
+
 def test_inplace_on_a_torch_tensor_keeps_its_identity():
     t = torch.randn(4, 6).t()
     expected = F.elu(t.clone())
