@@ -21,6 +21,11 @@ CONV2D = [
     ((2, 4, 15, 16), (8, 1, 3, 3), False, dict(groups=4, stride=2, padding=1), False),
     ((1, 5, 14, 14), (5, 1, 4, 4), True, dict(groups=5, padding="same"), False),
     ((2, 40, 9, 10), (80, 1, 3, 3), True, dict(groups=40, stride=(2, 1), padding=(1, 2)), False),
+    # depthwise with output rows as wide as the input's: column-shifted copies, 2 outputs per channel, a column
+    # shift of a whole row or more (dilation 4 on width 3), several chunks of planes
+    ((2, 3, 20, 9), (6, 1, 3, 5), True, dict(groups=3, padding=(1, 4), dilation=(1, 2)), False),
+    ((1, 2, 6, 3), (2, 1, 1, 3), True, dict(groups=2, padding=(0, 4), dilation=(1, 4)), False),
+    ((3, 24, 16, 16), (24, 1, 3, 3), False, dict(groups=24, padding="same"), False),
     ((2, 16, 9, 9), (13, 16, 1, 1), True, dict(), False),
     ((2, 8, 3, 3), (10, 8, 1, 1), True, dict(), True),
     ((1, 3, 30, 31), (11, 3, 7, 7), True, dict(stride=2, padding=3), False),
@@ -175,6 +180,7 @@ def test_conv_transpose1d_output_size():
     dict(stride=1, padding=1, groups=1, dilation=1, wshape=(6, 4, 3, 3)),
     dict(stride=(2, 1), padding=(0, 2), groups=2, dilation=(1, 2), wshape=(10, 2, 3, 2)),
     dict(stride=2, padding=1, groups=4, dilation=1, wshape=(8, 1, 3, 3)),
+    dict(stride=1, padding=(2, 3), groups=4, dilation=(1, 3), wshape=(8, 1, 3, 3)),
     dict(stride=1, padding=0, groups=1, dilation=1, wshape=(9, 4, 1, 1)),
 ])
 def test_fast_kernels_match_naive(case):
