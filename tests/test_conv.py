@@ -28,6 +28,9 @@ CONV2D = [
     ((3, 24, 16, 16), (24, 1, 3, 3), False, dict(groups=24, padding="same"), False),
     ((2, 16, 9, 9), (13, 16, 1, 1), True, dict(), False),
     ((2, 8, 3, 3), (10, 8, 1, 1), True, dict(), True),
+    # strided 1x1: a small plane (one GEMM over all images' pixels) and a large one (a GEMM per image)
+    ((2, 6, 17, 16), (5, 6, 1, 1), True, dict(stride=2), False),
+    ((1, 4, 40, 36), (7, 4, 1, 1), True, dict(stride=(2, 1)), False),
     ((1, 3, 30, 31), (11, 3, 7, 7), True, dict(stride=2, padding=3), False),
     ((1, 1, 6, 7), (1, 1, 6, 7), True, dict(), True),
     ((1, 1, 5, 5), (17, 1, 2, 2), False, dict(), False),

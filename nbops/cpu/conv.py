@@ -37,6 +37,7 @@ OCB = 8  # output channels per register tile
 PB = 32 if vector_bytes() == 64 else 8
 DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 4 ymm: more FMAs per tap's address arithmetic)
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
+SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
 
@@ -352,22 +353,36 @@ def _planes(shape, dtype):
 
 
 def _gemm(out, x, w, b):
-    """An unpadded 1x1 convolution (x already subsampled by the stride) as the linear family's batched GEMM,
-    out[n] = w @ x[n] (+ bias): its cache-blocked kernel beats the conv tiles when there is one tap per input channel. False when the linear
-    family is not available (the caller then runs the conv tiles)."""
+    """An unpadded 1x1 convolution as the linear family's GEMM (its cache-blocked kernel beats the conv tiles when
+    there is one tap per input channel). x: (N, C, OH, OW), the pixels the convolution reads (a strided view for a
+    strided one). Planes of SMALL_PLANE pixels or more run out[n] = w @ x[n] per image; smaller ones, where a GEMM
+    over so few columns wastes most of its register tiles, run one GEMM over the pixels of all images,
+    (OC, C) @ (C, N*OH*OW), and transpose the result into place. False when the linear family is not available
+    (the caller then runs the conv tiles)."""
     try:
         matmul = kernel("matmul", "cpu")
     except (KeyError, ImportError, NotImplementedError):
         return False
     N, C = x.shape[0], x.shape[1]
     OC = w.shape[0]
-    out3 = out.reshape(N, OC, -1)
-    a = np.broadcast_to(w.reshape(1, OC, C), (N, OC, C))
+    HW = x.shape[2] * x.shape[3]
+    w2 = w.reshape(OC, C)
+    out3 = out.reshape(N, OC, HW)
+    if HW < SMALL_PLANE:
+        cols = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(1, C, N * HW)
+        res = np.empty((1, OC, N * HW), x.dtype)
+        matmul(res, w2[None], cols)
+        out3[...] = res.reshape(OC, N, HW).transpose(1, 0, 2)
+        if b is not None:
+            out3 += b[None, :, None]
+        return True
+    a = np.broadcast_to(w2[None], (N, OC, C))
+    x3 = np.ascontiguousarray(x).reshape(N, C, HW)
     if b is None:
-        matmul(out3, a, x.reshape(N, C, -1))
+        matmul(out3, a, x3)
     else:
         out3[...] = b[None, :, None]
-        matmul(out3, a, x.reshape(N, C, -1), 1, 1)
+        matmul(out3, a, x3, 1, 1)
     return True
 
 
@@ -399,9 +414,7 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         _depthwise_kernel(out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ, HQ * WQ + DW_PB, nch)
         return
     if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1:
-        # a strided 1x1 convolution reads every SH-th row and SW-th column only: gather those, then one GEMM
-        sub = x if SH == SW == 1 else np.ascontiguousarray(x[:, :, ::SH, ::SW])
-        if _gemm(out, sub, w, b):
+        if _gemm(out, x[:, :, ::SH, ::SW], w, b):  # a strided one reads every SH-th row and SW-th column only
             return
     NPIX = (OH - 1) * W + OW
     if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:
