@@ -226,6 +226,42 @@ def test_argmax_first_nan_and_ties_across_chunks():
     check(nbops.argmin, torch.argmin, "cpu", y, 0)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_values_only_extremes_across_chunks(dtype):
+    """max()/min() without dim, amax and amin run the values-only kernels: rows split into chunks (NaN or the
+    extreme in a late chunk), columns, and the merge of chunk results; NaN propagates, infinities count."""
+    x = make((3, 200_001), dtype, seed=22)
+    x[0, 170_000] = 50.0
+    x[1, 199_999] = np.nan
+    x[2, 5] = -np.inf
+    for fn, ref in [(nbops.amax, torch.amax), (nbops.amin, torch.amin)]:
+        check(fn, ref, "cpu", x, 1)
+        check(fn, ref, "cpu", np.ascontiguousarray(x.T), 0)
+        check(fn, ref, "cpu", x[[0, 2]])
+    check(nbops.max, torch.max, "cpu", x)
+    check(nbops.min, torch.min, "cpu", x)
+    check(nbops.max, torch.max, "cpu", x[[0, 2]])
+    check(nbops.min, torch.min, "cpu", x[[0, 2]])
+    col = make((70_000, 3), dtype, seed=23)
+    col[65_000, 1] = np.nan
+    check(nbops.amax, torch.amax, "cpu", col, 0)
+    check(nbops.amin, torch.amin, "cpu", col, 0, True)
+
+
+def test_fast_path_matches_general_path():
+    """A contiguous float NumPy array with an int dim (or none) skips the general argument path: the same kernels
+    give bit-identical results to the general path (taken here by a NumPy integer dim or a tuple)."""
+    x = make((37, 3001), np.float32, seed=24, offset=10.0)
+    for fn in (nbops.sum, nbops.mean, nbops.amax, nbops.amin):
+        for d in (0, 1, -1):
+            fast, general = fn(x, d), fn(x, np.int64(d))
+            assert fast.shape == general.shape and fast.dtype == general.dtype
+            assert np.array_equal(fast, general)
+    assert np.array_equal(nbops.sum(x), nbops.sum(x, (0, 1)))
+    assert np.array_equal(nbops.max(x), nbops.amax(x, (0, 1)))
+    assert nbops.sum(x).shape == () and nbops.mean(x.astype(np.float64), 0).dtype == np.float64
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_max_integer_and_bool_inputs(target):
     xi = make_int((5, 4), -9, 9, np.int32, seed=12)

@@ -295,6 +295,13 @@ def reduce_argmax(vals, idx, x, is_min=False):
                                                         *p)
 
 
+@register("amax", "cuda")
+def reduce_amax(out, x, is_min=False):
+    """out (O, I) = max (min when ``is_min``) of x (O, R, I) over R, NaN if any (R > 0): the argmax kernels' values,
+    their indices left in a scratch array."""
+    reduce_argmax(out, cuda.device_array(tuple(out.shape), np.int64), x, is_min)
+
+
 @cuda.jit(device=True)
 def _eff(m):
     """The shift logsumexp subtracts: the max itself, or 0 when it is infinite or NaN (as torch does)."""
