@@ -4,14 +4,17 @@ Every op canonicalises its input to a C-contiguous stack of planes ``(P, H, W)``
 a 2-D pool with ``H = 1``), so one compiled kernel per dtype serves the 1-D and the 2-D op, batched or not.
 """
 
+import math
 import numbers
 
 import numpy as np
 
-from .._dispatch import FLOAT_DTYPES, Call, public
+from .._dispatch import FLOAT_DTYPES, Call, kernel, public
+from .._runtime import cpu_guard
 from .._shapes import ntuple, pool_out_size
 
 _INT64 = np.dtype(np.int64)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 
 def _planes(call, nd):
@@ -30,7 +33,7 @@ def _planes(call, nd):
             )
     lead = shape[:-nd]
     spatial = shape[-nd:]
-    P = int(np.prod(lead, dtype=np.int64))
+    P = math.prod(lead)  # not np.prod: a NumPy call costs ~30 us when its code is out of cache (pooling: 0.2 ms)
     H, W = (1, spatial[0]) if nd == 1 else spatial
     x = call.contiguous(x)
     return x.reshape(P, H, W), lead
@@ -266,6 +269,25 @@ def _adaptive(op, nd, input, output_size, want_max, return_indices):
     return call.wrap(out.reshape(shape))
 
 
+def _fast_adaptive_avg2d(input, output_size):
+    """adaptive_avg_pool2d's common call run without the general path: a C-contiguous float32/float64 NumPy
+    ``(N, C, H, W)`` or ``(C, H, W)`` array with no empty dim and ``output_size`` one int >= 1 (global average
+    pooling among them). No check can fail there; the general path's Python costs ~40 us per call when its code is
+    not in the cache, next to a 0.13-0.2 ms kernel for N32 C2048 7x7. Returns None for any other call."""
+    if type(input) is not np.ndarray or not (input.dtype is _F32 or input.dtype is _F64) or \
+            not input.flags.c_contiguous or type(output_size) is not int or output_size < 1:
+        return None
+    shape = input.shape
+    if len(shape) not in (3, 4) or not all(shape):
+        return None
+    lead = shape[:-2]
+    P = math.prod(lead)
+    out = np.empty((P, output_size, output_size), input.dtype)
+    with cpu_guard("adaptive_avg_pool2d"):
+        kernel("adaptive_avg_pool", "cpu")(out, input.reshape(P, shape[-2], shape[-1]))
+    return out.reshape(lead + (output_size, output_size))
+
+
 @public("pooling", kernels=("adaptive_avg_pool",))
 def adaptive_avg_pool1d(input, output_size):
     """Applies a 1-D adaptive average pooling: output bin ``i`` averages ``[floor(i*L/O), ceil((i+1)*L/O))``.
@@ -309,6 +331,9 @@ def adaptive_avg_pool2d(input, output_size):
     >>> nbops.adaptive_avg_pool2d(x, 1)
     array([[[[7.5]]]], dtype=float32)
     """
+    out = _fast_adaptive_avg2d(input, output_size)
+    if out is not None:
+        return out
     return _adaptive("adaptive_avg_pool2d", 2, input, output_size, False, False)
 
 
