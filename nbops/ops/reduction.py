@@ -111,13 +111,13 @@ def _out_shape(shape, red, keepdim):
     return tuple(s for d, s in enumerate(shape) if d not in red)
 
 
-def _fast(op, name, input, dim, **consts):
+def _fast(op, name, input, dim, mean=False, **consts):
     """The common call run without the general path: a C-contiguous float32/float64 NumPy array reduced over all
     dims (``dim`` None) or one int dim in range, its result in its own dtype. Such a call cannot fail a check, and
     its (O, R, I) view is a plain reshape; the general path's Python (argument objects, dim normalisation, layout
     search) costs 30-50 us per call when that code is not in the cache, as it is not after the caller's own work,
-    next to kernels of 0.2-1.5 ms. ``consts`` values of None stand for R (a mean's divisor). Returns the result,
-    or None for any other call, which then takes the general path."""
+    next to kernels of 0.2-1.5 ms. ``consts`` go to the launcher, with ``div=R`` for a ``mean``. Returns the
+    result, or None for any other call, which then takes the general path."""
     if type(input) is not np.ndarray or not (input.dtype is _F32 or input.dtype is _F64) or \
             not input.flags.c_contiguous:
         return None
@@ -132,9 +132,11 @@ def _fast(op, name, input, dim, **consts):
         return None
     if R == 0 or O * I == 0:
         return None
+    if mean:
+        consts["div"] = R
     out = np.empty((O, I), input.dtype)
     with cpu_guard(op):
-        kernel(name, "cpu")(out, input.reshape(O, R, I), **{k: R if v is None else v for k, v in consts.items()})
+        kernel(name, "cpu")(out, input.reshape(O, R, I), **consts)
     return out.reshape(out_shape)
 
 
@@ -159,7 +161,7 @@ def _prepare(op, input, dim, keepdim, allowed, allow_perm=True):
 
 def _run_sum_like(op, kernel, input, dim, keepdim, dtype, mean=False):
     if dtype is None and keepdim is False:
-        out = _fast(op, kernel, input, dim, div=None) if mean else _fast(op, kernel, input, dim)
+        out = _fast(op, kernel, input, dim, mean)
         if out is not None:
             return out
     call, x, red, out_shape = _prepare(op, input, dim, keepdim, _ALL_DTYPES)
@@ -435,6 +437,10 @@ def _empty_msg(op, shape, red, flat):
 
 
 def _max_like(op, input, dim, keepdim, other, is_min):
+    if dim is None and other is None and keepdim is False:
+        out = _fast(op, "amax", input, None, is_min=is_min)
+        if out is not None:
+            return out
     if other is not None or _arrays.is_array(dim):
         if other is None:
             other = dim
@@ -445,9 +451,6 @@ def _max_like(op, input, dim, keepdim, other, is_min):
     if dim is None:
         if keepdim:
             raise TypeError(f"{op}(): 'keepdim' needs 'dim'")
-        out = _fast(op, "amax", input, None, is_min=is_min)
-        if out is not None:
-            return out
         red = tuple(range(ndim))
         call, vals, _ = _extreme(op, input, red, False, is_min, False, _empty_msg(op, _shape(input), red, True) +
                                  " Specify the reduction dim with the 'dim' argument.", indices=False)
