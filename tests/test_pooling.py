@@ -143,6 +143,17 @@ def test_global_avg_pool_cpu(dtype):
     check(nbops.adaptive_avg_pool2d, F.adaptive_avg_pool2d, "cpu", x, 1)
     check(nbops.adaptive_avg_pool2d, F.adaptive_avg_pool2d, "cpu", x, (3, 1))
     check(nbops.adaptive_avg_pool2d, F.adaptive_avg_pool2d, "cpu", make((2, 5, 31, 29), dtype, seed=3), (1, 1))
+    check(nbops.adaptive_avg_pool2d, F.adaptive_avg_pool2d, "cpu", x[0], 2)
+
+
+def test_adaptive_avg_pool2d_fast_path_matches_general_path():
+    """A contiguous float NumPy input with an int output_size skips the general argument path; the same kernel must
+    give what the general path (a tuple output_size, a torch tensor) gives, bit for bit and in the same shape."""
+    x = make((3, 70, 7, 7), np.float32, seed=4)
+    for a, b in [(nbops.adaptive_avg_pool2d(x, 1), nbops.adaptive_avg_pool2d(x, (1, 1))),
+                 (nbops.adaptive_avg_pool2d(x[1], 3), nbops.adaptive_avg_pool2d(x[1], (3, 3))),
+                 (nbops.adaptive_avg_pool2d(x, 2), nbops.adaptive_avg_pool2d(torch.from_numpy(x), 2).numpy())]:
+        assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("target", TARGETS)
