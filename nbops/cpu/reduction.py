@@ -194,22 +194,41 @@ def _col_chunks(O, R, I):
 
 
 @njit(fastmath={"reassoc"}, **_OPTS)
-def _leaf_sum(seg, zero):
-    """sum(seg) in seg's dtype; reassociation lets LLVM keep several vector accumulators (32 float32 lanes)."""
+def _leaf_sum2(a, b, zero):
+    """sum(a) + sum(b) for equally long a and b in a's dtype, in one loop: two memory streams per core (one core on
+    a 16 MiB L3-resident row: 115 -> 129 GB/s); reassociation lets LLVM keep several vector accumulators for each."""
     s = zero
-    for i in range(seg.shape[0]):
-        s += seg[i]
-    return s
+    t = zero
+    for i in range(a.shape[0]):
+        s += a[i]
+        t += b[i]
+    return s + t
+
+
+@njit(**_OPTS)
+def _leaf_sum(seg, zero):
+    """sum(seg) in seg's dtype: its two halves by ``_leaf_sum2``, plus the middle element of an odd length."""
+    n = seg.shape[0]
+    h = n // 2
+    s = _leaf_sum2(seg[:h], seg[h:2 * h], zero)
+    return s + seg[n - 1] if n & 1 else s
 
 
 @njit(**_OPTS)
 def _pairwise_sum(row, lo, hi, stack):
     """Sum of row[lo:hi] from leaves of SUM_BLOCK elements combined pairwise: a binary-counter cascade (``stack``
     holds one partial per level) only ever adds two sums over equally many leaves, so the error grows with
-    log2(leaves)."""
+    log2(leaves). Leaf k pairs the k-th SUM_BLOCK/2 elements of each half of the range, so that each half is one
+    long sequential stream for the prefetchers (contiguous leaves, each split in two, cost 8-10% in restarted
+    streams on a DRAM-bound full sum); an odd length's last element joins at the end."""
+    zero = _cast(0, stack)
+    m = hi - lo
+    h = m // 2
+    b = SUM_BLOCK // 2
     n = 0
-    for a in range(lo, hi, SUM_BLOCK):
-        s = _leaf_sum(row[a:min(a + SUM_BLOCK, hi)], _cast(0, stack))
+    for a in range(lo, lo + h, b):
+        e = min(a + b, lo + h)
+        s = _leaf_sum2(row[a:e], row[a + h:e + h], zero)
         k = n
         lvl = 0
         while k & 1:
@@ -218,14 +237,14 @@ def _pairwise_sum(row, lo, hi, stack):
             lvl += 1
         stack[lvl] = s
         n += 1
-    total = _cast(0, stack)
+    total = zero
     lvl = 0
     while n:
         if n & 1:
             total = stack[lvl] + total
         n >>= 1
         lvl += 1
-    return total
+    return total + row[hi - 1] if m & 1 else total
 
 
 @njit(parallel=True, **_OPTS)
