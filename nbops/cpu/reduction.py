@@ -169,13 +169,18 @@ def _eff(m):
     return m if abs(m) < np.inf else 0.0
 
 
+def _threads():
+    """The threads numba started (NUMBA_NUM_THREADS), which bounds set_num_threads: the chunk counts depend on it
+    alone, so results do not change with set_num_threads, and no call asks numba for the current count (its Python
+    function takes two locks; its compiled one cannot be cached)."""
+    return numba.config.NUMBA_NUM_THREADS
+
+
 def _row_chunks(M, R):
     """(L, C): rows of R elements split into C chunks of L elements so that M * C tasks keep the threads busy."""
-    if M >= TASKS_PER_THREAD * numba.config.NUMBA_NUM_THREADS or R < 2 * MIN_CHUNK:
-        return max(R, 1), 1  # unsplit for any thread count, without asking numba (which takes two locks to answer)
-    want = TASKS_PER_THREAD * numba.get_num_threads()
-    if M >= want:
-        return R, 1
+    want = TASKS_PER_THREAD * _threads()
+    if M >= want or R < 2 * MIN_CHUNK:
+        return max(R, 1), 1
     C = min(-(-want // M), R // MIN_CHUNK)
     L = -(-(-(-R // C)) // BLOCK) * BLOCK
     return L, -(-R // L)
@@ -184,7 +189,7 @@ def _row_chunks(M, R):
 def _col_chunks(O, R, I):
     """(RC, C): the R rows of a column reduction split into C chunks of RC rows (see the module docstring)."""
     tasks = O * (-(-I // IB))
-    C = max(1, min(-(-TASKS_PER_THREAD * numba.get_num_threads() // tasks), R // GROUP), -(-R // MAX_RC))
+    C = max(1, min(-(-TASKS_PER_THREAD * _threads() // tasks), R // GROUP), -(-R // MAX_RC))
     RC = max(-(-R // C), 1)
     return RC, -(-R // RC)
 
