@@ -391,36 +391,38 @@ def _prod_rows_split(out, x, L, C, div):
     _merge_kernel(out, part.reshape((M, C, 1)), div, True)
 
 
-def _reduce(rows_kernel, rows_split, cols_kernel, out, x, div, is_prod):
-    """Run a sum-like reduction of x (O, R, I) into out (O, I), divided by ``div``: one chunked parallel pass,
-    writing ``out`` itself when nothing was split (C == 1), else partials that ``_merge_kernel`` combines. No NumPy
-    call on the way: each one costs tens of microseconds when its code is not in cache."""
+def _reduce(kernels, out, x, param, split_param, merge_args):
+    """Run a reduction of x (O, R, I) into out (O, I) with ``kernels`` = (rows, rows_split, cols, merge): one chunked
+    parallel pass, writing ``out`` itself when nothing was split (C == 1), else partials (the columns kernel then
+    gets ``split_param`` instead of ``param``) that ``merge(out, partials, *merge_args)`` combines. No NumPy call on
+    the way: each one costs tens of microseconds when its code is not in cache."""
+    rows_kernel, rows_split, cols_kernel, merge = kernels
     O, R, I = x.shape
     if I == 1:
         L, C = _row_chunks(O, R)
         if C == 1:
-            rows_kernel(out.reshape(O, 1), x.reshape(O, R), L, div)
+            rows_kernel(out.reshape(O, 1), x.reshape(O, R), L, param)
         else:
-            rows_split(out.reshape(O, 1), x.reshape(O, R), L, C, div)
+            rows_split(out.reshape(O, 1), x.reshape(O, R), L, C, param)
         return
     RC, C = _col_chunks(O, R, I)
     part = out.reshape(O, 1, I) if C == 1 else np.empty((O, C, I), out.dtype)
-    cols_kernel(part, x, RC, div if C == 1 else 1)
+    cols_kernel(part, x, RC, param if C == 1 else split_param)
     if C > 1:
-        _merge_kernel(out.reshape(O, I), part.reshape(O, C, I), div, is_prod)
+        merge(out.reshape(O, I), part.reshape(O, C, I), *merge_args)
 
 
 @register("sum", "cpu")
 def reduce_sum(out, x, div=1):
     """out (O, I) = sum of x (O, R, I) over R, divided by ``div`` when it is not 1 (mean); dtypes float32, float64,
     int64 (out has x's dtype)."""
-    _reduce(_sum_rows_kernel, _sum_rows_split, _sum_cols_kernel, out, x, div, False)
+    _reduce((_sum_rows_kernel, _sum_rows_split, _sum_cols_kernel, _merge_kernel), out, x, div, 1, (div, False))
 
 
 @register("prod", "cpu")
 def reduce_prod(out, x):
     """out (O, I) = product of x (O, R, I) over R; dtypes float32, float64, int64 (out has x's dtype)."""
-    _reduce(_prod_rows_kernel, _prod_rows_split, _prod_cols_kernel, out, x, 1, True)
+    _reduce((_prod_rows_kernel, _prod_rows_split, _prod_cols_kernel, _merge_kernel), out, x, 1, 1, (1, True))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -835,19 +837,8 @@ def _amax_rows_split(out, x, L, C, is_min):
 def reduce_amax(out, x, is_min=False):
     """out (O, I) = max (min when ``is_min``) of x (O, R, I) over R, NaN if any (R > 0); dtypes float32, float64,
     int64 (out has x's dtype). Values only: max/min without dim, amax and amin need no index search."""
-    O, R, I = x.shape
-    if I == 1:
-        L, C = _row_chunks(O, R)
-        if C == 1:
-            _amax_rows_kernel(out.reshape(O, 1), x.reshape(O, R), L, is_min)
-        else:
-            _amax_rows_split(out.reshape(O, 1), x.reshape(O, R), L, C, is_min)
-        return
-    RC, C = _col_chunks(O, R, I)
-    part = out.reshape(O, 1, I) if C == 1 else np.empty((O, C, I), out.dtype)
-    _amax_cols_kernel(part, x, RC, is_min)
-    if C > 1:
-        _amax_merge_kernel(out.reshape(O, I), part.reshape(O, C, I), is_min)
+    _reduce((_amax_rows_kernel, _amax_rows_split, _amax_cols_kernel, _amax_merge_kernel), out, x, is_min, is_min,
+            (is_min,))
 
 
 # ---------------------------------------------------------------------------------------------------------------
