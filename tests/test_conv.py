@@ -60,6 +60,12 @@ CONV_T2D = [
     ((1, 2, 3, 3), (2, 3, 17, 16), True, dict(stride=2, padding=1), True),  # cuda: weights > shared
     ((0, 3, 4, 4), (3, 2, 3, 3), True, dict(stride=2), True),
     ((3, 4, 5), (3, 2, 3, 3), True, dict(stride=2, padding=1), True),
+    # cpu: column phases through the interleave, phase grids of several tiles, odd OW (a ragged last column)
+    ((2, 16, 13, 11), (16, 10, 3, 3), True, dict(stride=2, padding=1), False),
+    # cpu: stride 3 (the general interleave) with padding and output padding making the phases' widths differ
+    ((2, 3, 5, 4), (3, 4, 3, 4), True, dict(stride=3, padding=(1, 2), dilation=(1, 2), output_padding=(2, 1)), False),
+    ((1, 3, 4, 5), (3, 2, 3, 3), False, dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0)), False),  # no buffer
+    ((2, 2, 1, 1), (2, 3, 1, 1), True, dict(stride=3, output_padding=2), False),  # OW < SW: phases without taps
 ]
 
 CONV_T1D = [
