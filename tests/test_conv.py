@@ -66,6 +66,7 @@ CONV_T2D = [
     ((2, 3, 5, 4), (3, 4, 3, 4), True, dict(stride=3, padding=(1, 2), dilation=(1, 2), output_padding=(2, 1)), False),
     ((1, 3, 4, 5), (3, 2, 3, 3), False, dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0)), False),  # no buffer
     ((2, 2, 1, 1), (2, 3, 1, 1), True, dict(stride=3, output_padding=2), False),  # OW < SW: phases without taps
+    ((1, 2, 3, 4), (2, 3, 3, 5), True, dict(dilation=(1, 20), padding=(0, 3)), False),  # reads 80 zeros past a plane
 ]
 
 CONV_T1D = [
