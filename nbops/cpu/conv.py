@@ -494,8 +494,8 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     bias = _bias(b, OC, x.dtype)
     CH, CW = (KH - 1) * DH // SH, (KW - 1) * DW // SW
     HP = CH + max(H, (OH - 1 + PH) // SH + 1)
-    # a row holds CW zeros and the W input columns; reads right of them (input columns up to (OW - 1 + PW) // SW)
-    # fall on the next row's CW leading zeros, the last row's on the CW zeros past the plane
+    # a row holds CW zeros, the W input columns and zeros up to WQ; reads right of it (input columns up to
+    # (OW - 1 + PW) // SW) fall on the next row's CW leading zeros, the last row's on the CW zeros past the plane
     WQ = max(CW + W, (OW - 1 + PW) // SW + 1)
     L = HP * WQ + PB + CW
     NX = N * C * L
