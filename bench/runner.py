@@ -1,5 +1,6 @@
 """Collecting cases, moving their inputs to the target, timing providers in interleaved rounds, checking parity."""
 
+import ctypes
 import datetime
 import importlib
 import os
@@ -90,8 +91,26 @@ def environment(target):
     return env
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD_MAX = 32 << 20  # glibc's cap on M_MMAP_THRESHOLD for 64-bit processes
+
+
+def _steady_malloc():
+    """Keep freed memory of up to 32 MiB in glibc's heap instead of returning it to the system (and taking page
+    faults when the next call's output reuses it). Without this, glibc's adaptive thresholds flip between the two
+    states during a run, and calls that allocate multi-MiB outputs (torch's and nbops' alike) take one of two
+    times: torch's 7x7 first layer 5.5-6 or 14-15 ms. False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
 def prepare(target):
-    """Settings that must hold before anything is timed: on cuda, torch's TF32 off so both sides do fp32 math."""
+    """Settings that must hold before anything is timed: a steady allocator (``_steady_malloc``); on cuda, torch's
+    TF32 off so both sides do fp32 math."""
+    _steady_malloc()
     if target == "cuda":
         import torch
 
