@@ -84,10 +84,10 @@ def _pack_plane(dst, src, SH, SW, PT, PL, WQ, borders):
 
 
 @njit(cache=True)
-def _store_tile(o, acc, bv, p0, NPIX, WQ, NB, OH0, OW0, OSH, OSW):
+def _store_tile(o, acc, bv, p0, NPIX, WQ, NB, OH0, OSH):
     """Write a tile of flat pixels ``p0 + j`` (row width WQ, the first NB columns real) from ``acc`` plus ``bv``
-    into the plane ``o`` at ``(OH0 + a*OSH, OW0 + b*OSW)``, one row segment at a time (contiguous when OSW == 1, so
-    the copy vectorises; a per-pixel scatter costs more than the taps of a small convolution)."""
+    into the plane ``o`` at ``(OH0 + a*OSH, b)``, one contiguous row segment at a time (the copy vectorises; a
+    per-pixel scatter costs more than the taps of a small convolution)."""
     pend = min(p0 + acc.shape[0], NPIX)
     a = p0 // WQ
     b = p0 - a * WQ
@@ -97,14 +97,9 @@ def _store_tile(o, acc, bv, p0, NPIX, WQ, NB, OH0, OW0, OSH, OSW):
         m = min(seg, NB - b)
         if m > 0:
             src = acc[p - p0:p - p0 + m]
-            if OSW == 1:
-                d = o[OH0 + a * OSH, OW0 + b:OW0 + b + m]
-                for q in range(m):
-                    d[q] = src[q] + bv
-            else:
-                row = o[OH0 + a * OSH]
-                for q in range(m):
-                    row[OW0 + (b + q) * OSW] = src[q] + bv
+            d = o[OH0 + a * OSH, b:b + m]
+            for q in range(m):
+                d[q] = src[q] + bv
         p += seg
         a += 1
         b = 0
@@ -125,13 +120,14 @@ def _pack_kernel(xs, x, SH, SW, PT, PL, WQ):
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
-def _conv_tiles_kernel(out, xs, w, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OW0, OSH, OSW, NCH):
+def _conv_tiles_kernel(out, xs, w, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH, NCH):
     """Register-blocked direct convolution over packed planes.
 
     xs: (N, G*ICg*P*L) planes, flat per image; w: (OC, T) weights, row oc holding the T = ICg*K taps (input
     channel, kernel position) of output channel oc; bias: (OC,); TAPS: (T,) the flat offset in xs[n] of each tap of
-    group 0, GSTRIDE the offset between the G groups; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers NA x NB output pixels,
-    flattened with row width WQ; pixel ``(a, b)`` goes to ``out[..., OH0 + a*OSH, OW0 + b*OSW]``.
+    group 0, GSTRIDE the offset between the G groups; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers
+    NA x NB output pixels, flattened with row width WQ; pixel ``(a, b)`` goes to ``out[..., OH0 + a*OSH, b]`` (rows
+    of a transposed convolution's phase are OSH apart; its column phases come back through a buffer).
 
     One prange iteration computes one (n, g, pixel chunk, output-channel block): for each PB-pixel tile it sums
     ICg * K taps into OCB x PB accumulators (in the input dtype) and stores them whole to a flat chunk buffer, whose
@@ -234,8 +230,7 @@ def _conv_tiles_kernel(out, xs, w, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OW0,
             start = t_lo * PB
             stop = min(t_hi * PB, NPIX) - base
             for o in range(nvalid):
-                _store_tile(out[n, oc0 + o], tmp[o, start - base:stop], bias[oc0 + o], start, NPIX, WQ, NB, OH0,
-                            OW0, OSH, OSW)
+                _store_tile(out[n, oc0 + o], tmp[o, start - base:stop], bias[oc0 + o], start, NPIX, WQ, NB, OH0, OSH)
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
@@ -466,7 +461,7 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     taps = ((np.arange(ICG)[:, None] * P + tpl[None, :]) * L + toff[None, :]).reshape(-1)
     nch = _chunks(N, groups, _blocks(OC // groups), OH, OW, WQ, ICG * P, int(toff.max()), x.itemsize)
     _conv_tiles_kernel(out, xs.reshape(N, -1), _rows(w.reshape(OC, -1)), bias, taps, groups, ICG * P * L, WQ, OH,
-                       OW, 0, 0, 1, 1, nch)
+                       OW, 0, 1, nch)
 
 
 def _phase_taps(K, S, D, P, r):
@@ -526,6 +521,6 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
             # the phase's first output pixel is (oh0, ow0), each in [0, stride); ow0 is 0 when SW == 1
             oh0, ow0 = SH * a0 + rh - PH, SW * b0 + rw - PW
             dst = out if ph is None else ph[ow0]
-            _conv_tiles_kernel(dst, xs2, sub, bias, taps, groups, ICG * L, WQ, na, nb, oh0, 0, SH, 1, nch)
+            _conv_tiles_kernel(dst, xs2, sub, bias, taps, groups, ICG * L, WQ, na, nb, oh0, SH, nch)
     if ph is not None:
         _interleave_kernel(out, ph)
