@@ -20,6 +20,15 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INT_DTYPES = tuple(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8))
 BOOL_DTYPES = (np.dtype(np.bool_),)
 
+
+def plain_float_array(x):
+    """True for a C-contiguous float32/float64 NumPy array: the common call that the fast paths of ops called at
+    high rates (reductions, global pooling) serve without a ``Call``, since no check can fail for it. The dtype test
+    is by identity with numpy's canonical dtypes (cheap; a byte-swapped array is not plain)."""
+    return type(x) is np.ndarray and (x.dtype is FLOAT_DTYPES[0] or x.dtype is FLOAT_DTYPES[1]) and \
+        x.flags.c_contiguous
+
+
 _LAUNCHERS = {}  # (kernel name, target) -> launcher
 _FAMILY = {}  # kernel name -> family module name under nbops.cpu / nbops.cuda
 PUBLIC_OPS = {}  # public name -> PublicOp

@@ -14,7 +14,8 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _arrays
-from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, dtype_names, kernel, public
+from .._dispatch import (BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, dtype_names, kernel, plain_float_array,
+                         public)
 from .._runtime import cpu_guard
 from .._shapes import normalize_dim, normalize_dims
 from .pointwise import maximum, minimum
@@ -23,7 +24,6 @@ _KERNEL_DTYPES = FLOAT_DTYPES + (np.dtype(np.int64),)
 _NUMERIC = FLOAT_DTYPES + INT_DTYPES
 _ALL_DTYPES = _NUMERIC + BOOL_DTYPES
 _INT64 = np.dtype(np.int64)
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 
 max_result = namedtuple("max", ["values", "indices"])
 min_result = namedtuple("min", ["values", "indices"])
@@ -118,8 +118,7 @@ def _fast(op, name, input, dim, mean=False, **consts):
     search) costs 30-50 us per call when that code is not in the cache, as it is not after the caller's own work,
     next to kernels of 0.2-1.5 ms. ``consts`` go to the launcher, with ``div=R`` for a ``mean``. Returns the
     result, or None for any other call, which then takes the general path."""
-    if type(input) is not np.ndarray or not (input.dtype is _F32 or input.dtype is _F64) or \
-            not input.flags.c_contiguous:
+    if not plain_float_array(input):
         return None
     shape = input.shape
     nd = len(shape)
