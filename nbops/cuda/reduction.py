@@ -40,6 +40,21 @@ def _geometry(O, R, I):
     return (TX, TY), (O * NB, C), RC, C
 
 
+@cuda.jit(device=True)
+def _column_task(I, R, RC):
+    """This thread's share of a column kernel (block (TX, TY), grid (O * ceil(I / TX), C)): ``(o, i, c, r0, r1,
+    slot)``, the outer index o, the column i (past I in a ragged last block: guard it), the chunk c of rows
+    [r0, r1) of R, and the thread's shared-memory slot ty * TX + tx."""
+    tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+    TX = cuda.blockDim.x
+    NB = (I + TX - 1) // TX
+    o = cuda.blockIdx.x // NB
+    i = (cuda.blockIdx.x - o * NB) * TX + tx
+    c = cuda.blockIdx.y
+    r0 = c * RC
+    return o, i, c, r0, min(r0 + RC, R), ty * TX + tx
+
+
 @cuda.jit
 def _sum_kernel(part, x, RC, is_prod, div):
     """part[o, c, i] = sum (product when ``is_prod``) of x[o, c*RC:(c+1)*RC, i], divided by ``div`` when it is not
@@ -52,13 +67,7 @@ def _sum_kernel(part, x, RC, is_prod, div):
     O, R, I = x.shape
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     TX, TY = cuda.blockDim.x, cuda.blockDim.y
-    NB = (I + TX - 1) // TX
-    o = cuda.blockIdx.x // NB
-    i = (cuda.blockIdx.x - o * NB) * TX + tx
-    c = cuda.blockIdx.y
-    r0 = c * RC
-    r1 = min(r0 + RC, R)
-    slot = ty * TX + tx
+    o, i, c, r0, r1, slot = _column_task(I, R, RC)
     sm[slot] = 1 if is_prod else 0
     acc = sm[slot]
     if i < I:
@@ -123,13 +132,7 @@ def _var_kernel(pmean, pm2, x, RC):
     O, R, I = x.shape
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     TX, TY = cuda.blockDim.x, cuda.blockDim.y
-    NB = (I + TX - 1) // TX
-    o = cuda.blockIdx.x // NB
-    i = (cuda.blockIdx.x - o * NB) * TX + tx
-    c = cuda.blockIdx.y
-    r0 = c * RC
-    r1 = min(r0 + RC, R)
-    slot = ty * TX + tx
+    o, i, c, r0, r1, slot = _column_task(I, R, RC)
     n = 0.0
     mu = 0.0
     m2 = 0.0
@@ -222,13 +225,7 @@ def _argmax_kernel(pidx, x, RC, mask, fix, flip, thresh, sh, nankey):
     O, R, I = x.shape
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     TX, TY = cuda.blockDim.x, cuda.blockDim.y
-    NB = (I + TX - 1) // TX
-    o = cuda.blockIdx.x // NB
-    i = (cuda.blockIdx.x - o * NB) * TX + tx
-    c = cuda.blockIdx.y
-    r0 = c * RC
-    r1 = min(r0 + RC, R)
-    slot = ty * TX + tx
+    o, i, c, r0, r1, slot = _column_task(I, R, RC)
     sk[slot] = 0
     bk = sk[slot]
     bi = -1
@@ -320,13 +317,7 @@ def _lse_kernel(pm, ps, x, RC):
     O, R, I = x.shape
     tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
     TX, TY = cuda.blockDim.x, cuda.blockDim.y
-    NB = (I + TX - 1) // TX
-    o = cuda.blockIdx.x // NB
-    i = (cuda.blockIdx.x - o * NB) * TX + tx
-    c = cuda.blockIdx.y
-    r0 = c * RC
-    r1 = min(r0 + RC, R)
-    slot = ty * TX + tx
+    o, i, c, r0, r1, slot = _column_task(I, R, RC)
     m = -math.inf
     if i < I:
         for r in range(r0 + ty, r1, TY):
