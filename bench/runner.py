@@ -99,12 +99,13 @@ def _steady_malloc():
     """Keep freed memory of up to 32 MiB in glibc's heap instead of returning it to the system (and taking page
     faults when the next call's output reuses it). Without this, glibc's adaptive thresholds flip between the two
     states during a run, and calls that allocate multi-MiB outputs (torch's and nbops' alike) take one of two
-    times: torch's 7x7 first layer 5.5-6 or 14-15 ms. False where the C library is not glibc."""
+    times: torch's 7x7 first layer 5.5-6 or 14-15 ms. A no-op where the C library has no mallopt."""
     try:
         libc = ctypes.CDLL(None)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30))
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
     except (OSError, AttributeError):
-        return False
+        pass
 
 
 def prepare(target):
