@@ -8,6 +8,8 @@ outputs, state_dicts (running statistics after a training forward) and reprs mus
 """
 
 import math
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -583,6 +585,25 @@ def test_from_torch_unsupported_names_type_and_path():
         nn.from_torch(torch.nn.Sequential(torch.nn.Conv2d(2, 2, 3, padding_mode="reflect")))
     with pytest.raises(TypeError, match="torch.nn.Module"):
         nn.from_torch(np.ones(3))
+
+
+def _python(code):
+    """Run ``code`` in a fresh interpreter (a clean ``sys.modules``); assert it succeeds."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_nn_does_not_import_models():
+    """nbops.models is built from nbops.nn and registers its converters with from_torch's table: the import arrow
+    runs one way, so importing nbops.nn loads no model code."""
+    _python("import sys, nbops.nn; assert 'nbops.models' not in sys.modules, 'nbops.nn imported nbops.models'; "
+            "import nbops.models; from nbops.nn import convert; "
+            "assert convert._COMPOSITES['ResNet'].__module__ == 'nbops.models.resnet'")
+
+
+def test_from_torch_loads_the_model_converters():
+    _python("import torch, nbops.nn as nn; n = nn.from_torch(torch.nn.MultiheadAttention(4, 2)); "
+            "assert type(n).__module__ == 'nbops.models.transformer', type(n)")
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -5,6 +5,7 @@ import nbops as F  # nbops' top level mirrors torch.nn.functional
 
 from .. import nn
 from ..nn import init
+from ..nn.convert import check_children, convert, join_path, register_converter, torch_name
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50"]
 
@@ -175,3 +176,37 @@ def resnet34(num_classes=1000, **kwargs):
 def resnet50(num_classes=1000, **kwargs):
     """ResNet-50 (Bottleneck, [3, 4, 6, 3])."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
+
+
+def _resnet_from_torch(m, path):
+    """``from_torch``'s converter for torchvision's ``ResNet``."""
+    check_children(m, path, {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool",
+                             "fc"})
+    block = Bottleneck if torch_name(m.layer1[0]) == "Bottleneck" else BasicBlock
+    layers = [len(getattr(m, f"layer{i}")) for i in range(1, 5)]
+    dilate = [getattr(m, f"layer{i}")[0].conv2.dilation[0] > 1 for i in range(2, 5)]
+    first = m.layer1[0]
+    groups = first.conv2.groups
+    width_per_group = 64
+    if block is Bottleneck:
+        width_per_group = first.conv1.out_channels * 64 // (64 * groups)
+    return ResNet(block, layers, num_classes=m.fc.out_features, groups=groups, width_per_group=width_per_group,
+                  replace_stride_with_dilation=dilate)
+
+
+def _block_from_torch(m, path):
+    """``from_torch``'s converter for torchvision's ``BasicBlock`` and ``Bottleneck``."""
+    cls = Bottleneck if torch_name(m) == "Bottleneck" else BasicBlock
+    check_children(m, path, {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu", "downsample"})
+    downsample = None if m.downsample is None else convert(m.downsample, join_path(path, "downsample"))
+    inplanes = m.conv1.in_channels
+    planes = m.bn3.num_features // cls.expansion if cls is Bottleneck else m.conv1.out_channels
+    groups = m.conv2.groups
+    base_width = m.conv1.out_channels * 64 // (planes * groups) if cls is Bottleneck else 64
+    return cls(inplanes, planes, stride=m.conv2.stride[0] if cls is Bottleneck else m.conv1.stride[0],
+               downsample=downsample, groups=groups, base_width=base_width, dilation=m.conv2.dilation[0])
+
+
+register_converter("ResNet", _resnet_from_torch)
+register_converter("BasicBlock", _block_from_torch)
+register_converter("Bottleneck", _block_from_torch)

@@ -14,6 +14,7 @@ import nbops as F  # nbops' top level mirrors torch.nn.functional
 
 from .. import nn
 from ..nn import _tensors, init
+from ..nn.convert import convert, is_leaf, join_path, register_converter, unsupported
 
 __all__ = [
     "MultiheadAttention",
@@ -266,3 +267,33 @@ class DyTEncoderLayer(TransformerEncoderLayer):
 
     def _make_norm(self, d_model, eps, bias, dtype):
         return nn.DyT(d_model, alpha_init_value=self.alpha_init_value, dtype=dtype)
+
+
+def _mha_from_torch(m, path):
+    """``from_torch``'s converter for ``torch.nn.MultiheadAttention``."""
+    if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
+        raise unsupported(m, path, " (separate kdim/vdim, add_bias_kv and add_zero_attn are not)")
+    return MultiheadAttention(m.embed_dim, m.num_heads, dropout=m.dropout, bias=m.in_proj_bias is not None,
+                              batch_first=m.batch_first, dtype=_tensors.resolve_dtype(m.in_proj_weight.dtype))
+
+
+def _encoder_layer_from_torch(m, path):
+    """``from_torch``'s converter for ``torch.nn.TransformerEncoderLayer``."""
+    code = getattr(m, "activation_relu_or_gelu", 0)
+    if is_leaf(m.activation):  # a module (keeps e.g. GELU's approximate setting)
+        activation = convert(m.activation, join_path(path, "activation"))
+    elif code in (1, 2):  # torch.nn.functional.relu / gelu
+        activation = "relu" if code == 1 else "gelu"
+    else:
+        raise unsupported(m, path, " (its activation must be relu, gelu or a supported activation module)")
+    attn = m.self_attn
+    _mha_from_torch(attn, join_path(path, "self_attn"))
+    return TransformerEncoderLayer(attn.embed_dim, attn.num_heads, dim_feedforward=m.linear1.out_features,
+                                   dropout=m.dropout.p, activation=activation, layer_norm_eps=m.norm1.eps,
+                                   batch_first=attn.batch_first, norm_first=m.norm_first,
+                                   bias=m.linear1.bias is not None,
+                                   dtype=_tensors.resolve_dtype(m.linear1.weight.dtype))
+
+
+register_converter("MultiheadAttention", _mha_from_torch)
+register_converter("TransformerEncoderLayer", _encoder_layer_from_torch)

@@ -4,11 +4,12 @@ torch is never imported here: the torch module is inspected through its class na
 ``state_dict()``.
 """
 
+import importlib
 from collections import OrderedDict
 
 from . import _tensors
 
-__all__ = ["from_torch"]
+__all__ = ["from_torch", "register_converter"]
 
 
 def _attrs(*names):
@@ -102,7 +103,7 @@ _LEAVES = {
 _ALIASES = {"NonDynamicallyQuantizableLinear": "Linear"}
 
 
-def _torch_name(m):
+def torch_name(m):
     """The class name when ``m``'s class comes from torch.nn or torchvision (else None: user-defined classes have
     their own forward, which nbops cannot translate)."""
     cls = type(m)
@@ -116,29 +117,36 @@ def _where(path):
     return f"'{path}'" if path else "the root"
 
 
-def _unsupported(m, path, why=""):
+def unsupported(m, path, why=""):
+    """The NotImplementedError that names ``m``'s class and its dotted ``path`` (``why``: an optional reason)."""
     cls = type(m)
     return NotImplementedError(
         f"from_torch: {cls.__module__}.{cls.__qualname__} at {_where(path)} is not supported by nbops.nn{why}"
     )
 
 
-def _convert(m, path):
+def is_leaf(m):
+    """True when ``m`` is a torch layer that maps onto one :mod:`nbops.nn` layer."""
+    return torch_name(m) in _LEAVES
+
+
+def convert(m, path):
+    """The nbops module for torch module ``m`` found at dotted ``path`` (no weights loaded yet)."""
     from .. import nn
 
-    name = _torch_name(m)
+    name = torch_name(m)
     if name in _LEAVES:
         nb_name, kwargs = _LEAVES[name]
         try:
             out = getattr(nn, nb_name)(**kwargs(m))
         except NotImplementedError as e:
-            raise _unsupported(m, path, f" ({e})") from None
+            raise unsupported(m, path, f" ({e})") from None
         children = [child_name for child_name, _ in m.named_children()]
         if children:
-            raise _unsupported(m, path, f" (unexpected child module '{children[0]}')")
+            raise unsupported(m, path, f" (unexpected child module '{children[0]}')")
         return out
     if name in ("Sequential", "ModuleList", "ModuleDict"):
-        children = OrderedDict((k, _convert(c, _join(path, k)) if c is not None else None)
+        children = OrderedDict((k, convert(c, join_path(path, k)) if c is not None else None)
                                for k, c in m._modules.items())
         if name == "Sequential":
             return nn.Sequential(children)
@@ -147,98 +155,52 @@ def _convert(m, path):
         return nn.ModuleDict(children)
     if name in _COMPOSITES:
         return _COMPOSITES[name](m, path)
-    raise _unsupported(m, path)
+    raise unsupported(m, path)
 
 
-def _join(path, name):
+def join_path(path, name):
+    """The dotted path of child ``name`` of the module at ``path``."""
     return f"{path}.{name}" if path else name
 
 
-def _check_children(m, path, allowed):
+def check_children(m, path, allowed):
+    """Raise :func:`unsupported` unless every child of ``m`` is named in ``allowed`` and convertible."""
     for name, child in m.named_children():
         if name not in allowed:
-            raise _unsupported(m, path, f" (unexpected child module '{name}')")
-        _check_supported(child, _join(path, name))
+            raise unsupported(m, path, f" (unexpected child module '{name}')")
+        _check_supported(child, join_path(path, name))
 
 
 def _check_supported(m, path):
     """Raise for the first unsupported module in ``m``'s tree (used by the composites, which are rebuilt whole)."""
-    name = _torch_name(m)
+    name = torch_name(m)
     if name in _LEAVES:
-        _convert(m, path)
+        convert(m, path)
     elif name in ("Sequential", "ModuleList", "ModuleDict"):
         for k, c in m.named_children():
-            _check_supported(c, _join(path, k))
+            _check_supported(c, join_path(path, k))
     elif name not in _COMPOSITES:
-        raise _unsupported(m, path)
+        raise unsupported(m, path)
 
 
-def _mha(m, path):
-    from ..models import MultiheadAttention
-
-    if not m._qkv_same_embed_dim or m.bias_k is not None or m.add_zero_attn:
-        raise _unsupported(m, path, " (separate kdim/vdim, add_bias_kv and add_zero_attn are not)")
-    return MultiheadAttention(m.embed_dim, m.num_heads, dropout=m.dropout, bias=m.in_proj_bias is not None,
-                              batch_first=m.batch_first, dtype=_tensors.resolve_dtype(m.in_proj_weight.dtype))
-
-
-def _encoder_layer(m, path):
-    from ..models import TransformerEncoderLayer
-
-    code = getattr(m, "activation_relu_or_gelu", 0)
-    if _torch_name(m.activation) in _LEAVES:  # a module (keeps e.g. GELU's approximate setting)
-        activation = _convert(m.activation, _join(path, "activation"))
-    elif code in (1, 2):  # torch.nn.functional.relu / gelu
-        activation = "relu" if code == 1 else "gelu"
-    else:
-        raise _unsupported(m, path, " (its activation must be relu, gelu or a supported activation module)")
-    attn = m.self_attn
-    _mha(attn, _join(path, "self_attn"))
-    return TransformerEncoderLayer(attn.embed_dim, attn.num_heads, dim_feedforward=m.linear1.out_features,
-                                   dropout=m.dropout.p, activation=activation, layer_norm_eps=m.norm1.eps,
-                                   batch_first=attn.batch_first, norm_first=m.norm_first,
-                                   bias=m.linear1.bias is not None,
-                                   dtype=_tensors.resolve_dtype(m.linear1.weight.dtype))
+# torch class name -> converter(m, path) for modules rebuilt whole (ResNets, attention, encoder layers); the
+# packages that define those classes fill it in with register_converter when they are imported
+_COMPOSITES = {}
+# packages that register converters; from_torch imports them on its first call, so nbops.nn itself never imports
+# them (they are built from nbops.nn: the import arrow runs one way, from them to nn)
+_CONVERTER_PACKAGES = ("nbops.models",)
 
 
-def _resnet(m, path):
-    from ..models import resnet
-
-    _check_children(m, path, {"conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
-                              "avgpool", "fc"})
-    block = resnet.Bottleneck if _torch_name(m.layer1[0]) == "Bottleneck" else resnet.BasicBlock
-    layers = [len(getattr(m, f"layer{i}")) for i in range(1, 5)]
-    dilate = [getattr(m, f"layer{i}")[0].conv2.dilation[0] > 1 for i in range(2, 5)]
-    first = m.layer1[0]
-    groups = first.conv2.groups
-    width_per_group = 64
-    if block is resnet.Bottleneck:
-        width_per_group = first.conv1.out_channels * 64 // (64 * groups)
-    return resnet.ResNet(block, layers, num_classes=m.fc.out_features, groups=groups,
-                         width_per_group=width_per_group, replace_stride_with_dilation=dilate)
+def register_converter(name, fn):
+    """Make ``from_torch`` turn torch modules of class ``name`` (torch.nn or torchvision) into ``fn(m, path)``,
+    an nbops module rebuilt whole; ``fn`` raises :func:`unsupported` for variants it cannot represent."""
+    _COMPOSITES[name] = fn
+    return fn
 
 
-def _block(m, path):
-    from ..models import resnet
-
-    cls = resnet.Bottleneck if _torch_name(m) == "Bottleneck" else resnet.BasicBlock
-    _check_children(m, path, {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3", "relu", "downsample"})
-    downsample = None if m.downsample is None else _convert(m.downsample, _join(path, "downsample"))
-    inplanes = m.conv1.in_channels
-    planes = m.bn3.num_features // cls.expansion if cls is resnet.Bottleneck else m.conv1.out_channels
-    groups = m.conv2.groups
-    base_width = m.conv1.out_channels * 64 // (planes * groups) if cls is resnet.Bottleneck else 64
-    return cls(inplanes, planes, stride=m.conv2.stride[0] if cls is resnet.Bottleneck else m.conv1.stride[0],
-               downsample=downsample, groups=groups, base_width=base_width, dilation=m.conv2.dilation[0])
-
-
-_COMPOSITES = {
-    "MultiheadAttention": _mha,
-    "TransformerEncoderLayer": _encoder_layer,
-    "ResNet": _resnet,
-    "BasicBlock": _block,
-    "Bottleneck": _block,
-}
+def _load_converters():
+    for package in _CONVERTER_PACKAGES:
+        importlib.import_module(package)
 
 
 def from_torch(module):
@@ -262,7 +224,8 @@ def from_torch(module):
     """
     if not hasattr(module, "state_dict") or not hasattr(module, "named_children"):
         raise TypeError(f"from_torch expects a torch.nn.Module, got {type(module).__name__}")
-    out = _convert(module, "")
+    _load_converters()
+    out = convert(module, "")
     state = module.state_dict()
     out.load_state_dict(state, strict=True)
     _match_modes(module, out)
