@@ -124,6 +124,16 @@ def _no_bool(call, values, message):
             raise TypeError(f"{call.op}(): {message}")
 
 
+def _binary_call(op, **operands):
+    """The ``Call`` of a binary op whose operands may each be an array or a Python number (torch wraps a number in
+    either place as a 0-d tensor); at least one must be an array, which gives the result's target and kind."""
+    call = Call(op, scalars=tuple(operands), **operands)
+    if not call.arrays:
+        names = " and ".join(f"'{n}'" for n in operands)
+        raise TypeError(f"{op}(): at least one of {names} must be an array")
+    return call
+
+
 def _check_number(op, name, value):
     if not isinstance(value, (numbers.Real, np.bool_)):
         raise TypeError(f"{op}(): argument '{name}' must be a number, got {value!r}")
@@ -136,13 +146,13 @@ def add(input, other, *, alpha=1):
     Mirrors :func:`torch.add`.
 
     Args:
-        input: array of any shape.
+        input: array of any shape, or a number (then ``other`` must be an array).
         other: array broadcastable with ``input``, or a number.
         alpha: multiplier for ``other``. Default: 1. Must be an integer for integer results; a bool only for bool
             results (where ``add`` is logical or).
 
     Returns:
-        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as the first array.
 
     Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool.
 
@@ -150,7 +160,7 @@ def add(input, other, *, alpha=1):
     >>> nbops.add(np.array([1.0, 2.0], dtype=np.float32), 0.5, alpha=2)
     array([2., 3.], dtype=float32)
     """
-    call = Call("add", input=input, other=other, scalars=("other",))
+    call = _binary_call("add", input=input, other=other)
     values = {"input": input, "other": other}
     rt = _alpha_check(call, _result_type(call, values), alpha)
     if rt == _BOOL:
@@ -175,12 +185,12 @@ def sub(input, other, *, alpha=1):
     Mirrors :func:`torch.sub`.
 
     Args:
-        input: array of any shape (not bool).
+        input: array of any shape (not bool), or a number (then ``other`` must be an array).
         other: array broadcastable with ``input``, or a number (not bool).
         alpha: multiplier for ``other``. Default: 1. Must be an integer for integer results.
 
     Returns:
-        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as the first array.
 
     Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8.
 
@@ -188,7 +198,7 @@ def sub(input, other, *, alpha=1):
     >>> nbops.sub(np.array([3, 5]), np.array([1, 2]))
     array([2, 3])
     """
-    call = Call("sub", input=input, other=other, scalars=("other",))
+    call = _binary_call("sub", input=input, other=other)
     values = {"input": input, "other": other}
     rt = _result_type(call, values)
     _no_bool(call, values, "subtraction with a bool array or number is not supported; use logical_xor or "
@@ -204,11 +214,11 @@ def mul(input, other):
     Mirrors :func:`torch.mul`.
 
     Args:
-        input: array of any shape.
+        input: array of any shape, or a number (then ``other`` must be an array).
         other: array broadcastable with ``input``, or a number.
 
     Returns:
-        array of the broadcast shape and torch's promoted dtype; same kind of array and device as input.
+        array of the broadcast shape and torch's promoted dtype; same kind of array and device as the first array.
 
     Targets: cpu, cuda. Dtypes: float32, float64, int8, int16, int32, int64, uint8, bool.
 
@@ -217,7 +227,7 @@ def mul(input, other):
     array([[3., 4.],
            [6., 8.]])
     """
-    call = Call("mul", input=input, other=other, scalars=("other",))
+    call = _binary_call("mul", input=input, other=other)
     values = {"input": input, "other": other}
     rt = _result_type(call, values)
     return _run(call, "pointwise_binary", values, rt, op="minimum" if rt == _BOOL else "mul")
@@ -230,7 +240,7 @@ def div(input, other, *, rounding_mode=None):
     Mirrors :func:`torch.div`.
 
     Args:
-        input: array of any shape.
+        input: array of any shape, or a number (then ``other`` must be an array).
         other: array broadcastable with ``input``, or a number.
         rounding_mode: None (true division; integer and bool inputs give float32), ``'trunc'`` (round towards
             zero) or ``'floor'`` (round towards -inf, Python's ``//``). Integer results keep the promoted integer
@@ -246,7 +256,7 @@ def div(input, other, *, rounding_mode=None):
     >>> nbops.div(np.array([7, -7]), 2, rounding_mode="floor")
     array([ 3, -4])
     """
-    call = Call("div", input=input, other=other, scalars=("other",))
+    call = _binary_call("div", input=input, other=other)
     values = {"input": input, "other": other}
     if rounding_mode not in (None, "trunc", "floor"):
         raise ValueError(f"div(): expected rounding_mode to be one of None, 'trunc', or 'floor' but found "
@@ -289,9 +299,7 @@ def pow(input, exponent):
     >>> nbops.pow(np.array([1.0, 2.0, 3.0]), 2)
     array([1., 4., 9.])
     """
-    call = Call("pow", input=input, exponent=exponent, scalars=("input", "exponent"))
-    if not call.arrays:
-        raise TypeError("pow(): at least one of 'input' and 'exponent' must be an array")
+    call = _binary_call("pow", input=input, exponent=exponent)
     values = {"input": input, "exponent": exponent}
     rt = _result_type(call, values)
     if rt == _BOOL:
