@@ -208,6 +208,35 @@ def test_permute_then_contiguous_copy(target):
     np.testing.assert_array_equal(to_numpy(out), np.broadcast_to(x[0, 0], (3, 6)))
 
 
+# (shape, dims, dtype, slice of the input before permuting, whether the cpu tiled kernel copies it): transposing
+# copies big enough for the tiled kernel (odd sizes leave ragged tiles), and copies that stay NumPy's.
+TRANSPOSES = [
+    ((5, 67, 131), (0, 2, 1), np.float32, None, True),
+    ((67, 131, 5), (2, 1, 0), np.float64, None, True),
+    ((4, 9, 35, 37), (0, 2, 3, 1), np.float32, None, True),
+    ((4, 35, 37, 9), (0, 3, 1, 2), np.int64, None, True),
+    ((6, 70, 90), (2, 0, 1), np.int32, None, True),
+    ((3, 140, 2, 130), (0, 3, 2, 1), np.float32, (slice(None), slice(None, None, -1)), True),
+    ((6, 70, 90), (1, 0, 2), np.int32, None, False),
+    ((5, 67, 131), (0, 2, 1), np.uint8, None, False),
+    ((2, 67, 131), (0, 2, 1), np.float32, (slice(None), slice(None, None, 2)), False),
+]
+
+
+@pytest.mark.parametrize("shape,dims,dtype,cut,tiled", TRANSPOSES)
+def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled):
+    from nbops.cpu import shape as cpu_shape
+
+    x = _data(shape, dtype, seed=3)
+    if dtype == np.float32:
+        x = x + np.float32(1e4)
+    if cut is not None:
+        x = x[cut]
+    out = check(lambda a: nbops.contiguous(nbops.permute(a, dims)), lambda t: t.permute(dims).contiguous(), "cpu", x)
+    assert out.flags.c_contiguous
+    assert (cpu_shape._transpose_view(np.empty_like(out), x.transpose(dims)) is not None) == tiled
+
+
 def test_cpu_results_are_numpy_views():
     x = make((4, 6), np.float32, 1)
     assert nbops.view(x, 24).base is not None and np.shares_memory(nbops.view(x, 24), x)
