@@ -260,8 +260,9 @@ def test_torch_views_share_memory():
 
 def _compile_cuda_kernels():
     """Every shape CUDA kernel compiled to PTX by NVVM for every signature its launchers can pass: copies from and
-    to each supported dtype (out flat C-contiguous or 8-D strided, source 8-D strided) and fills with a value of
-    out's dtype, a Python int or a Python float."""
+    to each supported dtype (out flat C-contiguous or 8-D strided, source 8-D strided), float16 sources into the
+    float results cat and stack promote them to, and fills with a value of out's dtype, a Python int or a Python
+    float."""
     from numba import types
 
     from nbops.cuda import shape as cuda_shape
@@ -275,6 +276,9 @@ def _compile_cuda_kernels():
         for src in dtypes:
             gpu_ptx(cuda_shape._copy_kernel, (flat(dst), nd(src)))
             gpu_ptx(cuda_shape._copy_strided_kernel, (nd(dst), nd(src), types.int64))
+    for dst in (types.float32, types.float64):
+        gpu_ptx(cuda_shape._copy_kernel, (flat(dst), nd(types.float16)))
+        gpu_ptx(cuda_shape._copy_strided_kernel, (nd(dst), nd(types.float16), types.int64))
 
 
 def test_cuda_kernels_compile_for_gpu():
@@ -305,7 +309,8 @@ ERRORS = [
     (lambda: nbops.cat([make((2, 3)), make((2, 3, 1))]), ValueError, "same number of dimensions"),
     (lambda: nbops.cat([make(()), make(())]), ValueError, "zero-dimensional"),
     (lambda: nbops.cat([make((2, 3))], 2), IndexError, "cat"),
-    (lambda: nbops.cat([make((2,)), make((2,)).astype(np.float16)]), TypeError, "cat"),
+    (lambda: nbops.cat([make((2,), np.float16), make((2,)).astype(np.int8)]), TypeError, "result dtype float16"),
+    (lambda: nbops.cat([make((2,)), make((2,)).astype(np.complex64)]), TypeError, "complex64"),
     (lambda: nbops.cat([make((2,)), [1.0]]), TypeError, "cat"),
     (lambda: nbops.stack([make((2, 3)), make((2, 4))]), ValueError, "equal size"),
     (lambda: nbops.stack([make((2,))], 2), IndexError, "stack"),

@@ -101,3 +101,87 @@ def test_number_first_keeps_the_array_kind():
 def test_two_numbers_raise(fn):
     with pytest.raises(TypeError, match=rf"{fn.__name__}\(\): at least one of"):
         fn(2, 3)
+
+
+# ------------------------------------------------------------------------------------ mixed dtypes in cat and stack
+TORCH_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8, torch.int16, torch.int32,
+                torch.int64, torch.uint8, torch.bool]
+_SUPPORTED = {torch.float32, torch.float64, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool}
+
+
+def _torch_data(shape, dtype, seed):
+    """Random values of torch ``dtype``: normals (NaN and inf among them for floats), small integers, bools."""
+    x = torch.from_numpy(make(shape, np.float64, seed) * 4)
+    if dtype.is_floating_point:
+        x.view(-1)[:2] = torch.tensor([float("nan"), float("-inf")])[: x.numel()]
+    return x.to(dtype)
+
+
+@pytest.mark.parametrize("first", TORCH_DTYPES, ids=str)
+def test_cat_stack_promote_every_dtype_pair_cpu(first):
+    """torch tensors of every pair of dtypes (bfloat16 has no NumPy view: it comes in as its int16 bits); the result
+    has torch's promoted dtype, or is a TypeError naming that dtype when nbops does not compute in it."""
+    for second in TORCH_DTYPES:
+        a, b = _torch_data((2, 3), first, 1), _torch_data((3, 2), second, 2).t()  # b non-contiguous
+        want = torch.promote_types(first, second)
+        if want not in _SUPPORTED:
+            name = str(want).removeprefix("torch.")
+            for fn in (nbops.cat, nbops.stack):
+                with pytest.raises(TypeError, match=rf"{fn.__name__}\(\): the result dtype {name} "):
+                    fn([a, b])
+            continue
+        for nb_fn, torch_fn, dim in ((nbops.cat, torch.cat, 1), (nbops.stack, torch.stack, -1)):
+            out = nb_fn([a, b], dim)
+            assert isinstance(out, torch.Tensor)
+            assert_same(out, torch_fn([a, b], dim))
+
+
+CAT_MIXES = [  # dtypes of the inputs, in order: NumPy arrays, so float16 but no bfloat16
+    (np.float32, np.float64),
+    (np.float16, np.float32),
+    (np.float64, np.float16, np.int32),
+    (np.int32, np.float32),
+    (np.uint8, np.int8),
+    (np.bool_, np.int16, np.bool_),
+    (np.int64, np.bool_),
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtypes", CAT_MIXES, ids=lambda ds: "-".join(np.dtype(d).name for d in ds))
+def test_cat_stack_mixed_dtypes(dtypes, target):
+    xs = [_array((2, 3), d, i) for i, d in enumerate(dtypes)]
+    xs[0] = _array((3, 2), dtypes[0], 9).T  # non-contiguous
+    for d in (0, 1, -1):
+        check(nbops.cat, torch.cat, target, xs, d)
+    check(nbops.stack, torch.stack, target, xs, 2)
+    check(nbops.cat, torch.cat, target, [_array((0, 3), dtypes[-1], 1), xs[-1]])  # an empty input
+    check(nbops.stack, torch.stack, target, [_array((), d, i) for i, d in enumerate(dtypes)])  # 0-d inputs
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_cat_half_only_result_raises(target):
+    for dtypes in ((np.float16, np.float16), (np.float16, np.int64), (np.bool_, np.float16)):
+        xs = [to_target(_array((2,), d, i), target) for i, d in enumerate(dtypes)]
+        with pytest.raises(TypeError, match=r"cat\(\): the result dtype float16 .* supported: float32"):
+            nbops.cat(xs)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_bfloat16_bits_to_float32(target):
+    """The bfloat16 conversion on each target (the cuda one is what a CUDA bfloat16 torch tensor takes): int16 bits
+    of random values, -0.0, subnormals, inf and NaN, in a non-contiguous 2-D array and a 0-d one."""
+    from nbops._dispatch import Call
+    from nbops.ops.shape import _bfloat16_to_float32
+
+    values = torch.from_numpy(make((4, 6), np.float64, 3) * 100)
+    values.view(-1)[:5] = torch.tensor([-0.0, 1e-40, float("inf"), float("-inf"), float("nan")], dtype=torch.float64)
+    bf16 = values.to(torch.bfloat16)
+    bits = bf16.view(torch.int16).numpy()
+    for b, want in ((bits[:, ::2], bf16[:, ::2]), (bits[1, 1], bf16[1, 1])):
+        x = to_target(np.asarray(b), target)
+        call = Call("cat", tensors=x)
+        got = to_numpy(_bfloat16_to_float32(call, call["tensors"]))
+        assert got.dtype == np.float32
+        assert_same(got, want.float(), rtol=0, atol=0)
+        assert np.array_equal(np.signbit(got), np.signbit(want.float().numpy()))

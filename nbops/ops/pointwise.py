@@ -95,13 +95,18 @@ def _operand(call, name, value, dtype):
     return out
 
 
-def _as_uint8(call, x):
-    """Bool array ``x`` viewed as its uint8 bytes. numba-cuda's ``DeviceNDArray.view`` fails on 0-d arrays (it
-    hands the constructor an unhashable empty list of strides), so a 0-d device array goes through a 1-element
-    1-D view."""
+def _view_as(call, x, dtype):
+    """Array ``x`` reinterpreted as ``dtype`` of the same item size (no copy). numba-cuda's ``DeviceNDArray.view``
+    fails on 0-d arrays (it hands the constructor an unhashable empty list of strides), so a 0-d device array goes
+    through a 1-element 1-D view."""
     if call.target == "cuda" and not len(x.shape):
-        return cuda_as_strided(cuda_as_strided(x, (1,), (0,)).view(_U8), (), ())
-    return x.view(_U8)
+        return cuda_as_strided(cuda_as_strided(x, (1,), (0,)).view(dtype), (), ())
+    return x.view(dtype)
+
+
+def _as_uint8(call, x):
+    """Bool array ``x`` viewed as its uint8 bytes."""
+    return _view_as(call, x, _U8)
 
 
 def _run(call, launcher, values, compute, **consts):

@@ -13,13 +13,14 @@ family's strided-copy kernel on the input's target. Pure views launch no kernel 
 """
 
 import numbers
+import sys
 
 import numpy as np
 
 from .._arrays import cuda_as_strided
-from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, public
+from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, dtype_names, public
 from .._shapes import normalize_dim, normalize_dims
-from .pointwise import _promote
+from .pointwise import _promote, _view_as
 
 DTYPES = FLOAT_DTYPES + INT_DTYPES + BOOL_DTYPES
 
@@ -331,17 +332,80 @@ def _unsqueeze(call, x, d):
     return _view(call, x, shape[:d] + [1] + shape[d:], st[:d] + [inner] + st[d:])
 
 
+class _BFloat16:
+    """torch's bfloat16 (no NumPy dtype) in dtype promotion; its tensors come in as views of their int16 bits."""
+
+    kind, itemsize = "f", 2
+
+    def __str__(self):
+        return "bfloat16"
+
+
+BFLOAT16 = _BFloat16()
+_F16 = np.dtype(np.float16)
+_HALVES = (_F16, BFLOAT16)
+
+
+def _promote_with_halves(a, b):
+    """torch.promote_types over nbops' dtypes, float16 and BFLOAT16: float16 with bfloat16 is float32, a wider
+    float wins, and integers or bools with a half float give that half float."""
+    if a is None or b is None:
+        return b if a is None else a
+    if a is b:
+        return a
+    if a in _HALVES and b in _HALVES:
+        return FLOAT_DTYPES[0]
+    if a is BFLOAT16 or b is BFLOAT16:
+        other = b if a is BFLOAT16 else a
+        return other if other.kind == "f" else BFLOAT16
+    return _promote(a, b)
+
+
+def _bfloat16_bits(t):
+    """The int16 bits of a torch bfloat16 tensor (a zero-copy view, any device and strides), else None."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(t, torch.Tensor) and t.dtype == torch.bfloat16:
+        return t.view(torch.int16)
+    return None
+
+
+def _bfloat16_to_float32(call, bits):
+    """float32 values of the bfloat16 numbers whose int16 ``bits`` are given (an array on the call's target).
+
+    A bfloat16 is the upper half of a float32, so the float32 bit pattern is ``bits << 16``: computed as
+    ``int32(bits) * 65536`` (the sign-extended high half wraps into place) by the pointwise kernel, then
+    reinterpreted as float32. Exact, on either target; NaN and inf stay NaN and inf."""
+    wide = call.astype(bits, np.int32)
+    out = call.empty(wide.shape, np.int32)
+    if out.size:
+        shift = call.empty((), np.int32)
+        if call.target == "cpu":
+            shift[()] = 1 << 16
+        else:
+            call.launch("fill", shift, value=1 << 16)
+        call.launch("pointwise_binary", out, wide, shift, op="mul")
+    return _view_as(call, out, FLOAT_DTYPES[0])
+
+
 def _sequence_call(op, tensors):
+    """The ``Call`` of cat/stack, the kernel-side arrays, and torch's promoted result dtype. float16 inputs and
+    torch bfloat16 tensors are taken where the result is a dtype nbops supports (bfloat16 ones are turned into
+    float32 here; every input is cast to the result by the copy kernel); any other result is a TypeError."""
     if isinstance(tensors, (str, bytes)) or not hasattr(tensors, "__len__") or hasattr(tensors, "shape"):
         raise TypeError(f"{op}(): argument 'tensors' must be a sequence of arrays, got {type(tensors).__name__}")
     tensors = list(tensors)
     if not tensors:
         raise ValueError(f"{op}(): expected a non-empty sequence of arrays")
-    call = Call(op, **{f"tensors[{i}]": t for i, t in enumerate(tensors)})
-    xs = [call[f"tensors[{i}]"] for i in range(len(tensors))]
+    bits = [_bfloat16_bits(t) for t in tensors]
+    names = [f"tensors[{i}]" for i in range(len(tensors))]
+    call = Call(op, **{n: t if b is None else b for n, t, b in zip(names, tensors, bits)})
     dtype = None
-    for i in range(len(xs)):
-        dtype = _promote(dtype, call.check_dtype(f"tensors[{i}]", DTYPES))
+    for n, b in zip(names, bits):
+        dtype = _promote_with_halves(dtype, BFLOAT16 if b is not None else call.check_dtype(n, DTYPES + (_F16,)))
+    if dtype not in DTYPES:
+        raise TypeError(f"{op}(): the result dtype {dtype} (torch's promotion of the inputs' dtypes) is not "
+                        f"supported; supported: {dtype_names(DTYPES)}")
+    xs = [call[n] if b is None else _bfloat16_to_float32(call, call[n]) for n, b in zip(names, bits)]
     return call, xs, dtype
 
 
@@ -360,7 +424,7 @@ def _cat(call, xs, dim, dtype):
     return out
 
 
-@public("shape", kernels=("copy",))
+@public("shape", kernels=("copy", "fill", "pointwise_binary"))
 def cat(tensors, dim=0):
     """Concatenates arrays along an existing dimension into a new array.
 
@@ -368,7 +432,8 @@ def cat(tensors, dim=0):
 
     Args:
         tensors: non-empty sequence of arrays of one rank (>= 1) whose shapes match except along ``dim``; 1-D
-            empty arrays are skipped, as in torch. Dtypes are promoted as torch does.
+            empty arrays are skipped, as in torch. Dtypes are promoted as torch does (float16 and torch bfloat16
+            inputs too, where the result is a dtype below; any other result raises TypeError naming it).
         dim: the dimension to concatenate along. Default: 0.
 
     Returns:
@@ -402,14 +467,15 @@ def cat(tensors, dim=0):
     return call.wrap(_cat(call, kept, d, dtype))
 
 
-@public("shape", kernels=("copy",))
+@public("shape", kernels=("copy", "fill", "pointwise_binary"))
 def stack(tensors, dim=0):
     """Stacks arrays of one shape along a new dimension into a new array.
 
     Mirrors :func:`torch.stack`.
 
     Args:
-        tensors: non-empty sequence of arrays of the same shape; dtypes are promoted as torch does.
+        tensors: non-empty sequence of arrays of the same shape; dtypes are promoted as torch does (float16 and
+            torch bfloat16 inputs too, where the result is a dtype below; any other result raises TypeError).
         dim: where the new dimension goes, in ``[-ndim - 1, ndim]``. Default: 0.
 
     Returns:
