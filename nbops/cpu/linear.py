@@ -3,44 +3,53 @@ integers (also the test oracle).
 
 The float GEMM follows the Goto/BLIS structure. The output ``(BATCH, M, N)`` is split into tasks (batch x row
 range x column range) that ``prange`` spreads over the threads, so that small matrices in a large batch fill every
-core as well as one large matrix does. A task walks its columns in blocks of NC and K in blocks of KC, packs that
-KC x NC block of B into panels of NR columns (contiguous, zero-padded; sized to stay in L2), then walks its rows
-in blocks of MC, packs each MC x KC block of A into panels of MR rows, and runs the MR x NR register-blocked
-micro-kernel row panel by row panel, each row panel sweeping every column panel of the block. That order keeps
-the A panel in L1, reads the B block from L2, and writes the output along its rows, which the hardware prefetcher
-follows (the column-panel-outer order measured 20-40 % slower here: its output rows, a power of two apart, thrash
-the cache sets). Packing reads the operands through element strides, so transposed, sliced or batch-broadcast
-(stride 0) operands are read in place, never copied first.
+core as well as one large matrix does. A task walks K in blocks of KC; for each it packs its rows of A, up to MC at
+a time, into panels of MR rows (one pack of A per K block), then walks its columns in blocks of NC, packs that
+KC x NC block of B into panels of NR columns (contiguous, zero-padded; sized to stay in L2), and runs the MR x NR
+micro-kernel row panel by row panel, each row panel sweeping every column panel of the block. So each operand is
+packed once per task and K block, the A panel stays in L1 while it sweeps the B block from L2, and the output is
+written along its rows, which the hardware prefetcher follows (the column-panel-outer order measured 20-40 %
+slower: its output rows, a power of two apart, thrash the cache sets). Packing reads the operands through element
+strides, so transposed, sliced or batch-broadcast (stride 0) operands are read in place, never copied first.
+
+The micro-kernel's k loop is written as LLVM vector IR (``_tile_product``), not left to LLVM's loop vectoriser:
+for CPUs whose LLVM tuning prefers 256-bit vectors (Intel's AVX-512 cores: numba's host CPU here is
+'rocketlake'), the vectoriser emits ymm code, half the FMA width, and spilled the 5 x 48 register tile this
+kernel used to have (76 GFLOP/s a core, against OpenBLAS's 160). Explicit <16 x float> operations are always
+zmm on AVX-512.
 """
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array
 from numpy.lib.stride_tricks import as_strided
 
 from .._dispatch import register
 from ._util import stack_array_codegen, vector_bytes
 
 
-MR = 5  # rows of the micro-tile: MR broadcasts of A and MR accumulator rows live in registers at once
-ROW_REGISTERS = 3 if vector_bytes() == 64 else 2  # vector registers a row: 5 x 3 of AVX-512's 32, 5 x 2
-# of AVX2's 16 (a sixth row spills there)
-VECTOR_BYTES = ROW_REGISTERS * vector_bytes()  # one micro-tile row: NR = VECTOR_BYTES / itemsize
-KC = 384  # depth of a packed block: the A micro-panel (KC x MR) stays in L1 while it sweeps the B block
-MC = 120  # rows of a packed A block; a multiple of MR
-B_BLOCK_BYTES = 768 * 1024  # a packed KC x NC block of B, swept once per A micro-panel, stays in L2
-FASTMATH = {"contract"}  # lets LLVM fuse a * b + c into one FMA; NaN and inf behave as without it
+ROW_VECTORS = 2  # vector registers a micro-tile row: NR = 2 x 16 float32 (2 x 8 float64) with AVX-512
+MR = 12 if vector_bytes() == 64 else 6  # rows of the micro-tile: MR x 2 accumulators + 2 B vectors + 1 broadcast
+# fill AVX-512's 32 registers (27) and AVX2's 16 (15)
+ROW_BYTES = ROW_VECTORS * vector_bytes()  # one micro-tile row: NR = ROW_BYTES / itemsize
+KC = 384  # depth of a packed block: an A micro-panel (KC x MR, 18 KiB in float32) stays in L1 while it sweeps B
+MC = 3072  # rows of A packed at once (4.5 MiB in float32 at KC): all of a task's rows in most calls, so that B is
+# packed once per K block, and A once too
+B_BLOCK_BYTES = 1 << 20  # a packed KC x NC block of B, swept once per A micro-panel, stays in the 2 MiB L2
 
 
 def _row_width(x):
     """NR, the micro-tile's width in elements of ``x``'s dtype, as a compile-time constant."""
-    return VECTOR_BYTES // x.itemsize
+    return ROW_BYTES // x.itemsize
 
 
 @overload(_row_width)
 def _row_width_impl(x):
-    width = VECTOR_BYTES * 8 // x.dtype.bitwidth
+    width = ROW_BYTES * 8 // x.dtype.bitwidth
 
     def impl(x):
         return width
@@ -49,21 +58,87 @@ def _row_width_impl(x):
 
 
 @intrinsic
-def _register_row(typingctx, like):
-    """A zeroed (NR,) array of ``like``'s dtype on the stack of the calling function.
-
-    An accumulator from ``np.zeros`` lives on the heap, where LLVM cannot prove that it does not alias the packed
-    panels, so every FMA would load and store it. A stack slot that never escapes is promoted to registers. The
-    array has no meminfo: it must not outlive the function that made it.
-    """
+def _tile_buffer(typingctx, like):
+    """An uninitialised (MR * NR,) array of ``like``'s dtype on the stack of the calling function: the micro-tile
+    as the store to the output reads it. It has no meminfo and must not outlive the function that made it."""
     dtype = like.dtype
-    width = VECTOR_BYTES * 8 // dtype.bitwidth
-    row_type = types.Array(dtype, 1, "C")
+    size = MR * ROW_BYTES * 8 // dtype.bitwidth
 
     def codegen(context, builder, signature, args):
-        return stack_array_codegen(context, builder, dtype, width, zero=True)
+        return stack_array_codegen(context, builder, dtype, size, zero=False)
 
-    return row_type(like), codegen
+    return types.Array(dtype, 1, "C")(like), codegen
+
+
+@intrinsic
+def _tile_product(typingctx, ap, bp, acc):
+    """acc[r * NR + j] = sum over p of ap[p, r] * bp[p, j]: the register tile of one micro-kernel call.
+
+    ap: (kc, MR) packed A panel; bp: (kc, NR) packed B panel; acc: (MR * NR,) stack buffer; all C-contiguous and
+    of one float dtype. Emitted as one LLVM loop over p whose MR x ROW_VECTORS accumulators are vector phi values
+    (registers): each step loads ROW_VECTORS vectors of bp, broadcasts the MR values of ap, and issues
+    MR x ROW_VECTORS ``llvm.fma`` on <lanes x dtype> vectors (24 ``vfmadd231ps zmm`` and 14 loads a step on
+    AVX-512, no spills; checked with ``inspect_asm``). Accumulates in the input dtype, each product fused.
+    """
+    arrays = (ap, bp, acc)
+    if not all(isinstance(x, types.Array) and x.layout == "C" and x.dtype == ap.dtype for x in arrays) or \
+            (ap.ndim, bp.ndim, acc.ndim) != (2, 2, 1) or not isinstance(ap.dtype, types.Float):
+        return None
+    dtype = ap.dtype
+    lanes = vector_bytes() * 8 // dtype.bitwidth
+    NR = ROW_VECTORS * lanes
+    tiles = MR * ROW_VECTORS
+
+    def codegen(context, builder, sig, args):
+        a, b, out = (make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
+        kc = builder.extract_value(a.shape, 0)
+        intp = kc.type
+        vty = ir.VectorType(context.get_data_type(dtype), lanes)
+        align = dtype.bitwidth // 8
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]),
+                                             f"llvm.fma.v{lanes}f{dtype.bitwidth}")
+        zero = ir.Constant(vty, None)
+        undef = ir.Constant(vty, ir.Undefined)
+        splat_mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+
+        def vector_at(base, index):
+            return builder.bitcast(cgutils.gep(builder, base, index), vty.as_pointer())
+
+        entry = builder.block
+        loop = builder.append_basic_block("tile.loop")
+        done = builder.append_basic_block("tile.done")
+        builder.cbranch(builder.icmp_signed(">", kc, intp(0)), loop, done)
+
+        builder.position_at_end(loop)  # one step p: acc[r][v] += ap[p, r] * bp[p, v * lanes: (v + 1) * lanes]
+        p = builder.phi(intp)
+        accs = [builder.phi(vty) for _ in range(tiles)]
+        brow = cgutils.gep(builder, b.data, builder.mul(p, intp(NR)))
+        bvecs = [builder.load(vector_at(brow, v * lanes), align=align) for v in range(ROW_VECTORS)]
+        arow = cgutils.gep(builder, a.data, builder.mul(p, intp(MR)))
+        steps = []
+        for r in range(MR):
+            ar = builder.load(cgutils.gep(builder, arow, r), align=align)
+            splat = builder.shuffle_vector(builder.insert_element(undef, ar, ir.IntType(32)(0)), undef, splat_mask)
+            steps += [builder.call(fma, [splat, bvec, accs[r * ROW_VECTORS + v]]) for v, bvec in enumerate(bvecs)]
+        following = builder.add(p, intp(1))
+        latch = builder.block
+        builder.cbranch(builder.icmp_signed("<", following, kc), loop, done)
+        p.add_incoming(intp(0), entry)
+        p.add_incoming(following, latch)
+        for phi, step in zip(accs, steps):
+            phi.add_incoming(zero, entry)
+            phi.add_incoming(step, latch)
+
+        builder.position_at_end(done)  # kc == 0 leaves zeros
+        finals = [builder.phi(vty) for _ in range(tiles)]
+        for final, step in zip(finals, steps):
+            final.add_incoming(zero, entry)
+            final.add_incoming(step, latch)
+        for i, final in enumerate(finals):
+            builder.store(final, vector_at(out.data, i * lanes), align=align)
+        return context.get_dummy_value()
+
+    return types.none(ap, bp, acc), codegen
 
 
 @njit(cache=True)
@@ -151,47 +226,21 @@ def _store_row(crow, acc, alpha, beta, first):
             crow[j] = beta * crow[j] + alpha * acc[j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True)
 def _micro_kernel(ap, bp, c, i0, j0, alpha, beta, first):
     """The MR x NR register tile: c[i0:i0+MR, j0:j0+NR] (clipped to c) gets alpha * ap.T @ bp, blended with beta.
 
-    ap: (kc, MR) packed A panel; bp: (kc, NR) packed B panel; c: (M, N) output. Each output row keeps one NR-long
-    accumulator on the stack, which LLVM holds in ROW_REGISTERS vector registers; the column loop is innermost, so
-    each k step is MR broadcasts of A, ROW_REGISTERS vector loads of B and MR * ROW_REGISTERS vector FMAs
-    (``vfmadd231ps zmm``/``ymm``, checked with ``inspect_asm``). Accumulates in the input dtype.
+    ap: (kc, MR) packed A panel; bp: (kc, NR) packed B panel; c: (M, N) output. ``_tile_product`` computes the
+    tile in registers and leaves it in a stack buffer, which ``_store_row`` blends into c row by row (a few dozen
+    instructions against the kc x MR x ROW_VECTORS FMAs). Accumulates in the input dtype.
     """
     NR = _row_width(bp)
-    acc0 = _register_row(bp)
-    acc1 = _register_row(bp)
-    acc2 = _register_row(bp)
-    acc3 = _register_row(bp)
-    acc4 = _register_row(bp)
-    for p in range(ap.shape[0]):
-        a = ap[p]
-        b = bp[p]
-        a0 = a[0]
-        a1 = a[1]
-        a2 = a[2]
-        a3 = a[3]
-        a4 = a[4]
-        for j in range(NR):
-            bj = b[j]
-            acc0[j] += a0 * bj
-            acc1[j] += a1 * bj
-            acc2[j] += a2 * bj
-            acc3[j] += a3 * bj
-            acc4[j] += a4 * bj
+    acc = _tile_buffer(bp)
+    _tile_product(ap, bp, acc)
     M, N = c.shape
     j1 = min(j0 + NR, N)
-    _store_row(c[i0, j0:j1], acc0, alpha, beta, first)
-    if i0 + 1 < M:
-        _store_row(c[i0 + 1, j0:j1], acc1, alpha, beta, first)
-    if i0 + 2 < M:
-        _store_row(c[i0 + 2, j0:j1], acc2, alpha, beta, first)
-    if i0 + 3 < M:
-        _store_row(c[i0 + 3, j0:j1], acc3, alpha, beta, first)
-    if i0 + 4 < M:
-        _store_row(c[i0 + 4, j0:j1], acc4, alpha, beta, first)
+    for r in range(min(MR, M - i0)):
+        _store_row(c[i0 + r, j0:j1], acc[r * NR:(r + 1) * NR], alpha, beta, first)
 
 
 @njit(parallel=True, cache=True)
@@ -213,20 +262,21 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
         n = t // per_item
         m0, m1 = _span(M, tiles_m, (t % per_item) // tiles_n, MR)
         n0, n1 = _span(N, tiles_n, t % tiles_n, NR)
+        mcb = _even_block(m1 - m0, MC, MR)
         ncb = _even_block(n1 - n0, NC, NR)
-        ap = np.empty(((min(MC, m1 - m0) + MR - 1) // MR, kcb, MR), out.dtype)
+        ap = np.empty((mcb // MR, kcb, MR), out.dtype)
         bp = np.empty((ncb // NR, kcb, NR), out.dtype)
         c = out[n]
-        for jc in range(n0, n1, ncb):
-            nc = min(ncb, n1 - jc)
-            for pc in range(0, max(K, 1), kcb):
-                kc = min(kcb, K - pc)
-                _pack_b(bp, b, n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2], b_strides[1],
-                        b_strides[2], kc, nc)
-                for ic in range(m0, m1, MC):
-                    mc = min(MC, m1 - ic)
-                    _pack_a(ap, a, n * a_strides[0] + ic * a_strides[1] + pc * a_strides[2], a_strides[1],
-                            a_strides[2], mc, kc)
+        for pc in range(0, max(K, 1), kcb):
+            kc = min(kcb, K - pc)
+            for ic in range(m0, m1, mcb):
+                mc = min(mcb, m1 - ic)
+                _pack_a(ap, a, n * a_strides[0] + ic * a_strides[1] + pc * a_strides[2], a_strides[1],
+                        a_strides[2], mc, kc)
+                for jc in range(n0, n1, ncb):
+                    nc = min(ncb, n1 - jc)
+                    _pack_b(bp, b, n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2], b_strides[1],
+                            b_strides[2], kc, nc)
                     for s in range((mc + MR - 1) // MR):
                         for q in range((nc + NR - 1) // NR):
                             _micro_kernel(ap[s, :kc], bp[q, :kc], c, ic + s * MR, jc + q * NR, alpha, beta,
@@ -303,7 +353,7 @@ def matmul(out, a, b, alpha=1, beta=0):
     """
     if out.dtype.kind == "f":
         (af, a_st), (bf, b_st) = _flat(a), _flat(b)
-        tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], VECTOR_BYTES // out.itemsize,
+        tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], ROW_BYTES // out.itemsize,
                                   numba.get_num_threads())
         _matmul_kernel(out, af, a_st, bf, b_st, a.shape[2], out.dtype.type(alpha), out.dtype.type(beta),
                        tiles_m, tiles_n)
