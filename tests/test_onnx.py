@@ -1,0 +1,273 @@
+"""nbops.onnx: whole models against torch (exported with torch.onnx) and against onnx's reference evaluator (built
+with onnx.helper), on both targets; the session API; bad models and bad inputs; the command line."""
+
+import io
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from helpers import TARGETS, make, to_numpy, to_target
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+import nbops.onnx
+
+tnn = torch.nn
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Block(tnn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1, self.b1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False), tnn.BatchNorm2d(cout)
+        self.c2, self.b2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False), tnn.BatchNorm2d(cout)
+        self.down = (tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
+                     if stride != 1 or cin != cout else None)
+
+    def forward(self, x):
+        y = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+        return torch.relu(y + (x if self.down is None else self.down(x)))
+
+
+class ResNetish(tnn.Module):
+    """A ResNet in miniature: 7x7 stride-2 stem, BN, ReLU, max pool, two basic blocks, global pool, linear."""
+
+    def __init__(self, width=8, classes=10):
+        super().__init__()
+        self.stem = tnn.Sequential(tnn.Conv2d(3, width, 7, 2, 3, bias=False), tnn.BatchNorm2d(width), tnn.ReLU(),
+                                   tnn.MaxPool2d(3, 2, 1))
+        self.layers = tnn.Sequential(Block(width, width, 1), Block(width, 2 * width, 2))
+        self.pool, self.fc = tnn.AdaptiveAvgPool2d(1), tnn.Linear(2 * width, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+class EncoderLayer(tnn.Module):
+    """A post-norm transformer encoder layer (multi-head self-attention, GELU feed-forward). torch's own
+    TransformerEncoderLayer does not export with the TorchScript exporter in torch 2.13 (its attention passes a
+    traced is_causal), and the dynamo exporter needs onnxscript, so the layer is spelled out with the same ops."""
+
+    def __init__(self, e=16, heads=2, ff=32):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.proj = tnn.Linear(e, 3 * e), tnn.Linear(e, e)
+        self.n1, self.n2 = tnn.LayerNorm(e), tnn.LayerNorm(e)
+        self.ff1, self.ff2, self.act = tnn.Linear(e, ff), tnn.Linear(ff, e), tnn.GELU()
+
+    def forward(self, x):
+        n, length, e = x.shape
+        q, k, v = self.qkv(x).reshape(n, length, 3, self.heads, e // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        a = torch.softmax(q @ k.transpose(-2, -1) / (e // self.heads) ** 0.5, dim=-1) @ v
+        x = self.n1(x + self.proj(a.transpose(1, 2).reshape(n, length, e)))
+        return self.n2(x + self.ff2(self.act(self.ff1(x))))
+
+
+def randomize_norms(model):
+    """Non-trivial BatchNorm statistics and affine parameters (fresh ones are the identity)."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, tnn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def export(model, x):
+    """The model exported with torch.onnx (TorchScript exporter, opset 20), batch dim dynamic."""
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), f, dynamo=False, opset_version=20, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    return onnx.load_from_string(f.getvalue())
+
+
+MODELS = {  # name: (module, input shape on cpu, input shape on cuda under the simulator)
+    "resnetish": (lambda: randomize_norms(ResNetish()), (3, 3, 29, 29), (1, 3, 12, 12)),
+    "encoder": (lambda: EncoderLayer(), (3, 7, 16), (1, 3, 16)),
+}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_exported_model_matches_torch_with_dynamic_batch(name, target):
+    build, shape, tiny = MODELS[name]
+    torch.manual_seed(0)
+    model = build().eval()
+    shape = shape if target == "cpu" else tiny
+    session = nbops.onnx.load(export(model, torch.from_numpy(make(shape))))
+    assert session.get_inputs()[0].shape[0] == "batch"
+    for batch in (shape[0], 1, 2) if target == "cpu" else (shape[0],):
+        x = make((batch,) + shape[1:], seed=batch, offset=0.5)
+        (y,) = session.run(None, {"x": to_target(x, target)})
+        with torch.no_grad():
+            want = model(torch.from_numpy(x)).numpy()
+        torch.testing.assert_close(to_numpy(y), want, rtol=1e-4, atol=1e-5)
+
+
+def _mixed_model(dtype):
+    """A graph built with onnx.helper of the ops where ONNX and torch differ: asymmetric and SAME_UPPER pads,
+    Gemm's transposes, Slice with steps, Gather with negative indices, ArgMax with select_last_index, Pad, Cast,
+    a multi-axis ReduceMean, Split, Where, Clip with a constant bound."""
+    T = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    rng = np.random.default_rng(3)
+    inits = [
+        helper.make_tensor("w", T, (4, 3, 3, 2), rng.standard_normal((4, 3, 3, 2)).astype(dtype).ravel()),
+        helper.make_tensor("gw", T, (6, 5), rng.standard_normal((6, 5)).astype(dtype).ravel()),
+        helper.make_tensor("idx", TensorProto.INT64, (2,), [-1, 1]),
+        helper.make_tensor("starts", TensorProto.INT64, (2,), [5, 0]),
+        helper.make_tensor("ends", TensorProto.INT64, (2,), [-100, 100]),
+        helper.make_tensor("axes", TensorProto.INT64, (2,), [3, 2]),
+        helper.make_tensor("steps", TensorProto.INT64, (2,), [-2, 3]),
+        helper.make_tensor("pads", TensorProto.INT64, (8,), [0, 0, 1, 0, 0, 0, 0, 2]),
+        helper.make_tensor("pval", T, (), [0.25]),
+        helper.make_tensor("lo", T, (), [-0.5]),
+        helper.make_tensor("raxes", TensorProto.INT64, (2,), [-1, 2]),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 0, 0, 2], strides=[1, 2]),
+        helper.make_node("MaxPool", ["c"], ["mp"], kernel_shape=[2, 3], auto_pad="SAME_UPPER", strides=[2, 1]),
+        helper.make_node("AveragePool", ["c"], ["ap"], kernel_shape=[3, 2], pads=[0, 1, 2, 0]),
+        helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["sl"]),
+        helper.make_node("Pad", ["sl", "pads", "pval"], ["pd"]),
+        helper.make_node("Gather", ["x", "idx"], ["ga"], axis=3),
+        helper.make_node("ArgMax", ["ga"], ["am"], axis=1, keepdims=0, select_last_index=1),
+        helper.make_node("Cast", ["am"], ["amf"], to=T),
+        helper.make_node("ReduceMean", ["ap", "raxes"], ["rm"], keepdims=1),
+        helper.make_node("Flatten", ["x"], ["fl"], axis=3),
+        helper.make_node("Gemm", ["gw", "fl"], ["gm"], transA=1, transB=1, alpha=0.5),
+        helper.make_node("Split", ["mp"], ["s0", "s1"], axis=1, num_outputs=2),
+        helper.make_node("Sub", ["s0", "s1"], ["d"]),
+        helper.make_node("Relu", ["d"], ["r"]),
+        helper.make_node("Cast", ["r"], ["rb"], to=TensorProto.BOOL),
+        helper.make_node("Where", ["rb", "s0", "s1"], ["wh"]),
+        helper.make_node("Clip", ["wh", "lo"], ["cl"]),
+    ]
+    outs = {"cl": [2, 2, 3, 4], "pd": [2, 3, 4, 5], "amf": [2, 7, 2], "rm": [2, 4, 1, 1], "gm": [5, 42]}
+    graph = helper.make_graph(nodes, "mixed", [helper.make_tensor_value_info("x", T, [2, 3, 7, 6])],
+                              [helper.make_tensor_value_info(n, T, s) for n, s in outs.items()], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_onnx_semantics_match_reference_evaluator(dtype, target):
+    model = _mixed_model(dtype)
+    x = make((2, 3, 7, 6), dtype, seed=1, layout="strided")  # a non-contiguous input
+    session = nbops.onnx.load(model)
+    want = ReferenceEvaluator(model).run(None, {"x": np.ascontiguousarray(x)})
+    got = session.run(None, {"x": to_target(x, target)})
+    for g, w, vi in zip(got, want, session.get_outputs()):
+        g = to_numpy(g)
+        assert g.shape == w.shape and g.dtype == w.dtype, vi.name
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=vi.name)
+
+
+def test_session_api_and_output_selection():
+    session = nbops.onnx.load(_mixed_model(np.float32))
+    (x,) = session.get_inputs()
+    assert (x.name, x.shape, x.type, x.dtype) == ("x", [2, 3, 7, 6], "tensor(float)", np.float32)
+    assert [o.name for o in session.get_outputs()] == ["cl", "pd", "amf", "rm", "gm"]
+    inp = make((2, 3, 7, 6), seed=4)
+    everything = session.run(None, {"x": inp})
+    pd, gm = session.run(["pd", "gm"], {"x": inp})
+    np.testing.assert_array_equal(pd, everything[1])
+    np.testing.assert_array_equal(gm, everything[4])
+    (t,) = session.run(["gm"], {"x": torch.from_numpy(inp)})  # a torch tensor in, a torch tensor out
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_array_equal(t.numpy(), gm)
+
+
+def test_intermediates_are_released_after_their_last_reader():
+    session = nbops.onnx.load(_mixed_model(np.float32))
+    released = [s for step in session._steps for s in step.release]
+    names = {v: k for k, v in session._slots.items()}
+    assert len(released) == len(set(released))
+    assert {names[s] for s in released} == {"c", "mp", "ap", "sl", "ga", "am", "fl", "s0", "s1", "d", "r", "rb",
+                                            "wh", "x"}
+
+
+def _graph(nodes, inputs, outputs, inits=(), opset=21):
+    return helper.make_model(helper.make_graph(nodes, "g", inputs, outputs, list(inits)),
+                             opset_imports=[helper.make_opsetid("", opset)])
+
+
+X = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+Y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+
+
+def test_unknown_operator_fails_at_load_naming_node_op_and_opset():
+    model = _graph([helper.make_node("Erf", ["x"], ["y"], name="erf1")], [X], [Y])
+    with pytest.raises(nbops.onnx.UnsupportedModelError, match=r"node 'erf1' \(Erf, opset 21\): operator not"):
+        nbops.onnx.load(model)
+
+
+def test_unsupported_attribute_fails_at_load():
+    x4 = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    model = _graph([helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect", name="pad")], [x4],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])],
+                   [helper.make_tensor("p", TensorProto.INT64, (8,), [0] * 8)])
+    with pytest.raises(nbops.onnx.UnsupportedModelError, match=r"'pad' \(Pad, opset 21\): mode='reflect'"):
+        nbops.onnx.load(model)
+
+
+def test_missing_initializer_fails_at_load():
+    model = _graph([helper.make_node("Add", ["x", "bias"], ["y"], name="add")], [X], [Y])
+    with pytest.raises(nbops.onnx.UnsupportedModelError, match=r"'add' \(Add\): input 'bias' is not a graph input"):
+        nbops.onnx.load(model)
+
+
+def test_unsorted_graph_is_ordered_once_at_load():
+    nodes = [helper.make_node("Relu", ["t"], ["y"]), helper.make_node("Neg", ["x"], ["t"])]
+    session = nbops.onnx.load(_graph(nodes, [X], [Y]))
+    x = make((2, 3))
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.maximum(-x, 0))
+
+
+def test_bad_inputs_at_run_raise_clear_errors():
+    session = nbops.onnx.load(_graph([helper.make_node("Relu", ["x"], ["y"])], [X], [Y]))
+    with pytest.raises(ValueError, match=r"input 'x' has shape \(3, 2\), the model declares \(2, 3\)"):
+        session.run(None, {"x": make((3, 2))})
+    with pytest.raises(TypeError, match=r"input 'x' has dtype float64, the model declares tensor\(float\)"):
+        session.run(None, {"x": make((2, 3), np.float64)})
+    with pytest.raises(ValueError, match=r"missing inputs \['x'\]"):
+        session.run(None, {})
+    with pytest.raises(ValueError, match=r"'z' is not a graph output"):
+        session.run(["z"], {"x": make((2, 3))})
+    with pytest.raises(TypeError, match=r"input 'x' must be an array"):
+        session.run(None, {"x": [[1.0] * 3] * 2})
+
+
+def test_bad_index_at_run_names_the_node():
+    model = _graph([helper.make_node("Gather", ["x", "i"], ["y"], name="g")],
+                   [X, helper.make_tensor_value_info("i", TensorProto.INT64, [1])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    session = nbops.onnx.load(model)
+    with pytest.raises(IndexError, match=r"node 'g' \(Gather\): Gather index out of range"):
+        session.run(None, {"x": make((2, 3)), "i": np.array([2])})
+
+
+def test_import_nbops_does_not_import_onnx():
+    code = "import sys, nbops; assert 'onnx' not in sys.modules and 'onnxruntime' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_command_line_runs_and_checks_against_onnxruntime(tmp_path):
+    path = tmp_path / "relu.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])
+    onnx.save(_graph([helper.make_node("Relu", ["x"], ["y"])], [x],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 3])]), str(path))
+    run = subprocess.run([sys.executable, "-m", "nbops.onnx", str(path), "--dim", "n=4", "--check", "--repeat", "2"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "y: shape (4, 3) float32" in run.stdout and "check y: ok" in run.stdout
+    run = subprocess.run([sys.executable, "-m", "nbops.onnx", str(path)], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0 and "--dim n=VALUE" in run.stderr
