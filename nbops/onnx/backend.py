@@ -24,7 +24,7 @@ class NbopsRep(onnx.backend.base.BackendRep):
         if self.device == "CUDA":
             from numba import cuda
 
-            feed = {k: cuda.to_device(np.ascontiguousarray(v)) for k, v in feed.items()}
+            feed = {k: cuda.to_device(np.asarray(v, order="C")) for k, v in feed.items()}
             return tuple(o.copy_to_host() for o in self.session.run(None, feed))
         return tuple(self.session.run(None, feed))
 

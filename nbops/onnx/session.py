@@ -121,7 +121,7 @@ class Runtime:
             return x
         from numba import cuda
 
-        return cuda.to_device(np.ascontiguousarray(x))
+        return cuda.to_device(np.asarray(x, order="C"))  # (ascontiguousarray would make 0-D arrays 1-D)
 
     @staticmethod
     def host(x):
