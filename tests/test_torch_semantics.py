@@ -3,16 +3,21 @@ binary op, dtype promotion of mixed inputs in cat/stack (float16 and bfloat16 in
 pooling and reduction families return (or raise) for empty and degenerate inputs. Every case compares with torch's
 own call, result dtype included, on cpu and on the CUDA simulator."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import nbops
-from helpers import TARGETS, assert_same, check, make, make_int, to_numpy, to_target
+from helpers import TARGETS, assert_same, check, make, make_int, to_numpy, to_target, to_torch
 
-# the CUDA simulator runs kernels as NumPy scalar code, which warns where integers wrap and where inf arises
+# the CUDA simulator runs kernels as NumPy scalar code, which warns where integers wrap and where inf arises; torch
+# warns for a variance over fewer elements than the correction
 pytestmark = [pytest.mark.filterwarnings(f"ignore:{m}:RuntimeWarning")
               for m in ("overflow encountered", "invalid value encountered", "divide by zero encountered")]
+pytestmark.append(pytest.mark.filterwarnings("ignore:.*degrees of freedom is <= 0:UserWarning"))  # torch's, on purpose
 
 ALL_DTYPES = [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64, np.uint8, np.bool_]
 
@@ -34,10 +39,10 @@ def _array(shape, dtype, seed, nonzero=False):
 def _same_outcome(nb_fn, torch_fn, target, *args, **kwargs):
     """torch's result (shape, dtype, values) when torch accepts the call; an error naming the op when it refuses."""
     try:
-        torch_fn(*[torch.from_numpy(np.array(a)) if isinstance(a, np.ndarray) else a for a in args], **kwargs)
-    except (RuntimeError, TypeError, ValueError, ZeroDivisionError):
-        with pytest.raises((TypeError, ValueError, ZeroDivisionError), match=nb_fn.__name__):
-            nb_fn(*[to_target(a, target) for a in args], **kwargs)
+        torch_fn(*[to_torch(a) for a in args], **{k: to_torch(v) for k, v in kwargs.items()})
+    except (RuntimeError, TypeError, ValueError, IndexError, ZeroDivisionError):
+        with pytest.raises((TypeError, ValueError, IndexError, ZeroDivisionError), match=nb_fn.__name__):
+            nb_fn(*[to_target(a, target) for a in args], **{k: to_target(v, target) for k, v in kwargs.items()})
         return
     check(nb_fn, torch_fn, target, *args, **kwargs)
 
@@ -185,3 +190,132 @@ def test_bfloat16_bits_to_float32(target):
         assert got.dtype == np.float32
         assert_same(got, want.float(), rtol=0, atol=0)
         assert np.array_equal(np.signbit(got), np.signbit(want.float().numpy()))
+
+
+# ----------------------------------------------------------------------- empty and degenerate inputs: the norm family
+def _f(shape, dtype, seed=0):
+    return make(shape, dtype, seed)
+
+
+def _norm_cases(dtype):
+    """(label, nbops op, torch op, args, kwargs) for empty batches, empty features, size-1 and 1-D inputs."""
+    cases = []
+    for shape in [(0, 3), (0, 3, 4), (2, 3, 0), (2, 0, 4), (2, 0), (1, 3), (1, 3, 1), (2, 3, 1), (3,), (0,), (2, 3)]:
+        C = shape[1] if len(shape) > 1 else shape[0]
+        x = _f(shape, dtype, 1)
+        stats = (_f((C,), dtype, 2), _f((C,), dtype, 3) ** 2 + 1)
+        affine = (_f((C,), dtype, 4), _f((C,), dtype, 5))
+        if shape != (0,):  # torch skips its checks for this one (see test_norm_deviations_on_empty_inputs)
+            cases += [
+                (f"batch_norm{shape} train", nbops.batch_norm, F.batch_norm, (x, *stats), {"training": True}),
+                (f"batch_norm{shape} eval", nbops.batch_norm, F.batch_norm, (x, *stats), {"training": False}),
+                (f"batch_norm{shape} no stats", nbops.batch_norm, F.batch_norm, (x, None, None), {"training": True}),
+            ]
+        cases += [
+            (f"instance_norm{shape}", nbops.instance_norm, F.instance_norm, (x,), {}),
+            (f"instance_norm{shape} stats", nbops.instance_norm, F.instance_norm, (x, *stats),
+             {"use_input_stats": False}),
+            (f"layer_norm{shape}", nbops.layer_norm, F.layer_norm, (x, shape[-1:], *_affine(shape[-1:], dtype)), {}),
+            (f"layer_norm{shape} all", nbops.layer_norm, F.layer_norm, (x, shape), {}),
+            (f"group_norm{shape} G=1", nbops.group_norm, F.group_norm, (x, 1), {}),
+            (f"group_norm{shape} G=3", nbops.group_norm, F.group_norm, (x, 3), {}),
+        ]
+        # torch fails inside its kernel for an affine weight of an empty channel dim or (instance_norm) an empty
+        # batch (see test_norm_deviations_on_empty_inputs); with one element a group, both give the bias plus
+        # rounding noise times 1/sqrt(eps), which no tolerance bounds
+        if C and shape[0] and math.prod(shape[2:]) > 1:
+            cases += [
+                (f"instance_norm{shape} affine", nbops.instance_norm, F.instance_norm, (x,),
+                 dict(zip(("weight", "bias"), affine))),
+                (f"group_norm{shape} G=C affine", nbops.group_norm, F.group_norm, (x, C, *affine), {}),
+                (f"batch_norm{shape} affine", nbops.batch_norm, F.batch_norm, (x, None, None, *affine),
+                 {"training": True}),
+            ]
+    return cases
+
+
+def _affine(shape, dtype):
+    return _f(shape, dtype, 6), _f(shape, dtype, 7)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_norms_on_empty_and_degenerate_inputs(dtype, target):
+    """torch's result, or torch's refusal (as a ValueError/TypeError naming the op), for each case."""
+    for label, nb_fn, torch_fn, args, kwargs in _norm_cases(dtype):
+        try:
+            _same_outcome(nb_fn, torch_fn, target, *args, **kwargs)
+        except (AssertionError, pytest.fail.Exception) as e:
+            raise AssertionError(f"{label}: {e}") from None
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_norm_running_stats_untouched_by_an_empty_batch(target):
+    rm, rv = _f((3,), np.float32, 1), _f((3,), np.float32, 2) ** 2 + 1
+    rm_t, rv_t = torch.from_numpy(rm.copy()), torch.from_numpy(rv.copy())
+    rm_n, rv_n = to_target(rm, target), to_target(rv, target)
+    out = nbops.batch_norm(to_target(_f((0, 3, 2), np.float32), target), rm_n, rv_n, training=True)
+    F.batch_norm(torch.zeros(0, 3, 2), rm_t, rv_t, training=True)
+    assert to_numpy(out).shape == (0, 3, 2)
+    assert_same(to_numpy(rm_n), rm_t, rtol=0, atol=0)
+    assert_same(to_numpy(rv_n), rv_t, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_norm_deviations_on_empty_inputs(target):
+    """Where torch fails inside its kernel (an affine weight with no channels, instance_norm's weight over an empty
+    batch) nbops returns the empty result; where torch skips its argument checks for an empty input (eval mode
+    without running statistics, a 1-D empty input) nbops still checks them. docs/ops.md lists both."""
+    x = to_target(_f((2, 0, 4), np.float32), target)
+    w = to_target(np.ones(0, np.float32), target)
+    assert to_numpy(nbops.batch_norm(x, None, None, w, w, training=True)).shape == (2, 0, 4)
+    assert to_numpy(nbops.instance_norm(x, weight=w, bias=w)).shape == (2, 0, 4)
+    w3 = to_target(np.ones(3, np.float32), target)
+    assert to_numpy(nbops.instance_norm(to_target(_f((0, 3, 4), np.float32), target), weight=w3)).shape == (0, 3, 4)
+    with pytest.raises(ValueError, match=r"batch_norm\(\): running_mean and running_var must be defined"):
+        nbops.batch_norm(to_target(_f((0, 3), np.float32), target), None, None, training=False)
+    with pytest.raises(ValueError, match=r"batch_norm\(\): expected input with at least 2 dims"):
+        nbops.batch_norm(to_target(_f((0,), np.float32), target), None, None, training=True)
+
+
+# -------------------------------------------------------------------- empty inputs: the pooling and reduction families
+POOL_SHAPES = {1: [(0, 3, 5), (2, 0, 5), (2, 3, 0), (0, 5), (3, 0), (0, 0, 5), (2, 3, 1)],
+               2: [(0, 3, 5, 5), (2, 0, 5, 5), (2, 3, 0, 5), (0, 5, 5), (3, 0, 5), (0, 0, 5, 5), (2, 3, 1, 1)]}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("nd", [1, 2])
+def test_pooling_on_empty_inputs(nd, dtype, target):
+    """Window pools take an empty batch only; adaptive max pools an empty dim 0 (an unbatched input's channels
+    too); adaptive average pools any empty dim before the spatial ones: torch's rules, result or refusal."""
+    for i, shape in enumerate(POOL_SHAPES[nd]):
+        x = _f(shape, dtype, i)
+        for name, args, kwargs in [(f"max_pool{nd}d", (2,), {}), (f"max_pool{nd}d", (2, 1, 1), {"ceil_mode": True}),
+                                   (f"max_pool{nd}d", (2,), {"return_indices": True}), (f"avg_pool{nd}d", (2,), {}),
+                                   (f"adaptive_avg_pool{nd}d", (2,), {}), (f"adaptive_avg_pool{nd}d", (0,), {}),
+                                   (f"adaptive_max_pool{nd}d", (2,), {"return_indices": True})]:
+            _same_outcome(getattr(nbops, name), getattr(F, name), target, x, *args, **kwargs)
+
+
+REDUCTIONS = ["sum", "mean", "prod", "var", "std", "var_mean", "std_mean", "max", "min", "amax", "amin", "argmax",
+              "argmin", "logsumexp"]
+
+
+@pytest.mark.parametrize("dtype, target", [(np.dtype(d), "cpu") for d in (np.float32, np.float64, np.int32, np.bool_)]
+                         + [pytest.param(np.dtype(d), "cuda", marks=pytest.mark.cuda) for d in (np.float64, np.int32)],
+                         ids=str)
+@pytest.mark.parametrize("op", REDUCTIONS)
+def test_reductions_on_empty_inputs(op, dtype, target):
+    """Over an empty dim: the identity (sum 0, prod 1, logsumexp -inf), NaN (mean, var, std) or torch's refusal
+    (max, min, amax, amin, argmax, argmin); over a non-empty dim of an empty array: an empty result."""
+    nb_fn, torch_fn = getattr(nbops, op), getattr(torch, op)
+    for i, shape in enumerate([(0, 3), (3, 0), (2, 0, 3), (0,)]):
+        x = _array(shape, dtype, i)
+        if op != "logsumexp" and op not in ("prod",):
+            _same_outcome(nb_fn, torch_fn, target, x)
+        for dim in (0, -1, (0, -1)):
+            if isinstance(dim, tuple) and (len(shape) < 2 or op in ("max", "min", "argmax", "argmin")):
+                continue
+            _same_outcome(nb_fn, torch_fn, target, x, dim)
+            _same_outcome(nb_fn, torch_fn, target, x, dim=dim, keepdim=True)

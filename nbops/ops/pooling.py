@@ -16,14 +16,18 @@ from .._shapes import ntuple, pool_out_size
 _INT64 = np.dtype(np.int64)
 
 
-def _planes(call, nd):
+def _planes(call, nd, empty=None):
     """Validate the rank and sizes of ``call['input']`` for a pool over ``nd`` spatial dims; return the contiguous
-    input viewed as ``(P, H, W)`` and the leading (batch and channel) shape."""
+    input viewed as ``(P, H, W)`` and the leading (batch and channel) shape.
+
+    ``empty`` says which dims may be empty, as torch checks them: None (window pools: the batch dim of a batched
+    input only), "first" (adaptive max: dim 0 of any input, an unbatched one's channels too) or "leading" (adaptive
+    average: every dim before the spatial ones)."""
     call.check_dtype("input", FLOAT_DTYPES)
     rank = call.check_ndim("input", (nd + 1, nd + 2))
     x = call["input"]
     shape = tuple(int(s) for s in x.shape)
-    first = 1 if rank == nd + 2 else 0  # a batched input may have an empty batch, nothing else may be empty
+    first = {None: 1 if rank == nd + 2 else 0, "first": 1, "leading": rank - nd}[empty]
     for d in range(first, rank):
         if shape[d] == 0:
             raise ValueError(
@@ -251,7 +255,7 @@ def _adaptive_size(op, nd, output_size, HW):
 def _adaptive(op, nd, input, output_size, want_max, return_indices):
     call = Call(op, input=input)
     HW = tuple(int(v) for v in call["input"].shape[-nd:]) if len(call["input"].shape) >= nd else ()
-    x, lead = _planes(call, nd)
+    x, lead = _planes(call, nd, "first" if want_max else "leading")
     osz = _adaptive_size(op, nd, output_size, HW)
     P = x.shape[0]
     OH, OW = _as2d(nd, osz, 1)
