@@ -319,3 +319,95 @@ def test_reductions_on_empty_inputs(op, dtype, target):
                 continue
             _same_outcome(nb_fn, torch_fn, target, x, dim)
             _same_outcome(nb_fn, torch_fn, target, x, dim=dim, keepdim=True)
+
+
+# ------------------------------------------------------------ torch's documented signatures: the sweep, kept as tests
+def _signature_cases():
+    """(label, nbops op, torch op, args, kwargs): keyword forms with torch's parameter names, negative and tuple
+    dims, 0-d and integer inputs, for the pointwise, shape, norm, pooling and reduction families."""
+    x, x0, xi = _f((2, 3, 4), np.float32, 1), _f((), np.float64, 2), make_int((2, 3, 4), -5, 6, np.int32, 3)
+    y = _f((2, 3, 5, 5), np.float64, 4)
+    w3, b3 = _f((3,), np.float32, 5), _f((3,), np.float32, 6)
+    view, expand = (lambda t, *s: t.view(*s)), (lambda t, *s: t.expand(*s))
+    return [
+        ("add kw", nbops.add, torch.add, (), dict(input=x, other=_f((4,), np.float32, 7), alpha=2)),
+        ("div kw", nbops.div, torch.div, (), dict(input=xi, other=3, rounding_mode="floor")),
+        ("pow 0d", nbops.pow, torch.pow, (x0, _f((), np.float64, 8)), {}),
+        ("maximum 0d int", nbops.maximum, torch.maximum, (xi, np.array(2, np.int64)), {}),
+        ("where kw", nbops.where, torch.where, (), dict(condition=x > 0, input=xi, other=2.5)),
+        ("clamp kw int", nbops.clamp, torch.clamp, (), dict(input=xi, min=-2, max=3)),
+        ("clamp float bound int input", nbops.clamp, torch.clamp, (xi, 0.5), {}),
+        ("exp int", nbops.exp, torch.exp, (xi,), {}),
+        ("abs 0d", nbops.abs, torch.abs, (x0,), {}),
+        ("reshape kw", nbops.reshape, torch.reshape, (), dict(input=x, shape=(4, -1))),
+        ("reshape 0d", nbops.reshape, torch.reshape, (x0, (1, -1)), {}),
+        ("view torch.Size", nbops.view, view, (x, torch.Size([6, 4])), {}),
+        ("permute neg", nbops.permute, torch.permute, (), dict(input=x, dims=(-1, 0, -2))),
+        ("permute 0d", nbops.permute, torch.permute, (x0, ()), {}),
+        ("transpose 0d", nbops.transpose, torch.transpose, (x0, 0, -1), {}),
+        ("squeeze tuple", nbops.squeeze, torch.squeeze, (), dict(input=_f((1, 3, 1), np.float32, 9), dim=(0, -1))),
+        ("squeeze 0d", nbops.squeeze, torch.squeeze, (x0, -1), {}),
+        ("unsqueeze 0d", nbops.unsqueeze, torch.unsqueeze, (x0, -1), {}),
+        ("cat kw neg", nbops.cat, torch.cat, (), dict(tensors=(x, xi), dim=-1)),
+        ("stack 0d", nbops.stack, torch.stack, ([x0, x0], -1), {}),
+        ("expand 0d", nbops.expand, expand, (x0, (2, 3)), {}),
+        ("flatten 0d", nbops.flatten, torch.flatten, (), dict(input=x0, start_dim=0, end_dim=-1)),
+        ("split kw", nbops.split, torch.split, (), dict(tensor=x, split_size_or_sections=[1, 3], dim=-1)),
+        ("chunk kw", nbops.chunk, torch.chunk, (), dict(input=x, chunks=3, dim=-1)),
+        ("narrow kw", nbops.narrow, torch.narrow, (), dict(input=x, dim=-1, start=-3, length=2)),
+        ("batch_norm kw", nbops.batch_norm, F.batch_norm, (), dict(input=x, running_mean=w3 * 0, running_var=b3 ** 2,
+                                                                   weight=w3, bias=b3, training=True, momentum=None,
+                                                                   eps=1e-3)),
+        ("instance_norm kw", nbops.instance_norm, F.instance_norm, (), dict(input=x, weight=w3, bias=b3, eps=1e-3)),
+        ("layer_norm kw", nbops.layer_norm, F.layer_norm, (), dict(input=x, normalized_shape=[3, 4], eps=1e-3)),
+        ("layer_norm 0d", nbops.layer_norm, F.layer_norm, (x0, ()), {}),
+        ("group_norm kw", nbops.group_norm, F.group_norm, (), dict(input=x, num_groups=3, weight=w3, bias=b3)),
+        ("rms_norm 0d", nbops.rms_norm, F.rms_norm, (x0, ()), {}),
+        ("max_pool2d kw", nbops.max_pool2d, F.max_pool2d, (), dict(input=y, kernel_size=[3, 2], stride=(2, 1),
+                                                                   padding=1, dilation=1, ceil_mode=True)),
+        ("avg_pool2d kw", nbops.avg_pool2d, F.avg_pool2d, (), dict(input=y, kernel_size=3, stride=2, padding=1,
+                                                                   ceil_mode=True, count_include_pad=False,
+                                                                   divisor_override=2)),
+        ("avg_pool1d stride ()", nbops.avg_pool1d, F.avg_pool1d, (x, 2, ()), {}),
+        ("adaptive_avg_pool2d None", nbops.adaptive_avg_pool2d, F.adaptive_avg_pool2d, (),
+         dict(input=y, output_size=(3, None))),
+        ("adaptive_max_pool1d kw", nbops.adaptive_max_pool1d, F.adaptive_max_pool1d, (),
+         dict(input=x, output_size=3, return_indices=True)),
+        ("sum kw tuple", nbops.sum, torch.sum, (), dict(input=x, dim=(0, -1), keepdim=True)),
+        ("sum int dtype", nbops.sum, torch.sum, (xi, -1), dict(dtype=torch.float64)),
+        ("mean list", nbops.mean, torch.mean, (x, [0, 2]), {}),
+        ("prod 0d", nbops.prod, torch.prod, (x0, -1, True), {}),
+        ("var kw", nbops.var, torch.var, (), dict(input=x, dim=(0, 2), correction=0, keepdim=True)),
+        ("std_mean unbiased", nbops.std_mean, torch.std_mean, (x, 1), dict(unbiased=False)),
+        ("var 0d", nbops.var, torch.var, (x0, 0), dict(correction=0)),
+        ("max kw", nbops.max, torch.max, (), dict(input=xi, dim=-2, keepdim=True)),
+        ("amin 0d", nbops.amin, torch.amin, (x0, -1), {}),
+        ("argmax bool", nbops.argmax, torch.argmax, (x > 0, 1), {}),
+        ("logsumexp int", nbops.logsumexp, torch.logsumexp, (), dict(input=xi, dim=(0, 1))),
+    ]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_documented_signatures(target):
+    for label, nb_fn, torch_fn, args, kwargs in _signature_cases():
+        try:
+            _same_outcome(nb_fn, torch_fn, target, *args, **kwargs)
+        except (AssertionError, pytest.fail.Exception) as e:
+            raise AssertionError(f"{label}: {e}") from None
+
+
+def test_narrow_start_from_an_array():
+    """torch.narrow takes a 0-d tensor as start: nbops takes a 0-d integer array in host memory."""
+    check(nbops.narrow, torch.narrow, "cpu", _f((2, 3, 4), np.float64), 2, np.array(1), 2)
+    x = torch.arange(10.0)
+    torch.testing.assert_close(nbops.narrow(x, 0, torch.tensor(-4), 3), torch.narrow(x, 0, torch.tensor(-4), 3))
+    for bad in (np.array(1.0), np.array([1])):
+        with pytest.raises(TypeError, match=r"narrow\(\): argument 'start' must be an int or a 0-d integer array"):
+            nbops.narrow(x.numpy(), 0, bad, 2)
+
+
+@pytest.mark.cuda
+def test_narrow_start_on_the_device_is_refused():
+    x = to_target(_f((5,), np.float32), "cuda")
+    with pytest.raises(TypeError, match="synchronise"):
+        nbops.narrow(x, 0, to_target(np.array(1), "cuda"), 2)

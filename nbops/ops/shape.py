@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from .._arrays import cuda_as_strided
+from .._arrays import cuda_as_strided, kind_of, native, target_of_kind
 from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, dtype_names, public
 from .._shapes import normalize_dim, normalize_dims
 from .pointwise import _promote, _view_as
@@ -685,6 +685,22 @@ def chunk(input, chunks, dim=0):
     return _pieces(call, x, d, sizes)
 
 
+def _start_index(start):
+    """narrow's ``start``: an int, or (as torch takes a 0-d tensor) a 0-d integer array in host memory. A device
+    array is refused: reading its value would synchronise with the device."""
+    if _is_int(start):
+        return int(start)
+    kind = kind_of(start)
+    on_host = kind is not None and target_of_kind(start, kind) == "cpu"
+    if on_host:
+        value = native(start, kind)
+        if value.shape == () and value.dtype.kind in "iu":
+            return int(value)
+    where = " (a device array: reading it would synchronise; pass an int)" if kind and not on_host else ""
+    raise TypeError(f"narrow(): argument 'start' must be an int or a 0-d integer array in host memory, got "
+                    f"{start!r}{where}")
+
+
 @public("shape", kernels=())
 def narrow(input, dim, start, length):
     """Returns a view of ``input`` restricted to ``[start, start + length)`` along ``dim``.
@@ -694,7 +710,8 @@ def narrow(input, dim, start, length):
     Args:
         input: array with at least one dimension.
         dim: the dimension to narrow.
-        start: first index kept, in ``[-size, size]`` (negative counts from the end).
+        start: first index kept, in ``[-size, size]`` (negative counts from the end): an int or a 0-d integer
+            array in host memory (NumPy, CPU torch tensor).
         length: number of indices kept (>= 0, ``start + length <= size``).
 
     Returns:
@@ -710,9 +727,9 @@ def narrow(input, dim, start, length):
     if not len(x.shape):
         raise ValueError("narrow(): cannot be applied to a 0-dim array")
     d = normalize_dim("narrow", dim, len(x.shape))
-    for name, v in (("start", start), ("length", length)):
-        if not _is_int(v):
-            raise TypeError(f"narrow(): argument '{name}' must be an int, got {v!r}")
+    start = _start_index(start)
+    if not _is_int(length):
+        raise TypeError(f"narrow(): argument 'length' must be an int, got {length!r}")
     n = int(x.shape[d])
     if not -n <= start <= n:
         raise IndexError(f"narrow(): start out of range (expected to be in range of [{-n}, {n}], but got {start})")
