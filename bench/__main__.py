@@ -2,12 +2,13 @@
 
 Per case: median ms of each provider (interleaved rounds, same run), GB/s or GFLOP/s, the speed-up of nbops over
 torch and NumPy, nbops' first-call time (compile or cache load, plus one run), and a parity check of nbops'
-output against torch's. Prints a markdown table and saves it, with a PNG chart of the speed-ups, under
-``bench/results/``.
+output against torch's. Untimed warm-up calls precede the rounds; a row whose times or per-round ratios spread too
+widely to trust (interquartile range above NOISY of the median) prints "noisy" instead of a ratio. Prints a
+markdown table and saves it, with a PNG chart of the speed-ups, under ``bench/results/``.
 
     python -m bench                         # every family, cpu
     python -m bench --family conv,norm      # some families
-    python -m bench --quick                 # the short list, fewer rounds
+    python -m bench --quick                 # the short list, a shorter time budget per case
     python -m bench --target cuda           # CUDA arrays (needs a GPU; never the simulator)
 """
 
@@ -16,7 +17,7 @@ import os
 import sys
 
 from .report import render, save
-from .runner import collect, environment, prepare, run_case
+from .runner import EXTEND, MIN_ROUNDS, NOISY, WARMUP_CALLS, WARMUP_S, collect, environment, prepare, run_case
 
 
 def parse_args(argv):
@@ -24,7 +25,7 @@ def parse_args(argv):
     p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--family", default="", help="comma-separated families (default: all)")
     p.add_argument("--case", default="", help="only cases whose name contains this text")
-    p.add_argument("--quick", action="store_true", help="only the quick cases, fewer rounds")
+    p.add_argument("--quick", action="store_true", help="only the quick cases, a shorter budget")
     p.add_argument("--seconds", type=float, default=None, help="timing budget per provider per case")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--no-save", action="store_true", help="print only")
@@ -53,7 +54,13 @@ def main(argv=None):
             bar.set_postfix_str(case.name[:40])
         rows.append(run_case(case, args.target, seconds))
     env = environment(args.target)
-    text = render(env, rows)
+    method = (f"Per case: the first call of each provider alone (compile), >= {WARMUP_CALLS} untimed warm-up rounds "
+              f"over >= {WARMUP_S:g} s, then >= {MIN_ROUNDS} timed rounds and {seconds:g} s (up to {EXTEND:g}x that "
+              f"while the rounds spread widely). `x torch` is the median over rounds of torch's time / nbops' time "
+              f"in the same round; where the (q3 - q1) / median of those ratios or of either provider's times exceeds "
+              f"{100 * NOISY:g}%, the row says noisy (with the widest spread) instead. `spread %` is the wider "
+              f"(q3 - q1) / median of nbops' and torch's times.")
+    text = render(env, rows, method)
     print(text)
     if not args.no_save:
         paths = save(text, rows, env, args.out)

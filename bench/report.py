@@ -15,27 +15,42 @@ def geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
-def render(env, rows):
+def _ratio(row, other):
+    """The x-<other> cell: the speed-up, or "noisy" (with the widest spread) when the rounds spread too widely."""
+    v = row.speedup(other)
+    if v is None:
+        return "-"
+    if row.noisy(other):
+        return f"noisy ({100 * row.ratio_spread(other):.0f}%)"
+    return _fmt(v)
+
+
+def render(env, rows, method=""):
     lines = ["# nbops benchmark and parity report", ""]
     lines += [f"- {k}: {v}" for k, v in env.items()]
-    lines += ["", "Times are medians of interleaved rounds in one run; `x torch` > 1 means nbops is faster.", ""]
+    lines += ["", "Times are medians of interleaved rounds in one run; `x torch` > 1 means nbops is faster. "
+              + method, ""]
     lines.append("| family | case | nbops ms | torch ms | numpy ms | nbops rate | torch rate | x torch | x numpy "
-                 "| first call s | parity |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| spread % | rounds | first call s | parity |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate_nb, unit = r.rate("nbops")
         rate_t, _ = r.rate("torch")
+        spread = max(r.spread["nbops"], r.spread["torch"]) if r.spread else None
         lines.append(
             f"| {r.case.family} | {r.case.name} | {_fmt(r.ms.get('nbops'))} | {_fmt(r.ms.get('torch'))} "
             f"| {_fmt(r.ms.get('numpy'))} | {_fmt(rate_nb)} {unit} | {_fmt(rate_t)} {unit if rate_t else ''} "
-            f"| {_fmt(r.speedup('torch'))} | {_fmt(r.speedup('numpy'))} | {_fmt(r.first_call_s)} "
-            f"| {r.parity}{(' ' + r.error) if r.error else ''} |"
+            f"| {_ratio(r, 'torch')} | {_ratio(r, 'numpy')} | {_fmt(None if spread is None else 100 * spread, 2)} "
+            f"| {r.rounds or '-'} | {_fmt(r.first_call_s)} | {r.parity}{(' ' + r.error) if r.error else ''} |"
         )
-    lines += ["", "| family | cases | geomean x torch | min x torch | parity failures |", "|---|---|---|---|---|"]
+    lines += ["", "Family summaries count only rows whose spread allows a ratio.", "",
+              "| family | cases | noisy | geomean x torch | min x torch | parity failures |",
+              "|---|---|---|---|---|---|"]
     for fam in sorted({r.case.family for r in rows}):
         fr = [r for r in rows if r.case.family == fam]
-        sp = [r.speedup("torch") for r in fr if r.speedup("torch")]
-        lines.append(f"| {fam} | {len(fr)} | {_fmt(geomean(sp))} | {_fmt(min(sp) if sp else None)} "
+        sp = [r.speedup("torch") for r in fr if r.speedup("torch") and not r.noisy("torch")]
+        noisy = sum(bool(r.speedup("torch")) and r.noisy("torch") for r in fr)
+        lines.append(f"| {fam} | {len(fr)} | {noisy} | {_fmt(geomean(sp))} | {_fmt(min(sp) if sp else None)} "
                      f"| {sum(not r.parity_ok for r in fr)} |")
     return "\n".join(lines)
 
@@ -54,7 +69,8 @@ def save(text, rows, env, out_dir):
         import matplotlib.pyplot as plt
     except ImportError:
         return paths
-    data = [(f"{r.case.family}: {r.case.name}", r.speedup("torch")) for r in rows if r.speedup("torch")]
+    data = [(f"{r.case.family}: {r.case.name}", r.speedup("torch")) for r in rows
+            if r.speedup("torch") and not r.noisy("torch")]
     if not data:
         return paths
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(data) + 1.5))

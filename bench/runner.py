@@ -15,22 +15,44 @@ import numpy as np
 from . import cases as _cases_pkg
 
 PAUSE_S = 0.005  # between providers: lets the other runtime's spinning OpenMP/OpenBLAS workers go to sleep
-MIN_ROUNDS, MAX_ROUNDS = 3, 50
+WARMUP_S, WARMUP_CALLS = 0.1, 2  # untimed rounds before the timed ones: at least this many, and this long
+MIN_ROUNDS, MAX_ROUNDS = 10, 400
+NOISY = 0.2  # above this (q3 - q1) / median of a row's times or per-round ratios, it says "noisy", not a ratio
+EXTEND = 3.0  # a case whose spread is above NOISY keeps sampling up to EXTEND times its time budget
 
 
 @dataclass
 class Row:
     case: object
     ms: dict = field(default_factory=dict)  # provider -> median ms
+    spread: dict = field(default_factory=dict)  # provider -> (q3 - q1) / median of its timed rounds
+    samples: dict = field(default_factory=dict)  # provider -> seconds of each timed round, in round order
+    rounds: int = 0
     first_call_s: float = float("nan")
     parity_ok: bool = True
     parity: str = ""
     error: str = ""
 
+    def ratios(self, other):
+        """Per round, ``other``'s time over nbops' time in that round (> 1: nbops is faster): the two calls of a
+        round ran within milliseconds of each other, so load that lasts longer than a round cancels out."""
+        return [t / n for n, t in zip(self.samples["nbops"], self.samples[other])]
+
     def speedup(self, other):
-        if "nbops" not in self.ms or other not in self.ms:
+        """The median of the per-round ratios (``ratios``), or None where a provider is missing."""
+        if "nbops" not in self.samples or other not in self.samples:
             return None
-        return self.ms[other] / self.ms["nbops"]
+        return statistics.median(self.ratios(other))
+
+    def ratio_spread(self, other):
+        """The widest of three spreads ((q3 - q1) / median): of the per-round ratios (how far one round's verdict
+        strays from the median's), and of nbops' and ``other``'s own times (a provider that switches between two
+        speeds within a run may switch between runs too)."""
+        return max(spread(self.ratios(other)), self.spread["nbops"], self.spread[other])
+
+    def noisy(self, other):
+        """True when the rounds spread too widely (``ratio_spread`` above NOISY) for the ratio to be trusted."""
+        return self.ratio_spread(other) > NOISY
 
     def rate(self, provider):
         """(value, unit) for the provider: GFLOP/s when the case counts flops, else GB/s."""
@@ -175,8 +197,54 @@ def _timed(fn, args, target):
     return time.perf_counter() - t0, result
 
 
+def spread(samples):
+    """(q3 - q1) / median of ``samples``: the relative width of their middle half (0 for fewer than 4)."""
+    if len(samples) < 4:
+        return 0.0
+    q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return (q3 - q1) / med if med > 0 else 0.0
+
+
+def _warm_up(providers, target):
+    """Call every provider untimed, interleaved, in at least WARMUP_CALLS rounds and for at least WARMUP_S: the
+    thread pools are up, the code and data are in cache, and the clock has ramped before the first timed round."""
+    start = time.perf_counter()
+    calls = 0
+    while calls < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
+        for fn, args in providers.values():
+            _timed(fn, args, target)
+            time.sleep(PAUSE_S)
+        calls += 1
+
+
+def _rounds(providers, target, seconds):
+    """Timed samples per provider: interleaved rounds (one call of each, a pause between calls) until there were
+    MIN_ROUNDS and one provider has spent ``seconds`` (or the rounds took twice that, for calls much shorter than
+    the pauses); while any provider's times or its per-round ratios to nbops spread above NOISY, rounds go on up to
+    EXTEND times those limits (more samples steady the median on a noisy machine), never beyond MAX_ROUNDS."""
+    samples = {p: [] for p in providers}
+    spent = {p: 0.0 for p in providers}
+    start = time.perf_counter()
+    for r in range(MAX_ROUNDS):
+        for p, (fn, args) in providers.items():
+            dt, _ = _timed(fn, args, target)
+            samples[p].append(dt)
+            spent[p] += dt
+            time.sleep(PAUSE_S)
+        used = max(max(spent.values()) / seconds, (time.perf_counter() - start) / (2 * seconds)) if seconds else 1
+        if r + 1 < MIN_ROUNDS or used < 1:
+            continue
+        ratios = [[t / n for n, t in zip(samples["nbops"], s)] for p, s in samples.items() if p != "nbops"]
+        if used >= EXTEND or max(spread(r) for r in ratios + list(samples.values())) <= NOISY:
+            break
+    return samples
+
+
 def run_case(case, target, seconds):
-    """Time every provider of ``case`` on ``target`` and check nbops' output against torch's."""
+    """Time every provider of ``case`` on ``target`` and check nbops' output against torch's.
+
+    The first call of each provider (nbops' compile or cache load) is timed on its own as ``first_call_s`` and its
+    output checked for parity; warm-up calls follow (``_warm_up``), then the timed rounds (``_rounds``)."""
     import torch
 
     row = Row(case)
@@ -198,17 +266,13 @@ def run_case(case, target, seconds):
                 else float("nan")
             row.parity_ok, row.parity = False, f"FAIL (max abs err {err:.3g})" if a.shape == e.shape else \
                 f"FAIL (shape {tuple(a.shape)} vs {tuple(e.shape)})"
-        samples = {p: [] for p in providers}
-        spent = {p: 0.0 for p in providers}
-        for r in range(MAX_ROUNDS):
-            for p, (fn, args) in providers.items():
-                dt, _ = _timed(fn, args, target)
-                samples[p].append(dt)
-                spent[p] += dt
-                time.sleep(PAUSE_S)
-            if r + 1 >= MIN_ROUNDS and max(spent.values()) > seconds:
-                break
+        del out_nb, out_t, a, e
+        _warm_up(providers, target)
+        samples = _rounds(providers, target, seconds)
+        row.rounds = len(samples["nbops"])
+        row.samples = samples
         row.ms = {p: statistics.median(s) * 1e3 for p, s in samples.items()}
+        row.spread = {p: spread(s) for p, s in samples.items()}
     except Exception as exc:  # a broken case is reported in its row, the rest of the report still runs
         row.parity_ok, row.parity, row.error = False, "ERROR", f"{type(exc).__name__}: {exc}"
     return row
