@@ -48,8 +48,9 @@ def _transpose_kernel(out, x):
 def _transpose_view(out, x):
     """(out4, x4): ``out`` and ``x`` as 4-D (A, M, B, N) views of unsigned integers for ``_transpose_kernel``, or
     None when the copy is not a transpose it handles: same shape and item size (4 or 8 bytes), ``out``
-    C-contiguous, not overlapping ``x``, and after dropping size-1 axes and merging axes that are contiguous with each other in ``x``,
-    the axis ``x`` walks with unit stride is neither the last one nor preceded or followed by more than one axis."""
+    C-contiguous and not overlapping ``x``, and, after dropping size-1 axes and merging axes that are contiguous
+    with each other in ``x``, the axis ``x`` walks with unit stride is neither the last one nor preceded or
+    followed by more than one axis."""
     if (x.shape != out.shape or x.dtype != out.dtype or x.dtype.itemsize not in _BITS or out.size < MIN_TRANSPOSE
             or not out.flags.c_contiguous or np.may_share_memory(out, x)):
         return None
