@@ -105,6 +105,10 @@ def test_exported_model_matches_torch_with_dynamic_batch(name, target):
     shape = shape if target == "cpu" else tiny
     session = nbops.onnx.load(export(model, torch.from_numpy(make(shape))))
     assert session.get_inputs()[0].shape[0] == "batch"
+    if name == "encoder":  # the linear layers' MatMul + Add run as nbops.linear
+        assert "MatMul+Add" in {s.op for s in session._steps}
+    else:  # every ReLU overwrites the conv or residual sum it follows
+        assert all(s.fn is nbops.onnx.converters.IN_PLACE["Relu"] for s in session._steps if s.op == "Relu")
     for batch in (shape[0], 1, 2) if target == "cpu" else (shape[0],):
         x = make((batch,) + shape[1:], seed=batch, offset=0.5)
         (y,) = session.run(None, {"x": to_target(x, target)})
@@ -271,3 +275,34 @@ def test_command_line_runs_and_checks_against_onnxruntime(tmp_path):
     assert "y: shape (4, 3) float32" in run.stdout and "check y: ok" in run.stdout
     run = subprocess.run([sys.executable, "-m", "nbops.onnx", str(path)], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode != 0 and "--dim n=VALUE" in run.stderr
+
+
+def test_relu_overwrites_only_a_fresh_buffer_that_dies_at_it():
+    """Conv -> Relu -> Add(conv, relu): the conv output is read again after the Relu, so the Relu must not run in
+    place there; the second Relu's input (the Add's fresh output) dies at it and is overwritten."""
+    rng = np.random.default_rng(5)
+    w = helper.make_tensor("w", TensorProto.FLOAT, (2, 3, 3, 3), rng.standard_normal(54).astype(np.float32))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Add", ["c", "r"], ["a"]), helper.make_node("Relu", ["a"], ["y"])]
+    model = _graph(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 5, 5])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 5, 5])], [w])
+    session = nbops.onnx.load(model)
+    in_place = [s.fn is nbops.onnx.converters.IN_PLACE["Relu"] for s in session._steps if s.op == "Relu"]
+    assert in_place == [False, True]
+    x = make((1, 3, 5, 5), seed=6)
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], ReferenceEvaluator(model).run(None, {"x": x})[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_matmul_then_bias_add_runs_as_one_linear():
+    rng = np.random.default_rng(7)
+    inits = [helper.make_tensor("w", TensorProto.FLOAT, (4, 6), rng.standard_normal(24).astype(np.float32)),
+             helper.make_tensor("b", TensorProto.FLOAT, (6,), rng.standard_normal(6).astype(np.float32))]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["b", "m"], ["y"])]
+    model = _graph(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 6])], inits)
+    session = nbops.onnx.load(model)
+    assert [s.op for s in session._steps] == ["MatMul+Add"]
+    x = make((2, 3, 4), seed=8, layout="transposed")
+    np.testing.assert_allclose(session.run(None, {"x": x})[0], ReferenceEvaluator(model).run(None, {"x": x})[0],
+                               rtol=1e-5, atol=1e-6)

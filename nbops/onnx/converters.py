@@ -321,6 +321,19 @@ def _softmax(node):
 
 # linear algebra, convolution -----------------------------------------------------------------------------------
 
+def linear(rt, x, weight_t, bias):
+    """MatMul by a constant weight followed by Add of a constant bias, fused by the session: ``weight_t`` is the
+    (N, K) transpose view of the (K, N) weight, which nbops.linear reads in place."""
+    return nbops.linear(x, weight_t, bias)
+
+
+# The session lets these activations overwrite their input when it dies at them and was produced, as a buffer of
+# its own, by one of FRESH_OUTPUT (never a view of another value, an input or a constant).
+IN_PLACE = {"Relu": lambda rt, x: nbops.relu(x, inplace=True)}
+FRESH_OUTPUT = {"Conv", "Gemm", "MatMul", "MatMul+Add", "Add", "Sub", "Mul", "Div", "BatchNormalization",
+                "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
+
+
 @converter("MatMul")
 def _matmul(node):
     return lambda rt, a, b: nbops.matmul(a, b)

@@ -107,6 +107,36 @@ class _Step:
         self.inputs, self.outputs, self.release = inputs, outputs, ()
 
 
+def _fuse_linear(steps, constants, outputs, slot):
+    """Each MatMul by a constant 2-D float weight whose only reader is an Add of a constant bias of one entry per
+    column becomes one ``nbops.linear`` step (the bias is preloaded into the output: one pass over the result
+    fewer). The fused step sits at the MatMul's place and writes the Add's output."""
+    readers = {}
+    for step in steps:
+        for s in set(step.inputs):
+            readers.setdefault(s, []).append(step)
+    fused, dropped = [], set()
+    for step in steps:
+        if id(step) in dropped:
+            continue
+        w = constants.get(step.inputs[1]) if step.op == "MatMul" else None
+        out = step.outputs[0]
+        if w is not None and w.ndim == 2 and w.dtype in converters.FLOATS and out not in outputs and \
+                len(readers.get(out, ())) == 1 and readers[out][0].op == "Add":
+            add = readers[out][0]
+            other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
+            b = constants.get(other)
+            if b is not None and other != out and b.shape == (w.shape[1],) and b.dtype == w.dtype:
+                w_t = slot(f"{step.name}/weight.T (fused)")
+                constants[w_t] = w.T
+                fused.append(_Step(f"{step.name}+{add.name}", "MatMul+Add", converters.linear, frozenset(),
+                                   (step.inputs[0], w_t, other), add.outputs))
+                dropped.add(id(add))
+                continue
+        fused.append(step)
+    return fused
+
+
 class Runtime:
     """What a converter's function may ask of the run it is part of: the run's target, moving a host array there
     (``put``), reading a parameter array on the host (``host``) and making a constant next to another array."""
@@ -223,6 +253,7 @@ class Session:
                         constants[s] = v
                 continue
             steps.append(step)
+        steps = _fuse_linear(steps, constants, {slots[vi.name] for vi in graph.output}, slot)
         self._slots = slots
         self._constants = constants
         self._device_copies = {}
@@ -241,6 +272,11 @@ class Session:
         for s, i in last.items():
             if s not in keep:
                 steps[i].release += (s,)
+        producer = {s: step.op for step in steps for s in step.outputs}
+        for step in steps:  # an activation whose input dies here and is a fresh buffer overwrites it
+            if step.op in converters.IN_PLACE and step.inputs[0] in step.release and \
+                    producer.get(step.inputs[0]) in converters.FRESH_OUTPUT:
+                step.fn = converters.IN_PLACE[step.op]
         self._steps = steps
 
     def get_inputs(self):
