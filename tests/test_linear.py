@@ -45,6 +45,8 @@ CPU_CASES = [
     ((61, 257), (257, 45), "transposed", "strided"),
     ((4, 33, 70), (70, 50), "strided", "transposed"),
     ((5, 1, 40, 9), (3, 9, 38), "contiguous", "transposed"),
+    ((45, 400), (400, 70), "contiguous", "transposed"),  # B^T packed by register squares; ragged K block and N
+    ((130, 33), (33, 64), "transposed", "transposed"),  # full tiles from registers, a ragged row panel, K = 2 * 16 + 1
 ]
 
 

@@ -228,11 +228,77 @@ def _pack_a(ap, a, off, sm, sk, mc, kc):
                     dst[r] = zero
 
 
+@intrinsic
+def _transpose_square(typingctx, dst, dst_at, src, src_at, src_stride):
+    """dst[dst_at + p * NR + c] = src[src_at + c * src_stride + p] for p, c < lanes: a lanes x lanes square of a
+    column-major B (a linear layer's weight) turned into rows of a packed B panel, in registers.
+
+    dst: the packed B panels (row length NR), src: B's flat buffer, both C-contiguous of one float dtype. Loads
+    ``lanes`` vectors (one per column, ``lanes`` consecutive k), transposes them with log2(lanes) stages of
+    two-source shuffles (stage k swaps index bit k between row and column: 64 shuffles for 16 x 16 float32),
+    and stores ``lanes`` vectors. A scalar copy of the same square stores one element at a time, 1.3 cycles each
+    (0.48 ns), which made the weight's packing a quarter of a linear layer's time.
+    """
+    if not all(isinstance(x, types.Array) and x.layout == "C" and x.dtype == dst.dtype for x in (dst, src)) or \
+            not isinstance(dst.dtype, types.Float):
+        return None
+    dtype = dst.dtype
+    lanes = vector_bytes() * 8 // dtype.bitwidth
+    NR = ROW_VECTORS * lanes
+
+    def codegen(context, builder, sig, args):
+        out, b = make_array(sig.args[0])(context, builder, args[0]), make_array(sig.args[2])(context, builder, args[2])
+        out_at, b_at, stride = (context.cast(builder, v, t, types.intp)
+                                for v, t in zip((args[1], args[3], args[4]), (sig.args[1], sig.args[3], sig.args[4])))
+        vty = ir.VectorType(context.get_data_type(dtype), lanes)
+        align = dtype.bitwidth // 8
+
+        def vector_at(base, index):
+            return builder.bitcast(cgutils.gep(builder, base, index), vty.as_pointer())
+
+        rows = [builder.load(vector_at(b.data, builder.add(b_at, builder.mul(stride, stride.type(c)))), align=align)
+                for c in range(lanes)]
+        bit = 1
+        while bit < lanes:  # rows[i][e] <-> rows[i + bit][e - bit] where bit is clear in i and set in e
+            low = [e if not e & bit else lanes + e - bit for e in range(lanes)]
+            high = [e + bit if not e & bit else lanes + e for e in range(lanes)]
+            for i in range(lanes):
+                if not i & bit:
+                    x, y = rows[i], rows[i + bit]
+                    rows[i] = builder.shuffle_vector(x, y, ir.Constant(ir.VectorType(ir.IntType(32), lanes), low))
+                    rows[i + bit] = builder.shuffle_vector(x, y,
+                                                           ir.Constant(ir.VectorType(ir.IntType(32), lanes), high))
+            bit *= 2
+        for p, row in enumerate(rows):
+            builder.store(row, vector_at(out.data, builder.add(out_at, out_at.type(p * NR))), align=align)
+        return context.get_dummy_value()
+
+    return types.none(dst, dst_at, src, src_at, src_stride), codegen
+
+
+def _lanes(x):
+    """Elements of ``x``'s dtype in one vector register, as a compile-time constant."""
+    return vector_bytes() // x.itemsize
+
+
+@overload(_lanes)
+def _lanes_impl(x):
+    lanes = vector_bytes() * 8 // x.dtype.bitwidth
+
+    def impl(x):
+        return lanes
+
+    return impl
+
+
 @njit(cache=True)
 def _pack_b(bp, b, off, sk, sn, kc, nc):
     """bp[q, p, c] = B[p, q * NR + c] for the kc x nc block of B at flat offset ``off`` (row stride sk, column
-    stride sn); columns past nc are zero."""
+    stride sn); columns past nc are zero. A row-major B copies rows; a column-major one (sk == 1: a linear
+    layer's weight) moves lanes x lanes squares through registers (``_transpose_square``), the ragged rest one
+    element at a time."""
     NR = _row_width(bp)
+    L = _lanes(bp)
     zero = bp.dtype.type(0)
     for q in range((nc + NR - 1) // NR):
         panel = bp[q]
@@ -245,15 +311,21 @@ def _pack_b(bp, b, off, sk, sn, kc, nc):
                     dst[c] = src[c]
                 for c in range(cols, NR):
                     dst[c] = zero
-        else:
-            for c in range(cols):
-                base = off + (q * NR + c) * sn
-                for p in range(kc):
-                    panel[p, c] = b[base + p * sk]
-            for p in range(kc):
-                dst = panel[p]
-                for c in range(cols, NR):
-                    dst[c] = zero
+            continue
+        p0 = 0
+        if sk == 1 and cols == NR:
+            p0 = kc // L * L
+            for p in range(0, p0, L):
+                for c in range(0, NR, L):
+                    _transpose_square(bp, (q * bp.shape[1] + p) * NR + c, b, off + (q * NR + c) * sn + p, sn)
+        for c in range(cols):
+            base = off + (q * NR + c) * sn
+            for p in range(p0, kc):
+                panel[p, c] = b[base + p * sk]
+        for p in range(kc):
+            dst = panel[p]
+            for c in range(cols, NR):
+                dst[c] = zero
 
 
 @njit(cache=True)
