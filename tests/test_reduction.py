@@ -248,6 +248,27 @@ def test_values_only_extremes_across_chunks(dtype):
     check(nbops.amin, torch.amin, "cpu", col, 0, True)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_values_only_extremes_lanes_and_tail(dtype):
+    """The values-only row kernel keeps 64 running lanes and a tail: NaN first (it seeds every lane), in a lane
+    and in the tail, infinities and the extreme in a lane or in the tail, all of them reach the result."""
+    x = make((7, 200), dtype, seed=31)
+    x[0, 0] = np.nan
+    x[1, 70] = np.nan
+    x[2, 195] = np.nan
+    x[3, 100] = np.inf
+    x[3, 101] = -np.inf
+    x[4, 199] = 40.0
+    x[4, 198] = -40.0
+    x[5, 63] = 40.0
+    x[5, 64] = -40.0
+    for fn, ref in [(nbops.amax, torch.amax), (nbops.amin, torch.amin)]:
+        check(fn, ref, "cpu", x, 1)
+    for i in range(7):
+        check(nbops.max, torch.max, "cpu", x[i])
+        check(nbops.min, torch.min, "cpu", x[i])
+
+
 def test_fast_path_matches_general_path():
     """A contiguous float NumPy array with an int dim (or none) skips the general argument path: the same kernels
     give bit-identical results to the general path (taken here by a NumPy integer dim or a tuple)."""
