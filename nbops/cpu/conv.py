@@ -33,6 +33,7 @@ from numba import get_num_threads, njit, prange
 
 from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
+from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel
 
 OCB = 8  # output channels per register tile
 # output pixels per register tile: 8 x 2 zmm accumulators of AVX-512's 32 registers; 8 x 1 ymm of AVX2's 16
@@ -41,6 +42,9 @@ DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 4 ymm: more FMAs pe
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
+WINOGRAD_ITEM_BYTES = 1024 * 1024  # a Winograd item's V and M (36 x (C + OC) per tile) stay in L2 between steps
+WINOGRAD_MIN_CHANNELS = 16  # 3x3 stride-1 layers with fewer input or output channels stay direct
+WINOGRAD_MIN_TILES = 2 * LANES  # ... and so do those with fewer 4x4 output tiles (all images together)
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
 
 
@@ -416,6 +420,30 @@ def _gemm(out, x, w, b):
     return True
 
 
+def _winograd_pays(N, C, OC, OH, OW):
+    """Whether a 3x3, stride-1 convolution runs faster as Winograd F(4x4, 3x3) than as the direct kernel (measured
+    on this machine, see WINOGRAD_MIN_CHANNELS and WINOGRAD_MIN_TILES)."""
+    return min(C, OC) >= WINOGRAD_MIN_CHANNELS and N * -(-OH // 4) * -(-OW // 4) >= WINOGRAD_MIN_TILES
+
+
+def _winograd(out, x, w, bias, PT, PL):
+    """out = the 3x3, stride-1 convolution of x (N, C, H, W) with w (OC, C, 3, 3) by Winograd's F(4x4, 3x3) (see
+    winograd.py), padding PT top and PL left (bottom and right follow from out's shape). The transformed filters
+    are carved from the per-thread scratch buffer. False, with out overwritten, when an output is not finite: the
+    caller then recomputes the layer with the direct kernel, whose NaN/inf pattern is torch's."""
+    N, C = x.shape[0], x.shape[1]
+    OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    tiles = N * -(-OH // 4) * -(-OW // 4)
+    u = _planes((E, OC, -(-C // LANES) * LANES), x.dtype)
+    _filter_transform_kernel(u, w)
+    threads = get_num_threads()
+    nb = max(1, min(WINOGRAD_ITEM_BYTES // (E * LANES * (C + OC) * x.itemsize), tiles // (LANES * threads)))
+    nw = min(threads, -(-tiles // (nb * LANES)))
+    flags = np.empty(nw, x.dtype)
+    _winograd_kernel(out, x, u, bias, PT, PL, nb, nw, flags)
+    return not np.isnan(flags).any()
+
+
 def _taps(kh, kw, SH, SW, DH, DW, WQ):
     """Flat offset and phase plane of each tap (kh, kw) in the packed planes of row width WQ."""
     return (kh * DH // SH) * WQ + kw * DW // SW, (kh * DH % SH) * SW + kw * DW % SW
@@ -445,6 +473,9 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         return
     if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1:
         if _gemm(out, x[:, :, ::SH, ::SW], w, b):  # a strided one reads every SH-th row and SW-th column only
+            return
+    if KH == KW == 3 and SH == SW == DH == DW == 1 and groups == 1 and _winograd_pays(N, C, OC, OH, OW):
+        if _winograd(out, x, w, bias, PT, PL):
             return
     NPIX = (OH - 1) * W + OW
     if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:

@@ -1,0 +1,438 @@
+"""CPU Winograd convolution F(4x4, 3x3) (Lavin and Gray, 2015) for 3x3, stride-1, dilation-1 layers.
+
+A 4x4 block of outputs of a 3x3 filter is ``A^T [(G g G^T) * (B^T d B)] A`` for the 6x6 input tile ``d`` around it:
+36 multiplies per input channel instead of 144. Over C input and OC output channels the 36 element-wise products
+become 36 independent GEMMs, ``M[e] (OC, T) = U[e] (OC, C) @ V[e] (C, T)`` over the T tiles of the batch, which run
+on a register-tiled micro-kernel; the transforms are linear, cheap, and vectorised over 16 tiles or channels.
+
+Three passes, each a prange kernel:
+
+1. ``_filter_transform_kernel``: U (36, OC, Cp) = G g G^T of every filter, Cp = C rounded up to LANES.
+2. ``_input_transform_kernel``: V (36, C, TV) = B^T d B of every input tile. Tiles are numbered ``n*TH*TW + ti*TW +
+   tj`` (TH x TW tiles per image cover the OH x OW outputs). Each channel's zero-padded image is split into 16
+   stride-4 phase planes (row width WQ = TW + 1), in which tap (m, q) of tile (ti, tj) sits at the same flat
+   offset ``ti*WQ + tj + (m//4)*WQ + q//4`` of phase plane ``(m%4, q%4)``: 16 consecutive tiles of a tile row are
+   16 consecutive values of every tap, so the transform runs on full vectors.
+3. ``_winograd_gemm_kernel``: M (36, OC, TV), an OCB x LANES register tile per (e, oc block, tile block).
+4. ``_output_transform_kernel``: out = A^T M A + bias, scattered into the (N, OC, OH, OW) output, which also flags
+   non-finite outputs: Winograd's transforms spread a NaN or inf over a whole tile (inf * 0 = NaN), so a launcher
+   that sees the flag recomputes the layer with the direct kernel, which gives torch's NaN/inf pattern.
+
+Memory: U is 36/9 = 4x the weight; V and M are 36/16 = 2.25x the input and the output (padded up to whole tiles).
+For ResNet-50's largest 3x3 layer at batch 8 (C = OC = 64, 56x56) V and M are 14.5 MB each; the launcher keeps them
+in per-thread buffers that live between calls, so no call allocates them afresh.
+
+Accuracy: the transforms' constants (up to 5 in B, 8 in A, 1/24 in G) round float32 products a few times more
+than a direct sum does; the max relative error against a float64 reference on the bench's ResNet layers is given in
+bench/cases/conv.py's accuracy report.
+"""
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+from ._util import stack_empty
+
+LANES = 16  # tiles per vector step and per register tile: 2 ymm of float32 (LLVM's preferred width on Intel)
+OCB = 8  # output channels per register tile: 8 x 2 ymm accumulators
+E = 36  # transform-domain elements per tile (6 x 6)
+FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
+
+
+@intrinsic
+def _view(typingctx, a, start, size):
+    """A borrowed 1-D view of the flat elements [start, start + size) of the C-contiguous array ``a``.
+
+    A slice of a heap array costs two atomic reference-count updates; the transforms take ~100 short views per 16
+    tiles, and those updates cost more than the arithmetic. This view carries no meminfo: it must not outlive ``a``
+    or the function that made it.
+    """
+    if not isinstance(a, types.Array) or a.layout != "C" or not isinstance(size, types.Integer):
+        return None
+    view = types.Array(a.dtype, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        src = make_array(a)(context, builder, args[0])
+        itemsize = context.get_abi_sizeof(context.get_data_type(a.dtype))
+        intp = context.get_value_type(types.intp)
+        out = make_array(view)(context, builder)
+        populate_array(out, data=builder.gep(src.data, [args[1]]), shape=[context.cast(builder, args[2], size,
+                       types.intp)], strides=[intp(itemsize)], itemsize=intp(itemsize), meminfo=None)
+        return out._getvalue()
+
+    return view(a, start, size), codegen
+
+
+@njit(parallel=True, cache=True, fastmath=FM)
+def _filter_transform_kernel(u, w):
+    """u[r*6 + s, oc, c] = (G g G^T)[r, s] for the 3x3 filter g = w[oc, c].
+
+    w: (OC, C, 3, 3); u: (36, OC, Cp), Cp >= C a multiple of LANES (columns past C repeat channel C - 1 and are
+    never read). One prange iteration transforms the filters of one output channel, LANES input channels at a
+    time (9 x LANES loads into a stack tile, the two 1-D transforms on vectors) into a local (36, Cp) row, then
+    copies its 36 rows out one after another (stored LANES at a time straight into u, the 36 rows 4 * OC * Cp
+    bytes apart fell into one cache set and took 3x longer). In w's dtype.
+    """
+    OC, C = w.shape[0], w.shape[1]
+    Cp = u.shape[2]
+    dt = w.dtype.type
+    kg = (dt(0.25), dt(1.0 / 6.0), dt(1.0 / 12.0), dt(1.0 / 24.0))
+    for oc in prange(OC):
+        loc = np.empty(E * Cp, w.dtype)
+        g = stack_empty(144, w)  # (9, LANES): tap kh*3 + kw, lane = channel
+        t = stack_empty(288, w)  # (6, 3, LANES): G g
+        r = stack_empty(576, w)  # (36, LANES): G g G^T
+        for c0 in range(0, Cp, LANES):
+            for j in range(LANES):
+                wc = _view(w, (oc * C + min(c0 + j, C - 1)) * 9, 9)
+                for k in range(9):
+                    g[k * LANES + j] = wc[k]
+            for kw in range(3):
+                a = g[kw * LANES:(kw + 1) * LANES]
+                b = g[(3 + kw) * LANES:(4 + kw) * LANES]
+                cc = g[(6 + kw) * LANES:(7 + kw) * LANES]
+                t0 = t[(0 * 3 + kw) * LANES:(0 * 3 + kw + 1) * LANES]
+                t1 = t[(1 * 3 + kw) * LANES:(1 * 3 + kw + 1) * LANES]
+                t2 = t[(2 * 3 + kw) * LANES:(2 * 3 + kw + 1) * LANES]
+                t3 = t[(3 * 3 + kw) * LANES:(3 * 3 + kw + 1) * LANES]
+                t4 = t[(4 * 3 + kw) * LANES:(4 * 3 + kw + 1) * LANES]
+                t5 = t[(5 * 3 + kw) * LANES:(5 * 3 + kw + 1) * LANES]
+                for j in range(LANES):
+                    t0[j], t1[j], t2[j], t3[j], t4[j], t5[j] = _g6(a[j], b[j], cc[j], kg)
+            for i in range(6):
+                a = t[(i * 3) * LANES:(i * 3 + 1) * LANES]
+                b = t[(i * 3 + 1) * LANES:(i * 3 + 2) * LANES]
+                cc = t[(i * 3 + 2) * LANES:(i * 3 + 3) * LANES]
+                r0 = r[(i * 6) * LANES:(i * 6 + 1) * LANES]
+                r1 = r[(i * 6 + 1) * LANES:(i * 6 + 2) * LANES]
+                r2 = r[(i * 6 + 2) * LANES:(i * 6 + 3) * LANES]
+                r3 = r[(i * 6 + 3) * LANES:(i * 6 + 4) * LANES]
+                r4 = r[(i * 6 + 4) * LANES:(i * 6 + 5) * LANES]
+                r5 = r[(i * 6 + 5) * LANES:(i * 6 + 6) * LANES]
+                for j in range(LANES):
+                    r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _g6(a[j], b[j], cc[j], kg)
+            for e in range(E):
+                src = r[e * LANES:(e + 1) * LANES]
+                dst = _view(loc, e * Cp + c0, LANES)
+                for j in range(LANES):
+                    dst[j] = src[j]
+        for e in range(E):
+            src = _view(loc, e * Cp, Cp)
+            dst = _view(u, (e * OC + oc) * Cp, Cp)
+            for j in range(Cp):
+                dst[j] = src[j]
+
+
+@njit(cache=True, inline="always")
+def _g6(a, b, c, k):
+    """G (6x3) times the column (a, b, c): the 1-D filter transform of F(4, 3). ``k``: (1/4, 1/6, 1/12, 1/24) in
+    the data's dtype (float64 constants would turn float32 arithmetic into float64)."""
+    h = (a + c) * -k[1]
+    g = b * -k[1]
+    m = a * k[3] + c * k[1]
+    n = b * k[2]
+    return a * k[0], h + g, h - g, m + n, m - n, c
+
+
+@njit(cache=True, inline="always")
+def _bt6(d0, d1, d2, d3, d4, d5, one):
+    """B^T (6x6) times the column (d0..d5): the 1-D input transform of F(4, 3). ``one`` is 1 in the data's dtype
+    (an integer literal would promote float32 arithmetic to float64)."""
+    two = one + one
+    four = two + two
+    p = d4 - four * d2
+    q = d3 - four * d1
+    r = d4 - d2
+    s = (d3 - d1) + (d3 - d1)
+    return four * (d0 - d2) + (d4 - d2), p + q, p - q, r + s, r - s, four * (d1 - d3) + (d5 - d3)
+
+
+@njit(cache=True, inline="always")
+def _at4(m0, m1, m2, m3, m4, m5, one):
+    """A^T (4x6) times the column (m0..m5): the 1-D output transform of F(4, 3); ``one`` as in ``_bt6``."""
+    a = m1 + m2
+    b = m1 - m2
+    c = m3 + m4
+    d = m3 - m4
+    two = one + one
+    four = two + two
+    return m0 + a + c, b + (d + d), a + four * c, b + (four + four) * d + m5
+
+
+@njit(cache=True)
+def _pack_phases(planes, prow, x, n, c, h0, PL, WQ, L):
+    """Rows h0 .. h0 + 5 of channel c of image n, zero-padded (PL columns left, zeros outside the input), split
+    into 16 stride-4 phases: phase ``(i, j)`` at ``planes[(4*i + j) * L:]`` holds padded pixel ``(h0 + 4*hq + i,
+    4*wq + j)`` at ``hq * WQ + wq`` (hq = 0, 1; wq < WQ), the rest of ``planes`` is left as it is (zero).
+
+    prow: (4 * WQ + 4,) zeros outside [PL, PL + W), kept between calls: each input row is copied into it at PL,
+    then split into its 4 column phases by one loop over wq that reads 4 consecutive values (LLVM vectorises
+    the stride-4 reads with shuffles instead of scalar loads).
+    """
+    H, W = x.shape[2], x.shape[3]
+    for m in range(6):
+        h = h0 + m
+        base = ((m % 4) * 4) * L + (m // 4) * WQ
+        d0 = _view(planes, base, WQ)
+        d1 = _view(planes, base + L, WQ)
+        d2 = _view(planes, base + 2 * L, WQ)
+        d3 = _view(planes, base + 3 * L, WQ)
+        if h < 0 or h >= H:
+            for k in range(WQ):
+                d0[k] = 0
+                d1[k] = 0
+                d2[k] = 0
+                d3[k] = 0
+            continue
+        src = _view(x, ((n * x.shape[1] + c) * H + h) * W, W)
+        dst = _view(prow, PL, W)
+        for k in range(W):
+            dst[k] = src[k]
+        for k in range(WQ):
+            d0[k] = prow[4 * k]
+            d1[k] = prow[4 * k + 1]
+            d2[k] = prow[4 * k + 2]
+            d3[k] = prow[4 * k + 3]
+
+
+@njit(cache=True, fastmath=FM)
+def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, planes, prow):
+    """vi[e, c, t - tlo] = (B^T d B)[e] for the 6x6 padded input tile d of each tile t in [tlo, thi), channel c.
+
+    x: (N, C, H, W); vi: (36, ES), row e holding (C, SL) at flat c * SL + column, SL >= thi - tlo + LANES (the
+    rows of e are ES = C * SL + LANES apart, not a multiple of 4 KiB: 36 rows 4 KiB apart share one L1 set);
+    planes, prow: zeroed scratch for ``_pack_phases``, (16 * L,) with L = 2*(TW + 1) + LANES + 1 and (4 * TW + 8,).
+    Tile t = n*TH*TW + ti*TW + tj reads padded rows 4*ti .. 4*ti + 5 and columns 4*tj .. 4*tj + 5 (padding PT
+    top, PL left; zeros past the input). Per channel and tile row it packs the row's 6 input rows into 16 phase
+    planes (see the module docstring) and transforms LANES tiles at a time on vectors; a step's lanes past its
+    row's end land on the next row's tiles, which that row then overwrites, or on the LANES columns of slack.
+    """
+    C = x.shape[1]
+    ES = vi.shape[1]
+    WQ = TW + 1
+    L = planes.shape[0] // 16
+    one = x.dtype.type(1)
+    rt = stack_empty(576, x)  # (6 rows m, 6 columns k, LANES): d B
+    ct = stack_empty(576, x)  # (36, LANES): B^T d B
+    for c in range(C):
+        for r in range(tlo // TW, (thi - 1) // TW + 1):
+            n = r // TH
+            ti = r - n * TH
+            _pack_phases(planes, prow, x, n, c, 4 * ti - PT, PL, WQ, L)
+            for tj0 in range(max(0, tlo - r * TW), min(TW, thi - r * TW), LANES):
+                for m in range(6):
+                    o = (m % 4) * 4 * L + tj0 + (m // 4) * WQ
+                    s0 = _view(planes, o, LANES)
+                    s1 = _view(planes, o + L, LANES)
+                    s2 = _view(planes, o + 2 * L, LANES)
+                    s3 = _view(planes, o + 3 * L, LANES)
+                    s4 = _view(planes, o + 1, LANES)
+                    s5 = _view(planes, o + L + 1, LANES)
+                    r0 = _view(rt, (m * 6) * LANES, LANES)
+                    r1 = _view(rt, (m * 6 + 1) * LANES, LANES)
+                    r2 = _view(rt, (m * 6 + 2) * LANES, LANES)
+                    r3 = _view(rt, (m * 6 + 3) * LANES, LANES)
+                    r4 = _view(rt, (m * 6 + 4) * LANES, LANES)
+                    r5 = _view(rt, (m * 6 + 5) * LANES, LANES)
+                    for j in range(LANES):
+                        r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt6(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j], one)
+                for k in range(6):
+                    a0 = _view(rt, k * LANES, LANES)
+                    a1 = _view(rt, (6 + k) * LANES, LANES)
+                    a2 = _view(rt, (12 + k) * LANES, LANES)
+                    a3 = _view(rt, (18 + k) * LANES, LANES)
+                    a4 = _view(rt, (24 + k) * LANES, LANES)
+                    a5 = _view(rt, (30 + k) * LANES, LANES)
+                    c0 = _view(ct, k * LANES, LANES)
+                    c1 = _view(ct, (6 + k) * LANES, LANES)
+                    c2 = _view(ct, (12 + k) * LANES, LANES)
+                    c3 = _view(ct, (18 + k) * LANES, LANES)
+                    c4 = _view(ct, (24 + k) * LANES, LANES)
+                    c5 = _view(ct, (30 + k) * LANES, LANES)
+                    for j in range(LANES):
+                        c0[j], c1[j], c2[j], c3[j], c4[j], c5[j] = _bt6(a0[j], a1[j], a2[j], a3[j], a4[j], a5[j], one)
+                q = r * TW + tj0 - tlo
+                for e in range(E):
+                    src = _view(ct, e * LANES, LANES)
+                    dst = _view(vi, e * ES + c * SL + q, LANES)
+                    for j in range(LANES):
+                        dst[j] = src[j]
+
+
+@njit(cache=True, fastmath=FM)
+def _gemm_tiles(mi, u, vi, C, NB, SL):
+    """mi[e, :, :NB*LANES] = u[e, :, :C] @ vi[e, :, :NB*LANES] for the 36 elements e: (OC, C) @ (C, tiles).
+
+    u: (36, OC, Cp); vi: (36, ES), (C, SL) per e as in ``_transform_input``; mi: (36, MS), (OC, SL) per e. For each e and block of OCB output channels, the block's
+    OCB rows of u[e] stay in L1 while NB register tiles of OCB x LANES accumulators (input dtype; 16 ymm for
+    float32) each sum C products: per step one vector load of vi and OCB broadcasts of u (inspect_asm: 8
+    vbroadcastss, 2 vmovups, 16 vfmadd231ps ymm). A last partial channel block repeats the last channel (computed,
+    never stored).
+    """
+    OC, Cp = u.shape[1], u.shape[2]
+    ES, MS = vi.shape[1], mi.shape[1]
+    acc0 = stack_empty(LANES, vi)
+    acc1 = stack_empty(LANES, vi)
+    acc2 = stack_empty(LANES, vi)
+    acc3 = stack_empty(LANES, vi)
+    acc4 = stack_empty(LANES, vi)
+    acc5 = stack_empty(LANES, vi)
+    acc6 = stack_empty(LANES, vi)
+    acc7 = stack_empty(LANES, vi)
+    for e in range(E):
+        for oc0 in range(0, OC, OCB):
+            last = min(oc0 + OCB, OC) - 1
+            wr0 = _view(u, (e * OC + oc0) * Cp, C)
+            wr1 = _view(u, (e * OC + min(oc0 + 1, last)) * Cp, C)
+            wr2 = _view(u, (e * OC + min(oc0 + 2, last)) * Cp, C)
+            wr3 = _view(u, (e * OC + min(oc0 + 3, last)) * Cp, C)
+            wr4 = _view(u, (e * OC + min(oc0 + 4, last)) * Cp, C)
+            wr5 = _view(u, (e * OC + min(oc0 + 5, last)) * Cp, C)
+            wr6 = _view(u, (e * OC + min(oc0 + 6, last)) * Cp, C)
+            wr7 = _view(u, (e * OC + min(oc0 + 7, last)) * Cp, C)
+            for tb in range(NB):
+                for j in range(LANES):
+                    acc0[j] = 0
+                    acc1[j] = 0
+                    acc2[j] = 0
+                    acc3[j] = 0
+                    acc4[j] = 0
+                    acc5[j] = 0
+                    acc6[j] = 0
+                    acc7[j] = 0
+                vb = e * ES + tb * LANES
+                for c in range(C):
+                    xv = _view(vi, vb + c * SL, LANES)
+                    w0 = wr0[c]
+                    w1 = wr1[c]
+                    w2 = wr2[c]
+                    w3 = wr3[c]
+                    w4 = wr4[c]
+                    w5 = wr5[c]
+                    w6 = wr6[c]
+                    w7 = wr7[c]
+                    for j in range(LANES):
+                        xj = xv[j]
+                        acc0[j] += w0 * xj
+                        acc1[j] += w1 * xj
+                        acc2[j] += w2 * xj
+                        acc3[j] += w3 * xj
+                        acc4[j] += w4 * xj
+                        acc5[j] += w5 * xj
+                        acc6[j] += w6 * xj
+                        acc7[j] += w7 * xj
+                mb = e * MS + oc0 * SL + tb * LANES
+                _store_row(mi, acc0, mb, 0, last - oc0, SL)
+                _store_row(mi, acc1, mb, 1, last - oc0, SL)
+                _store_row(mi, acc2, mb, 2, last - oc0, SL)
+                _store_row(mi, acc3, mb, 3, last - oc0, SL)
+                _store_row(mi, acc4, mb, 4, last - oc0, SL)
+                _store_row(mi, acc5, mb, 5, last - oc0, SL)
+                _store_row(mi, acc6, mb, 6, last - oc0, SL)
+                _store_row(mi, acc7, mb, 7, last - oc0, SL)
+
+
+@njit(cache=True, inline="always")
+def _store_row(mi, acc, mb, i, last, SL):
+    """Row i of a register tile into mi's flat elements mb + i*SL .., unless i is past the tile's last real row."""
+    if i <= last:
+        dst = _view(mi, mb + i * SL, LANES)
+        for j in range(LANES):
+            dst[j] = acc[j]
+
+
+@njit(cache=True, fastmath=FM)
+def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
+    """out[n, oc, 4*ti + a, 4*tj + b] = (A^T M A)[a, b] + bias[oc] for each tile t = n*TH*TW + ti*TW + tj in
+    [tlo, thi), M the 36 values mi[:, oc, t - tlo]; outputs past OH or OW are dropped.
+
+    mi: (36, MS), (OC, SL) per e as in ``_gemm_tiles``. Per output channel, LANES tiles at a time: the column then row transforms on vectors, then
+    each tile's outputs stored with the bias. Returns 0 if every stored value is finite, else NaN.
+    """
+    N, OC, OH, OW = out.shape
+    MS = mi.shape[1]
+    one = out.dtype.type(1)
+    st = stack_empty(384, out)  # (4 rows a, 6 columns k, LANES): A^T M
+    y = stack_empty(256, out)  # (16, LANES): A^T M A
+    bad = out.dtype.type(0)
+    TPI = TH * TW
+    for oc in range(OC):
+        bv = bias[oc]
+        for q0 in range(0, thi - tlo, LANES):
+            for k in range(6):
+                mo = oc * SL + q0
+                m0 = _view(mi, k * MS + mo, LANES)
+                m1 = _view(mi, (6 + k) * MS + mo, LANES)
+                m2 = _view(mi, (12 + k) * MS + mo, LANES)
+                m3 = _view(mi, (18 + k) * MS + mo, LANES)
+                m4 = _view(mi, (24 + k) * MS + mo, LANES)
+                m5 = _view(mi, (30 + k) * MS + mo, LANES)
+                s0 = _view(st, k * LANES, LANES)
+                s1 = _view(st, (6 + k) * LANES, LANES)
+                s2 = _view(st, (12 + k) * LANES, LANES)
+                s3 = _view(st, (18 + k) * LANES, LANES)
+                for j in range(LANES):
+                    s0[j], s1[j], s2[j], s3[j] = _at4(m0[j], m1[j], m2[j], m3[j], m4[j], m5[j], one)
+            for a in range(4):
+                q0_ = _view(st, (a * 6) * LANES, LANES)
+                q1 = _view(st, (a * 6 + 1) * LANES, LANES)
+                q2 = _view(st, (a * 6 + 2) * LANES, LANES)
+                q3 = _view(st, (a * 6 + 3) * LANES, LANES)
+                q4 = _view(st, (a * 6 + 4) * LANES, LANES)
+                q5 = _view(st, (a * 6 + 5) * LANES, LANES)
+                y0 = _view(y, (a * 4) * LANES, LANES)
+                y1 = _view(y, (a * 4 + 1) * LANES, LANES)
+                y2 = _view(y, (a * 4 + 2) * LANES, LANES)
+                y3 = _view(y, (a * 4 + 3) * LANES, LANES)
+                for j in range(LANES):
+                    y0[j], y1[j], y2[j], y3[j] = _at4(q0_[j], q1[j], q2[j], q3[j], q4[j], q5[j], one)
+            for j in range(min(LANES, thi - tlo - q0)):
+                t = tlo + q0 + j
+                n = t // TPI
+                r = t - n * TPI
+                ti = r // TW
+                tj = r - ti * TW
+                nb = min(4, OW - 4 * tj)
+                for a in range(min(4, OH - 4 * ti)):
+                    row = _view(out, ((n * OC + oc) * OH + 4 * ti + a) * OW + 4 * tj, 4)
+                    for b in range(nb):
+                        val = y[(a * 4 + b) * LANES + j] + bv
+                        row[b] = val
+                        bad += val - val
+    return bad
+
+
+@njit(parallel=True, cache=True)
+def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
+    """Winograd F(4x4, 3x3) convolution of x (N, C, H, W) with the transformed filters u (36, OC, Cp) into out
+    (N, OC, OH, OW), bias (OC,) added; padding PT top, PL left.
+
+    The N * TH * TW tiles (TH = ceil(OH / 4), TW = ceil(OW / 4)) go in items of NB * LANES consecutive tiles; one
+    prange iteration is one of NW workers, which runs items w, w + NW, ...: transform the item's input tiles
+    (``_transform_input``), run the 36 GEMMs (``_gemm_tiles``), transform and store the outputs
+    (``_transform_output``). A worker's V and M, 36 x (C or OC) x (NB + 1) * LANES values each, stay in L2
+    between the steps. flags[w] is 0 when all of worker w's outputs are finite, else NaN.
+    """
+    N, C = x.shape[0], x.shape[1]
+    OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    TH = (OH + 3) // 4
+    TW = (OW + 3) // 4
+    T = N * TH * TW
+    TPI = NB * LANES
+    NI = (T + TPI - 1) // TPI
+    SL = TPI + LANES
+    L = 2 * (TW + 1) + LANES + 1
+    for w in prange(NW):
+        vi = np.zeros((E, C * SL + LANES), x.dtype)
+        mi = np.zeros((E, OC * SL + LANES), x.dtype)
+        planes = np.zeros(16 * L, x.dtype)
+        prow = np.zeros(4 * TW + 8, x.dtype)
+        bad = x.dtype.type(0)
+        for it in range(w, NI, NW):
+            tlo = it * TPI
+            thi = min(T, tlo + TPI)
+            _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, planes, prow)
+            _gemm_tiles(mi, u, vi, C, (thi - tlo + LANES - 1) // LANES, SL)
+            bad += _transform_output(out, mi, bias, tlo, thi, TH, TW, SL)
+        flags[w] = bad

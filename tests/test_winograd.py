@@ -1,0 +1,113 @@
+"""The CPU Winograd F(4x4, 3x3) path of conv2d (nbops/cpu/winograd.py) against torch and the naive oracle.
+
+The rows call the Winograd launcher directly, so that small shapes (which the dispatch rule leaves to the direct
+kernel) still cover every padding, odd sizes, a single image, channel counts that are not a multiple of the 16
+lanes or the 8-channel register tile, tiles that run across images, and both dtypes. Weights are scaled as a
+network initialises them (std 1 / sqrt(9 C)), so outputs are of order one.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nbops
+from nbops.cpu import conv as cpu_conv
+from helpers import DTYPES, assert_same, check, make
+
+# float32: Winograd's transforms (constants up to 8 in A, 5 in B, 1/24 in G) round each output's products a few
+# more times than a direct sum: differences from torch reach ~3e-5 on outputs of order one, so these rows use the
+# bench's conv tolerance (bench/cases/conv.py, which also reports the max relative error against float64 per
+# layer) instead of torch's default (1.3e-6, 1e-5). float64 keeps torch's defaults.
+TOL32 = dict(rtol=1e-4, atol=1e-4)
+
+# (N, C, OC, H, W, padding (top, bottom, left, right), bias)
+ROWS = [
+    (1, 16, 16, 8, 8, (1, 1, 1, 1), True),
+    (2, 19, 21, 13, 11, (1, 1, 1, 1), True),  # odd sizes; C not a multiple of 16, OC not of 8
+    (1, 17, 9, 9, 23, (0, 0, 0, 0), False),
+    (2, 16, 24, 10, 7, (2, 2, 2, 2), True),
+    (1, 20, 16, 15, 18, (0, 1, 2, 0), True),  # asymmetric, as padding='same' makes for even kernels
+    (3, 33, 40, 6, 5, (1, 1, 1, 1), False),  # 2x2 tiles per image: LANES-tile steps run across images
+    (1, 16, 3, 3, 3, (1, 1, 1, 1), True),
+    (2, 70, 20, 30, 66, (1, 1, 1, 1), True),  # rows of 17 tiles (two vector steps), several worker items
+]
+
+
+def _inputs(row, dtype, seed, offset=0.0):
+    N, C, OC, H, W, pad, bias = row
+    x = make((N, C, H, W), dtype, seed, offset=offset)
+    w = make((OC, C, 3, 3), dtype, seed + 1, scale=1 / (9 * C) ** 0.5)
+    b = make((OC,), dtype, seed + 2) if bias else None
+    return x, w, b
+
+
+def _winograd(x, w, b, pad):
+    PT, PB, PL, PR = pad
+    N, C, H, W = x.shape
+    out = np.empty((N, w.shape[0], H + PT + PB - 2, W + PL + PR - 2), x.dtype)
+    bias = np.zeros(w.shape[0], x.dtype) if b is None else b
+    assert cpu_conv._winograd(out, x, w, bias, PT, PL)
+    return out
+
+
+def _torch(x, w, b, pad):
+    PT, PB, PL, PR = pad
+    xt = F.pad(torch.from_numpy(x), (PL, PR, PT, PB))
+    return F.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row", ROWS)
+def test_winograd_matches_torch(row, dtype):
+    x, w, b = _inputs(row, dtype, 20)
+    tol = TOL32 if dtype == np.float32 else {}
+    assert_same(_winograd(x, w, b, row[5]), _torch(x, w, b, row[5]), **tol)
+
+
+def test_winograd_matches_naive_oracle():
+    row = ROWS[1]
+    x, w, b = _inputs(row, np.float64, 21)
+    PT, PB, PL, PR = row[5]
+    ref = np.empty((x.shape[0], w.shape[0], x.shape[2] + PT + PB - 2, x.shape[3] + PL + PR - 2))
+    cpu_conv._conv2d_naive(ref, x, w, b, 1, 1, PT, PL, 1, 1, 1)
+    assert_same(_winograd(x, w, b, row[5]), ref)
+
+
+def test_winograd_large_offset():
+    # inputs of mean 1e4: the transforms combine terms of ~1e4 (B's rows sum to 10 in absolute value), so float32
+    # errors are a few ulps of 1e4 x 10, not of the result, as for the direct kernel (test_conv's large-offset case)
+    for dtype, tol in ((np.float32, dict(rtol=1e-4, atol=2e-1)), (np.float64, {})):
+        row = ROWS[3]
+        x, w, b = _inputs(row, dtype, 22, offset=1e4)
+        assert_same(_winograd(x, w, b, row[5]), _torch(x, w, b, row[5]), **tol)
+
+
+def test_winograd_dispatch_rule():
+    assert cpu_conv._winograd_pays(8, 64, 64, 56, 56)
+    assert cpu_conv._winograd_pays(8, 256, 256, 14, 14)
+    assert not cpu_conv._winograd_pays(8, 3, 64, 56, 56)  # too few input channels to pay for the transforms
+    assert not cpu_conv._winograd_pays(1, 64, 64, 8, 8)  # too few tiles
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv2d_takes_winograd(dtype):
+    # a layer the rule sends to Winograd, through the public function: non-contiguous input, bias, padding 1
+    x = make((2, 16, 20, 18), dtype, 23, layout="transposed")
+    w = make((24, 16, 3, 3), dtype, 24, scale=1 / 12)
+    assert cpu_conv._winograd_pays(2, 16, 24, 20, 18)
+    tol = TOL32 if dtype == np.float32 else {}
+    check(nbops.conv2d, F.conv2d, "cpu", x, w, make((24,), dtype, 25), padding=1, **tol)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_conv2d_winograd_nan_inf_falls_back_to_direct():
+    # Winograd spreads a NaN or inf over its whole 4x4 tile (inf * 0 = NaN in the transforms); the launcher sees
+    # the non-finite output and recomputes with the direct kernel, so the NaN/inf pattern is torch's
+    x = make((2, 16, 20, 20), np.float32, 26)
+    x[0, 3, 5, 6] = np.nan
+    x[1, 7, 0, 0] = np.inf
+    x[1, 2, 19, 4] = -np.inf
+    w = make((16, 16, 3, 3), np.float32, 27, scale=1 / 12)
+    assert cpu_conv._winograd_pays(2, 16, 16, 20, 20)
+    check(nbops.conv2d, F.conv2d, "cpu", x, w, padding=1, **TOL32)
