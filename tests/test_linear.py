@@ -47,6 +47,7 @@ CPU_CASES = [
     ((5, 1, 40, 9), (3, 9, 38), "contiguous", "transposed"),
     ((45, 400), (400, 70), "contiguous", "transposed"),  # B^T packed by register squares; ragged K block and N
     ((130, 33), (33, 64), "transposed", "transposed"),  # full tiles from registers, a ragged row panel, K = 2 * 16 + 1
+    ((40, 1), (1, 70), "contiguous", "contiguous"),  # K == 1: an outer product
 ]
 
 
@@ -238,11 +239,14 @@ def test_torch_tensors_in_torch_out():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape, tiles", [((1, 1, 1, 1), (1, 1)), ((1, 7, 300, 33), (2, 3)),
-                                          ((1, 149, 257, 1041), (1, 2)), ((3, 13, 40, 70), (3, 1)),
-                                          ((2, 23, 900, 61), (2, 1))])  # three K blocks
-def test_blocked_kernel_matches_naive(dtype, shape, tiles):
-    """The packed, blocked kernel against the triple-loop oracle, with ragged edges and forced task splits."""
+@pytest.mark.parametrize("shape, tiles, alpha, beta", [
+    ((1, 1, 1, 1), (1, 1), 2, -1), ((1, 7, 300, 33), (2, 3), 2, -1), ((1, 149, 257, 1041), (1, 2), 2, -1),
+    ((3, 13, 40, 70), (3, 1), 2, -1), ((2, 23, 900, 61), (2, 1), 2, -1),  # three K blocks
+    ((2, 30, 800, 70), (1, 1), 1, 0), ((2, 30, 800, 70), (2, 1), 1, 1),  # full tiles stored from the registers
+    ((1, 40, 50, 96), (1, 2), 1, 1)])  # every row and column panel full
+def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta):
+    """The packed, blocked kernel against the triple-loop oracle, with ragged edges, forced task splits, and
+    both stores: from the registers (alpha 1, beta 0 or 1) and through the blend buffer (any other alpha/beta)."""
     from nbops.cpu import linear as L
 
     BATCH, M, K, N = shape
@@ -253,9 +257,9 @@ def test_blocked_kernel_matches_naive(dtype, shape, tiles):
     L._matmul_naive(expected, np.ascontiguousarray(a), np.ascontiguousarray(b[:1]), dtype(1), dtype(0))
     (af, ast), (bf, bst) = L._flat(a), L._flat(b)
     got = np.full((BATCH, M, N), 7, dtype)
-    L._matmul_kernel(got, af, ast, bf, bst, K, dtype(2), dtype(-1), *tiles)
+    L._matmul_kernel(got, af, ast, bf, bst, K, dtype(alpha), dtype(beta), *tiles)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, 2 * expected - 7, rtol=rtol, atol=rtol * K)
+    np.testing.assert_allclose(got, alpha * expected + 7 * beta, rtol=rtol, atol=rtol * K)
 
 
 def test_tiles_fill_threads():
