@@ -153,34 +153,41 @@ def _tile_product(typingctx, ap, bp, acc):
 
 
 @intrinsic
-def _tile_into(typingctx, ap, bp, c, i0, j0, accumulate):
-    """c[i0:i0+MR, j0:j0+NR] = (or += when ``accumulate``) ap.T @ bp, straight from the registers: the full tiles'
-    store, one vector load/add/store per accumulator (through a stack buffer and a scalar-indexed row loop, the
-    store took 30 % of a 128-deep tile's time). c: (M, N) C-contiguous output; the tile must lie inside it.
-    Accumulates in the input dtype (``_tile_loop``); c + tile is one rounding, as ``_store_row``'s."""
+def _tile_into(typingctx, ap, bp, c, i0, j0, rows, accumulate):
+    """c[i0:i0+rows, j0:j0+NR] = (or += when ``accumulate``) the first ``rows`` rows of ap.T @ bp, straight from
+    the registers: one vector load/add/store per accumulator (through a stack buffer and a scalar-indexed row
+    loop, the store took 30 % of a 128-deep tile's time). c: (M, N) C-contiguous output; 1 <= rows <= MR, and
+    the tile's rows < ``rows`` and its NR columns must lie inside c (a ragged last row panel skips its missing
+    rows; a ragged column panel takes ``_edge_tile``). Accumulates in the input dtype (``_tile_loop``); c + tile
+    is one rounding, as ``_store_row``'s."""
     if not (_panels(ap, bp) and isinstance(c, types.Array) and c.layout == "C" and c.ndim == 2 and
             c.dtype == ap.dtype):
         return None
 
     def codegen(context, builder, sig, args):
         a, b, out = (make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
-        row0, col0 = (context.cast(builder, v, t, types.intp) for v, t in zip(args[3:5], sig.args[3:5]))
-        add = context.cast(builder, args[5], sig.args[5], types.boolean)
+        row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[3:6], sig.args[3:6]))
+        add = context.cast(builder, args[6], sig.args[6], types.boolean)
         finals, lanes, align, vector_at = _tile_loop(context, builder, ap.dtype, a, b)
         ldc = builder.extract_value(out.shape, 1)
-        rows = [cgutils.gep(builder, out.data, builder.add(builder.mul(builder.add(row0, ldc.type(r)), ldc), col0))
-                for r in range(MR)]
-        targets = [vector_at(rows[i // ROW_VECTORS], (i % ROW_VECTORS) * lanes) for i in range(len(finals))]
+
+        def store_rows(update):
+            for r in range(MR):
+                start = cgutils.gep(builder, out.data, builder.add(builder.mul(builder.add(row0, ldc.type(r)), ldc),
+                                                                   col0))
+                with builder.if_then(builder.icmp_signed("<", valid.type(r), valid), likely=True):
+                    for v in range(ROW_VECTORS):
+                        target = vector_at(start, v * lanes)
+                        builder.store(update(target, finals[r * ROW_VECTORS + v]), target, align=align)
+
         with builder.if_else(add) as (then, otherwise):
             with then:
-                for final, target in zip(finals, targets):
-                    builder.store(builder.fadd(builder.load(target, align=align), final), target, align=align)
+                store_rows(lambda target, final: builder.fadd(builder.load(target, align=align), final))
             with otherwise:
-                for final, target in zip(finals, targets):
-                    builder.store(final, target, align=align)
+                store_rows(lambda target, final: final)
         return context.get_dummy_value()
 
-    return types.none(ap, bp, c, i0, j0, accumulate), codegen
+    return types.none(ap, bp, c, i0, j0, rows, accumulate), codegen
 
 
 @njit(cache=True)
@@ -361,9 +368,10 @@ def _block_kernel(ap, bp, c, ic, jc, mc, nc, kc, alpha, beta, first):
     """c[ic:ic+mc, jc:jc+nc] gets alpha * A @ B for one packed A block and one packed B block, blended with beta.
 
     ap: (mc / MR, KC, MR) packed A panels; bp: (nc / NR, KC, NR) packed B panels (first kc rows used); c: (M, N).
-    Each A panel sweeps every B panel, one MR x NR register tile each. Full tiles with alpha == 1 and beta 0 or 1
-    (matmul, linear's preloaded bias, every later K block) are stored from the registers (``_tile_into``); the
-    rest go through ``_edge_tile``. The tiles run in this one function: a call per tile with its array slices
+    Each A panel sweeps every B panel, one MR x NR register tile each. Tiles with alpha == 1 and beta 0 or 1
+    (matmul, linear's preloaded bias, every later K block) whose NR columns lie inside c are stored from the
+    registers (``_tile_into``, which skips the missing rows of a ragged last row panel); the rest go through
+    ``_edge_tile``. The tiles run in this one function: a call per tile with its array slices
     (reference counts, a dozen arguments an array) cost 15 % of a 128-deep tile.
     """
     NR = _row_width(bp)
@@ -375,8 +383,8 @@ def _block_kernel(ap, bp, c, ic, jc, mc, nc, kc, alpha, beta, first):
         a = ap[s, :kc]
         for q in range((nc + NR - 1) // NR):
             j0 = jc + q * NR
-            if fast and i0 + MR <= M and j0 + NR <= N:
-                _tile_into(a, bp[q, :kc], c, i0, j0, accumulate)
+            if fast and j0 + NR <= N:
+                _tile_into(a, bp[q, :kc], c, i0, j0, min(MR, M - i0), accumulate)
             else:
                 _edge_tile(a, bp[q, :kc], c, i0, j0, alpha, beta, first)
 
