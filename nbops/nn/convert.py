@@ -209,8 +209,9 @@ def from_torch(module):
     Supported: every layer of :mod:`nbops.nn` (Linear, Conv*, ConvTranspose*, Embedding, the norms, pools,
     activations, Dropout, Flatten, Identity, Softmax, LogSoftmax), the containers Sequential / ModuleList /
     ModuleDict, ``torch.nn.MultiheadAttention`` and ``TransformerEncoderLayer`` (as :mod:`nbops.models`' classes),
-    and torchvision's ResNet / BasicBlock / Bottleneck. The training flags are copied; the result lives on the cpu
-    unless the torch module's parameters are on CUDA, in which case it is moved to cuda.
+    and torchvision's ResNet / BasicBlock / Bottleneck (their converters live in :mod:`nbops.models`, which
+    registers them with :func:`register_converter`; the first call imports it). The training flags are copied; the
+    result lives on the cpu unless the torch module's parameters are on CUDA, in which case it is moved to cuda.
 
     Args:
         module: a ``torch.nn.Module``.
