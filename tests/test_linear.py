@@ -241,7 +241,7 @@ def test_torch_tensors_in_torch_out():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, tiles, alpha, beta", [
     ((1, 1, 1, 1), (1, 1), 2, -1), ((1, 7, 300, 33), (2, 3), 2, -1), ((1, 149, 257, 1041), (1, 2), 2, -1),
-    ((3, 13, 40, 70), (3, 1), 2, -1), ((2, 23, 900, 61), (2, 1), 2, -1),  # three K blocks
+    ((3, 13, 40, 70), (3, 1), 2, -1), ((2, 23, 1100, 61), (2, 1), 2, -1),  # 3 K blocks (5 in float64)
     ((2, 30, 800, 70), (1, 1), 1, 0), ((2, 30, 800, 70), (2, 1), 1, 1),  # full tiles stored from the registers
     ((1, 40, 50, 96), (1, 2), 1, 1)])  # every row and column panel full
 def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta):
