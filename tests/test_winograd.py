@@ -86,28 +86,28 @@ def test_winograd_large_offset():
 def test_winograd_dispatch_rule():
     assert cpu_conv._winograd_pays(8, 64, 64, 56, 56)
     assert cpu_conv._winograd_pays(8, 256, 256, 14, 14)
-    assert not cpu_conv._winograd_pays(8, 3, 64, 56, 56)  # too few input channels to pay for the transforms
+    assert not cpu_conv._winograd_pays(8, 16, 64, 56, 56)  # too few input channels to pay for the transforms
     assert not cpu_conv._winograd_pays(1, 64, 64, 8, 8)  # too few tiles
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv2d_takes_winograd(dtype):
     # a layer the rule sends to Winograd, through the public function: non-contiguous input, bias, padding 1
-    x = make((2, 16, 20, 18), dtype, 23, layout="transposed")
-    w = make((24, 16, 3, 3), dtype, 24, scale=1 / 12)
-    assert cpu_conv._winograd_pays(2, 16, 24, 20, 18)
+    x = make((2, 32, 20, 18), dtype, 23, layout="transposed")
+    w = make((40, 32, 3, 3), dtype, 24, scale=1 / 17)
+    assert cpu_conv._winograd_pays(2, 32, 40, 20, 18)
     tol = TOL32 if dtype == np.float32 else {}
-    check(nbops.conv2d, F.conv2d, "cpu", x, w, make((24,), dtype, 25), padding=1, **tol)
+    check(nbops.conv2d, F.conv2d, "cpu", x, w, make((40,), dtype, 25), padding=1, **tol)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_conv2d_winograd_nan_inf_falls_back_to_direct():
     # Winograd spreads a NaN or inf over its whole 4x4 tile (inf * 0 = NaN in the transforms); the launcher sees
     # the non-finite output and recomputes with the direct kernel, so the NaN/inf pattern is torch's
-    x = make((2, 16, 20, 20), np.float32, 26)
+    x = make((2, 32, 20, 20), np.float32, 26)
     x[0, 3, 5, 6] = np.nan
     x[1, 7, 0, 0] = np.inf
     x[1, 2, 19, 4] = -np.inf
-    w = make((16, 16, 3, 3), np.float32, 27, scale=1 / 12)
-    assert cpu_conv._winograd_pays(2, 16, 16, 20, 20)
+    w = make((32, 32, 3, 3), np.float32, 27, scale=1 / 17)
+    assert cpu_conv._winograd_pays(2, 32, 32, 20, 20)
     check(nbops.conv2d, F.conv2d, "cpu", x, w, padding=1, **TOL32)

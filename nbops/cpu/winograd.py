@@ -5,22 +5,25 @@ A 4x4 block of outputs of a 3x3 filter is ``A^T [(G g G^T) * (B^T d B)] A`` for 
 become 36 independent GEMMs, ``M[e] (OC, T) = U[e] (OC, C) @ V[e] (C, T)`` over the T tiles of the batch, which run
 on a register-tiled micro-kernel; the transforms are linear, cheap, and vectorised over 16 tiles or channels.
 
-Three passes, each a prange kernel:
+Two prange kernels:
 
-1. ``_filter_transform_kernel``: U (36, OC, Cp) = G g G^T of every filter, Cp = C rounded up to LANES.
-2. ``_input_transform_kernel``: V (36, C, TV) = B^T d B of every input tile. Tiles are numbered ``n*TH*TW + ti*TW +
-   tj`` (TH x TW tiles per image cover the OH x OW outputs). Each channel's zero-padded image is split into 16
-   stride-4 phase planes (row width WQ = TW + 1), in which tap (m, q) of tile (ti, tj) sits at the same flat
-   offset ``ti*WQ + tj + (m//4)*WQ + q//4`` of phase plane ``(m%4, q%4)``: 16 consecutive tiles of a tile row are
-   16 consecutive values of every tap, so the transform runs on full vectors.
-3. ``_winograd_gemm_kernel``: M (36, OC, TV), an OCB x LANES register tile per (e, oc block, tile block).
-4. ``_output_transform_kernel``: out = A^T M A + bias, scattered into the (N, OC, OH, OW) output, which also flags
-   non-finite outputs: Winograd's transforms spread a NaN or inf over a whole tile (inf * 0 = NaN), so a launcher
-   that sees the flag recomputes the layer with the direct kernel, which gives torch's NaN/inf pattern.
+1. ``_filter_transform_kernel``: U (36, OC, Cp) = G g G^T of every filter, Cp = C rounded up to LANES; per call
+   (a cache keyed on the weight array would go stale when the caller updates the weights in place).
+2. ``_winograd_kernel``: tiles are numbered ``n*TH*TW + ti*TW + tj`` (TH x TW tiles per image cover the OH x OW
+   outputs) and cut into items of whole 16-tile blocks; each worker runs its items through three steps that keep
+   the item's transform-domain data in L2:
+   ``_transform_input`` V (36, C, item tiles) = B^T d B, 16 tiles of a tile row at a time on vectors;
+   ``_gemm_tiles`` M (36, OC, item tiles) = U[e] @ V[e], an OCB x LANES register tile per (e, channel block,
+   tile block); ``_transform_output`` out = A^T M A + bias, each tile's 4x4 outputs stored where they fall
+   inside the output. The last step also flags non-finite outputs: Winograd spreads a NaN or inf over a whole
+   tile (inf * 0 = NaN in the transforms), so the launcher that sees the flag recomputes the layer with the
+   direct kernel, which gives torch's NaN/inf pattern.
 
-Memory: U is 36/9 = 4x the weight; V and M are 36/16 = 2.25x the input and the output (padded up to whole tiles).
-For ResNet-50's largest 3x3 layer at batch 8 (C = OC = 64, 56x56) V and M are 14.5 MB each; the launcher keeps them
-in per-thread buffers that live between calls, so no call allocates them afresh.
+Memory: U is 36/9 = 4x the weight (9.4 MB for a 256 -> 256 layer in float32, 37.7 MB for ResNet-50's 512 -> 512);
+the launcher carves it from a per-thread buffer kept between calls. A worker's V and M hold 36 x (C + OC) values
+per tile of its item, items sized to about 1 MiB (WINOGRAD_ITEM_BYTES in cpu/conv.py; at least one 16-tile block:
+2.4 MB for 512 -> 512), far below the layer's output. Staging V and M for the whole layer instead (2.25x the input
+and the output) ran 2-5x slower on this machine: the writes that scatter them are bound by the memory system.
 
 Accuracy: the transforms' constants (up to 5 in B, 8 in A, 1/24 in G) round float32 products a few times more
 than a direct sum does; the max relative error against a float64 reference on the bench's ResNet layers is given in
@@ -160,75 +163,52 @@ def _at4(m0, m1, m2, m3, m4, m5, one):
     return m0 + a + c, b + (d + d), a + four * c, b + (four + four) * d + m5
 
 
-@njit(cache=True)
-def _pack_phases(planes, prow, x, n, c, h0, PL, WQ, L):
-    """Rows h0 .. h0 + 5 of channel c of image n, zero-padded (PL columns left, zeros outside the input), split
-    into 16 stride-4 phases: phase ``(i, j)`` at ``planes[(4*i + j) * L:]`` holds padded pixel ``(h0 + 4*hq + i,
-    4*wq + j)`` at ``hq * WQ + wq`` (hq = 0, 1; wq < WQ), the rest of ``planes`` is left as it is (zero).
-
-    prow: (4 * WQ + 4,) zeros outside [PL, PL + W), kept between calls: each input row is copied into it at PL,
-    then split into its 4 column phases by one loop over wq that reads 4 consecutive values (LLVM vectorises
-    the stride-4 reads with shuffles instead of scalar loads).
-    """
-    H, W = x.shape[2], x.shape[3]
-    for m in range(6):
-        h = h0 + m
-        base = ((m % 4) * 4) * L + (m // 4) * WQ
-        d0 = _view(planes, base, WQ)
-        d1 = _view(planes, base + L, WQ)
-        d2 = _view(planes, base + 2 * L, WQ)
-        d3 = _view(planes, base + 3 * L, WQ)
-        if h < 0 or h >= H:
-            for k in range(WQ):
-                d0[k] = 0
-                d1[k] = 0
-                d2[k] = 0
-                d3[k] = 0
-            continue
-        src = _view(x, ((n * x.shape[1] + c) * H + h) * W, W)
-        dst = _view(prow, PL, W)
-        for k in range(W):
-            dst[k] = src[k]
-        for k in range(WQ):
-            d0[k] = prow[4 * k]
-            d1[k] = prow[4 * k + 1]
-            d2[k] = prow[4 * k + 2]
-            d3[k] = prow[4 * k + 3]
-
-
 @njit(cache=True, fastmath=FM)
-def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, planes, prow):
+def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows):
     """vi[e, c, t - tlo] = (B^T d B)[e] for the 6x6 padded input tile d of each tile t in [tlo, thi), channel c.
 
     x: (N, C, H, W); vi: (36, ES), row e holding (C, SL) at flat c * SL + column, SL >= thi - tlo + LANES (the
     rows of e are ES = C * SL + LANES apart, not a multiple of 4 KiB: 36 rows 4 KiB apart share one L1 set);
-    planes, prow: zeroed scratch for ``_pack_phases``, (16 * L,) with L = 2*(TW + 1) + LANES + 1 and (4 * TW + 8,).
-    Tile t = n*TH*TW + ti*TW + tj reads padded rows 4*ti .. 4*ti + 5 and columns 4*tj .. 4*tj + 5 (padding PT
-    top, PL left; zeros past the input). Per channel and tile row it packs the row's 6 input rows into 16 phase
-    planes (see the module docstring) and transforms LANES tiles at a time on vectors; a step's lanes past its
-    row's end land on the next row's tiles, which that row then overwrites, or on the LANES columns of slack.
+    prows: (7, RL) zeros, RL >= 4 * TW + 4 * LANES + 8. Tile t = n*TH*TW + ti*TW + tj reads padded rows 4*ti ..
+    4*ti + 5 and columns 4*tj .. 4*tj + 5 (padding PT top, PL left; zeros past the input). Per channel and tile row
+    the row's 6 input rows are copied into prows[0:6] at column PL (their zero padding is never written; a row
+    outside the input reads the all-zero prows[6]); then LANES tiles at a time, tap (m, q) of the LANES tiles is
+    the stride-4 run prows[m, 4*tj + q] (LLVM vectorises the stride-4 reads with shuffles), the two 1-D transforms
+    run on vectors in stack rows, and the 36 results go to vi. A step's lanes past its row's end land on the next
+    row's tiles, which that row then overwrites, or on the LANES columns of slack.
     """
-    C = x.shape[1]
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     ES = vi.shape[1]
-    WQ = TW + 1
-    L = planes.shape[0] // 16
+    RL = prows.shape[1]
     one = x.dtype.type(1)
+    ph = stack_empty(68, x)  # (4, LANES + 1): the 4 column phases of one input row's LANES tiles, one column more
     rt = stack_empty(576, x)  # (6 rows m, 6 columns k, LANES): d B
     ct = stack_empty(576, x)  # (36, LANES): B^T d B
     for c in range(C):
         for r in range(tlo // TW, (thi - 1) // TW + 1):
             n = r // TH
-            ti = r - n * TH
-            _pack_phases(planes, prow, x, n, c, 4 * ti - PT, PL, WQ, L)
+            h0 = 4 * (r - n * TH) - PT
+            for m in range(6):
+                if 0 <= h0 + m < H:
+                    src = _view(x, ((n * C + c) * H + h0 + m) * W, W)
+                    dst = _view(prows, m * RL + PL, W)
+                    for k in range(W):
+                        dst[k] = src[k]
             for tj0 in range(max(0, tlo - r * TW), min(TW, thi - r * TW), LANES):
                 for m in range(6):
-                    o = (m % 4) * 4 * L + tj0 + (m // 4) * WQ
-                    s0 = _view(planes, o, LANES)
-                    s1 = _view(planes, o + L, LANES)
-                    s2 = _view(planes, o + 2 * L, LANES)
-                    s3 = _view(planes, o + 3 * L, LANES)
-                    s4 = _view(planes, o + 1, LANES)
-                    s5 = _view(planes, o + L + 1, LANES)
+                    row = m if 0 <= h0 + m < H else 6
+                    d = _view(prows, row * RL + 4 * tj0, 4 * LANES + 8)
+                    for j in range(LANES + 1):
+                        ph[j] = d[4 * j]
+                        ph[LANES + 1 + j] = d[4 * j + 1]
+                        ph[2 * LANES + 2 + j] = d[4 * j + 2]
+                        ph[3 * LANES + 3 + j] = d[4 * j + 3]
+                    s0 = _view(ph, 0, LANES)
+                    s1 = _view(ph, LANES + 1, LANES)
+                    s2 = _view(ph, 2 * LANES + 2, LANES)
+                    s3 = _view(ph, 3 * LANES + 3, LANES)
+                    s4 = _view(ph, 1, LANES)
+                    s5 = _view(ph, LANES + 2, LANES)
                     r0 = _view(rt, (m * 6) * LANES, LANES)
                     r1 = _view(rt, (m * 6 + 1) * LANES, LANES)
                     r2 = _view(rt, (m * 6 + 2) * LANES, LANES)
@@ -236,7 +216,8 @@ def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, planes, prow):
                     r4 = _view(rt, (m * 6 + 4) * LANES, LANES)
                     r5 = _view(rt, (m * 6 + 5) * LANES, LANES)
                     for j in range(LANES):
-                        r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt6(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j], one)
+                        r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt6(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j],
+                                                                        one)
                 for k in range(6):
                     a0 = _view(rt, k * LANES, LANES)
                     a1 = _view(rt, (6 + k) * LANES, LANES)
@@ -422,17 +403,15 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
     TPI = NB * LANES
     NI = (T + TPI - 1) // TPI
     SL = TPI + LANES
-    L = 2 * (TW + 1) + LANES + 1
     for w in prange(NW):
         vi = np.zeros((E, C * SL + LANES), x.dtype)
         mi = np.zeros((E, OC * SL + LANES), x.dtype)
-        planes = np.zeros(16 * L, x.dtype)
-        prow = np.zeros(4 * TW + 8, x.dtype)
+        prows = np.zeros((7, 4 * TW + 4 * LANES + 8), x.dtype)
         bad = x.dtype.type(0)
         for it in range(w, NI, NW):
             tlo = it * TPI
             thi = min(T, tlo + TPI)
-            _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, planes, prow)
+            _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows)
             _gemm_tiles(mi, u, vi, C, (thi - tlo + LANES - 1) // LANES, SL)
             bad += _transform_output(out, mi, bias, tlo, thi, TH, TW, SL)
         flags[w] = bad
