@@ -235,7 +235,7 @@ def _rounds(providers, target, seconds):
         if r + 1 < MIN_ROUNDS or used < 1:
             continue
         ratios = [[t / n for n, t in zip(samples["nbops"], s)] for p, s in samples.items() if p != "nbops"]
-        if used >= EXTEND or max(spread(r) for r in ratios + list(samples.values())) <= NOISY:
+        if used >= EXTEND or max(spread(s) for s in ratios + list(samples.values())) <= NOISY:
             break
     return samples
 
