@@ -1,7 +1,14 @@
 """Convolution workloads: ResNet-50 layers at batch 8, a depthwise layer, the 7x7 first layer and two decoder
 upsampling layers. FLOPs count 2 per multiply-add of the direct convolution; bytes count input, weight and output
-once."""
+once.
 
+``python -m bench.cases.conv`` prints the accuracy report of the CPU paths of the 3x3 stride-1 layers: the max
+relative error (max |y - ref| / max |ref|) of the direct kernel and of Winograd F(4x4, 3x3) in float32 against a
+float64 reference, on the bench's inputs (standard-normal input, weights scaled by 1 / sqrt(fan-in)).
+"""
+
+import numpy as np
+import torch
 import torch.nn.functional as F
 
 import nbops
@@ -62,3 +69,32 @@ CASES = [
     _conv_t_case("conv_transpose2d 4x4 s2 C128->64 28x28 pad1 N8", 128, 64, 28, 4, 2, 1),
     _conv_t_case("conv_transpose2d 3x3 s2 op1 C128->64 28x28 pad1 N8", 128, 64, 28, 3, 2, 1, 1, quick=False),
 ]
+
+
+def accuracy_report(seed=0):
+    """Rows (case name, direct error, Winograd error) for the 3x3 stride-1 conv2d cases, float32 against float64."""
+    from nbops.cpu import conv as cpu_conv
+
+    rows = []
+    for case in CASES:
+        if not case.name.startswith("conv2d 3x3 C"):
+            continue
+        x, w = case.setup(np.random.default_rng(seed), np.float32)
+        ref = F.conv2d(*(torch.from_numpy(a.astype(np.float64)) for a in (x, w)), padding=1).numpy()
+        bias = np.zeros(w.shape[0], np.float32)
+        errors = []
+        for path in ("direct", "winograd"):
+            out = np.empty(ref.shape, np.float32)
+            if path == "direct":
+                cpu_conv._direct(out, x, w, bias, (1, 1), (1, 1, 1, 1), (1, 1), 1)
+            else:
+                assert cpu_conv._winograd(out, x, w, bias, 1, 1)
+            errors.append(float(np.abs(out - ref).max() / np.abs(ref).max()))
+        rows.append((case.name, *errors))
+    return rows
+
+
+if __name__ == "__main__":
+    print("| case | direct | Winograd F(4x4, 3x3) |\n|---|---|---|")
+    for name, direct, winograd in accuracy_report():
+        print(f"| {name} | {direct:.1e} | {winograd:.1e} |")

@@ -482,6 +482,17 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     if KH == KW == 3 and SH == SW == DH == DW == 1 and groups == 1 and _winograd_pays(N, C, OC, OH, OW):
         if _winograd(out, x, w, bias, PT, PL):
             return
+    _direct(out, x, w, bias, stride, padding, dilation, groups)
+
+
+def _direct(out, x, w, bias, stride, padding, dilation, groups):
+    """The direct convolution: ``_conv_tiles_kernel`` over the input itself (stride 1, no padding) or over packed
+    stride-phase planes; arguments as the conv2d launcher's, bias an (OC,) array."""
+    N, C, H, W = x.shape
+    OC, ICG, KH, KW = w.shape
+    OH, OW = out.shape[2], out.shape[3]
+    (SH, SW), (PT, PB_, PL, PR), (DH, DW) = stride, padding, dilation
+    kh, kw = np.divmod(np.arange(KH * KW), KW)
     NPIX = (OH - 1) * W + OW
     if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:
         P, WQ = 1, W
