@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from numba import njit
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make, to_numpy, to_target
+from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
 from nbops.cpu import activation as cpu_act
 
 INF, NAN = math.inf, math.nan
@@ -123,6 +123,59 @@ def test_inplace_over_many_chunks(name, dtype):
     expected = getattr(F, name)(torch.from_numpy(x.copy()))
     assert getattr(nbops, name)(x, inplace=True) is x
     torch.testing.assert_close(torch.from_numpy(x), expected, equal_nan=True)
+
+
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8]
+# (op, torch reference, keyword arguments): the activations torch computes on integer inputs
+INTEGER_CASES = [
+    ("relu", F.relu, {}),
+    ("relu6", F.relu6, {}),
+    ("hardtanh", F.hardtanh, {"min_val": 0.5, "max_val": 7.9}),  # bounds truncate toward zero: [0, 7]
+    ("sigmoid", torch.sigmoid, {}),
+    ("tanh", torch.tanh, {}),
+    ("softsign", F.softsign, {}),
+]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+@pytest.mark.parametrize("case", INTEGER_CASES, ids=[c[0] for c in INTEGER_CASES])
+@pytest.mark.parametrize("target", TARGETS)
+def test_integer_inputs(target, case, dtype, layout):
+    """relu, relu6 and hardtanh clamp an integer array in its own dtype (uint8 values past 127 included, where
+    relu is the identity); sigmoid, tanh and softsign give float32: torch's dtypes and values."""
+    name, ref, kw = case
+    x = make_int((4, 10) if layout == "contiguous" else (4, 20), -120, 120, dtype, seed=11)
+    check(getattr(nbops, name), ref, target, x if layout == "contiguous" else x[:, ::2], **kw)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("name", ["relu", "relu6", "hardtanh"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_integer_inplace(target, name, layout, dtype):
+    x = make_int((3, 8), -50, 50, dtype, seed=12)
+    x = x if layout == "contiguous" else x[:, ::2]
+    kw = {"min_val": 2.0, "max_val": 9.0} if name == "hardtanh" else {}
+    expected = getattr(F, name)(torch.from_numpy(np.array(x)), **kw)
+    dev = to_target(x, target)
+    assert getattr(nbops, name)(dev, inplace=True, **kw) is dev
+    torch.testing.assert_close(torch.from_numpy(to_numpy(dev)), expected)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_integer_edges(target):
+    """Empty and 0-d integer inputs; bool through sigmoid and tanh; an unsigned input refuses a negative lower
+    bound (torch: 'cannot do hardtanh on an unsigned type with negative limits')."""
+    check(nbops.relu, F.relu, target, make_int((0, 3), -5, 5, np.int64))
+    check(nbops.relu6, F.relu6, target, np.array(9, dtype=np.int16))
+    flags = make_int((7,), 0, 2, np.int64, seed=13).astype(np.bool_)
+    check(nbops.sigmoid, torch.sigmoid, target, flags)
+    check(nbops.tanh, torch.tanh, target, flags)
+    with pytest.raises(ValueError, match=r"hardtanh\(\): cannot clamp an unsigned \(uint8\)"):
+        nbops.hardtanh(to_target(make_int((3,), 0, 9, np.uint8), target))
+    with pytest.raises(TypeError, match=r"leaky_relu\(\): argument 'input' has dtype int32"):
+        nbops.leaky_relu(to_target(make_int((3,), 0, 9, np.int32), target))
 
 
 def test_inplace_on_a_torch_tensor_keeps_its_identity():
@@ -379,7 +432,7 @@ def test_exp64_is_within_one_ulp():
 # errors
 
 ERRORS = [
-    (lambda: nbops.relu(np.arange(3)), TypeError, r"relu\(\).*dtype"),
+    (lambda: nbops.relu(np.zeros(3, np.bool_)), TypeError, r"relu\(\).*dtype bool"),
     (lambda: nbops.sigmoid([1.0, 2.0]), TypeError, r"sigmoid\(\): argument 'input'"),
     (lambda: nbops.hardtanh(make((3,)), 2.0, 1.0), ValueError, r"hardtanh\(\): min_val cannot be greater"),
     (lambda: nbops.leaky_relu(make((3,)), "a"), TypeError, r"leaky_relu\(\): argument 'negative_slope'"),

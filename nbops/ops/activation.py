@@ -13,6 +13,7 @@ import numpy as np
 
 from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, public
 from .._shapes import normalize_dim
+from .pointwise import _as_uint8, _operand, abs, add, div  # noqa: A004
 
 _INPLACE = ("store_strided",)  # the write-back launcher of in-place ops on non-contiguous inputs
 
@@ -27,20 +28,37 @@ def _number(op, name, value):
     return float(value)
 
 
-def _elementwise(op, launcher, input, inplace=False, **consts):
+def _elementwise(op, launcher, input, inplace=False, integers=None, **consts):
     """The shared path of the elementwise activations: validate, make contiguous, allocate, launch, wrap.
 
     With ``inplace`` the result lands in the caller's array and the caller's object is returned; a non-contiguous
     input is computed into a contiguous scratch array, then written back through its own strides.
+
+    ``integers`` says what an integer input does, where torch accepts one: ``"float"`` computes in float32 (bool
+    too), as torch's sigmoid and tanh do; ``(lo, hi)`` clamps in the input's own dtype (relu, relu6, hardtanh; see
+    ``_integer_bounds``). Without it only float32 and float64 are accepted.
     """
-    call = Call(op, input=input)
-    call.check_dtype("input", FLOAT_DTYPES)
+    return _run_elementwise(Call(op, input=input), launcher, input, inplace, integers, **consts)
+
+
+def _run_elementwise(call, launcher, input, inplace=False, integers=None, **consts):
+    """``_elementwise`` for a ``Call`` already made."""
+    op = call.op
+    allowed = FLOAT_DTYPES if integers is None else FLOAT_DTYPES + INT_DTYPES
+    dt = call.check_dtype("input", allowed + BOOL_DTYPES if integers == "float" else allowed)
     src = call["input"]
     if inplace and call.target == "cpu" and not src.flags.writeable:
         raise ValueError(f"{op}(): inplace=True needs a writeable input, got a read-only array")
-    x = call.contiguous(src)
+    if dt.kind != "f" and integers == "float":
+        x = call.astype(_as_uint8(call, src) if dt == BOOL_DTYPES[0] else src, np.float32)
+    else:
+        x = call.contiguous(src)
+    clamps = dt.kind in "iu" and integers != "float"
+    bounds = _integer_bounds(op, dt, *integers) if clamps else None
     out = x if inplace and x is src else call.empty(x.shape, x.dtype)
-    if x.size:
+    if x.size and clamps:
+        call.launch("clamp", out, x, *(_operand(call, name, b, dt) for name, b in zip(("min", "max"), bounds)))
+    elif x.size:
         call.launch(launcher, out, x, **consts)
     if not inplace:
         return call.wrap(out)
@@ -49,7 +67,17 @@ def _elementwise(op, launcher, input, inplace=False, **consts):
     return input
 
 
-@public("activation", kernels=("relu",) + _INPLACE)
+def _integer_bounds(op, dtype, lo, hi):
+    """The clamp bounds of relu, relu6 or hardtanh on an integer ``dtype``, as torch casts them: truncated toward
+    zero and held to the dtype's range (an infinite bound is the range's end). An unsigned dtype refuses a negative
+    lower bound, as torch does (relu's 0 is fine: relu of a uint8 array is the array)."""
+    info = np.iinfo(dtype)
+    if info.min == 0 and lo < 0:
+        raise ValueError(f"{op}(): cannot clamp an unsigned ({dtype}) input to a negative lower bound {lo}")
+    return (info.min if lo <= info.min else int(lo)), (info.max if hi >= info.max else int(hi))
+
+
+@public("activation", kernels=("relu", "clamp", "fill") + _INPLACE)
 def relu(input, inplace=False):
     """Applies the rectified linear unit elementwise: ``max(0, x)``; NaN stays NaN.
 
@@ -62,16 +90,17 @@ def relu(input, inplace=False):
     Returns:
         array of ``input``'s shape and dtype; same kind of array and device as input.
 
-    Targets: cpu, cuda. Dtypes: float32, float64.
+    Targets: cpu, cuda. Dtypes: float32, float64, int8/16/32/64, uint8 (integers clamp in their own dtype,
+    the bounds truncated toward zero, as torch does).
 
     >>> import numpy as np, nbops
     >>> nbops.relu(np.array([-1.0, 0.5], dtype=np.float32))
     array([0. , 0.5], dtype=float32)
     """
-    return _elementwise("relu", "relu", input, inplace)
+    return _elementwise("relu", "relu", input, inplace, integers=(0, math.inf))
 
 
-@public("activation", kernels=("hardtanh",) + _INPLACE)
+@public("activation", kernels=("hardtanh", "clamp", "fill") + _INPLACE)
 def relu6(input, inplace=False):
     """Applies ``min(max(0, x), 6)`` elementwise; NaN stays NaN.
 
@@ -84,16 +113,17 @@ def relu6(input, inplace=False):
     Returns:
         array of ``input``'s shape and dtype; same kind of array and device as input.
 
-    Targets: cpu, cuda. Dtypes: float32, float64.
+    Targets: cpu, cuda. Dtypes: float32, float64, int8/16/32/64, uint8 (integers clamp in their own dtype,
+    the bounds truncated toward zero, as torch does).
 
     >>> import numpy as np, nbops
     >>> nbops.relu6(np.array([-1.0, 3.0, 7.0], dtype=np.float32))
     array([0., 3., 6.], dtype=float32)
     """
-    return _elementwise("relu6", "hardtanh", input, inplace, min_val=0.0, max_val=6.0)
+    return _elementwise("relu6", "hardtanh", input, inplace, integers=(0, 6), min_val=0.0, max_val=6.0)
 
 
-@public("activation", kernels=("hardtanh",) + _INPLACE)
+@public("activation", kernels=("hardtanh", "clamp", "fill") + _INPLACE)
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     """Clamps every element to ``[min_val, max_val]``; NaN stays NaN.
 
@@ -108,7 +138,8 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
     Returns:
         array of ``input``'s shape and dtype; same kind of array and device as input.
 
-    Targets: cpu, cuda. Dtypes: float32, float64.
+    Targets: cpu, cuda. Dtypes: float32, float64, int8/16/32/64, uint8 (integers clamp in their own dtype,
+    the bounds truncated toward zero, as torch does).
 
     >>> import numpy as np, nbops
     >>> nbops.hardtanh(np.array([-2.0, 0.5, 2.0], dtype=np.float32))
@@ -119,7 +150,7 @@ def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
         raise ValueError("hardtanh(): min_val cannot be greater than max_val")
     if lo != lo or hi != hi:  # torch returns all NaN; the kernel's comparisons would silently ignore the bound
         raise ValueError(f"hardtanh(): min_val and max_val must not be NaN, got {min_val} and {max_val}")
-    return _elementwise("hardtanh", "hardtanh", input, inplace, min_val=lo, max_val=hi)
+    return _elementwise("hardtanh", "hardtanh", input, inplace, integers=(lo, hi), min_val=lo, max_val=hi)
 
 
 @public("activation", kernels=("leaky_relu",) + _INPLACE)
@@ -288,7 +319,7 @@ def mish(input, inplace=False):
     return _elementwise("mish", "mish", input, inplace)
 
 
-@public("activation", kernels=("sigmoid",))
+@public("activation", kernels=("sigmoid", "copy"))
 def sigmoid(input):
     """Applies the logistic function ``1 / (1 + exp(-x))`` elementwise.
 
@@ -298,18 +329,19 @@ def sigmoid(input):
         input: array of any shape.
 
     Returns:
-        array of ``input``'s shape and dtype; same kind of array and device as input.
+        array of ``input``'s shape and dtype (float32 for an integer input); same kind of array and device as
+        input.
 
-    Targets: cpu, cuda. Dtypes: float32, float64.
+    Targets: cpu, cuda. Dtypes: float32, float64; integer and bool inputs give float32, as in torch.
 
     >>> import numpy as np, nbops
     >>> nbops.sigmoid(np.array([0.0, 2.0]))
     array([0.5       , 0.88079708])
     """
-    return _elementwise("sigmoid", "sigmoid", input)
+    return _elementwise("sigmoid", "sigmoid", input, integers="float")
 
 
-@public("activation", kernels=("tanh",))
+@public("activation", kernels=("tanh", "copy"))
 def tanh(input):
     """Applies the hyperbolic tangent elementwise.
 
@@ -319,15 +351,16 @@ def tanh(input):
         input: array of any shape.
 
     Returns:
-        array of ``input``'s shape and dtype; same kind of array and device as input.
+        array of ``input``'s shape and dtype (float32 for an integer input); same kind of array and device as
+        input.
 
-    Targets: cpu, cuda. Dtypes: float32, float64.
+    Targets: cpu, cuda. Dtypes: float32, float64; integer and bool inputs give float32, as in torch.
 
     >>> import numpy as np, nbops
     >>> nbops.tanh(np.array([0.0, 1.0]))
     array([0.        , 0.76159416])
     """
-    return _elementwise("tanh", "tanh", input)
+    return _elementwise("tanh", "tanh", input, integers="float")
 
 
 @public("activation", kernels=("hardsigmoid",) + _INPLACE)
@@ -398,7 +431,7 @@ def softplus(input, beta=1.0, threshold=20.0):
     return _elementwise("softplus", "softplus", input, beta=b, threshold=t)
 
 
-@public("activation", kernels=("softsign",))
+@public("activation", kernels=("softsign", "pointwise_unary", "pointwise_binary", "copy", "fill"))
 def softsign(input):
     """Applies ``x / (1 + |x|)`` elementwise.
 
@@ -408,15 +441,22 @@ def softsign(input):
         input: array of any shape.
 
     Returns:
-        array of ``input``'s shape and dtype; same kind of array and device as input.
+        array of ``input``'s shape and dtype (float32 for an integer input); same kind of array and device as
+        input.
 
-    Targets: cpu, cuda. Dtypes: float32, float64.
+    Targets: cpu, cuda. Dtypes: float32, float64; an integer input gives float32, computed as torch computes it
+    (``x / (1 + |x|)`` with the sum in the input's dtype).
 
     >>> import numpy as np, nbops
     >>> nbops.softsign(np.array([-3.0, 1.0]))
     array([-0.75,  0.5 ])
     """
-    return _elementwise("softsign", "softsign", input)
+    call = Call("softsign", input=input)
+    if call.check_dtype("input", FLOAT_DTYPES + INT_DTYPES).kind != "f":
+        # torch computes an integer input by its composite x / (1 + |x|), the sum in the input's dtype (so 255 in
+        # uint8 gives inf and -128 in int8 gives 128/127); the same three pointwise ops give the same numbers
+        return div(input, add(abs(input), 1))
+    return _run_elementwise(call, "softsign", input)
 
 
 @public("activation", kernels=("glu",))
