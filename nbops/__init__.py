@@ -25,7 +25,8 @@ from .ops.pooling import adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_
 from .ops.reduction import amax, amin, argmax, argmin, logsumexp, max, mean, min, prod, std, std_mean, sum, var, var_mean  # noqa: E402,A004,E501
 from .ops.shape import cat, chunk, contiguous, expand, flatten, narrow, permute, reshape, split, squeeze, stack, transpose, unsqueeze, view  # noqa: E402,E501
 from ._random import manual_seed  # noqa: E402
+from ._arrays import cuda_stream  # noqa: E402
 from ._dispatch import PUBLIC_OPS as _PUBLIC_OPS  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["get_num_threads", "manual_seed", "set_num_threads"] + sorted(_PUBLIC_OPS)
+__all__ = ["cuda_stream", "get_num_threads", "manual_seed", "set_num_threads"] + sorted(_PUBLIC_OPS)

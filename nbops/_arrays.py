@@ -3,12 +3,16 @@
 Kernels see two kinds of array only: ``numpy.ndarray`` on the cpu target and a numba device array on the cuda
 target. Everything here is zero-copy: a CPU torch tensor becomes a NumPy view of its memory, a CuPy array or a torch
 CUDA tensor becomes a numba device array over the same device memory (through ``__cuda_array_interface__``), and
-results travel back the same way. Nothing is copied between host and device.
+results travel back the same way. Nothing is copied between host and device, and nothing waits for the device:
+CUDA arrays are imported without the synchronization the CUDA Array Interface does by default, because every kernel
+of the call goes on the caller's own stream (``call_stream``), which orders it after the work that made its inputs.
 
 ``numba.cuda`` is imported only when a CUDA array has actually been seen, so ``import nbops`` stays CPU-only.
 """
 
+import contextlib
 import sys
+import threading
 
 import numpy as np
 
@@ -57,8 +61,8 @@ def native(x, kind):
             if x.is_conj() or x.is_neg():
                 x = x.resolve_conj().resolve_neg()
             return x.numpy()
-        return _cuda().as_cuda_array(x)
-    return _cuda().as_cuda_array(x)
+        return _cuda().as_cuda_array(x, sync=False)
+    return _cuda().as_cuda_array(x, sync=False)
 
 
 def _cuda():
@@ -77,26 +81,151 @@ def wrap(out, kind, like):
             if out.dtype == np.bool_ or out.flags.writeable:
                 return torch.from_numpy(out)
             return torch.from_numpy(out.copy())
-        return torch.as_tensor(out, device=like.device)
+        view = _torch_owner_view(out, torch)
+        return torch.as_tensor(out, device=like.device) if view is None else view
     if kind == CUPY:
         return sys.modules["cupy"].asarray(out)
     return out
 
 
-def empty(shape, dtype, target, kind, like):
+def _torch_owner_view(out, torch):
+    """``out`` as a view of the torch tensor that owns its memory (every output nbops allocates for torch callers
+    is one, and so are views of the caller's inputs), or None when no torch tensor owns it. This hands results back
+    without importing them through the CUDA Array Interface, which costs a pointer query and would import the
+    stream numba records on the array."""
+    owner = getattr(getattr(out, "gpu_data", None), "owner", None)
+    item = out.dtype.itemsize
+    if not isinstance(owner, torch.Tensor) or owner.dtype != _torch_dtype(out.dtype) or out.size == 0:
+        return None
+    offset = out.gpu_data.device_pointer_value - owner.data_ptr()
+    if offset % item or any(s % item for s in out.strides):
+        return None
+    strides = tuple(s // item for s in out.strides)
+    if offset == 0 and tuple(out.shape) == tuple(owner.shape) and strides == owner.stride():
+        return owner
+    return owner.as_strided(tuple(out.shape), strides, owner.storage_offset() + offset // item)
+
+
+_TORCH_DTYPES = {}  # numpy dtype -> torch dtype
+
+
+def _torch_dtype(dtype):
+    tdtype = _TORCH_DTYPES.get(dtype)
+    if tdtype is None:
+        tdtype = _TORCH_DTYPES[dtype] = sys.modules["torch"].from_numpy(np.empty(0, dtype=dtype)).dtype
+    return tdtype
+
+
+def empty(shape, dtype, target, kind, like, stream=0):
     """A new uninitialised kernel-side array on ``target``, taken from the caller's own allocator on CUDA
     (torch's caching allocator for torch tensors, CuPy's pool for CuPy arrays) so that memory is managed as the
-    caller expects."""
+    caller expects. On CUDA the array is bound to ``stream`` (the call's stream), so that numba's own transfers of
+    it (``copy_to_host()`` without a stream) are ordered after the call's kernels."""
     dtype = np.dtype(dtype)
     if target == "cpu":
         return np.empty(shape, dtype=dtype)
     if kind == TORCH:
-        torch = sys.modules["torch"]
-        tdtype = torch.from_numpy(np.empty(0, dtype=dtype)).dtype
-        return native(torch.empty(shape, dtype=tdtype, device=like.device), TORCH)
+        out = native(sys.modules["torch"].empty(shape, dtype=_torch_dtype(dtype), device=like.device), TORCH)
+    elif kind == CUPY:
+        out = native(sys.modules["cupy"].empty(shape, dtype=dtype), CUPY)
+    else:
+        return _cuda().device_array(shape, dtype=dtype, stream=stream)
+    out.stream = stream
+    return out
+
+
+# --- streams ---------------------------------------------------------------------------------------------------
+
+class _LaunchState(threading.local):
+    """Per thread: the streams pushed by ``cuda_stream`` (innermost last), and the ``Call`` whose launcher is
+    running, from which the CUDA launchers take their stream and their temporaries."""
+
+    user = ()
+    call = None
+
+
+LAUNCH = _LaunchState()
+_EXTERNAL = {}  # stream handle -> numba stream object over it (numba.cuda.external_stream), made once per handle
+_EXTERNAL_MAX = 64  # handles kept; the table starts over past this (a handle costs one small object to rewrap)
+
+
+def _external(handle):
+    """numba's stream object for the raw CUDA stream ``handle``: 0 for the legacy default stream (0, or 1, which
+    the CUDA Array Interface uses for it), which is what numba launches on when given stream 0."""
+    if not handle or handle == 1:
+        return 0
+    s = _EXTERNAL.get(handle)
+    if s is None:
+        if len(_EXTERNAL) >= _EXTERNAL_MAX:
+            _EXTERNAL.clear()
+        s = _EXTERNAL[handle] = _cuda().external_stream(handle)
+    return s
+
+
+def call_stream(kind, like):
+    """The stream every kernel of a CUDA call goes on, decided once per public call (by ``Call``): the innermost
+    ``cuda_stream`` in force on this thread, else the caller's framework's current stream: torch's for torch
+    tensors, CuPy's for CuPy arrays, the stream a CUDA Array Interface exporter names, and numba's default stream
+    (0) for numba device arrays."""
+    if LAUNCH.user:
+        return LAUNCH.user[-1]
+    if kind == TORCH:
+        return _external(sys.modules["torch"].cuda.current_stream(like.device).cuda_stream)
     if kind == CUPY:
-        return native(sys.modules["cupy"].empty(shape, dtype=dtype), CUPY)
-    return _cuda().device_array(shape, dtype=dtype)
+        return _external(sys.modules["cupy"].cuda.get_current_stream().ptr)
+    if kind == CAI:
+        return _external(like.__cuda_array_interface__.get("stream"))
+    return 0
+
+
+def launch_stream():
+    """The stream of the call whose launcher is running on this thread (numba's default stream, 0, outside one)."""
+    call = LAUNCH.call
+    return 0 if call is None else call.stream
+
+
+def launch_empty(shape, dtype):
+    """A temporary for the launcher that is running: from the caller's allocator on the call's stream (numba's
+    allocator on the default stream outside a call)."""
+    shape = (shape,) if np.ndim(shape) == 0 else shape
+    call = LAUNCH.call
+    if call is None:
+        return _cuda().device_array(shape, dtype=dtype)
+    return call.empty(shape, dtype)
+
+
+def _as_stream(stream):
+    """numba's stream object for a numba, torch or CuPy CUDA stream."""
+    if _module_root(stream) == "numba":
+        return stream
+    if _module_root(stream) == "torch" and hasattr(stream, "cuda_stream"):
+        return _external(stream.cuda_stream)
+    if _module_root(stream) == "cupy" and hasattr(stream, "ptr"):
+        return _external(stream.ptr)
+    raise TypeError(f"cuda_stream(): expected a numba, torch or CuPy CUDA stream, got {type(stream).__qualname__}")
+
+
+@contextlib.contextmanager
+def cuda_stream(stream):
+    """Run every nbops CUDA op called inside the ``with`` block (on this thread) on ``stream``.
+
+    ``stream`` is a numba stream (``numba.cuda.stream()``, ``numba.cuda.external_stream(ptr)``), a
+    ``torch.cuda.Stream`` or a CuPy stream. Without it, ops follow the caller's framework: torch's current stream
+    for torch tensors, CuPy's for CuPy arrays, numba's default stream for numba device arrays. For torch tensors and
+    CuPy arrays prefer the framework's own ``with torch.cuda.stream(s):`` / ``with s:``, which also tells the
+    framework's allocator which stream uses the memory it hands out. Blocks nest; the innermost wins. Example
+    (docs/index.md, "Streams")::
+
+        s = numba.cuda.stream()
+        with nbops.cuda_stream(s):
+            y = nbops.relu(numba.cuda.to_device(x, stream=s))  # queued on s; the host does not wait
+    """
+    s = _as_stream(stream)
+    LAUNCH.user = LAUNCH.user + (s,)
+    try:
+        yield s
+    finally:
+        LAUNCH.user = LAUNCH.user[:-1]
 
 
 def is_c_contiguous(x):

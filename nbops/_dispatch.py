@@ -108,6 +108,9 @@ class Call:
     a number where ``scalars`` allows it), that all arrays live on one target, and keeps kernel-side views of them
     (``call["input"]``). The first named argument is required (None there is a TypeError); later ones may be None
     (optional arrays such as ``bias``). The first array argument decides the kind of array handed back by ``wrap``.
+    On CUDA the call also decides, once, the stream all its kernels go on (``stream``, see ``_arrays.call_stream``):
+    ``launch`` makes the call current on its thread while the launcher runs, and the launchers read the stream and
+    allocate temporaries through ``nbops/cuda/_util.py`` (``stream()``, ``empty()``).
     """
 
     def __init__(self, op, scalars=(), **args):
@@ -138,6 +141,7 @@ class Call:
                     f"'{name}' is on {target}; nbops never copies between host and device behind your back"
                 )
             self.arrays[name] = _arrays.native(value, kind)
+        self.stream = _arrays.call_stream(self.kind, self.like) if self.target == "cuda" else 0
 
     def __getitem__(self, name):
         return self.arrays[name]
@@ -178,7 +182,7 @@ class Call:
 
     def empty(self, shape, dtype):
         """A new uninitialised array on this call's target (kernel-side kind)."""
-        return _arrays.empty(tuple(int(s) for s in shape), dtype, self.target, self.kind, self.like)
+        return _arrays.empty(tuple(int(s) for s in shape), dtype, self.target, self.kind, self.like, self.stream)
 
     def zeros(self, shape, dtype):
         out = self.empty(shape, dtype)
@@ -213,7 +217,12 @@ class Call:
 
     def launch(self, name, *args, **consts):
         if self.target != "cpu":
-            return kernel(name, self.target)(*args, **consts)
+            state = _arrays.LAUNCH
+            outer, state.call = state.call, self
+            try:
+                return kernel(name, self.target)(*args, **consts)
+            finally:
+                state.call = outer
         with _runtime.cpu_guard(self.op):
             return kernel(name, self.target)(*args, **consts)
 

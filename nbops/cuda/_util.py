@@ -1,11 +1,29 @@
-"""Launch helpers shared by the CUDA families."""
+"""Launch helpers shared by the CUDA families.
+
+Every launch goes on ``stream()`` (``kernel[grid, block, stream()](...)``) and every temporary comes from
+``empty()``: both read the public call being launched (``_dispatch.Call`` decides its stream once, from the caller's
+framework or ``nbops.cuda_stream``), so launch policy about streams and allocators lives here and in
+``_arrays.call_stream``, not in the launchers.
+"""
 
 import numpy as np
 
-from .._arrays import cuda_as_strided
+from .._arrays import cuda_as_strided, launch_empty, launch_stream
 
 TPB = 256  # threads per block of the 1-D elementwise kernels
 MAX_RANK = 8  # rank that strided kernels pad their operands to
+
+
+def stream():
+    """The stream of the call being launched: the caller's framework's current stream (torch's, CuPy's), the one
+    given with ``nbops.cuda_stream``, or numba's default stream (0)."""
+    return launch_stream()
+
+
+def empty(shape, dtype):
+    """An uninitialised temporary for the call being launched, from the caller's allocator (torch's caching
+    allocator, CuPy's pool, numba's for numba arrays), bound to the call's stream."""
+    return launch_empty(shape, dtype)
 
 
 def blocks(n, tpb=TPB):

@@ -15,7 +15,7 @@ import math
 from numba import cuda, float64
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat, pad_rank
+from ._util import TPB, blocks, flat, pad_rank, stream
 
 ROW_TPB = 128  # threads that share one softmax row along the last dim (a power of two: tree reduction)
 COL_TPB = 32  # columns (K) per block of the inner-dim softmax: one warp reads 32 neighbouring elements
@@ -385,7 +385,7 @@ def _scalar(x, value):
 
 
 def _map(kernel, out, x, *params):
-    kernel[blocks(x.size), TPB](flat(out), flat(x), *params)
+    kernel[blocks(x.size), TPB, stream()](flat(out), flat(x), *params)
 
 
 @register("relu", "cuda")
@@ -456,13 +456,13 @@ def softsign(out, x):
 @register("glu", "cuda")
 def glu(out, x):
     """out: (O, L), x: (O, 2, L)."""
-    _glu_kernel[blocks(out.size), TPB](out, x)
+    _glu_kernel[blocks(out.size), TPB, stream()](out, x)
 
 
 @register("prelu", "cuda")
 def prelu(out, x, weight):
     """out, x: (N, C, L), weight: (C,)."""
-    _prelu_kernel[blocks(x.size), TPB](out, x, weight)
+    _prelu_kernel[blocks(x.size), TPB, stream()](out, x, weight)
 
 
 @register("softmax", "cuda")
@@ -470,12 +470,12 @@ def softmax(out, x, log):
     """out, x: (O, D, K); ``log`` selects log_softmax."""
     O, D, K = x.shape
     if K == 1:
-        _softmax_rows_kernel[O, ROW_TPB](out.reshape(O, D), x.reshape(O, D), log)
+        _softmax_rows_kernel[O, ROW_TPB, stream()](out.reshape(O, D), x.reshape(O, D), log)
     else:
-        _softmax_cols_kernel[O * ((K + COL_TPB - 1) // COL_TPB), (COL_TPB, DEPTH_TPB)](out, x, log)
+        _softmax_cols_kernel[O * ((K + COL_TPB - 1) // COL_TPB), (COL_TPB, DEPTH_TPB), stream()](out, x, log)
 
 
 @register("store_strided", "cuda")
 def store_strided(out, x):
     """out[...] = x for an ``out`` of any strides (the write-back of an in-place op on a non-contiguous input)."""
-    _store_strided_kernel[blocks(x.size), TPB](pad_rank(out), flat(x))
+    _store_strided_kernel[blocks(x.size), TPB, stream()](pad_rank(out), flat(x))

@@ -15,7 +15,8 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from .._dispatch import register
-from ._util import TPB, blocks
+from ._util import TPB, blocks, empty, stream
+from .shape import fill
 
 TH, TW = 8, 16  # output tile of a block (rows, columns): TH * TW threads
 OCT = 4  # output channels per thread
@@ -235,7 +236,12 @@ def _conv_transpose2d_naive(out, x, w, bias, SH, SW, PH, PW, DH, DW, G):
 
 
 def _bias(b, OC, dtype):
-    return cuda.to_device(np.zeros(OC, dtype)) if b is None else b
+    """``b``, or (no bias) OC zeros made on the call's stream, so that nothing is copied from the host."""
+    if b is not None:
+        return b
+    zeros = empty(OC, dtype)
+    fill(zeros, 0)
+    return zeros
 
 
 def _grid(out, OCG, G, N):
@@ -252,11 +258,11 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     PR = (TH - 1) * SH + (KH - 1) * DH + 1
     PC = (TW - 1) * SW + (KW - 1) * DW + 1
     if PR * PC > SMEM_X or OCT * KH * KW > SMEM_W:
-        _conv2d_naive[blocks(out.size), TPB](out, x, w, bias, SH, SW, PT, PL, DH, DW, groups)
+        _conv2d_naive[blocks(out.size), TPB, stream()](out, x, w, bias, SH, SW, PT, PL, DH, DW, groups)
         return
     grid, tiles_w = _grid(out, OC // groups, groups, N)
-    _conv2d_kernel[np.dtype(x.dtype)][grid, (TW, TH)](out, x, w, bias, SH, SW, PT, PL, DH, DW, groups, PR, PC,
-                                                       tiles_w)
+    _conv2d_kernel[np.dtype(x.dtype)][grid, (TW, TH), stream()](out, x, w, bias, SH, SW, PT, PL, DH, DW, groups, PR, PC,
+                                                                 tiles_w)
 
 
 @register("conv_transpose2d", "cuda")
@@ -266,8 +272,8 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     bias = _bias(b, OCG * groups, x.dtype)
     if OCT * KH * KW > SMEM_W:
-        _conv_transpose2d_naive[blocks(out.size), TPB](out, x, w, bias, SH, SW, PH, PW, DH, DW, groups)
+        _conv_transpose2d_naive[blocks(out.size), TPB, stream()](out, x, w, bias, SH, SW, PH, PW, DH, DW, groups)
         return
     grid, tiles_w = _grid(out, OCG, groups, N)
-    _conv_transpose2d_kernel[np.dtype(x.dtype)][grid, (TW, TH)](out, x, w, bias, SH, SW, PH, PW, DH, DW, groups,
-                                                                 tiles_w)
+    _conv_transpose2d_kernel[np.dtype(x.dtype)][grid, (TW, TH), stream()](out, x, w, bias, SH, SW, PH, PW, DH, DW,
+                                                                           groups, tiles_w)

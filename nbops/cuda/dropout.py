@@ -15,7 +15,7 @@ from numba.cuda.random import init_xoroshiro128p_states_cpu, xoroshiro128p_dtype
 
 from .. import _random
 from .._dispatch import register
-from ._util import TPB, blocks, flat
+from ._util import TPB, blocks, empty, flat, stream
 
 # Grid of the drawing kernels: at most MAX_BLOCKS blocks of DTPB threads, one generator state (16 B) per thread
 # (512 x 256 states: 2 MiB, enough threads per SM to stream at memory speed, made once per seed on the host in
@@ -45,7 +45,7 @@ def _global_states():
     dev = cuda.current_context().device.uuid
     held = _STATES.get(dev)
     if held is None or held[0] != epoch:
-        held = (epoch, cuda.to_device(_host_states(seed, MAX_BLOCKS * DTPB)))
+        held = (epoch, cuda.to_device(_host_states(seed, MAX_BLOCKS * DTPB), stream=stream()))
         _STATES[dev] = held
     return held[1]
 
@@ -61,7 +61,7 @@ def _seeded_states(key, n):
         if len(_SEEDED) >= SEEDED_CACHE:
             _SEEDED.pop(next(iter(_SEEDED)))
     _SEEDED[k] = pristine
-    return cuda.to_device(pristine)
+    return cuda.to_device(pristine, stream=stream())
 
 
 @cuda.jit
@@ -118,8 +118,8 @@ def dropout(out, x, threshold, keep_mul, keep_add, drop_add, affine, per_row, se
         states = _seeded_states(_random.next_key("dropout", seed), nblk * DTPB)
     keep = np.float32(threshold / 2.0 ** 32)
     if per_row:
-        noise = cuda.device_array(R, np.uint8)
-        _feature_mask_kernel[nblk, DTPB](noise, states, keep)
-        _feature_apply_kernel[blocks(n), TPB](flat(out), flat(x), noise, keep_mul, keep_add, drop_add, affine)
+        noise = empty(R, np.uint8)
+        _feature_mask_kernel[nblk, DTPB, stream()](noise, states, keep)
+        _feature_apply_kernel[blocks(n), TPB, stream()](flat(out), flat(x), noise, keep_mul, keep_add, drop_add, affine)
     else:
-        _dropout_kernel[nblk, DTPB](flat(out), flat(x), states, keep, keep_mul, keep_add, drop_add, affine)
+        _dropout_kernel[nblk, DTPB, stream()](flat(out), flat(x), states, keep, keep_mul, keep_add, drop_add, affine)

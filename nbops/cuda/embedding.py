@@ -7,7 +7,7 @@ import numpy as np
 from numba import cuda
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat
+from ._util import TPB, blocks, empty, flat, stream
 from .shape import fill
 
 
@@ -25,7 +25,7 @@ def _embedding_kernel(out, idx, weight):
 @register("embedding", "cuda")
 def embedding(out, idx, weight):
     """Gather rows of weight: (V, D) by idx: (M,) (already bounds-checked) into out: (M, D)."""
-    _embedding_kernel[blocks(out.size), TPB](flat(out), idx, weight)
+    _embedding_kernel[blocks(out.size), TPB, stream()](flat(out), idx, weight)
 
 
 @cuda.jit
@@ -42,7 +42,7 @@ def _embedding_bounds_kernel(flag, idx, V):
 
 @register("embedding_bounds", "cuda")
 def embedding_bounds(flag, idx, num_embeddings):
-    _embedding_bounds_kernel[blocks(idx.size), TPB](flag, idx, num_embeddings)
+    _embedding_bounds_kernel[blocks(idx.size), TPB, stream()](flag, idx, num_embeddings)
 
 
 @cuda.jit
@@ -98,7 +98,7 @@ def _embedding_renorm_kernel(weight, marks, max_norm, norm_type):
 def embedding_renorm(weight, idx, max_norm, norm_type):
     """Renormalise IN PLACE the rows of weight: (V, D) named in idx (each distinct row once)."""
     V = weight.shape[0]
-    marks = cuda.device_array(V, np.uint8)
+    marks = empty(V, np.uint8)
     fill(marks, 0)
-    _mark_rows_kernel[blocks(idx.size), TPB](marks, idx)
-    _embedding_renorm_kernel[blocks(V), TPB](weight, marks, max_norm, norm_type)
+    _mark_rows_kernel[blocks(idx.size), TPB, stream()](marks, idx)
+    _embedding_renorm_kernel[blocks(V), TPB, stream()](weight, marks, max_norm, norm_type)

@@ -19,7 +19,7 @@ import numpy as np
 from numba import cuda, float32, float64, int64
 
 from .._dispatch import kernel, register
-from ._util import TPB, blocks, flat
+from ._util import TPB, blocks, empty, flat, stream
 
 BM, BN, BK = 64, 64, 16  # output tile of a block (rows, columns) and the K step staged in shared memory
 TM, TN = 8, 8  # output sub-tile of a thread: 64 accumulators, 16 shared loads for 64 FMAs a k step
@@ -99,7 +99,7 @@ def _launch(out, a, b, alpha, beta):
     BATCH, M, N = out.shape
     grid = ((N + BN - 1) // BN, min((M + BM - 1) // BM, MAX_GRID_Y), min(BATCH, MAX_GRID_Z))
     dt = np.dtype(out.dtype)
-    _matmul_kernel[dt][grid, (THREADS_X, THREADS_Y)](out, a, b, dt.type(alpha), dt.type(beta))
+    _matmul_kernel[dt][grid, (THREADS_X, THREADS_Y), stream()](out, a, b, dt.type(alpha), dt.type(beta))
 
 
 @cuda.jit
@@ -126,14 +126,14 @@ def matmul(out, a, b, alpha=1, beta=0):
         _launch(out, a, b, alpha, beta)
         return
     copy = kernel("copy", "cuda")
-    a64, b64 = (cuda.device_array(x.shape, np.int64) for x in (a, b))
+    a64, b64 = (empty(x.shape, np.int64) for x in (a, b))
     copy(a64, a)
     copy(b64, b)
     if dt == np.int64:
         _launch(out, a64, b64, alpha, beta)
         return
-    wide = cuda.device_array(out.shape, np.int64)
+    wide = empty(out.shape, np.int64)
     if beta:
         copy(wide, out)
     _launch(wide, a64, b64, alpha, beta)
-    _narrow_kernel[blocks(out.size), TPB](flat(out), flat(wide), 8 * dt.itemsize, dt.kind == "i")
+    _narrow_kernel[blocks(out.size), TPB, stream()](flat(out), flat(wide), 8 * dt.itemsize, dt.kind == "i")

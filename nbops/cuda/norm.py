@@ -14,7 +14,7 @@ import numpy as np
 from numba import config, cuda, float64
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat
+from ._util import TPB, blocks, empty, flat, stream
 
 # threads per block of the per-row / per-channel kernels; a power of two (the merge tree halves it). The simulator
 # runs one Python thread per CUDA thread, so it gets a 32-thread block: same code path, a 5-level tree.
@@ -346,21 +346,21 @@ def _no_stats(out):
 def layer_norm(out, x, weight, bias, eps):
     """x, out: (M, K) rows; weight, bias: (K,)."""
     M, K = x.shape
-    _row_norm_kernel[M, NT](out, _no_stats(out), _no_stats(out), x, weight, bias, 1, K, 1, eps)
+    _row_norm_kernel[M, NT, stream()](out, _no_stats(out), _no_stats(out), x, weight, bias, 1, K, 1, eps)
 
 
 @register("deep_norm", "cuda")
 def deep_norm(out, x, fx, weight, bias, alpha, eps):
     """x, fx, out: (M, K) rows; weight, bias: (K,). alpha * x + fx goes to out, which is normalised in place."""
     M, K = x.shape
-    _axpy_kernel[blocks(M * K), TPB](flat(out), flat(x), flat(fx), x.dtype.type(alpha))
-    _row_norm_kernel[M, NT](out, _no_stats(out), _no_stats(out), out, weight, bias, 1, K, 1, eps)
+    _axpy_kernel[blocks(M * K), TPB, stream()](flat(out), flat(x), flat(fx), x.dtype.type(alpha))
+    _row_norm_kernel[M, NT, stream()](out, _no_stats(out), _no_stats(out), out, weight, bias, 1, K, 1, eps)
 
 
 @register("rms_norm", "cuda")
 def rms_norm(out, x, weight, eps):
     """x, out: (M, K) rows; weight: (K,)."""
-    _rms_norm_kernel[x.shape[0], NT](out, x, weight, eps)
+    _rms_norm_kernel[x.shape[0], NT, stream()](out, x, weight, eps)
 
 
 @register("group_norm", "cuda")
@@ -369,15 +369,15 @@ def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
     N, C, L = x.shape
     R = N * num_groups
     Cg = C // num_groups
-    _row_norm_kernel[R, NT](out.reshape(R, Cg * L), mean, m2, x.reshape(R, Cg * L), weight, bias, num_groups, Cg, L,
-                            eps)
+    _row_norm_kernel[R, NT, stream()](out.reshape(R, Cg * L), mean, m2, x.reshape(R, Cg * L), weight, bias, num_groups,
+                                      Cg, L, eps)
 
 
 @register("running_update", "cuda")
 def running_update(running, stats, divisor, momentum):
     """running (C,) in place: (1 - momentum) * running + momentum * mean_b(stats[b] / divisor); stats: (B, C)."""
     C = stats.shape[1]
-    _running_update_kernel[blocks(C), TPB](running, stats, float(divisor), float(momentum))
+    _running_update_kernel[blocks(C), TPB, stream()](running, stats, float(divisor), float(momentum))
 
 
 @register("batch_norm", "cuda")
@@ -385,12 +385,12 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
     """x, out: (N, C, L); weight, bias: (C,); running_mean, running_var: (C,) or None, updated in place."""
     N, C, L = x.shape
     if not training:
-        _batch_norm_eval_kernel[blocks(N * C * L), TPB](out, x, running_mean, running_var, weight, bias,
-                                                        x.dtype.type(eps))
+        _batch_norm_eval_kernel[blocks(N * C * L), TPB, stream()](out, x, running_mean, running_var, weight, bias,
+                                                                  x.dtype.type(eps))
         return
-    mean = cuda.device_array((1, C), np.float64)
-    m2 = cuda.device_array((1, C), np.float64)
-    _batch_norm_kernel[C, NT](out, mean.reshape(C), m2.reshape(C), x, weight, bias, eps)
+    mean = empty((1, C), np.float64)
+    m2 = empty((1, C), np.float64)
+    _batch_norm_kernel[C, NT, stream()](out, mean.reshape(C), m2.reshape(C), x, weight, bias, eps)
     if running_mean is not None:
         running_update(running_mean, mean, 1.0, momentum)
     if running_var is not None:
@@ -404,28 +404,28 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     None, updated in place in training. Kernels: IN statistics per row, LN/BN statistics, the mix, the apply."""
     N, C, L = x.shape
     R = N * C
-    mean_in = cuda.device_array((N, C), np.float64)
-    var_in = cuda.device_array((N, C), np.float64)
-    _row_moments_kernel[R, NT](mean_in.reshape(R), var_in.reshape(R), x.reshape(R, L))
-    mean_ln = cuda.device_array(N, np.float64)
-    var_ln = cuda.device_array(N, np.float64)
-    mean_bn = cuda.device_array(C, np.float64)
-    var_bn = cuda.device_array(C, np.float64)
+    mean_in = empty((N, C), np.float64)
+    var_in = empty((N, C), np.float64)
+    _row_moments_kernel[R, NT, stream()](mean_in.reshape(R), var_in.reshape(R), x.reshape(R, L))
+    mean_ln = empty(N, np.float64)
+    var_ln = empty(N, np.float64)
+    mean_bn = empty(C, np.float64)
+    var_bn = empty(C, np.float64)
     update = running_mean is not None and running_var is not None
     rm = running_mean if running_mean is not None else mean_bn
     rv = running_var if running_var is not None else var_bn
-    _switch_stats_kernel[blocks(max(N, C)), TPB](mean_ln, var_ln, mean_bn, var_bn, mean_in, var_in, rm, rv,
-                                                 training, using_bn, update, float(momentum))
-    center = cuda.device_array(R, x.dtype)
-    scale = cuda.device_array(R, x.dtype)
-    shift = cuda.device_array(R, x.dtype)
-    _switch_mix_kernel[blocks(R), TPB](center, scale, shift, mean_in, var_in, mean_ln, var_ln, mean_bn, var_bn,
-                                       mean_weight, var_weight, weight, bias, using_bn, eps)
-    _apply_rows_kernel[blocks(R * L), TPB](out.reshape(R, L), x.reshape(R, L), center, scale, shift)
+    _switch_stats_kernel[blocks(max(N, C)), TPB, stream()](mean_ln, var_ln, mean_bn, var_bn, mean_in, var_in, rm, rv,
+                                                           training, using_bn, update, float(momentum))
+    center = empty(R, x.dtype)
+    scale = empty(R, x.dtype)
+    shift = empty(R, x.dtype)
+    _switch_mix_kernel[blocks(R), TPB, stream()](center, scale, shift, mean_in, var_in, mean_ln, var_ln, mean_bn,
+                                                 var_bn, mean_weight, var_weight, weight, bias, using_bn, eps)
+    _apply_rows_kernel[blocks(R * L), TPB, stream()](out.reshape(R, L), x.reshape(R, L), center, scale, shift)
 
 
 @register("dyt", "cuda")
 def dyt(out, x, alpha, weight, bias):
     """x, out: (M, K); alpha: (1,); weight, bias: (K,)."""
     M, K = x.shape
-    _dyt_kernel[blocks(M * K), TPB](out, x, alpha, weight, bias)
+    _dyt_kernel[blocks(M * K), TPB, stream()](out, x, alpha, weight, bias)

@@ -16,7 +16,7 @@ from numba import cuda
 
 from .._arrays import cuda_as_strided
 from .._dispatch import register
-from ._util import TPB, blocks, flat, pad_rank
+from ._util import TPB, blocks, flat, pad_rank, stream
 from .shape import _unravel
 
 ADD, MUL, DIV, DIV_TRUNC, DIV_FLOOR, POW, MAXIMUM, MINIMUM = range(8)
@@ -214,19 +214,19 @@ def _operands(out, *xs):
 def pointwise_binary(out, x, y, op, alpha=1):
     """out = x <op> y (see the cpu launcher); x, y of out's dtype, any strides, broadcast to out.shape."""
     kern = _binary_kernel if out.dtype.kind == "f" else _binary_int_kernel
-    kern[blocks(out.size), TPB](*_operands(out, x, y), _BINARY[op], _scalar(alpha, out.dtype))
+    kern[blocks(out.size), TPB, stream()](*_operands(out, x, y), _BINARY[op], _scalar(alpha, out.dtype))
 
 
 @register("pointwise_unary", "cuda")
 def pointwise_unary(out, x, op):
-    _unary_kernel[blocks(out.size), TPB](*_operands(out, x), _UNARY[op])
+    _unary_kernel[blocks(out.size), TPB, stream()](*_operands(out, x), _UNARY[op])
 
 
 @register("where", "cuda")
 def where(out, condition, x, y):
-    _where_kernel[blocks(out.size), TPB](*_operands(out, condition, x, y))
+    _where_kernel[blocks(out.size), TPB, stream()](*_operands(out, condition, x, y))
 
 
 @register("clamp", "cuda")
 def clamp(out, x, min, max):
-    _clamp_kernel[blocks(out.size), TPB](*_operands(out, x, min, max))
+    _clamp_kernel[blocks(out.size), TPB, stream()](*_operands(out, x, min, max))

@@ -11,7 +11,7 @@ import numpy as np
 from numba import cuda
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat
+from ._util import TPB, blocks, flat, stream
 
 
 @cuda.jit(device=True, inline=True)
@@ -77,7 +77,7 @@ def max_pool(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     OH, OW = out.shape[1], out.shape[2]
     with_idx = idx is not None
     iflat = flat(idx) if with_idx else _placeholder()
-    _max_pool_kernel[blocks(n), TPB](flat(out), iflat, x, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, with_idx)
+    _max_pool_kernel[blocks(n), TPB, stream()](flat(out), iflat, x, OH, OW, KH, KW, SH, SW, PH, PW, DH, DW, with_idx)
 
 
 @cuda.jit
@@ -126,8 +126,8 @@ def _avg_pool_kernel(out, x, OH, OW, KH, KW, SH, SW, PH, PW, count_include_pad, 
 def avg_pool(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor):
     """Average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
     n = out.size
-    _avg_pool_kernel[blocks(n), TPB](flat(out), x, out.shape[1], out.shape[2], KH, KW, SH, SW, PH, PW,
-                                     count_include_pad, divisor)
+    _avg_pool_kernel[blocks(n), TPB, stream()](flat(out), x, out.shape[1], out.shape[2], KH, KW, SH, SW, PH, PW,
+                                               count_include_pad, divisor)
 
 
 @cuda.jit(device=True, inline=True)
@@ -164,7 +164,7 @@ def _adaptive_avg_pool_kernel(out, x, OH, OW):
 @register("adaptive_avg_pool", "cuda")
 def adaptive_avg_pool(out, x):
     """Adaptive average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
-    _adaptive_avg_pool_kernel[blocks(out.size), TPB](flat(out), x, out.shape[1], out.shape[2])
+    _adaptive_avg_pool_kernel[blocks(out.size), TPB, stream()](flat(out), x, out.shape[1], out.shape[2])
 
 
 @cuda.jit
@@ -198,4 +198,4 @@ def _adaptive_max_pool_kernel(out, idx, x, OH, OW):
 @register("adaptive_max_pool", "cuda")
 def adaptive_max_pool(out, idx, x):
     """Adaptive max pooling of planes x: (P, H, W) into out and idx: (P, OH, OW)."""
-    _adaptive_max_pool_kernel[blocks(out.size), TPB](flat(out), flat(idx), x, out.shape[1], out.shape[2])
+    _adaptive_max_pool_kernel[blocks(out.size), TPB, stream()](flat(out), flat(idx), x, out.shape[1], out.shape[2])

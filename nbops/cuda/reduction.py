@@ -19,7 +19,7 @@ from numba import cuda, float64, int64
 from .._dispatch import register
 from ..cpu.reduction import _as_keys, _key_params
 from ._util import TPB as TPB_1D
-from ._util import blocks
+from ._util import blocks, empty, stream
 
 TPB = 64  # threads per block of the tree kernels (a power of two)
 MAX_TX = 32  # most columns one block reduces side by side
@@ -99,8 +99,8 @@ def _tree(kernel, out, x, *args, div=1):
     O, R, I = x.shape
     while True:
         block, grid, RC, C = _geometry(O, R, I)
-        part = out.reshape(O, 1, I) if C == 1 else cuda.device_array((O, C, I), x.dtype)
-        kernel[grid, block](part, x, RC, *args, div if C == 1 else 1)
+        part = out.reshape(O, 1, I) if C == 1 else empty((O, C, I), x.dtype)
+        kernel[grid, block, stream()](part, x, RC, *args, div if C == 1 else 1)
         if C == 1:
             return
         x, R = part, C
@@ -196,11 +196,11 @@ def reduce_var_mean(var, mean, x, correction=1, take_sqrt=False):
     """var, mean (O, I) of x (O, R, I) over R (R > 0); var = M2 / max(0, R - correction), sqrt when ``take_sqrt``."""
     O, R, I = x.shape
     block, grid, RC, C = _geometry(O, R, I)
-    pmean = cuda.device_array((O, C, I), np.float64)
-    pm2 = cuda.device_array((O, C, I), np.float64)
-    _var_kernel[grid, block](pmean, pm2, x, RC)
-    _var_merge_kernel[blocks(O * I, TPB_1D), TPB_1D](var.reshape(O, I), mean.reshape(O, I), pmean, pm2, RC, R,
-                                                     float(max(0, R - correction)), take_sqrt)
+    pmean = empty((O, C, I), np.float64)
+    pm2 = empty((O, C, I), np.float64)
+    _var_kernel[grid, block, stream()](pmean, pm2, x, RC)
+    _var_merge_kernel[blocks(O * I, TPB_1D), TPB_1D, stream()](var.reshape(O, I), mean.reshape(O, I), pmean, pm2, RC, R,
+                                                               float(max(0, R - correction)), take_sqrt)
 
 
 @cuda.jit(device=True)
@@ -286,17 +286,17 @@ def reduce_argmax(vals, idx, x, is_min=False):
     p = tuple(int(v) for v in _key_params(x.dtype, is_min))
     xk = _as_keys(x)
     block, grid, RC, C = _geometry(O, R, I)
-    pidx = cuda.device_array((O, C, I), np.int64)
-    _argmax_kernel[grid, block](pidx, xk, RC, *p)
-    _argmax_merge_kernel[blocks(O * I, TPB_1D), TPB_1D](_as_keys(vals).reshape(O, I), idx.reshape(O, I), pidx, xk,
-                                                        *p)
+    pidx = empty((O, C, I), np.int64)
+    _argmax_kernel[grid, block, stream()](pidx, xk, RC, *p)
+    _argmax_merge_kernel[blocks(O * I, TPB_1D), TPB_1D, stream()](_as_keys(vals).reshape(O, I), idx.reshape(O, I),
+                                                                  pidx, xk, *p)
 
 
 @register("amax", "cuda")
 def reduce_amax(out, x, is_min=False):
     """out (O, I) = max (min when ``is_min``) of x (O, R, I) over R, NaN if any (R > 0): the argmax kernels' values,
     their indices left in a scratch array."""
-    reduce_argmax(out, cuda.device_array(tuple(out.shape), np.int64), x, is_min)
+    reduce_argmax(out, empty(tuple(out.shape), np.int64), x, is_min)
 
 
 @cuda.jit(device=True)
@@ -379,7 +379,7 @@ def reduce_logsumexp(out, x):
     """out (O, I) = log(sum(exp(x))) of x (O, R, I) over R (R > 0), shifted by the max as torch does."""
     O, R, I = x.shape
     block, grid, RC, C = _geometry(O, R, I)
-    pm = cuda.device_array((O, C, I), np.float64)
-    ps = cuda.device_array((O, C, I), np.float64)
-    _lse_kernel[grid, block](pm, ps, x, RC)
-    _lse_merge_kernel[blocks(O * I, TPB_1D), TPB_1D](out.reshape(O, I), pm, ps)
+    pm = empty((O, C, I), np.float64)
+    ps = empty((O, C, I), np.float64)
+    _lse_kernel[grid, block, stream()](pm, ps, x, RC)
+    _lse_merge_kernel[blocks(O * I, TPB_1D), TPB_1D, stream()](out.reshape(O, I), pm, ps)

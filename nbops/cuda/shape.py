@@ -7,7 +7,7 @@ output flat; a copy into a strided output (a slice of ``cat``'s or ``stack``'s r
 from numba import cuda
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat, pad_rank
+from ._util import TPB, blocks, flat, pad_rank, stream
 
 
 @cuda.jit(device=True)
@@ -85,11 +85,11 @@ def copy(out, x):
         return
     if out.is_c_contiguous():
         if x.is_c_contiguous() and tuple(x.shape) == tuple(out.shape):  # a cast: both flat, no index arithmetic
-            _copy_kernel[blocks(n), TPB](flat(out), pad_rank(flat(x)))
+            _copy_kernel[blocks(n), TPB, stream()](flat(out), pad_rank(flat(x)))
         else:
-            _copy_kernel[blocks(n), TPB](flat(out), pad_rank(x, out.shape))
+            _copy_kernel[blocks(n), TPB, stream()](flat(out), pad_rank(x, out.shape))
     else:
-        _copy_strided_kernel[blocks(n), TPB](pad_rank(out), pad_rank(x, out.shape), n)
+        _copy_strided_kernel[blocks(n), TPB, stream()](pad_rank(out), pad_rank(x, out.shape), n)
 
 
 @cuda.jit
@@ -104,4 +104,4 @@ def _fill_kernel(out, value):
 def fill(out, value):
     n = out.size
     if n:
-        _fill_kernel[blocks(n), TPB](flat(out), value)
+        _fill_kernel[blocks(n), TPB, stream()](flat(out), value)
