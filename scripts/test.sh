@@ -8,5 +8,5 @@ bash scripts/setup-venv.sh test
 py=.venv/bin/python
 echo "== cpu: kernels, doctests, dispatch and errors"
 "$py" -m pytest -q -n 2 -m "not cuda" "$@"
-echo "== cuda kernels under the simulator"
-NUMBA_ENABLE_CUDASIM=1 "$py" -m pytest -q -n 2 -m cuda "$@"
+echo "== cuda kernels under the simulator (not the real-GPU tests, marked gpu: scripts/gpu-check.sh runs those)"
+NUMBA_ENABLE_CUDASIM=1 "$py" -m pytest -q -n 2 -m "cuda and not gpu" "$@"
