@@ -48,6 +48,7 @@ CPU_CASES = [
     ((45, 400), (400, 70), "contiguous", "transposed"),  # B^T packed by register squares; ragged K block and N
     ((130, 33), (33, 64), "transposed", "transposed"),  # full tiles from registers, a ragged row panel, K = 2 * 16 + 1
     ((40, 1), (1, 70), "contiguous", "contiguous"),  # K == 1: an outer product
+    ((2, 25, 40), (2, 40, 96), "contiguous", "contiguous"),  # whole NR panels: B read in place, not packed
 ]
 
 
@@ -243,7 +244,8 @@ def test_torch_tensors_in_torch_out():
     ((1, 1, 1, 1), (1, 1), 2, -1), ((1, 7, 300, 33), (2, 3), 2, -1), ((1, 149, 257, 1041), (1, 2), 2, -1),
     ((3, 13, 40, 70), (3, 1), 2, -1), ((2, 23, 1100, 61), (2, 1), 2, -1),  # 3 K blocks (5 in float64)
     ((2, 30, 800, 70), (1, 1), 1, 0), ((2, 30, 800, 70), (2, 1), 1, 1),  # full tiles stored from the registers
-    ((1, 40, 50, 96), (1, 2), 1, 1)])  # every row and column panel full
+    ((1, 40, 50, 96), (1, 2), 1, 1),  # every column panel full: B read in place
+    ((2, 13, 40, 64), (1, 1), 2, -1)])  # B read in place, blended through the buffer
 def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta):
     """The packed, blocked kernel against the triple-loop oracle, with ragged edges, forced task splits, and
     both stores: from the registers (alpha 1, beta 0 or 1) and through the blend buffer (any other alpha/beta)."""

@@ -89,17 +89,17 @@ def _tile_buffer(typingctx, like):
     return types.Array(dtype, 1, "C")(like), codegen
 
 
-def _tile_loop(context, builder, dtype, a, b):
-    """Emit the micro-kernel's k loop: MR x ROW_VECTORS vectors sum over p of ap[p, r] * bp[p, v * lanes:].
+def _tile_loop(context, builder, dtype, a, b, ldb):
+    """Emit the micro-kernel's k loop: MR x ROW_VECTORS vectors sum over p of ap[p, r] * B[p, v * lanes:].
 
-    a, b: the (kc, MR) and (kc, NR) packed panels (C-contiguous array structs). One LLVM loop over p whose
-    accumulators are vector phi values (registers): each step loads ROW_VECTORS vectors of bp, broadcasts the MR
-    values of ap, and issues MR x ROW_VECTORS ``llvm.fma`` on <lanes x dtype> vectors (24 ``vfmadd231ps zmm``,
-    12 broadcasts and 2 loads a step on AVX-512, no spills; checked with ``inspect_asm``). Returns the final
-    accumulators, row-major (kc == 0 gives zeros), and a function that points a vector at an element address.
+    a: the (kc, MR) packed A panel (a C-contiguous array struct); b: a pointer to B's first row of NR elements,
+    its rows ``ldb`` elements apart (NR in a packed panel). One LLVM loop over p whose accumulators are vector phi
+    values (registers): each step loads ROW_VECTORS vectors of B, broadcasts the MR values of ap, and issues
+    MR x ROW_VECTORS ``llvm.fma`` on <lanes x dtype> vectors (24 ``vfmadd231ps zmm``, 12 broadcasts and 2 loads
+    a step on AVX-512, no spills; checked with ``inspect_asm``). Returns the final accumulators, row-major
+    (kc == 0 gives zeros), and a function that points a vector at an element address.
     """
     lanes = vector_bytes() * 8 // dtype.bitwidth
-    NR = ROW_VECTORS * lanes
     tiles = MR * ROW_VECTORS
     kc = builder.extract_value(a.shape, 0)
     intp = kc.type
@@ -122,7 +122,7 @@ def _tile_loop(context, builder, dtype, a, b):
     builder.position_at_end(loop)  # one step p: acc[r][v] += ap[p, r] * bp[p, v * lanes: (v + 1) * lanes]
     p = builder.phi(intp)
     accs = [builder.phi(vty) for _ in range(tiles)]
-    brow = cgutils.gep(builder, b.data, builder.mul(p, intp(NR)))
+    brow = cgutils.gep(builder, b, builder.mul(p, ldb))
     bvecs = [builder.load(vector_at(brow, v * lanes), align=align) for v in range(ROW_VECTORS)]
     arow = cgutils.gep(builder, a.data, builder.mul(p, intp(MR)))
     steps = []
@@ -147,47 +147,57 @@ def _tile_loop(context, builder, dtype, a, b):
     return finals, lanes, align, vector_at
 
 
-def _panels(ap, bp):
-    """Whether ap, bp are a (kc, MR) and a (kc, NR) packed panel of one float dtype, as the tile loop reads."""
-    return all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 2 and x.dtype == ap.dtype
-               for x in (ap, bp)) and isinstance(ap.dtype, types.Float)
+def _operands(ap, b):
+    """Whether ap is a (kc, MR) packed A panel and b a C-contiguous array of B's values, of one float dtype."""
+    return all(isinstance(x, types.Array) and x.layout == "C" and x.dtype == ap.dtype for x in (ap, b)) and \
+        ap.ndim == 2 and isinstance(ap.dtype, types.Float)
+
+
+def _b_rows(context, builder, sig, args):
+    """The pointer to B's first tile row and the row stride from a (b, b_at, ldb) argument triple."""
+    b = make_array(sig[0])(context, builder, args[0])
+    at, ldb = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig[1:]))
+    return cgutils.gep(builder, b.data, at), ldb
 
 
 @intrinsic
-def _tile_product(typingctx, ap, bp, acc):
-    """acc[r * NR + j] = sum over p of ap[p, r] * bp[p, j]: the register tile of one micro-kernel call, left in
-    ``acc``, a C-contiguous (MR * NR,) buffer (for the ragged edge tiles and the general alpha/beta blend).
-    Accumulates in the input dtype, each product fused (``_tile_loop``)."""
-    if not (_panels(ap, bp) and isinstance(acc, types.Array) and acc.layout == "C" and acc.dtype == ap.dtype):
+def _tile_product(typingctx, ap, b, b_at, ldb, acc):
+    """acc[r * NR + j] = sum over p of ap[p, r] * b[b_at + p * ldb + j]: the register tile of one micro-kernel
+    call, left in ``acc``, a C-contiguous (MR * NR,) buffer (for the ragged edge tiles and the general alpha/beta
+    blend). B's tile rows are NR elements ``ldb`` apart: a packed panel (ldb = NR) or B itself. Accumulates in the
+    input dtype, each product fused (``_tile_loop``)."""
+    if not (_operands(ap, b) and isinstance(acc, types.Array) and acc.layout == "C" and acc.dtype == ap.dtype):
         return None
 
     def codegen(context, builder, sig, args):
-        a, b, out = (make_array(t)(context, builder, v) for t, v in zip(sig.args, args))
-        finals, lanes, align, vector_at = _tile_loop(context, builder, ap.dtype, a, b)
+        a, out = make_array(ap)(context, builder, args[0]), make_array(acc)(context, builder, args[4])
+        brows, stride = _b_rows(context, builder, sig.args[1:4], args[1:4])
+        finals, lanes, align, vector_at = _tile_loop(context, builder, ap.dtype, a, brows, stride)
         for i, final in enumerate(finals):
             builder.store(final, vector_at(out.data, i * lanes), align=align)
         return context.get_dummy_value()
 
-    return types.none(ap, bp, acc), codegen
+    return types.none(ap, b, b_at, ldb, acc), codegen
 
 
 @intrinsic
-def _tile_into(typingctx, ap, bp, c, i0, j0, rows, accumulate):
-    """c[i0:i0+rows, j0:j0+NR] = (or += when ``accumulate``) the first ``rows`` rows of ap.T @ bp, straight from
-    the registers: one vector load/add/store per accumulator (through a stack buffer and a scalar-indexed row
-    loop, the store took 30 % of a 128-deep tile's time). c: (M, N) C-contiguous output; 1 <= rows <= MR, and
-    the tile's rows < ``rows`` and its NR columns must lie inside c (a ragged last row panel skips its missing
-    rows; a ragged column panel takes ``_edge_tile``). Accumulates in the input dtype (``_tile_loop``); c + tile
-    is one rounding, as ``_store_row``'s."""
-    if not (_panels(ap, bp) and isinstance(c, types.Array) and c.layout == "C" and c.ndim == 2 and
+def _tile_into(typingctx, ap, b, b_at, ldb, c, i0, j0, rows, accumulate):
+    """c[i0:i0+rows, j0:j0+NR] = (or += when ``accumulate``) the first ``rows`` rows of the tile
+    ``_tile_product`` computes, straight from the registers: one vector load/add/store per accumulator (through a
+    stack buffer and a scalar-indexed row loop, the store took 30 % of a 128-deep tile's time). c: (M, N)
+    C-contiguous output; 1 <= rows <= MR, and the tile's rows < ``rows`` and its NR columns must lie inside c (a
+    ragged last row panel skips its missing rows; a ragged column panel takes ``_edge_tile``). Accumulates in the
+    input dtype (``_tile_loop``); c + tile is one rounding, as ``_store_row``'s."""
+    if not (_operands(ap, b) and isinstance(c, types.Array) and c.layout == "C" and c.ndim == 2 and
             c.dtype == ap.dtype):
         return None
 
     def codegen(context, builder, sig, args):
-        a, b, out = (make_array(t)(context, builder, v) for t, v in zip(sig.args[:3], args[:3]))
-        row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[3:6], sig.args[3:6]))
-        add = context.cast(builder, args[6], sig.args[6], types.boolean)
-        finals, lanes, align, vector_at = _tile_loop(context, builder, ap.dtype, a, b)
+        a, out = make_array(ap)(context, builder, args[0]), make_array(c)(context, builder, args[4])
+        brows, stride = _b_rows(context, builder, sig.args[1:4], args[1:4])
+        row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[5:8], sig.args[5:8]))
+        add = context.cast(builder, args[8], sig.args[8], types.boolean)
+        finals, lanes, align, vector_at = _tile_loop(context, builder, ap.dtype, a, brows, stride)
         ldc = builder.extract_value(out.shape, 1)
 
         def store_rows(update):
@@ -206,7 +216,7 @@ def _tile_into(typingctx, ap, bp, c, i0, j0, rows, accumulate):
                 store_rows(lambda target, final: final)
         return context.get_dummy_value()
 
-    return types.none(ap, bp, c, i0, j0, rows, accumulate), codegen
+    return types.none(ap, b, b_at, ldb, c, i0, j0, rows, accumulate), codegen
 
 
 @njit(cache=True)
@@ -370,30 +380,32 @@ def _store_row(crow, acc, alpha, beta, first):
 
 
 @njit(cache=True)
-def _edge_tile(ap, bp, c, i0, j0, alpha, beta, first):
-    """c[i0:i0+MR, j0:j0+NR] clipped to c gets alpha * ap.T @ bp, blended with beta: the tile through a stack
-    buffer that ``_store_row`` blends into c row by row, for tiles on the ragged edges and alpha/beta blends."""
-    NR = _row_width(bp)
+def _edge_tile(ap, b, b_at, ldb, c, i0, j0, alpha, beta, first):
+    """c[i0:i0+MR, j0:j0+NR] clipped to c gets alpha * the tile of ``_tile_product``, blended with beta: the tile
+    through a stack buffer that ``_store_row`` blends into c row by row, for ragged column panels and alpha/beta
+    blends."""
+    NR = _row_width(ap)
     M, N = c.shape
-    acc = _tile_buffer(bp)
-    _tile_product(ap, bp, acc)
+    acc = _tile_buffer(ap)
+    _tile_product(ap, b, b_at, ldb, acc)
     j1 = min(j0 + NR, N)
     for r in range(min(MR, M - i0)):
         _store_row(c[i0 + r, j0:j1], acc[r * NR:(r + 1) * NR], alpha, beta, first)
 
 
 @njit(cache=True)
-def _block_kernel(ap, bp, c, ic, jc, mc, nc, kc, alpha, beta, first):
-    """c[ic:ic+mc, jc:jc+nc] gets alpha * A @ B for one packed A block and one packed B block, blended with beta.
+def _block_kernel(ap, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, alpha, beta, first):
+    """c[ic:ic+mc, jc:jc+nc] gets alpha * A @ B for one packed A block and one block of B, blended with beta.
 
-    ap: (mc / MR, KC, MR) packed A panels; bp: (nc / NR, KC, NR) packed B panels (first kc rows used); c: (M, N).
-    Each A panel sweeps every B panel, one MR x NR register tile each. Tiles with alpha == 1 and beta 0 or 1
-    (matmul, linear's preloaded bias, every later K block) whose NR columns lie inside c are stored from the
-    registers (``_tile_into``, which skips the missing rows of a ragged last row panel); the rest go through
-    ``_edge_tile``. The tiles run in this one function: a call per tile with its array slices
+    ap: (mc / MR, KC, MR) packed A panels (first kc rows used); B's column panel q has its rows of NR at
+    b[b_at + q * panel + p * ldb] (packed panels: panel = KC * NR, ldb = NR; B read in place: panel = NR, ldb =
+    B's row stride); c: (M, N). Each A panel sweeps every B panel, one MR x NR register tile each. Tiles with
+    alpha == 1 and beta 0 or 1 (matmul, linear's preloaded bias, every later K block) whose NR columns lie inside
+    c are stored from the registers (``_tile_into``, which skips the missing rows of a ragged last row panel); the
+    rest go through ``_edge_tile``. The tiles run in this one function: a call per tile with its array slices
     (reference counts, a dozen arguments an array) cost 15 % of a 128-deep tile.
     """
-    NR = _row_width(bp)
+    NR = _row_width(ap)
     M, N = c.shape
     fast = alpha == 1 and (not first or beta == 0 or beta == 1)
     accumulate = not first or beta == 1
@@ -403,9 +415,9 @@ def _block_kernel(ap, bp, c, ic, jc, mc, nc, kc, alpha, beta, first):
         for q in range((nc + NR - 1) // NR):
             j0 = jc + q * NR
             if fast and j0 + NR <= N:
-                _tile_into(a, bp[q, :kc], c, i0, j0, min(MR, M - i0), accumulate)
+                _tile_into(a, b, b_at + q * panel, ldb, c, i0, j0, min(MR, M - i0), accumulate)
             else:
-                _edge_tile(a, bp[q, :kc], c, i0, j0, alpha, beta, first)
+                _edge_tile(a, b, b_at + q * panel, ldb, c, i0, j0, alpha, beta, first)
 
 
 @njit(parallel=True, cache=True)
@@ -415,8 +427,11 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
     out: (BATCH, M, N) C-contiguous; a, b: flat buffers holding A (BATCH, M, K) and B (BATCH, K, N) at element
     strides ``a_strides`` / ``b_strides`` (batch, row, column; batch stride 0 broadcasts). One prange iteration is
     one task: batch item n, row range tm of ``tiles_m`` and column range tn of ``tiles_n``, computed in full with
-    its own packing buffers. K == 0 still makes one pass, which writes beta * out. Accumulates in the input dtype:
-    within a KC block in registers, across blocks in out.
+    its own packing buffers. A row-major B whose task columns are whole NR panels and whose K block spans at most
+    the L2 budget (a bmm item, a 256^3 or 512^3 product) is read in place rather than packed: its rows are
+    already NR-contiguous, and at that size they stay in L2 without packing (packing was 13 % of a 128^3 item).
+    K == 0 still makes one pass, which writes beta * out. Accumulates in the input dtype: within a KC block in
+    registers, across blocks in out.
     """
     BATCH, M, N = out.shape
     NR = _row_width(out)
@@ -428,9 +443,11 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
         m0, m1 = _span(M, tiles_m, (t % per_item) // tiles_n, MR)
         n0, n1 = _span(N, tiles_n, t % tiles_n, NR)
         mcb = _even_block(m1 - m0, MC, MR)
-        ncb = _even_block(n1 - n0, NC, NR)
+        direct = b_strides[2] == 1 and n1 > n0 and (n1 - n0) % NR == 0 and \
+            kcb * b_strides[1] * out.itemsize <= B_BLOCK_BYTES
+        ncb = n1 - n0 if direct else _even_block(n1 - n0, NC, NR)
         ap = np.empty((mcb // MR, kcb, MR), out.dtype)
-        bp = np.empty((ncb // NR, kcb, NR), out.dtype)
+        bp = np.empty((0 if direct else ncb // NR, kcb, NR), out.dtype)
         c = out[n]
         for pc in range(0, max(K, 1), kcb):
             kc = min(kcb, K - pc)
@@ -440,9 +457,12 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
                         a_strides[2], mc, kc)
                 for jc in range(n0, n1, ncb):
                     nc = min(ncb, n1 - jc)
-                    _pack_b(bp, b, n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2], b_strides[1],
-                            b_strides[2], kc, nc)
-                    _block_kernel(ap, bp, c, ic, jc, mc, nc, kc, alpha, beta, pc == 0)
+                    b_at = n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2]
+                    if direct:
+                        _block_kernel(ap, b, b_at, b_strides[1], NR, c, ic, jc, mc, nc, kc, alpha, beta, pc == 0)
+                    else:
+                        _pack_b(bp, b, b_at, b_strides[1], b_strides[2], kc, nc)
+                        _block_kernel(ap, bp, 0, NR, kcb * NR, c, ic, jc, mc, nc, kc, alpha, beta, pc == 0)
 
 
 @njit(parallel=True, cache=True)
