@@ -368,12 +368,11 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
                 y3 = _view(y, (a * 4 + 3) * LANES, LANES)
                 for j in range(LANES):
                     y0[j], y1[j], y2[j], y3[j] = _at4(q0_[j], q1[j], q2[j], q3[j], q4[j], q5[j], one)
+            t = tlo + q0
+            n = t // TPI
+            ti = (t - n * TPI) // TW
+            tj = t - n * TPI - ti * TW
             for j in range(min(LANES, thi - tlo - q0)):
-                t = tlo + q0 + j
-                n = t // TPI
-                r = t - n * TPI
-                ti = r // TW
-                tj = r - ti * TW
                 nb = min(4, OW - 4 * tj)
                 for a in range(min(4, OH - 4 * ti)):
                     row = _view(out, ((n * OC + oc) * OH + 4 * ti + a) * OW + 4 * tj, 4)
@@ -381,6 +380,13 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
                         val = y[(a * 4 + b) * LANES + j] + bv
                         row[b] = val
                         bad += val - val
+                tj += 1  # the next tile: (n, ti, tj) advance without a division per tile
+                if tj == TW:
+                    tj = 0
+                    ti += 1
+                    if ti == TH:
+                        ti = 0
+                        n += 1
     return bad
 
 
