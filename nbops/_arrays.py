@@ -84,7 +84,9 @@ def wrap(out, kind, like):
         view = _torch_owner_view(out, torch)
         return torch.as_tensor(out, device=like.device) if view is None else view
     if kind == CUPY:
-        return sys.modules["cupy"].asarray(out)
+        cupy = sys.modules["cupy"]
+        view = _cupy_owner_view(out, cupy)
+        return cupy.asarray(out) if view is None else view
     return out
 
 
@@ -104,6 +106,19 @@ def _torch_owner_view(out, torch):
     if offset == 0 and tuple(out.shape) == tuple(owner.shape) and strides == owner.stride():
         return owner
     return owner.as_strided(tuple(out.shape), strides, owner.storage_offset() + offset // item)
+
+
+def _cupy_owner_view(out, cupy):
+    """``out`` as the CuPy array that owns its memory, or a CuPy view of it at ``out``'s offset and strides; None
+    when no CuPy array of that dtype owns it. CuPy, as a CUDA Array Interface consumer, would synchronise the
+    stream numba records on ``out`` (the call's stream) on import: this path does not."""
+    owner = getattr(getattr(out, "gpu_data", None), "owner", None)
+    if not isinstance(owner, cupy.ndarray) or owner.dtype != out.dtype or out.size == 0:
+        return None
+    offset = out.gpu_data.device_pointer_value - owner.data.ptr
+    if offset == 0 and tuple(out.shape) == owner.shape and tuple(out.strides) == owner.strides:
+        return owner
+    return cupy.ndarray(tuple(out.shape), dtype=out.dtype, memptr=owner.data + offset, strides=tuple(out.strides))
 
 
 _TORCH_DTYPES = {}  # numpy dtype -> torch dtype

@@ -226,3 +226,36 @@ def test_torch_results_come_back_as_the_torch_tensor_that_owns_them():
     assert _arrays._torch_owner_view(_device_view(owner, (0, 6), (24, 4), 0), torch) is None
     numba_owned = types.SimpleNamespace(gpu_data=types.SimpleNamespace(owner=object()), dtype=np.dtype(np.float32))
     assert _arrays._torch_owner_view(numba_owned, torch) is None
+
+
+class _FakeCupyArray:
+    """Just what the CuPy result path reads and calls: ``data`` (a pointer with ``ptr`` and ``+ bytes``), dtype,
+    shape, byte strides, and the ``ndarray(shape, dtype=, memptr=, strides=)`` constructor."""
+
+    def __init__(self, shape, dtype=np.float32, memptr=None, strides=None):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.strides = tuple(strides) if strides is not None else np.empty(shape, dtype).strides
+        self.data = memptr if memptr is not None else _FakePointer(0x10000)
+
+
+class _FakePointer:
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __add__(self, nbytes):
+        return _FakePointer(self.ptr + nbytes)
+
+
+def test_cupy_results_come_back_as_the_cupy_array_that_owns_them():
+    cupy = types.SimpleNamespace(ndarray=_FakeCupyArray)
+    owner = _FakeCupyArray((4, 6))
+
+    def out(shape, strides, offset_bytes, dtype=np.float32):
+        memory = types.SimpleNamespace(owner=owner, device_pointer_value=owner.data.ptr + offset_bytes)
+        return types.SimpleNamespace(gpu_data=memory, dtype=np.dtype(dtype), shape=shape, strides=strides,
+                                     size=int(np.prod(shape)))
+
+    assert _arrays._cupy_owner_view(out((4, 6), (24, 4), 0), cupy) is owner
+    window = _arrays._cupy_owner_view(out((3, 2), (4, 24), 28), cupy)
+    assert (window.shape, window.strides, window.data.ptr) == ((3, 2), (4, 24), owner.data.ptr + 28)
+    assert _arrays._cupy_owner_view(out((4, 6), (24, 4), 0, np.float64), cupy) is None
