@@ -245,11 +245,13 @@ def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows):
 def _gemm_tiles(mi, u, vi, C, NB, SL):
     """mi[e, :, :NB*LANES] = u[e, :, :C] @ vi[e, :, :NB*LANES] for the 36 elements e: (OC, C) @ (C, tiles).
 
-    u: (36, OC, Cp); vi: (36, ES), (C, SL) per e as in ``_transform_input``; mi: (36, MS), (OC, SL) per e. For each e and block of OCB output channels, the block's
-    OCB rows of u[e] stay in L1 while NB register tiles of OCB x LANES accumulators (input dtype; 16 ymm for
-    float32) each sum C products: per step one vector load of vi and OCB broadcasts of u (inspect_asm: 8
-    vbroadcastss, 2 vmovups, 16 vfmadd231ps ymm). A last partial channel block repeats the last channel (computed,
-    never stored).
+    u: (36, OC, Cp); vi: (36, ES), (C, SL) per e as in ``_transform_input``; mi: (36, MS), (OCp, SL) per e, OCp =
+    OC rounded up to OCB. For each e and block of OCB output channels, the block's OCB rows of u[e] stay in L1
+    while NB register tiles of OCB x LANES accumulators (input dtype; 16 ymm for float32) each sum C products: per
+    step one vector load of vi and OCB broadcasts of u (inspect_asm: 8 vbroadcastss, 2 vmovups, 16 vfmadd231ps
+    ymm). A last partial channel block repeats the last channel into mi's padding rows: storing every tile row
+    without a test ran C64 tiles at 98 instead of 64 GFLOP/s (one thread; the test kept the accumulators from
+    going straight to mi).
     """
     OC, Cp = u.shape[1], u.shape[2]
     ES, MS = vi.shape[1], mi.shape[1]
@@ -304,23 +306,30 @@ def _gemm_tiles(mi, u, vi, C, NB, SL):
                         acc6[j] += w6 * xj
                         acc7[j] += w7 * xj
                 mb = e * MS + oc0 * SL + tb * LANES
-                _store_row(mi, acc0, mb, 0, last - oc0, SL)
-                _store_row(mi, acc1, mb, 1, last - oc0, SL)
-                _store_row(mi, acc2, mb, 2, last - oc0, SL)
-                _store_row(mi, acc3, mb, 3, last - oc0, SL)
-                _store_row(mi, acc4, mb, 4, last - oc0, SL)
-                _store_row(mi, acc5, mb, 5, last - oc0, SL)
-                _store_row(mi, acc6, mb, 6, last - oc0, SL)
-                _store_row(mi, acc7, mb, 7, last - oc0, SL)
-
-
-@njit(cache=True, inline="always")
-def _store_row(mi, acc, mb, i, last, SL):
-    """Row i of a register tile into mi's flat elements mb + i*SL .., unless i is past the tile's last real row."""
-    if i <= last:
-        dst = _view(mi, mb + i * SL, LANES)
-        for j in range(LANES):
-            dst[j] = acc[j]
+                d0 = _view(mi, mb + 0 * SL, LANES)
+                for j in range(LANES):
+                    d0[j] = acc0[j]
+                d1 = _view(mi, mb + 1 * SL, LANES)
+                for j in range(LANES):
+                    d1[j] = acc1[j]
+                d2 = _view(mi, mb + 2 * SL, LANES)
+                for j in range(LANES):
+                    d2[j] = acc2[j]
+                d3 = _view(mi, mb + 3 * SL, LANES)
+                for j in range(LANES):
+                    d3[j] = acc3[j]
+                d4 = _view(mi, mb + 4 * SL, LANES)
+                for j in range(LANES):
+                    d4[j] = acc4[j]
+                d5 = _view(mi, mb + 5 * SL, LANES)
+                for j in range(LANES):
+                    d5[j] = acc5[j]
+                d6 = _view(mi, mb + 6 * SL, LANES)
+                for j in range(LANES):
+                    d6[j] = acc6[j]
+                d7 = _view(mi, mb + 7 * SL, LANES)
+                for j in range(LANES):
+                    d7[j] = acc7[j]
 
 
 @njit(cache=True, fastmath=FM)
@@ -328,8 +337,9 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
     """out[n, oc, 4*ti + a, 4*tj + b] = (A^T M A)[a, b] + bias[oc] for each tile t = n*TH*TW + ti*TW + tj in
     [tlo, thi), M the 36 values mi[:, oc, t - tlo]; outputs past OH or OW are dropped.
 
-    mi: (36, MS), (OC, SL) per e as in ``_gemm_tiles``. Per output channel, LANES tiles at a time: the column then row transforms on vectors, then
-    each tile's outputs stored with the bias. Returns 0 if every stored value is finite, else NaN.
+    mi: (36, MS), (OCp, SL) per e as in ``_gemm_tiles``. Per output channel, LANES tiles at a time: the column
+    then row transforms on vectors, then each tile's outputs stored with the bias. Returns 0 if every stored value
+    is finite, else NaN.
     """
     N, OC, OH, OW = out.shape
     MS = mi.shape[1]
@@ -411,7 +421,7 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
     SL = TPI + LANES
     for w in prange(NW):
         vi = np.zeros((E, C * SL + LANES), x.dtype)
-        mi = np.zeros((E, OC * SL + LANES), x.dtype)
+        mi = np.zeros((E, (OC + OCB - 1) // OCB * OCB * SL + LANES), x.dtype)
         prows = np.zeros((7, 4 * TW + 4 * LANES + 8), x.dtype)
         bad = x.dtype.type(0)
         for it in range(w, NI, NW):
