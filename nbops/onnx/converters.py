@@ -135,14 +135,12 @@ def _pad(rt, x, pairs, value):
         b, e = max(b, 0), max(e, 0)
         if not (b or e):
             continue
-        parts = []
-        for n, where in ((b, 0), (e, 1)):
-            if n:
-                shape = list(x.shape)
-                shape[ax] = n
-                part = _full(rt, x, value, shape, x.dtype)
-                parts.insert(len(parts) if where else 0, part)
-        x = nbops.cat(parts[:1] + [x] + parts[1:] if b else [x] + parts, ax)
+        blocks = []  # the constant block before x, then the one after (empty lists where the amount is 0)
+        for n in (b, e):
+            shape = list(x.shape)
+            shape[ax] = n
+            blocks.append([_full(rt, x, value, shape, x.dtype)] if n else [])
+        x = nbops.cat(blocks[0] + [x] + blocks[1], ax)
     return x
 
 
@@ -788,7 +786,8 @@ def _gather(node):
         rest = tuple(x.shape[:a]) + tuple(x.shape[a + 1:])
         front = nbops.permute(x, (a,) + tuple(i for i in range(x.ndim) if i != a))
         rows = nbops.reshape(front, (d, int(np.prod(rest, dtype=np.int64))))
-        got = nbops.embedding(rt.like(x, idx.reshape(-1)), rows)
+        flat = idx.reshape(-1)
+        got = nbops.embedding(flat if isinstance(x, np.ndarray) else rt.put(flat), rows)
         got = nbops.reshape(got, idx.shape + rest)
         k = idx.ndim
         perm = tuple(range(k, k + a)) + tuple(range(k)) + tuple(range(k + a, k + len(rest)))

@@ -12,6 +12,8 @@ read their parameters without a device-to-host copy. A node runs on the device w
 the device; its host inputs are then copied there (constants once per session, other host values on each run).
 """
 
+import heapq
+
 import numpy as np
 
 from .._arrays import NUMPY, kind_of, native, target_of_kind, wrap
@@ -81,8 +83,6 @@ def _topological(graph, known):
                 readers.setdefault(name, []).append(i)
     ready = [i for i, w in enumerate(waiting) if w == 0]
     order = []
-    import heapq
-
     heapq.heapify(ready)
     while ready:
         i = heapq.heappop(ready)
@@ -349,6 +349,8 @@ class Session:
             v = values[self._output_slots[n]]
             if target != "cpu" and isinstance(v, np.ndarray):
                 v = rt.put(v)
+            elif self._output_slots[n] in self._constants:  # never hand out the session's own constant
+                v = v.copy()
             result.append(wrap(v, kind, like))
         return result
 
