@@ -259,3 +259,34 @@ def test_cupy_results_come_back_as_the_cupy_array_that_owns_them():
     window = _arrays._cupy_owner_view(out((3, 2), (4, 24), 28), cupy)
     assert (window.shape, window.strides, window.data.ptr) == ((3, 2), (4, 24), owner.data.ptr + 28)
     assert _arrays._cupy_owner_view(out((4, 6), (24, 4), 0, np.float64), cupy) is None
+
+
+def test_every_launch_and_transfer_in_the_cuda_kernels_names_the_calls_stream():
+    """Source guard for new launchers: every ``kernel[grid, block, ...](...)`` in nbops/cuda/*.py passes
+    ``stream()`` as its stream, temporaries come from ``empty()``, and host-device transfers name the stream;
+    the one allocation left to numba is pooling's cached, never-written 1-element placeholder."""
+    import ast
+    import pathlib
+
+    root = pathlib.Path(nbops.__file__).parent / "cuda"
+    launches, bad, numba_allocations = 0, [], []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            where = f"{path.name}:{node.lineno}"
+            f = node.func
+            if isinstance(f, ast.Subscript) and isinstance(f.slice, ast.Tuple) and len(f.slice.elts) >= 2:
+                launches += 1
+                last = f.slice.elts[2] if len(f.slice.elts) > 2 else None
+                if not (isinstance(last, ast.Call) and getattr(last.func, "id", None) == "stream"):
+                    bad.append(f"{where} launch without stream()")
+            if isinstance(f, ast.Attribute) and f.attr in ("to_device", "copy_to_host", "copy_to_device"):
+                if not any(k.arg == "stream" for k in node.keywords):
+                    bad.append(f"{where} {f.attr} without stream=")
+            if isinstance(f, ast.Attribute) and f.attr == "synchronize":
+                bad.append(f"{where} synchronize")
+            if isinstance(f, ast.Attribute) and f.attr == "device_array":
+                numba_allocations.append(path.name)
+    assert launches >= 50 and not bad, bad
+    assert numba_allocations == ["pooling.py"]
