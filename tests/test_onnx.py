@@ -306,3 +306,13 @@ def test_matmul_then_bias_add_runs_as_one_linear():
     x = make((2, 3, 4), seed=8, layout="transposed")
     np.testing.assert_allclose(session.run(None, {"x": x})[0], ReferenceEvaluator(model).run(None, {"x": x})[0],
                                rtol=1e-5, atol=1e-6)
+
+
+def test_a_constant_output_is_a_copy():
+    model = _graph([helper.make_node("Identity", ["c"], ["y"]), helper.make_node("Relu", ["x"], ["z"])],
+                   [X], [Y, helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])],
+                   [helper.make_tensor("c", TensorProto.FLOAT, (2, 3), np.arange(6, dtype=np.float32))])
+    session = nbops.onnx.load(model)
+    y, _ = session.run(None, {"x": make((2, 3))})
+    y += 1
+    np.testing.assert_array_equal(session.run(None, {"x": make((2, 3))})[0], np.arange(6).reshape(2, 3))
