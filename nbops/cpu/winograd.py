@@ -164,81 +164,102 @@ def _at4(m0, m1, m2, m3, m4, m5, one):
 
 
 @njit(cache=True, fastmath=FM)
-def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows):
+def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows, taps):
     """vi[e, c, t - tlo] = (B^T d B)[e] for the 6x6 padded input tile d of each tile t in [tlo, thi), channel c.
 
     x: (N, C, H, W); vi: (36, ES), row e holding (C, SL) at flat c * SL + column, SL >= thi - tlo + LANES (the
     rows of e are ES = C * SL + LANES apart, not a multiple of 4 KiB: 36 rows 4 KiB apart share one L1 set);
-    prows: (7, RL) zeros, RL >= 4 * TW + 4 * LANES + 8. Tile t = n*TH*TW + ti*TW + tj reads padded rows 4*ti ..
-    4*ti + 5 and columns 4*tj .. 4*tj + 5 (padding PT top, PL left; zeros past the input). Per channel and tile row
-    the row's 6 input rows are copied into prows[0:6] at column PL (their zero padding is never written; a row
-    outside the input reads the all-zero prows[6]); then LANES tiles at a time, tap (m, q) of the LANES tiles is
-    the stride-4 run prows[m, 4*tj + q] (LLVM vectorises the stride-4 reads with shuffles), the two 1-D transforms
-    run on vectors in stack rows, and the 36 results go to vi. A step's lanes past its row's end land on the next
-    row's tiles, which that row then overwrites, or on the LANES columns of slack.
+    prows: (6 * R + 1, RL) zeros, R >= the tile rows the item reaches, RL >= 4 * TW + 8; taps: (6 * SL,) int64
+    scratch. Tile t = n*TH*TW + ti*TW + tj reads padded rows 4*ti .. 4*ti + 5 and columns 4*tj .. 4*tj + 5
+    (padding PT top, PL left; zeros past the input). Per channel, the 6 input rows of each tile row the item
+    reaches are copied into prows at column PL (their zero padding is never written; rows outside the input
+    read the all-zero last row). Then LANES consecutive tiles at a time, whatever rows they lie in: each tile's
+    6 values of row m are gathered into a stack tile (one row per q, one lane per tile; taps holds each tile's
+    offset in prows, the same for every channel), the two 1-D transforms run on vectors, and the 36 results go
+    to vi (lanes past thi land on the slack).
     """
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     ES = vi.shape[1]
     RL = prows.shape[1]
+    ZR = (prows.shape[0] - 1) * RL
+    r0 = tlo // TW
     one = x.dtype.type(1)
-    ph = stack_empty(68, x)  # (4, LANES + 1): the 4 column phases of one input row's LANES tiles, one column more
+    n = r0 // TH
+    ti = r0 - n * TH
+    tj = tlo - r0 * TW
+    for q in range(thi - tlo):  # each tile's row-m offsets in prows, m = 0 .. 5
+        k = (n * TH + ti) - r0
+        for m in range(6):
+            h = 4 * ti - PT + m
+            taps[m * SL + q] = (6 * k + m) * RL + 4 * tj if 0 <= h < H else ZR
+        tj += 1
+        if tj == TW:
+            tj = 0
+            ti += 1
+            if ti == TH:
+                ti = 0
+                n += 1
+    for q in range(thi - tlo, (thi - tlo + LANES - 1) // LANES * LANES):
+        for m in range(6):
+            taps[m * SL + q] = ZR
+    d = stack_empty(96, x)  # (6 columns q, LANES): row m of LANES tiles
     rt = stack_empty(576, x)  # (6 rows m, 6 columns k, LANES): d B
     ct = stack_empty(576, x)  # (36, LANES): B^T d B
     for c in range(C):
-        for r in range(tlo // TW, (thi - 1) // TW + 1):
+        for r in range(r0, (thi - 1) // TW + 1):
             n = r // TH
             h0 = 4 * (r - n * TH) - PT
             for m in range(6):
                 if 0 <= h0 + m < H:
                     src = _view(x, ((n * C + c) * H + h0 + m) * W, W)
-                    dst = _view(prows, m * RL + PL, W)
+                    dst = _view(prows, (6 * (r - r0) + m) * RL + PL, W)
                     for k in range(W):
                         dst[k] = src[k]
-            for tj0 in range(max(0, tlo - r * TW), min(TW, thi - r * TW), LANES):
-                for m in range(6):
-                    row = m if 0 <= h0 + m < H else 6
-                    d = _view(prows, row * RL + 4 * tj0, 4 * LANES + 8)
-                    for j in range(LANES + 1):
-                        ph[j] = d[4 * j]
-                        ph[LANES + 1 + j] = d[4 * j + 1]
-                        ph[2 * LANES + 2 + j] = d[4 * j + 2]
-                        ph[3 * LANES + 3 + j] = d[4 * j + 3]
-                    s0 = _view(ph, 0, LANES)
-                    s1 = _view(ph, LANES + 1, LANES)
-                    s2 = _view(ph, 2 * LANES + 2, LANES)
-                    s3 = _view(ph, 3 * LANES + 3, LANES)
-                    s4 = _view(ph, 1, LANES)
-                    s5 = _view(ph, LANES + 2, LANES)
-                    r0 = _view(rt, (m * 6) * LANES, LANES)
-                    r1 = _view(rt, (m * 6 + 1) * LANES, LANES)
-                    r2 = _view(rt, (m * 6 + 2) * LANES, LANES)
-                    r3 = _view(rt, (m * 6 + 3) * LANES, LANES)
-                    r4 = _view(rt, (m * 6 + 4) * LANES, LANES)
-                    r5 = _view(rt, (m * 6 + 5) * LANES, LANES)
-                    for j in range(LANES):
-                        r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt6(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j],
-                                                                        one)
-                for k in range(6):
-                    a0 = _view(rt, k * LANES, LANES)
-                    a1 = _view(rt, (6 + k) * LANES, LANES)
-                    a2 = _view(rt, (12 + k) * LANES, LANES)
-                    a3 = _view(rt, (18 + k) * LANES, LANES)
-                    a4 = _view(rt, (24 + k) * LANES, LANES)
-                    a5 = _view(rt, (30 + k) * LANES, LANES)
-                    c0 = _view(ct, k * LANES, LANES)
-                    c1 = _view(ct, (6 + k) * LANES, LANES)
-                    c2 = _view(ct, (12 + k) * LANES, LANES)
-                    c3 = _view(ct, (18 + k) * LANES, LANES)
-                    c4 = _view(ct, (24 + k) * LANES, LANES)
-                    c5 = _view(ct, (30 + k) * LANES, LANES)
-                    for j in range(LANES):
-                        c0[j], c1[j], c2[j], c3[j], c4[j], c5[j] = _bt6(a0[j], a1[j], a2[j], a3[j], a4[j], a5[j], one)
-                q = r * TW + tj0 - tlo
-                for e in range(E):
-                    src = _view(ct, e * LANES, LANES)
-                    dst = _view(vi, e * ES + c * SL + q, LANES)
-                    for j in range(LANES):
-                        dst[j] = src[j]
+        for q0 in range(0, thi - tlo, LANES):
+            for m in range(6):
+                tm = _view(taps, m * SL + q0, LANES)
+                for j in range(LANES):
+                    g = _view(prows, tm[j], 6)
+                    d[j] = g[0]
+                    d[LANES + j] = g[1]
+                    d[2 * LANES + j] = g[2]
+                    d[3 * LANES + j] = g[3]
+                    d[4 * LANES + j] = g[4]
+                    d[5 * LANES + j] = g[5]
+                s0 = _view(d, 0, LANES)
+                s1 = _view(d, LANES, LANES)
+                s2 = _view(d, 2 * LANES, LANES)
+                s3 = _view(d, 3 * LANES, LANES)
+                s4 = _view(d, 4 * LANES, LANES)
+                s5 = _view(d, 5 * LANES, LANES)
+                r0_ = _view(rt, (m * 6) * LANES, LANES)
+                r1 = _view(rt, (m * 6 + 1) * LANES, LANES)
+                r2 = _view(rt, (m * 6 + 2) * LANES, LANES)
+                r3 = _view(rt, (m * 6 + 3) * LANES, LANES)
+                r4 = _view(rt, (m * 6 + 4) * LANES, LANES)
+                r5 = _view(rt, (m * 6 + 5) * LANES, LANES)
+                for j in range(LANES):
+                    r0_[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt6(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j], one)
+            for k in range(6):
+                a0 = _view(rt, k * LANES, LANES)
+                a1 = _view(rt, (6 + k) * LANES, LANES)
+                a2 = _view(rt, (12 + k) * LANES, LANES)
+                a3 = _view(rt, (18 + k) * LANES, LANES)
+                a4 = _view(rt, (24 + k) * LANES, LANES)
+                a5 = _view(rt, (30 + k) * LANES, LANES)
+                c0 = _view(ct, k * LANES, LANES)
+                c1 = _view(ct, (6 + k) * LANES, LANES)
+                c2 = _view(ct, (12 + k) * LANES, LANES)
+                c3 = _view(ct, (18 + k) * LANES, LANES)
+                c4 = _view(ct, (24 + k) * LANES, LANES)
+                c5 = _view(ct, (30 + k) * LANES, LANES)
+                for j in range(LANES):
+                    c0[j], c1[j], c2[j], c3[j], c4[j], c5[j] = _bt6(a0[j], a1[j], a2[j], a3[j], a4[j], a5[j], one)
+            for e in range(E):
+                src = _view(ct, e * LANES, LANES)
+                dst = _view(vi, e * ES + c * SL + q0, LANES)
+                for j in range(LANES):
+                    dst[j] = src[j]
 
 
 @njit(cache=True, fastmath=FM)
@@ -422,12 +443,13 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
     for w in prange(NW):
         vi = np.zeros((E, C * SL + LANES), x.dtype)
         mi = np.zeros((E, (OC + OCB - 1) // OCB * OCB * SL + LANES), x.dtype)
-        prows = np.zeros((7, 4 * TW + 4 * LANES + 8), x.dtype)
+        prows = np.zeros((6 * ((TPI - 2) // TW + 2) + 1, 4 * TW + 8), x.dtype)
+        taps = np.empty(6 * SL, np.int64)
         bad = x.dtype.type(0)
         for it in range(w, NI, NW):
             tlo = it * TPI
             thi = min(T, tlo + TPI)
-            _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows)
+            _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows, taps)
             _gemm_tiles(mi, u, vi, C, (thi - tlo + LANES - 1) // LANES, SL)
             bad += _transform_output(out, mi, bias, tlo, thi, TH, TW, SL)
         flags[w] = bad
