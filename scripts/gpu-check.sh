@@ -80,6 +80,7 @@ import torch
 from numba import cuda
 
 import nbops
+from nbops.models import resnet18
 
 F = torch.nn.functional
 torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
@@ -124,7 +125,7 @@ for name, args, ours, theirs in cases:
     (oh, od), (th, td) = per_call(ours, args), per_call(theirs, args)
     print(f"| {name:34} {oh:10.1f} {od:10.1f} {th:10.1f} {td:10.1f}")
 
-model = nbops.models.resnet18().eval().cuda()
+model = resnet18().eval().cuda()
 x = r(8, 3, 224, 224)
 side = torch.cuda.Stream()
 side.wait_stream(torch.cuda.current_stream())

@@ -17,12 +17,19 @@ pytestmark = [pytest.mark.cuda, pytest.mark.gpu]
 SLEEP_CYCLES = 400_000_000  # torch.cuda._sleep: ~0.2 s of spinning on a ~2 GHz GPU, far longer than any op's host cost
 
 
+TOL = {"rtol": 1e-4, "atol": 1e-4}  # fp32 kernels against torch's fp32 ones (TF32 off below)
+
+
 @pytest.fixture(autouse=True)
-def real_gpu():
+def real_gpu(monkeypatch):
+    """Skip where no real GPU with torch CUDA is present; else turn torch's TF32 off for the duration (torch's
+    results are the fp32 reference)."""
     from numba import config, cuda
 
     if config.ENABLE_CUDASIM or not cuda.is_available() or not torch.cuda.is_available():
         pytest.skip("needs a real GPU and torch with CUDA (select with -m gpu on a GPU machine)")
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
 
 
 def _gen(seed):
@@ -61,18 +68,11 @@ OPS = ["relu", "add", "softmax", "layer_norm", "sum", "var", "batch_norm train",
        "max_pool2d", "transpose copy"]  # the names _ops() returns (it makes CUDA tensors, so not at collection)
 
 
-def _tolerances():
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    return {"rtol": 1e-4, "atol": 1e-4}
-
-
 @pytest.mark.parametrize("name", OPS)
 def test_op_on_a_torch_side_stream_runs_on_it_in_order(name):
     """Inside ``with torch.cuda.stream(s)``, the op reads inputs that torch writes on s just before it (s is held
     back by a long sleep, so a kernel on any other stream would read them unwritten), and torch's next work on s
     reads the op's result."""
-    tol = _tolerances()
     dict(_ops())[name]()  # compile and load the kernels first
     torch.cuda.synchronize()
     s = torch.cuda.Stream()
@@ -82,7 +82,7 @@ def test_op_on_a_torch_side_stream_runs_on_it_in_order(name):
         doubled = got * 2.0
     assert not s.query(), "the sleep should still be running, or the check below proves nothing"
     s.synchronize()
-    torch.testing.assert_close(got, want, **tol)
+    torch.testing.assert_close(got, want, **TOL)
     torch.testing.assert_close(doubled, 2.0 * got, rtol=0, atol=0)
 
 
@@ -95,8 +95,7 @@ def test_the_call_stream_is_torchs_current_stream():
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
         st = _arrays.call_stream(_arrays.TORCH, x)
-        handle = st.handle.value if hasattr(st.handle, "value") else int(st.handle)
-        assert handle == s.cuda_stream
+        assert int(st) == s.cuda_stream
         assert _arrays.call_stream(_arrays.TORCH, x) is st  # wrapped once per handle
 
 
@@ -104,7 +103,6 @@ def test_no_op_waits_for_the_device():
     """With ~0.2 s of work queued ahead on torch's stream, every op returns at once: an op that synchronized the
     stream, the context or the device (explicitly, or through cuMemFree or a pageable copy to the host) would
     wait for the sleep."""
-    tol = _tolerances()
     ops = _ops()
     for _, fn in ops:
         fn()  # compile, load modules, make dropout's generator states
@@ -123,7 +121,7 @@ def test_no_op_waits_for_the_device():
     sleep = start_event.elapsed_time(end_event) / 1e3
     assert pending and host < sleep / 2, f"ops took {host * 1e3:.1f} ms of host time with {sleep * 1e3:.0f} ms queued"
     for (name, _), (got, want) in zip(ops, results):
-        torch.testing.assert_close(got, want, **tol, msg=name)
+        torch.testing.assert_close(got, want, **TOL, msg=name)
 
 
 def test_host_runs_ahead_of_a_large_op():
@@ -164,14 +162,15 @@ def _few_ops(x):
 
 
 def _resnet18():
-    model = nbops.models.resnet18(num_classes=10)
+    from nbops.models import resnet18
+
+    model = resnet18(num_classes=10)
     model.eval()
     return model.cuda()
 
 
 @pytest.mark.parametrize("case", ["few ops", "resnet18"])
 def test_calls_capture_into_a_cuda_graph_and_replay_on_new_input(case):
-    tol = _tolerances()
     fn, shape = (_few_ops, (32, 96)) if case == "few ops" else (_resnet18(), (4, 3, 64, 64))
     static_input = _randn(*shape, seed=12)
     graph, static_output = _capture(fn, static_input)
@@ -179,6 +178,6 @@ def test_calls_capture_into_a_cuda_graph_and_replay_on_new_input(case):
     static_input.copy_(fresh)
     graph.replay()
     torch.cuda.synchronize()
-    torch.testing.assert_close(static_output, fn(fresh), **tol)
+    torch.testing.assert_close(static_output, fn(fresh), **TOL)
     assert not torch.equal(static_output, fn(_randn(*shape, seed=12)))  # the replay saw the new input
     assert isinstance(static_output, torch.Tensor) and np.isfinite(static_output.cpu().numpy()).all()
