@@ -42,7 +42,10 @@ DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 4 ymm: more FMAs pe
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
-WINOGRAD_ITEM_BYTES = 1024 * 1024  # a Winograd item's V and M (36 x (C + OC) per tile) stay in L2 between steps
+# a Winograd item's V and M (36 x (C + OC) values per tile) stay in L2 between its steps; one thread, N8, by V + M
+# per item: C256 14^2 1.2 MB 10.0 ms, 2.4 MB 8.1, 4.7 MB 8.2; C128 28^2 0.6 MB 9.1, 1.8-2.4 MB 7.8; C64 56^2 0.3 MB
+# 11.2, 0.9-1.8 MB 10.6
+WINOGRAD_ITEM_BYTES = 5 * 512 * 1024
 # 3x3 stride-1 layers take Winograd with >= 32 input and output channels and >= 32 4x4 output tiles (all images
 # together). Measured on one thread against the direct kernel (same process, medians of 7): float32 N8 C64 56^2
 # 1.97x, C256 14^2 1.67x, C512 7^2 (32 tiles) 1.28x, C32 28^2 1.15x, C16->64 56^2 1.06x; but C16 28^2 0.78x,
