@@ -316,3 +316,17 @@ def test_a_constant_output_is_a_copy():
     y, _ = session.run(None, {"x": make((2, 3))})
     y += 1
     np.testing.assert_array_equal(session.run(None, {"x": make((2, 3))})[0], np.arange(6).reshape(2, 3))
+
+
+@pytest.mark.cuda
+def test_a_cuda_run_goes_on_the_stream_in_force():
+    from numba import cuda
+
+    session = nbops.onnx.load(_mixed_model(np.float32))
+    x = make((2, 3, 7, 6), seed=9)
+    stream = cuda.stream()
+    with nbops.cuda_stream(stream):
+        got = session.run(None, {"x": cuda.to_device(x, stream=stream)})
+    stream.synchronize()
+    for g, w in zip(got, session.run(None, {"x": x})):
+        np.testing.assert_allclose(g.copy_to_host(), w, rtol=1e-5, atol=1e-6)

@@ -12,11 +12,12 @@ read their parameters without a device-to-host copy. A node runs on the device w
 the device; its host inputs are then copied there (constants once per session, other host values on each run).
 """
 
+import contextlib
 import heapq
 
 import numpy as np
 
-from .._arrays import NUMPY, kind_of, native, target_of_kind, wrap
+from .._arrays import NUMPY, call_stream, cuda_stream, kind_of, native, target_of_kind, wrap
 from . import converters
 
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in
@@ -139,26 +140,30 @@ def _fuse_linear(steps, constants, outputs, slot):
 
 class Runtime:
     """What a converter's function may ask of the run it is part of: the run's target, moving a host array there
-    (``put``), reading a parameter array on the host (``host``) and making a constant next to another array."""
+    (``put``), reading a parameter array on the host (``host``) and making a constant next to another array.
+    ``stream``: the CUDA stream the run's kernels and transfers go on (0: numba's default stream)."""
 
-    def __init__(self, target, session=None):
-        self.target = target
+    def __init__(self, target, session=None, stream=0):
+        self.target, self.stream = target, stream
         self._session = session
 
     def put(self, x):
-        """Host NumPy array ``x`` on this run's target (itself on cpu)."""
+        """Host NumPy array ``x`` on this run's target (itself on cpu), copied on the run's stream."""
         if self.target == "cpu" or not isinstance(x, np.ndarray):
             return x
         from numba import cuda
 
-        return cuda.to_device(np.asarray(x, order="C"))  # (ascontiguousarray would make 0-D arrays 1-D)
+        return cuda.to_device(np.asarray(x, order="C"), stream=self.stream)  # (ascontiguousarray makes 0-D 1-D)
 
-    @staticmethod
-    def host(x):
-        """``x`` as a host NumPy array (a device-to-host copy for a device array: parameters only)."""
+    def host(self, x):
+        """``x`` as a host NumPy array (a device-to-host copy for a device array, which waits for the run's stream:
+        parameters only)."""
         if x is None or isinstance(x, np.ndarray):
             return x
-        return x.copy_to_host()
+        out = x.copy_to_host(stream=self.stream)
+        if not isinstance(self.stream, int):  # 0 is the default stream, where the copy is synchronous
+            self.stream.synchronize()
+        return out
 
     def constant(self, value):
         """Small NumPy array ``value`` on this run's target (on cuda, copied once per session and value)."""
@@ -290,7 +295,7 @@ class Session:
     def _device_constant(self, value):
         key = (value.dtype.str, value.shape, value.tobytes())
         if key not in self._device_small:
-            self._device_small[key] = Runtime("cuda").put(value)
+            self._device_small[key] = Runtime("cuda").put(value)  # the default stream: a synchronous copy
         return self._device_small[key]
 
     def _check_input(self, vi, x):
@@ -336,14 +341,17 @@ class Session:
         kind = kind or NUMPY
         for s, v in self._constants.items():
             values[s] = v
-        rt = Runtime(target, self)
-        for step in self._steps:
-            outs = self._call(step, [values[s] if s >= 0 else None for s in step.inputs], rt)
-            for s, v in zip(step.outputs, outs):
-                if s >= 0:
-                    values[s] = v
-            for s in step.release:
-                values[s] = None
+        stream = call_stream(kind, like) if target == "cuda" else 0
+        rt = Runtime(target, self, stream)
+        on_stream = cuda_stream(stream) if not isinstance(stream, int) else contextlib.nullcontext()
+        with on_stream:  # every op of the run on the caller's stream
+            for step in self._steps:
+                outs = self._call(step, [values[s] if s >= 0 else None for s in step.inputs], rt)
+                for s, v in zip(step.outputs, outs):
+                    if s >= 0:
+                        values[s] = v
+                for s in step.release:
+                    values[s] = None
         result = []
         for n in names:
             v = values[self._output_slots[n]]
@@ -359,7 +367,7 @@ class Session:
             on_device = any(a is not None and not isinstance(a, np.ndarray)
                             for i, a in enumerate(args) if i not in step.host)
             if on_device:
-                args = [self._to_device(step.inputs[i], a) if isinstance(a, np.ndarray) and i not in step.host
+                args = [self._to_device(step.inputs[i], a, rt) if isinstance(a, np.ndarray) and i not in step.host
                         else a for i, a in enumerate(args)]
         try:
             out = step.fn(rt, *args)
@@ -367,12 +375,12 @@ class Session:
             raise type(e)(f"node {step.name!r} ({step.op}): {e}") from e
         return out if isinstance(out, tuple) else (out,)
 
-    def _to_device(self, s, a):
+    def _to_device(self, s, a, rt):
         if s in self._constants and self._constants[s] is a:
-            if s not in self._device_copies:
+            if s not in self._device_copies:  # once per session, on the default stream: a synchronous copy
                 self._device_copies[s] = Runtime("cuda").put(a)
             return self._device_copies[s]
-        return Runtime("cuda").put(a)
+        return rt.put(a)
 
 
 def load(path_or_model):
