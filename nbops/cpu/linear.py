@@ -57,6 +57,9 @@ def _l2_bytes(default=2 << 20):
     return int(digits) * scale if digits.isdigit() else default
 
 
+DIRECT_B_BYTES = 64 << 10  # a row-major B block spanning at most this is read in place, not packed (one core,
+# interleaved: a 64 x 128^3 bmm 105 -> 109 GFLOP/s; at 256^3 and 512^3 reading in place lost 4-5 %, its rows
+# 1-2 KiB apart crowding L1's sets)
 B_BLOCK_BYTES = max(_l2_bytes() // 2, 256 << 10)  # a packed KC x NC block of B, swept once per A micro-panel,
 # stays in L2 beside the A panels streaming through: 1 MiB of this machine's 2 MiB
 
@@ -427,9 +430,9 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
     out: (BATCH, M, N) C-contiguous; a, b: flat buffers holding A (BATCH, M, K) and B (BATCH, K, N) at element
     strides ``a_strides`` / ``b_strides`` (batch, row, column; batch stride 0 broadcasts). One prange iteration is
     one task: batch item n, row range tm of ``tiles_m`` and column range tn of ``tiles_n``, computed in full with
-    its own packing buffers. A row-major B whose task columns are whole NR panels and whose K block spans at most
-    the L2 budget (a bmm item, a 256^3 or 512^3 product) is read in place rather than packed: its rows are
-    already NR-contiguous, and at that size they stay in L2 without packing (packing was 13 % of a 128^3 item).
+    its own packing buffers. A small row-major B (task columns whole NR panels, K block spanning at most
+    DIRECT_B_BYTES: a 128^3 bmm item) is read in place rather than packed: its rows are already NR-contiguous
+    and stay in cache (packing B was 13 % of a 128^3 item's time).
     K == 0 still makes one pass, which writes beta * out. Accumulates in the input dtype: within a KC block in
     registers, across blocks in out.
     """
@@ -444,7 +447,7 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
         n0, n1 = _span(N, tiles_n, t % tiles_n, NR)
         mcb = _even_block(m1 - m0, MC, MR)
         direct = b_strides[2] == 1 and n1 > n0 and (n1 - n0) % NR == 0 and \
-            kcb * b_strides[1] * out.itemsize <= B_BLOCK_BYTES
+            kcb * b_strides[1] * out.itemsize <= DIRECT_B_BYTES
         ncb = n1 - n0 if direct else _even_block(n1 - n0, NC, NR)
         ap = np.empty((mcb // MR, kcb, MR), out.dtype)
         bp = np.empty((0 if direct else ncb // NR, kcb, NR), out.dtype)
