@@ -211,8 +211,8 @@ def launch_empty(shape, dtype):
 
 def _as_stream(stream):
     """numba's stream object for a numba, torch or CuPy CUDA stream."""
-    if _module_root(stream) == "numba":
-        return stream
+    if _module_root(stream) == "numba" and type(stream).__name__.lower() == "stream":
+        return stream  # numba's driver Stream (external ones too), or the simulator's stream
     if _module_root(stream) == "torch" and hasattr(stream, "cuda_stream"):
         return _external(stream.cuda_stream)
     if _module_root(stream) == "cupy" and hasattr(stream, "ptr"):

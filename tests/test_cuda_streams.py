@@ -142,8 +142,10 @@ def test_launchers_outside_a_call_use_the_default_stream(launches):
     assert_same(out.copy_to_host(), torch.relu(_t(make((2, 3), seed=13))))
 
 
-@pytest.mark.parametrize("bad", [0, 7, "stream", np.float32(1), torch.zeros(1)])
+@pytest.mark.parametrize("bad", [0, 7, "stream", np.float32(1), torch.zeros(1), "numba device array"])
 def test_cuda_stream_rejects_what_is_not_a_stream(bad):
+    if bad == "numba device array":
+        bad = to_target(make((2,)), "cuda")
     with pytest.raises(TypeError, match=r"cuda_stream\(\): expected a numba, torch or CuPy CUDA stream"):
         with nbops.cuda_stream(bad):
             pass
