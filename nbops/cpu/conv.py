@@ -28,7 +28,9 @@ into a thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
 
 import threading
 
+import numba
 import numpy as np
+from llvmlite import binding as llvm
 from numba import get_num_threads, njit, prange
 
 from .._dispatch import kernel, register
@@ -36,9 +38,24 @@ from ._util import stack_empty, vector_bytes
 from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel
 
 OCB = 8  # output channels per register tile
-# output pixels per register tile: 8 x 2 zmm accumulators of AVX-512's 32 registers; 8 x 1 ymm of AVX2's 16
-PB = 32 if vector_bytes() == 64 else 8
-DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 4 ymm: more FMAs per tap's address arithmetic)
+# Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
+# 32-pixel tile is 8 x 4 ymm accumulators and spills. One thread, N8, direct kernel against F.conv2d with 32 / 16
+# pixels (rocketlake as LLVM names this KVM guest's Xeon): 3x3 s2 C64->128 56^2 0.385 / 0.454x, 3x3 C64 56^2
+# 0.434 / 0.534x, 7x7 s2 C3->64 224^2 1.00 / 1.20x.
+_PREFER_YMM = {"skylake-avx512", "skx", "cascadelake", "cooperlake", "cannonlake", "icelake-client", "icelake-server",
+               "rocketlake", "tigerlake", "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d"}
+
+
+def _prefers_ymm():
+    """Whether LLVM compiles the AVX-512 kernels of this process for ymm (the CPU numba targets is in _PREFER_YMM)."""
+    name = numba.config.CPU_NAME
+    return (llvm.get_host_cpu_name() if not name or name == "host" else name) in _PREFER_YMM
+
+
+# output pixels per register tile: 8 x 2 zmm accumulators of AVX-512's 32 registers; 8 x 2 ymm where LLVM keeps
+# to ymm; 8 x 1 ymm of AVX2's 16
+PB = 8 if vector_bytes() == 32 else 16 if _prefers_ymm() else 32
+DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 8 or 4 ymm: more FMAs per tap's address arithmetic)
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
 CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
