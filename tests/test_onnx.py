@@ -330,3 +330,20 @@ def test_a_cuda_run_goes_on_the_stream_in_force():
     stream.synchronize()
     for g, w in zip(got, session.run(None, {"x": x})):
         np.testing.assert_allclose(g.copy_to_host(), w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("shape", [[], [0, 2], [2, 1, 3]])
+def test_constant_of_shape_gives_a_fresh_array_each_run(shape, target):
+    """The shape arrives as a graph input (on the device for cuda: read back on the host)."""
+    shape_in = helper.make_tensor_value_info("s", TensorProto.INT64, [len(shape)])
+    node = helper.make_node("ConstantOfShape", ["s"], ["y"], value=helper.make_tensor("v", TensorProto.FLOAT, [1],
+                                                                                         [2.5]))
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [f"d{i}" for i in range(len(shape))])
+    session = nbops.onnx.load(_graph([node], [shape_in], [out]))
+    s = to_target(np.array(shape, np.int64), target)
+    y = session.run(None, {"s": s})[0]
+    assert y.shape == tuple(shape) and y.dtype == np.float32
+    if target == "cpu":
+        y[...] = 0
+    np.testing.assert_array_equal(to_numpy(session.run(None, {"s": s})[0]), np.full(shape, 2.5, np.float32))

@@ -879,7 +879,8 @@ def _constant_of_shape(node):
     def fn(rt, shape):
         s = tuple(_host_ints(rt, shape))
         one = rt.constant(value[:1].reshape(()))
-        return nbops.contiguous(nbops.expand(one, *s)) if s else one
+        n = int(np.prod(s, dtype=np.int64))
+        return nbops.reshape(nbops.cat([nbops.expand(one, n)], 0), s)  # cat: a fresh buffer, even for one element
     return fn, frozenset({0})
 
 
