@@ -359,15 +359,20 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
     [tlo, thi), M the 36 values mi[:, oc, t - tlo]; outputs past OH or OW are dropped.
 
     mi: (36, MS), (OCp, SL) per e as in ``_gemm_tiles``. Per output channel, LANES tiles at a time: the column
-    then row transforms on vectors, then each tile's outputs stored with the bias. Returns 0 if every stored value
-    is finite, else NaN.
+    then row transforms on vectors, then each tile's outputs stored with the bias. Returns 0 if every computed value
+    is finite, else NaN: the check runs on the vectors (a scalar ``bad += v - v`` per stored value made one 4-cycle
+    dependency chain of the whole scatter) and so also covers the lanes past thi and the outputs past OH or OW,
+    which come from the item's finite inputs and zeros, or from an earlier item of the same worker whose NaN has
+    already raised the flag.
     """
     N, OC, OH, OW = out.shape
     MS = mi.shape[1]
     one = out.dtype.type(1)
     st = stack_empty(384, out)  # (4 rows a, 6 columns k, LANES): A^T M
     y = stack_empty(256, out)  # (16, LANES): A^T M A
-    bad = out.dtype.type(0)
+    chk = stack_empty(LANES, out)  # y - y summed per lane: 0 while every y is finite, else NaN
+    for j in range(LANES):
+        chk[j] = 0
     TPI = TH * TW
     for oc in range(OC):
         bv = bias[oc]
@@ -399,6 +404,7 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
                 y3 = _view(y, (a * 4 + 3) * LANES, LANES)
                 for j in range(LANES):
                     y0[j], y1[j], y2[j], y3[j] = _at4(q0_[j], q1[j], q2[j], q3[j], q4[j], q5[j], one)
+                    chk[j] += (y0[j] - y0[j]) + (y1[j] - y1[j]) + (y2[j] - y2[j]) + (y3[j] - y3[j])
             t = tlo + q0
             n = t // TPI
             ti = (t - n * TPI) // TW
@@ -408,9 +414,7 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
                 for a in range(min(4, OH - 4 * ti)):
                     row = _view(out, ((n * OC + oc) * OH + 4 * ti + a) * OW + 4 * tj, 4)
                     for b in range(nb):
-                        val = y[(a * 4 + b) * LANES + j] + bv
-                        row[b] = val
-                        bad += val - val
+                        row[b] = y[(a * 4 + b) * LANES + j] + bv
                 tj += 1  # the next tile: (n, ti, tj) advance without a division per tile
                 if tj == TW:
                     tj = 0
@@ -418,6 +422,9 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
                     if ti == TH:
                         ti = 0
                         n += 1
+    bad = out.dtype.type(0)
+    for j in range(LANES):
+        bad += chk[j]
     return bad
 
 
