@@ -347,3 +347,20 @@ def test_constant_of_shape_gives_a_fresh_array_each_run(shape, target):
     if target == "cpu":
         y[...] = 0
     np.testing.assert_array_equal(to_numpy(session.run(None, {"s": s})[0]), np.full(shape, 2.5, np.float32))
+
+
+@pytest.mark.cuda
+def test_gather_of_a_constant_table_by_device_indices_runs_on_the_device():
+    from numba import cuda
+
+    table = make((5, 4), seed=10)
+    model = _graph([helper.make_node("Gather", ["w", "i"], ["y"])],
+                   [helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4])],
+                   [helper.make_tensor("w", TensorProto.FLOAT, (5, 4), table.ravel())])
+    session = nbops.onnx.load(model)
+    idx = np.array([[0, -1, 2], [4, 4, -5]])
+    (y,) = session.run(None, {"i": cuda.to_device(idx)})
+    assert getattr(y, "__cuda_ndarray__", False)
+    np.testing.assert_array_equal(y.copy_to_host(), table[idx])
+    assert set(session._device_copies) == {session._slots["w"]}  # the table went to the device once

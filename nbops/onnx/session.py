@@ -8,8 +8,9 @@ folds nodes whose inputs are all constants, and records after which node each in
 Where values live. Graph inputs decide the target: NumPy arrays (or CPU torch tensors) run the cpu kernels, CUDA
 arrays the cuda kernels. Shape metadata (the outputs of Shape and Size, and whatever is computed only from them and
 from constants) stays a small NumPy array on the host on both targets, so that Reshape, Slice, Expand and the like
-read their parameters without a device-to-host copy. A node runs on the device when any of its data inputs is on
-the device; its host inputs are then copied there (constants once per session, other host values on each run).
+read their parameters without a device-to-host copy. A node runs on the device when any of its inputs is on the
+device; its host data inputs are then copied there (constants once per session, other host values on each run),
+while its parameters stay on the host (read back from the device when they were computed there).
 """
 
 import contextlib
@@ -363,10 +364,9 @@ class Session:
         return result
 
     def _call(self, step, args, rt):
-        if rt.target != "cpu":
-            on_device = any(a is not None and not isinstance(a, np.ndarray)
-                            for i, a in enumerate(args) if i not in step.host)
-            if on_device:
+        if rt.target != "cpu":  # on the device when any input is there (a Gather of a constant table by indices
+            # computed on the device runs there too); host parameters stay on the host
+            if any(a is not None and not isinstance(a, np.ndarray) for a in args):
                 args = [self._to_device(step.inputs[i], a, rt) if isinstance(a, np.ndarray) and i not in step.host
                         else a for i, a in enumerate(args)]
         try:
