@@ -364,3 +364,29 @@ def test_gather_of_a_constant_table_by_device_indices_runs_on_the_device():
     assert getattr(y, "__cuda_ndarray__", False)
     np.testing.assert_array_equal(y.copy_to_host(), table[idx])
     assert set(session._device_copies) == {session._slots["w"]}  # the table went to the device once
+
+
+SCALED = [  # (a shape, b shape, reader, constant first, fused op or None)
+    ((2, 3, 5, 4), (2, 3, 4, 6), "Div", False, "MatMul+Div"),
+    ((5, 4), (4, 6), "Mul", True, "MatMul+Mul"),
+    ((1, 5, 4), (3, 4, 6), "Mul", False, "MatMul+Mul"),  # batch dims that broadcast: matmul, then mul
+    ((5, 4), (4, 6), "Div", True, None),  # constant / product: not a scaled product
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("a_shape, b_shape, op, const_first, fused", SCALED)
+def test_matmul_then_scalar_div_or_mul_runs_as_one_scaled_gemm(a_shape, b_shape, op, const_first, fused, target):
+    out = list(np.broadcast_shapes(a_shape[:-2], b_shape[:-2])) + [a_shape[-2], b_shape[-1]]
+    ins = ["c", "m"] if const_first else ["m", "c"]
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["m"]), helper.make_node(op, ins, ["y"])]
+    model = _graph(nodes, [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(a_shape)),
+                           helper.make_tensor_value_info("b", TensorProto.FLOAT, list(b_shape))],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+                   [helper.make_tensor("c", TensorProto.FLOAT, (), [3.0])])
+    session = nbops.onnx.load(model)
+    assert [s.op for s in session._steps] == ([fused] if fused else ["MatMul", op])
+    a, b = make(a_shape, seed=11, layout="transposed"), make(b_shape, seed=12)
+    want = ReferenceEvaluator(model).run(None, {"a": np.ascontiguousarray(a), "b": b})[0]
+    got = to_numpy(session.run(None, {"a": to_target(a, target), "b": to_target(b, target)})[0])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

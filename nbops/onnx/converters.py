@@ -325,11 +325,31 @@ def linear(rt, x, weight_t, bias):
     return nbops.linear(x, weight_t, bias)
 
 
+def scaled_matmul(rt, a, b, scale, divide):
+    """MatMul followed by Div (``divide``) or Mul by a constant one-element ``scale``, fused by the session: the
+    GEMM's store multiplies by alpha = 1/scale or scale (addmm / baddbmm with beta=0), so the product is written
+    once. Integer operands, and batch dims that differ between a and b, take matmul and then the Div or Mul."""
+    if np.dtype(a.dtype) in FLOATS and a.dtype == b.dtype == scale.dtype and a.ndim == b.ndim >= 2 and \
+            a.shape[:-2] == b.shape[:-2]:
+        alpha = 1.0 / float(scale) if divide else float(scale)
+        zero = rt.like(a, np.zeros((), a.dtype))
+        if a.ndim == 2:
+            return nbops.addmm(zero, a, b, beta=0, alpha=alpha)
+        batch = tuple(a.shape[:-2])
+        n = int(np.prod(batch, dtype=np.int64))
+        y = nbops.baddbmm(zero, nbops.reshape(a, (n,) + tuple(a.shape[-2:])),
+                          nbops.reshape(b, (n,) + tuple(b.shape[-2:])), beta=0, alpha=alpha)
+        return nbops.reshape(y, batch + tuple(y.shape[-2:]))
+    y = nbops.matmul(a, b)
+    c = rt.like(y, scale)
+    return nbops.div(y, c) if divide else nbops.mul(y, c)
+
+
 # The session lets these activations overwrite their input when it dies at them and was produced, as a buffer of
 # its own, by one of FRESH_OUTPUT (never a view of another value, an input or a constant).
 IN_PLACE = {"Relu": lambda rt, x: nbops.relu(x, inplace=True)}
-FRESH_OUTPUT = {"Conv", "Gemm", "MatMul", "MatMul+Add", "Add", "Sub", "Mul", "Div", "BatchNormalization",
-                "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
+FRESH_OUTPUT = {"Conv", "Gemm", "MatMul", "MatMul+Add", "MatMul+Mul", "MatMul+Div", "Add", "Sub", "Mul", "Div",
+                "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
 
 
 @converter("MatMul")

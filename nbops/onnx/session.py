@@ -14,6 +14,7 @@ while its parameters stay on the host (read back from the device when they were 
 """
 
 import contextlib
+import functools
 import heapq
 
 import numpy as np
@@ -109,10 +110,15 @@ class _Step:
         self.inputs, self.outputs, self.release = inputs, outputs, ()
 
 
-def _fuse_linear(steps, constants, outputs, slot):
-    """Each MatMul by a constant 2-D float weight whose only reader is an Add of a constant bias of one entry per
-    column becomes one ``nbops.linear`` step (the bias is preloaded into the output: one pass over the result
-    fewer). The fused step sits at the MatMul's place and writes the Add's output."""
+def _fuse(steps, constants, outputs, slot):
+    """Two rewrites of a MatMul whose output has one reader and is not a graph output; the fused step sits at the
+    MatMul's place and writes the reader's output.
+
+    - MatMul by a constant 2-D float weight, then Add of a constant bias of one entry per column: one
+      ``nbops.linear`` (the bias preloaded into the output: one pass over the result fewer).
+    - MatMul, then Div or Mul by a constant one-element float (attention's 1/sqrt(d)): one GEMM whose store scales
+      by alpha (``converters.scaled_matmul``), instead of a second pass over the product.
+    """
     readers = {}
     for step in steps:
         for s in set(step.inputs):
@@ -121,21 +127,29 @@ def _fuse_linear(steps, constants, outputs, slot):
     for step in steps:
         if id(step) in dropped:
             continue
-        w = constants.get(step.inputs[1]) if step.op == "MatMul" else None
         out = step.outputs[0]
-        if w is not None and w.ndim == 2 and w.dtype in converters.FLOATS and out not in outputs and \
-                len(readers.get(out, ())) == 1 and readers[out][0].op == "Add":
-            add = readers[out][0]
-            other = add.inputs[1] if add.inputs[0] == out else add.inputs[0]
-            b = constants.get(other)
-            if b is not None and other != out and b.shape == (w.shape[1],) and b.dtype == w.dtype:
-                w_t = slot(f"{step.name}/weight.T (fused)")
-                constants[w_t] = w.T
-                fused.append(_Step(f"{step.name}+{add.name}", "MatMul+Add", converters.linear, frozenset(),
-                                   (step.inputs[0], w_t, other), add.outputs))
-                dropped.add(id(add))
-                continue
-        fused.append(step)
+        reader = readers[out][0] if step.op == "MatMul" and out not in outputs and \
+            len(readers.get(out, ())) == 1 else None
+        other = None
+        if reader is not None and reader.op in ("Add", "Mul", "Div") and len(set(reader.inputs)) == 2:
+            other = reader.inputs[1] if reader.inputs[0] == out else reader.inputs[0]
+        c = constants.get(other) if other is not None else None
+        w = constants.get(step.inputs[1]) if reader is not None else None
+        name = f"{step.name}+{reader.name}" if reader is not None else None
+        if c is not None and reader.op == "Add" and w is not None and w.ndim == 2 and \
+                w.dtype in converters.FLOATS and c.shape == (w.shape[1],) and c.dtype == w.dtype:
+            w_t = slot(f"{step.name}/weight.T (fused)")
+            constants[w_t] = w.T
+            fused.append(_Step(name, "MatMul+Add", converters.linear, frozenset(), (step.inputs[0], w_t, other),
+                               reader.outputs))
+        elif c is not None and reader.op in ("Mul", "Div") and c.size == 1 and c.dtype in converters.FLOATS and \
+                (reader.op == "Mul" or reader.inputs[0] == out):
+            fn = functools.partial(converters.scaled_matmul, scale=c.reshape(()), divide=reader.op == "Div")
+            fused.append(_Step(name, f"MatMul+{reader.op}", fn, frozenset(), step.inputs, reader.outputs))
+        else:
+            fused.append(step)
+            continue
+        dropped.add(id(reader))
     return fused
 
 
@@ -259,7 +273,7 @@ class Session:
                         constants[s] = v
                 continue
             steps.append(step)
-        steps = _fuse_linear(steps, constants, {slots[vi.name] for vi in graph.output}, slot)
+        steps = _fuse(steps, constants, {slots[vi.name] for vi in graph.output}, slot)
         self._slots = slots
         self._constants = constants
         self._device_copies = {}
