@@ -467,7 +467,7 @@ def _winograd(out, x, w, bias, PT, PL):
     _filter_transform_kernel(u, w)
     threads = get_num_threads()
     nb = max(1, min(WINOGRAD_ITEM_BYTES // (E * LANES * (C + OC) * x.itemsize), tiles // (LANES * threads)))
-    nw = min(threads, -(-tiles // (nb * LANES)))
+    nw = min(threads, -(-tiles // LANES))
     flags = np.empty(nw, x.dtype)
     _winograd_kernel(out, x, u, bias, PT, PL, nb, nw, flags)
     return not np.isnan(flags).any()

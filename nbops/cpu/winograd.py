@@ -433,8 +433,9 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
     """Winograd F(4x4, 3x3) convolution of x (N, C, H, W) with the transformed filters u (36, OC, Cp) into out
     (N, OC, OH, OW), bias (OC,) added; padding PT top, PL left.
 
-    The N * TH * TW tiles (TH = ceil(OH / 4), TW = ceil(OW / 4)) go in items of NB * LANES consecutive tiles; one
-    prange iteration is one of NW workers, which runs items w, w + NW, ...: transform the item's input tiles
+    The N * TH * TW tiles (TH = ceil(OH / 4), TW = ceil(OW / 4)) form NTB blocks of LANES; one prange iteration is
+    one of NW workers, which takes an equal share of the blocks (to a block) and runs it in items of up to NB
+    blocks: transform the item's input tiles
     (``_transform_input``), run the 36 GEMMs (``_gemm_tiles``), transform and store the outputs
     (``_transform_output``). A worker's V and M, 36 x (C or OC) x (NB + 1) * LANES values each, stay in L2
     between the steps. flags[w] is 0 when all of worker w's outputs are finite, else NaN.
@@ -445,7 +446,7 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
     TW = (OW + 3) // 4
     T = N * TH * TW
     TPI = NB * LANES
-    NI = (T + TPI - 1) // TPI
+    NTB = (T + LANES - 1) // LANES
     SL = TPI + LANES
     for w in prange(NW):
         vi = np.zeros((E, C * SL + LANES), x.dtype)
@@ -453,9 +454,10 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
         prows = np.zeros((6 * ((TPI - 2) // TW + 2) + 1, 4 * TW + 8), x.dtype)
         taps = np.empty(6 * SL, np.int64)
         bad = x.dtype.type(0)
-        for it in range(w, NI, NW):
-            tlo = it * TPI
-            thi = min(T, tlo + TPI)
+        b_hi = (w + 1) * NTB // NW
+        for b in range(w * NTB // NW, b_hi, NB):
+            tlo = b * LANES
+            thi = min(T, min(b + NB, b_hi) * LANES)
             _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows, taps)
             _gemm_tiles(mi, u, vi, C, (thi - tlo + LANES - 1) // LANES, SL)
             bad += _transform_output(out, mi, bias, tlo, thi, TH, TW, SL)
