@@ -36,6 +36,7 @@ from numba import get_num_threads, njit, prange
 from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
 from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel
+from .winograd import OCB as W_OCB
 
 OCB = 8  # output channels per register tile
 # Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
@@ -458,18 +459,23 @@ def _winograd_pays(N, C, OC, OH, OW):
 def _winograd(out, x, w, bias, PT, PL):
     """out = the 3x3, stride-1 convolution of x (N, C, H, W) with w (OC, C, 3, 3) by Winograd's F(4x4, 3x3) (see
     winograd.py), padding PT top and PL left (bottom and right follow from out's shape). The transformed filters
-    are carved from the per-thread scratch buffer. False, with out overwritten, when an output is not finite: the
-    caller then recomputes the layer with the direct kernel, whose NaN/inf pattern is torch's."""
+    and each worker's V and M are carved from the per-thread scratch buffer. False, with out overwritten, when an
+    output is not finite: the caller then recomputes the layer with the direct kernel, whose NaN/inf pattern is
+    torch's."""
     N, C = x.shape[0], x.shape[1]
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     tiles = N * -(-OH // 4) * -(-OW // 4)
-    u = _planes((E, OC, -(-C // LANES) * LANES), x.dtype)
-    _filter_transform_kernel(u, w)
     threads = get_num_threads()
     nb = max(1, min(WINOGRAD_ITEM_BYTES // (E * LANES * (C + OC) * x.itemsize), tiles // (LANES * threads)))
     nw = min(threads, -(-tiles // LANES))
+    sl = (nb + 1) * LANES
+    nu = E * OC * -(-C // LANES) * LANES
+    per = E * (C * sl + LANES) + E * (-(-OC // W_OCB) * W_OCB * sl + LANES)  # one worker's V and M
+    buf = _planes((nu + nw * per,), x.dtype)
+    u = buf[:nu].reshape(E, OC, -1)
+    _filter_transform_kernel(u, w)
     flags = np.empty(nw, x.dtype)
-    _winograd_kernel(out, x, u, bias, PT, PL, nb, nw, flags)
+    _winograd_kernel(out, x, u, bias, PT, PL, nb, buf[nu:].reshape(nw, per), flags)
     return not np.isnan(flags).any()
 
 

@@ -19,11 +19,12 @@ Two prange kernels:
    tile (inf * 0 = NaN in the transforms), so the launcher that sees the flag recomputes the layer with the
    direct kernel, which gives torch's NaN/inf pattern.
 
-Memory: U is 36/9 = 4x the weight (9.4 MB for a 256 -> 256 layer in float32, 37.7 MB for ResNet-50's 512 -> 512);
-the launcher carves it from a per-thread buffer kept between calls. A worker's V and M hold 36 x (C + OC) values
-per tile of its item, items sized to about 1 MiB (WINOGRAD_ITEM_BYTES in cpu/conv.py; at least one 16-tile block:
-2.4 MB for 512 -> 512), far below the layer's output. Staging V and M for the whole layer instead (2.25x the input
-and the output) ran 2-5x slower on this machine: the writes that scatter them are bound by the memory system.
+Memory: U is 36/9 = 4x the weight (9.4 MB for a 256 -> 256 layer in float32, 37.7 MB for ResNet-50's 512 -> 512).
+Each worker's V and M hold 36 x (C + OC) values per tile of its item, items sized to about 2.5 MB
+(WINOGRAD_ITEM_BYTES in cpu/conv.py; at least one 16-tile block: 2.4 MB for 512 -> 512). The launcher carves U
+and the workers' V and M from a per-thread buffer kept between calls, so a call allocates only its output and a
+few KiB per worker. Staging V and M for the whole layer instead (2.25x the input and the output) ran 2-5x slower
+on this machine: the writes that scatter them are bound by the memory system.
 
 Accuracy: the transforms' constants (up to 5 in B, 8 in A, 1/24 in G) round float32 products a few times more
 than a direct sum does; the max relative error against a float64 reference on the bench's ResNet layers is given in
@@ -429,7 +430,7 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
 
 
 @njit(parallel=True, cache=True)
-def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
+def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
     """Winograd F(4x4, 3x3) convolution of x (N, C, H, W) with the transformed filters u (36, OC, Cp) into out
     (N, OC, OH, OW), bias (OC,) added; padding PT top, PL left.
 
@@ -437,8 +438,10 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
     one of NW workers, which takes an equal share of the blocks (to a block) and runs it in items of up to NB
     blocks: transform the item's input tiles
     (``_transform_input``), run the 36 GEMMs (``_gemm_tiles``), transform and store the outputs
-    (``_transform_output``). A worker's V and M, 36 x (C or OC) x (NB + 1) * LANES values each, stay in L2
-    between the steps. flags[w] is 0 when all of worker w's outputs are finite, else NaN.
+    (``_transform_output``). work: (NW, 36 * (C * SL + LANES) + 36 * (OCp * SL + LANES)), SL = (NB + 1) * LANES,
+    OCp = OC rounded up to OCB: each worker's V and M (no initial values needed: every value a step reads was
+    written by the step before it for the same item), which stay in L2 between the steps. flags[w] is 0 when all
+    of worker w's outputs are finite, else NaN.
     """
     N, C = x.shape[0], x.shape[1]
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
@@ -448,9 +451,12 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, NW, flags):
     TPI = NB * LANES
     NTB = (T + LANES - 1) // LANES
     SL = TPI + LANES
+    NW = work.shape[0]
+    ES = C * SL + LANES
+    MS = (OC + OCB - 1) // OCB * OCB * SL + LANES
     for w in prange(NW):
-        vi = np.zeros((E, C * SL + LANES), x.dtype)
-        mi = np.zeros((E, (OC + OCB - 1) // OCB * OCB * SL + LANES), x.dtype)
+        vi = work[w, :E * ES].reshape((E, ES))
+        mi = work[w, E * ES:E * (ES + MS)].reshape((E, MS))
         prows = np.zeros((6 * ((TPI - 2) // TW + 2) + 1, 4 * TW + 8), x.dtype)
         taps = np.empty(6 * SL, np.int64)
         bad = x.dtype.type(0)
