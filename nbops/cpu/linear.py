@@ -57,6 +57,9 @@ def _l2_bytes(default=2 << 20):
     return int(digits) * scale if digits.isdigit() else default
 
 
+INPLACE_A_PANELS = 4  # a row-major A is read in place, not packed, when a task has at most this many column
+# panels (<= 128 float32 columns): packing A once per K block then costs as much as a quarter of the tiles
+# (P @ V of attention, 512 x 512 @ 512 x 64; a bmm item, 128^3)
 DIRECT_B_BYTES = 64 << 10  # a row-major B block spanning at most this is read in place, not packed (one core,
 # interleaved: a 64 x 128^3 bmm 105 -> 109 GFLOP/s; at 256^3 and 512^3 reading in place lost 4-5 %, its rows
 # 1-2 KiB apart crowding L1's sets)
@@ -92,11 +95,12 @@ def _tile_buffer(typingctx, like):
     return types.Array(dtype, 1, "C")(like), codegen
 
 
-def _tile_loop(context, builder, dtype, a, b, ldb):
-    """Emit the micro-kernel's k loop: MR x ROW_VECTORS vectors sum over p of ap[p, r] * B[p, v * lanes:].
+def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb):
+    """Emit the micro-kernel's k loop: MR x ROW_VECTORS vectors sum over p < kc of A[r, p] * B[p, v * lanes:].
 
-    a: the (kc, MR) packed A panel (a C-contiguous array struct); b: a pointer to B's first row of NR elements,
-    its rows ``ldb`` elements apart (NR in a packed panel). One LLVM loop over p whose accumulators are vector phi
+    a: a pointer to the tile's A[0, 0], A[r, p] at a + p * astep + r * lda (a packed panel: astep = MR, lda = 1;
+    a row-major A read in place: astep = 1, lda = its row stride); b: a pointer to B's first row of NR elements,
+    its rows ``ldb`` elements apart (NR in a packed panel). kc, astep, lda, ldb: intp values. One LLVM loop over p whose accumulators are vector phi
     values (registers): each step loads ROW_VECTORS vectors of B, broadcasts the MR values of ap, and issues
     MR x ROW_VECTORS ``llvm.fma`` on <lanes x dtype> vectors (24 ``vfmadd231ps zmm``, 12 broadcasts and 2 loads
     a step on AVX-512, no spills; checked with ``inspect_asm``). Returns the final accumulators, row-major
@@ -104,7 +108,6 @@ def _tile_loop(context, builder, dtype, a, b, ldb):
     """
     lanes = vector_bytes() * 8 // dtype.bitwidth
     tiles = MR * ROW_VECTORS
-    kc = builder.extract_value(a.shape, 0)
     intp = kc.type
     vty = ir.VectorType(context.get_data_type(dtype), lanes)
     align = dtype.bitwidth // 8
@@ -127,10 +130,10 @@ def _tile_loop(context, builder, dtype, a, b, ldb):
     accs = [builder.phi(vty) for _ in range(tiles)]
     brow = cgutils.gep(builder, b, builder.mul(p, ldb))
     bvecs = [builder.load(vector_at(brow, v * lanes), align=align) for v in range(ROW_VECTORS)]
-    arow = cgutils.gep(builder, a.data, builder.mul(p, intp(MR)))
+    arow = cgutils.gep(builder, a, builder.mul(p, astep))
     steps = []
     for r in range(MR):
-        ar = builder.load(cgutils.gep(builder, arow, r), align=align)
+        ar = builder.load(cgutils.gep(builder, arow, builder.mul(lda, intp(r))), align=align)
         splat = builder.shuffle_vector(builder.insert_element(undef, ar, ir.IntType(32)(0)), undef, splat_mask)
         steps += [builder.call(fma, [splat, bvec, accs[r * ROW_VECTORS + v]]) for v, bvec in enumerate(bvecs)]
     following = builder.add(p, intp(1))
@@ -150,57 +153,64 @@ def _tile_loop(context, builder, dtype, a, b, ldb):
     return finals, lanes, align, vector_at
 
 
-def _operands(ap, b):
-    """Whether ap is a (kc, MR) packed A panel and b a C-contiguous array of B's values, of one float dtype."""
-    return all(isinstance(x, types.Array) and x.layout == "C" and x.dtype == ap.dtype for x in (ap, b)) and \
-        ap.ndim == 2 and isinstance(ap.dtype, types.Float)
+def _operands(a, b):
+    """Whether a and b are C-contiguous arrays of one float dtype (A's and B's values, packed or not)."""
+    return all(isinstance(x, types.Array) and x.layout == "C" and x.dtype == a.dtype for x in (a, b)) and \
+        isinstance(a.dtype, types.Float)
 
 
-def _b_rows(context, builder, sig, args):
-    """The pointer to B's first tile row and the row stride from a (b, b_at, ldb) argument triple."""
-    b = make_array(sig[0])(context, builder, args[0])
-    at, ldb = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig[1:]))
-    return cgutils.gep(builder, b.data, at), ldb
+def _pointer_and_steps(context, builder, sig, args):
+    """From an (array, at, step, ...) argument run: the pointer to array's element ``at`` and the steps as intp."""
+    x = make_array(sig[0])(context, builder, args[0])
+    at, *steps = (context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig[1:]))
+    return (cgutils.gep(builder, x.data, at), *steps)
 
 
 @intrinsic
-def _tile_product(typingctx, ap, b, b_at, ldb, acc):
-    """acc[r * NR + j] = sum over p of ap[p, r] * b[b_at + p * ldb + j]: the register tile of one micro-kernel
-    call, left in ``acc``, a C-contiguous (MR * NR,) buffer (for the ragged edge tiles and the general alpha/beta
-    blend). B's tile rows are NR elements ``ldb`` apart: a packed panel (ldb = NR) or B itself. Accumulates in the
-    input dtype, each product fused (``_tile_loop``)."""
-    if not (_operands(ap, b) and isinstance(acc, types.Array) and acc.layout == "C" and acc.dtype == ap.dtype):
+def _tile_product(typingctx, a, a_at, astep, lda, kc, b, b_at, ldb, acc):
+    """acc[r * NR + j] = sum over p < kc of a[a_at + p * astep + r * lda] * b[b_at + p * ldb + j]: the register
+    tile of one micro-kernel call, left in ``acc``, a C-contiguous (MR * NR,) buffer (for the ragged edge tiles
+    and the general alpha/beta blend). A's tile is a packed panel (astep = MR, lda = 1) or A's rows themselves
+    (astep = 1, lda = row stride); B's tile rows are NR elements ``ldb`` apart: a packed panel (ldb = NR) or B
+    itself. Accumulates in the input dtype, each product fused (``_tile_loop``)."""
+    if not (_operands(a, b) and isinstance(acc, types.Array) and acc.layout == "C" and acc.dtype == a.dtype):
         return None
 
     def codegen(context, builder, sig, args):
-        a, out = make_array(ap)(context, builder, args[0]), make_array(acc)(context, builder, args[4])
-        brows, stride = _b_rows(context, builder, sig.args[1:4], args[1:4])
-        finals, lanes, align, vector_at = _tile_loop(context, builder, ap.dtype, a, brows, stride)
+        out = make_array(acc)(context, builder, args[8])
+        arows, a_step, a_rows = _pointer_and_steps(context, builder, sig.args[0:4], args[0:4])
+        kcv = context.cast(builder, args[4], sig.args[4], types.intp)
+        brows, b_rows = _pointer_and_steps(context, builder, sig.args[5:8], args[5:8])
+        finals, lanes, align, vector_at = _tile_loop(context, builder, a.dtype, arows, a_step, a_rows, kcv, brows,
+                                                     b_rows)
         for i, final in enumerate(finals):
             builder.store(final, vector_at(out.data, i * lanes), align=align)
         return context.get_dummy_value()
 
-    return types.none(ap, b, b_at, ldb, acc), codegen
+    return types.none(a, a_at, astep, lda, kc, b, b_at, ldb, acc), codegen
 
 
 @intrinsic
-def _tile_into(typingctx, ap, b, b_at, ldb, c, i0, j0, rows, accumulate):
+def _tile_into(typingctx, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulate):
     """c[i0:i0+rows, j0:j0+NR] = (or += when ``accumulate``) the first ``rows`` rows of the tile
     ``_tile_product`` computes, straight from the registers: one vector load/add/store per accumulator (through a
     stack buffer and a scalar-indexed row loop, the store took 30 % of a 128-deep tile's time). c: (M, N)
     C-contiguous output; 1 <= rows <= MR, and the tile's rows < ``rows`` and its NR columns must lie inside c (a
     ragged last row panel skips its missing rows; a ragged column panel takes ``_edge_tile``). Accumulates in the
     input dtype (``_tile_loop``); c + tile is one rounding, as ``_store_row``'s."""
-    if not (_operands(ap, b) and isinstance(c, types.Array) and c.layout == "C" and c.ndim == 2 and
-            c.dtype == ap.dtype):
+    if not (_operands(a, b) and isinstance(c, types.Array) and c.layout == "C" and c.ndim == 2 and
+            c.dtype == a.dtype):
         return None
 
     def codegen(context, builder, sig, args):
-        a, out = make_array(ap)(context, builder, args[0]), make_array(c)(context, builder, args[4])
-        brows, stride = _b_rows(context, builder, sig.args[1:4], args[1:4])
-        row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[5:8], sig.args[5:8]))
-        add = context.cast(builder, args[8], sig.args[8], types.boolean)
-        finals, lanes, align, vector_at = _tile_loop(context, builder, ap.dtype, a, brows, stride)
+        out = make_array(c)(context, builder, args[8])
+        arows, a_step, a_rows = _pointer_and_steps(context, builder, sig.args[0:4], args[0:4])
+        kcv = context.cast(builder, args[4], sig.args[4], types.intp)
+        brows, b_rows = _pointer_and_steps(context, builder, sig.args[5:8], args[5:8])
+        row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[9:12], sig.args[9:12]))
+        add = context.cast(builder, args[12], sig.args[12], types.boolean)
+        finals, lanes, align, vector_at = _tile_loop(context, builder, a.dtype, arows, a_step, a_rows, kcv, brows,
+                                                     b_rows)
         ldc = builder.extract_value(out.shape, 1)
 
         def store_rows(update):
@@ -219,7 +229,7 @@ def _tile_into(typingctx, ap, b, b_at, ldb, c, i0, j0, rows, accumulate):
                 store_rows(lambda target, final: final)
         return context.get_dummy_value()
 
-    return types.none(ap, b, b_at, ldb, c, i0, j0, rows, accumulate), codegen
+    return types.none(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulate), codegen
 
 
 @njit(cache=True)
@@ -383,44 +393,56 @@ def _store_row(crow, acc, alpha, beta, first):
 
 
 @njit(cache=True)
-def _edge_tile(ap, b, b_at, ldb, c, i0, j0, alpha, beta, first):
+def _edge_tile(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, alpha, beta, first):
     """c[i0:i0+MR, j0:j0+NR] clipped to c gets alpha * the tile of ``_tile_product``, blended with beta: the tile
     through a stack buffer that ``_store_row`` blends into c row by row, for ragged column panels and alpha/beta
     blends."""
-    NR = _row_width(ap)
+    NR = _row_width(a)
     M, N = c.shape
-    acc = _tile_buffer(ap)
-    _tile_product(ap, b, b_at, ldb, acc)
+    acc = _tile_buffer(a)
+    _tile_product(a, a_at, astep, lda, kc, b, b_at, ldb, acc)
     j1 = min(j0 + NR, N)
     for r in range(min(MR, M - i0)):
         _store_row(c[i0 + r, j0:j1], acc[r * NR:(r + 1) * NR], alpha, beta, first)
 
 
 @njit(cache=True)
-def _block_kernel(ap, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, alpha, beta, first):
-    """c[ic:ic+mc, jc:jc+nc] gets alpha * A @ B for one packed A block and one block of B, blended with beta.
+def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, alpha, beta, first):
+    """c[ic:ic+mc, jc:jc+nc] gets alpha * A @ B for one block of A and one block of B, blended with beta.
 
-    ap: (mc / MR, KC, MR) packed A panels (first kc rows used); B's column panel q has its rows of NR at
-    b[b_at + q * panel + p * ldb] (packed panels: panel = KC * NR, ldb = NR; B read in place: panel = NR, ldb =
-    B's row stride); c: (M, N). Each A panel sweeps every B panel, one MR x NR register tile each. Tiles with
-    alpha == 1 and beta 0 or 1 (matmul, linear's preloaded bias, every later K block) whose NR columns lie inside
-    c are stored from the registers (``_tile_into``, which skips the missing rows of a ragged last row panel); the
-    rest go through ``_edge_tile``. The tiles run in this one function: a call per tile with its array slices
-    (reference counts, a dozen arguments an array) cost 15 % of a 128-deep tile.
+    A: packed panels ap (mc / MR, KC, MR) when lda == 0; else its whole MR-row panels are read in place,
+    a[a_at + r * lda + p] (k contiguous), and only a ragged last panel comes packed, in ap[0]. B's column panel q
+    has its rows of NR at b[b_at + q * panel + p * ldb] (packed panels: panel = KC * NR, ldb = NR; B read in
+    place: panel = NR, ldb = B's row stride); c: (M, N); first kc rows / k steps used. Each A panel sweeps every
+    B panel, one MR x NR register tile each. Tiles with alpha == 1 and beta 0 or 1 (matmul, linear's preloaded
+    bias, every later K block) whose NR columns lie inside c are stored from the registers (``_tile_into``, which
+    skips the missing rows of a ragged last row panel); the rest go through ``_edge_tile``. The tiles run in this
+    one function: a call per tile with its array slices (reference counts, a dozen arguments an array) cost 15 %
+    of a 128-deep tile. The packed and in-place calls are written apart so that the packed one's steps are
+    constants (12 broadcasts at fixed offsets).
     """
     NR = _row_width(ap)
     M, N = c.shape
     fast = alpha == 1 and (not first or beta == 0 or beta == 1)
     accumulate = not first or beta == 1
+    stride = ap.shape[1] * MR  # elements from one packed panel to the next
     for s in range((mc + MR - 1) // MR):
         i0 = ic + s * MR
-        a = ap[s, :kc]
+        rows = min(MR, M - i0)
+        inplace = lda != 0 and (s + 1) * MR <= mc
+        at = a_at + s * MR * lda if inplace else (s if lda == 0 else 0) * stride
         for q in range((nc + NR - 1) // NR):
             j0 = jc + q * NR
-            if fast and j0 + NR <= N:
-                _tile_into(a, b, b_at + q * panel, ldb, c, i0, j0, min(MR, M - i0), accumulate)
+            bq = b_at + q * panel
+            full = fast and j0 + NR <= N
+            if inplace and full:
+                _tile_into(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, rows, accumulate)
+            elif inplace:
+                _edge_tile(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, alpha, beta, first)
+            elif full:
+                _tile_into(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, rows, accumulate)
             else:
-                _edge_tile(a, b, b_at + q * panel, ldb, c, i0, j0, alpha, beta, first)
+                _edge_tile(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, alpha, beta, first)
 
 
 @njit(parallel=True, cache=True)
@@ -448,24 +470,30 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
         mcb = _even_block(m1 - m0, MC, MR)
         direct = b_strides[2] == 1 and n1 > n0 and (n1 - n0) % NR == 0 and \
             kcb * b_strides[1] * out.itemsize <= DIRECT_B_BYTES
+        direct_a = a_strides[2] == 1 and a_strides[1] > 0 and n1 - n0 <= INPLACE_A_PANELS * NR
         ncb = n1 - n0 if direct else _even_block(n1 - n0, NC, NR)
-        ap = np.empty((mcb // MR, kcb, MR), out.dtype)
+        ap = np.empty((1 if direct_a else mcb // MR, kcb, MR), out.dtype)
         bp = np.empty((0 if direct else ncb // NR, kcb, NR), out.dtype)
         c = out[n]
         for pc in range(0, max(K, 1), kcb):
             kc = min(kcb, K - pc)
             for ic in range(m0, m1, mcb):
                 mc = min(mcb, m1 - ic)
-                _pack_a(ap, a, n * a_strides[0] + ic * a_strides[1] + pc * a_strides[2], a_strides[1],
-                        a_strides[2], mc, kc)
+                a_at = n * a_strides[0] + ic * a_strides[1] + pc * a_strides[2]
+                tail = mc % MR if direct_a else mc  # rows packed: a ragged last panel, or all
+                if tail:
+                    _pack_a(ap, a, a_at + (mc - tail) * a_strides[1], a_strides[1], a_strides[2], tail, kc)
+                lda = a_strides[1] if direct_a else 0
                 for jc in range(n0, n1, ncb):
                     nc = min(ncb, n1 - jc)
                     b_at = n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2]
                     if direct:
-                        _block_kernel(ap, b, b_at, b_strides[1], NR, c, ic, jc, mc, nc, kc, alpha, beta, pc == 0)
+                        _block_kernel(ap, a, a_at, lda, b, b_at, b_strides[1], NR, c, ic, jc, mc, nc, kc, alpha,
+                                      beta, pc == 0)
                     else:
                         _pack_b(bp, b, b_at, b_strides[1], b_strides[2], kc, nc)
-                        _block_kernel(ap, bp, 0, NR, kcb * NR, c, ic, jc, mc, nc, kc, alpha, beta, pc == 0)
+                        _block_kernel(ap, a, a_at, lda, bp, 0, NR, kcb * NR, c, ic, jc, mc, nc, kc, alpha, beta,
+                                      pc == 0)
 
 
 @njit(parallel=True, cache=True)
