@@ -20,7 +20,7 @@ import numpy as np
 from .._arrays import cuda_as_strided, kind_of, native, target_of_kind
 from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, dtype_names, public
 from .._shapes import normalize_dim, normalize_dims
-from .pointwise import _promote, _view_as
+from .pointwise import _operand, _promote, _view_as
 
 DTYPES = FLOAT_DTYPES + INT_DTYPES + BOOL_DTYPES
 
@@ -378,12 +378,7 @@ def _bfloat16_to_float32(call, bits):
     wide = call.astype(bits, np.int32)
     out = call.empty(wide.shape, np.int32)
     if out.size:
-        shift = call.empty((), np.int32)
-        if call.target == "cpu":
-            shift[()] = 1 << 16
-        else:
-            call.launch("fill", shift, value=1 << 16)
-        call.launch("pointwise_binary", out, wide, shift, op="mul")
+        call.launch("pointwise_binary", out, wide, _operand(call, "shift", 1 << 16, wide.dtype), op="mul")
     return _view_as(call, out, FLOAT_DTYPES[0])
 
 
