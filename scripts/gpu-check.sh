@@ -14,7 +14,8 @@
 # and name .whl in the device tool's carry.
 # Every stage runs under a time limit and the whole script under GPU_CHECK_SECONDS (default 540, inside one
 # 10-minute device call); logs go to $OUT (the device tool's folder that comes back) or /tmp/gpu-check.
-# Environment: PYTHON, GPU_CHECK_SECONDS, TEST_WORKERS, BENCH_ARGS, SITE.
+# Environment: PYTHON, GPU_CHECK_SECONDS, TEST_WORKERS, BENCH_ARGS, SITE, and each stage's limit in seconds:
+# TESTS_S, GPU_TESTS_S, BENCH_S, CALLS_S, EXTRA_S (the optional scripts/gpu_*.py stages, each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -66,11 +67,18 @@ assert cuda.is_available() and torch.cuda.is_available(), "no CUDA device seen b
 print(f"device: {torch.cuda.get_device_name()}, cc {cuda.get_current_device().compute_capability}")
 EOF
 
-stage cuda-tests 240 "$PY" -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-8}" -m "cuda and not gpu" tests
-stage gpu-tests 90 "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -m gpu tests/test_cuda_gpu.py
+# -v prints each result as it lands, so a stage cut short by its limit still names every failure it reached
+stage cuda-tests "${TESTS_S:-240}" "$PY" -m pytest -v --tb=short -p no:cacheprovider -n "${TEST_WORKERS:-8}" \
+    --timeout 120 -m "cuda and not gpu" tests
+stage gpu-tests "${GPU_TESTS_S:-90}" "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -m gpu tests/test_cuda_gpu.py
 # shellcheck disable=SC2086
-stage bench 180 "$PY" -m bench --target cuda --no-save ${BENCH_ARGS:-}
-stage calls 90 "$PY" - <<'EOF'
+stage bench "${BENCH_S:-180}" "$PY" -m bench --target cuda --no-save ${BENCH_ARGS:-}
+for extra in scripts/gpu_*.py; do
+    [[ -f $extra ]] || continue
+    name=$(basename "$extra" .py)
+    stage "${name#gpu_}" "${EXTRA_S:-60}" "$PY" "$extra"
+done
+stage calls "${CALLS_S:-90}" "$PY" - <<'EOF'
 """Host and device us per call (median of 5 rounds of 50 back-to-back calls; device time from CUDA events around
 each round), nbops against torch on the same tensors; then a ResNet-18 forward, eager against CUDA-graph replay."""
 import statistics
