@@ -9,15 +9,21 @@ markdown table and saves it, with a PNG chart of the speed-ups, under ``bench/re
     python -m bench                         # every family, cpu
     python -m bench --family conv,norm      # some families
     python -m bench --quick                 # the short list, a shorter time budget per case
-    python -m bench --target cuda           # CUDA arrays (needs a GPU; never the simulator)
+    python -m bench --target cuda           # torch CUDA tensors (needs a GPU; never the simulator)
+    python -m bench --target cuda --numba-arrays   # nbops fed numba device arrays over the same memory
+
+On cuda the times are device time per call from CUDA events around back-to-back calls (median of rounds), with the
+host's issuing time per call beside them, and the report opens with reference rows measured in the same run (torch's
+copy_ bandwidth, torch's fp32 matmul rate, the launch floor of a 4x4 relu); see ``bench.runner.cuda_rounds``.
 """
 
 import argparse
 import os
 import sys
 
-from .report import render, save
-from .runner import EXTEND, MIN_ROUNDS, NOISY, WARMUP_CALLS, WARMUP_S, collect, environment, prepare, run_case
+from .report import render, render_cuda, save
+from .runner import (CUDA_MAX_ROUNDS, CUDA_ROUNDS, CUDA_SECONDS, EXTEND, MIN_ROUNDS, NOISY, WARMUP_CALLS, WARMUP_S,
+                     collect, environment, prepare, run_case, run_references)
 
 
 def parse_args(argv):
@@ -27,6 +33,7 @@ def parse_args(argv):
     p.add_argument("--case", default="", help="only cases whose name contains this text")
     p.add_argument("--quick", action="store_true", help="only the quick cases, a shorter budget")
     p.add_argument("--seconds", type=float, default=None, help="timing budget per provider per case")
+    p.add_argument("--numba-arrays", action="store_true", help="cuda: feed nbops numba device arrays, not tensors")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     p.add_argument("--no-save", action="store_true", help="print only")
     return p.parse_args(argv)
@@ -41,31 +48,48 @@ def main(argv=None):
     if not cases:
         sys.exit(f"bench: no cases for families {families or 'all'} on {args.target}")
     prepare(args.target)
-    seconds = args.seconds if args.seconds is not None else (0.4 if args.quick else 1.5)
+    cuda = args.target == "cuda"
+    seconds = args.seconds if args.seconds is not None else (CUDA_SECONDS if cuda else 0.4 if args.quick else 1.5)
     try:
         from tqdm import tqdm
     except ImportError:
         def tqdm(it, **_):
             return it
+    references = run_references(seconds) if cuda else []
     rows = []
     bar = tqdm(cases, desc="bench", unit="case", file=sys.stderr)
-    for case in bar:
-        if hasattr(bar, "set_postfix_str"):
-            bar.set_postfix_str(case.name[:40])
-        rows.append(run_case(case, args.target, seconds))
+    try:
+        for case in bar:
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(case.name[:40])
+            rows.append(run_case(case, args.target, seconds, numba_arrays=args.numba_arrays))
+    except KeyboardInterrupt:  # a time limit (gpu-check.sh sends SIGINT) still gets the report of the cases done
+        print(f"bench: interrupted; reporting the {len(rows)} of {len(cases)} cases done", file=sys.stderr)
     env = environment(args.target)
-    method = (f"Per case: the first call of each provider alone (compile), >= {WARMUP_CALLS} untimed warm-up rounds "
-              f"over >= {WARMUP_S:g} s, then >= {MIN_ROUNDS} timed rounds and {seconds:g} s (up to {EXTEND:g}x that "
-              f"while the rounds spread widely). `x torch` is the median over rounds of torch's time / nbops' time "
-              f"in the same round; where the (q3 - q1) / median of those ratios or of either provider's times exceeds "
-              f"{100 * NOISY:g}%, the row says noisy (with the widest spread) instead. `spread %` is the wider "
-              f"(q3 - q1) / median of nbops' and torch's times.")
-    text = render(env, rows, method)
+    if len(rows) < len(cases):
+        env["interrupted"] = f"after {len(rows)} of {len(cases)} cases"
+    if cuda:
+        env["nbops inputs"] = "numba device arrays" if args.numba_arrays else "torch CUDA tensors"
+        method = (f"Per case: the first call of each provider alone and synchronised (nbops' compile), two untimed "
+                  f"warm-up rounds, then {CUDA_ROUNDS} timed rounds per provider, interleaved (up to "
+                  f"{CUDA_MAX_ROUNDS} while they spread widely), each ~{1e3 * seconds / CUDA_ROUNDS:g} ms of "
+                  f"back-to-back calls (`calls x rounds`). `x torch` is the median over rounds of torch's device time "
+                  f"/ nbops' in the same round; above {100 * NOISY:g}% spread the row says noisy. `spread %` is the "
+                  f"widest (q3 - q1) / median of the providers' device times.")
+        text = render_cuda(env, rows, references, method)
+    else:
+        method = (f"Per case: the first call of each provider alone (compile), >= {WARMUP_CALLS} untimed warm-up "
+                  f"rounds over >= {WARMUP_S:g} s, then >= {MIN_ROUNDS} timed rounds and {seconds:g} s (up to "
+                  f"{EXTEND:g}x that while the rounds spread widely). `x torch` is the median over rounds of torch's "
+                  f"time / nbops' time in the same round; where the (q3 - q1) / median of those ratios or of either "
+                  f"provider's times exceeds {100 * NOISY:g}%, the row says noisy (with the widest spread) instead. "
+                  f"`spread %` is the wider (q3 - q1) / median of nbops' and torch's times.")
+        text = render(env, rows, method)
     print(text)
     if not args.no_save:
         paths = save(text, rows, env, args.out)
         print("\nsaved: " + ", ".join(paths))
-    return 0 if all(r.parity_ok for r in rows) else 1
+    return 0 if all(r.parity_ok for r in rows + references) else 1
 
 
 if __name__ == "__main__":

@@ -43,16 +43,68 @@ def render(env, rows, method=""):
             f"| {_ratio(r, 'torch')} | {_ratio(r, 'numpy')} | {_fmt(None if spread is None else 100 * spread, 2)} "
             f"| {r.rounds or '-'} | {_fmt(r.first_call_s)} | {r.parity}{(' ' + r.error) if r.error else ''} |"
         )
-    lines += ["", "Family summaries count only rows whose spread allows a ratio.", "",
-              "| family | cases | noisy | geomean x torch | min x torch | parity failures |",
-              "|---|---|---|---|---|---|"]
+    return "\n".join(lines + _summary(rows))
+
+
+def _summary(rows):
+    lines = ["", "Family summaries count only rows whose spread allows a ratio.", "",
+             "| family | cases | noisy | geomean x torch | min x torch | parity failures |",
+             "|---|---|---|---|---|---|"]
     for fam in sorted({r.case.family for r in rows}):
         fr = [r for r in rows if r.case.family == fam]
         sp = [r.speedup("torch") for r in fr if r.speedup("torch") and not r.noisy("torch")]
         noisy = sum(bool(r.speedup("torch")) and r.noisy("torch") for r in fr)
         lines.append(f"| {fam} | {len(fr)} | {noisy} | {_fmt(geomean(sp))} | {_fmt(min(sp) if sp else None)} "
                      f"| {sum(not r.parity_ok for r in fr)} |")
-    return "\n".join(lines)
+    return lines
+
+
+def _ceilings(references):
+    """{unit: the reference rate a row of that unit is a percentage of}: torch's copy_ GB/s and matmul GFLOP/s."""
+    out = {}
+    for r in references:
+        if r.case.nbops is None:
+            value, unit = r.rate("torch")
+            if value:
+                out[unit] = value
+    return out
+
+
+def _percent(row, provider, ceilings):
+    value, unit = row.rate(provider)
+    return f"{100 * value / ceilings[unit]:.0f}" if value and unit in ceilings else "-"
+
+
+def render_cuda(env, rows, references, method=""):
+    """The cuda report: device us per call (CUDA events around back-to-back calls; rates, percentages and ratios come
+    from it), host us per call, and each rate as a percentage of the same run's reference (copy_ GB/s for
+    memory-bound rows, cuBLAS matmul GFLOP/s for compute-bound ones); the reference rows come first."""
+    ceilings = _ceilings(references)
+    lines = ["# nbops benchmark and parity report", ""]
+    lines += [f"- {k}: {v}" for k, v in env.items()]
+    refs = ", ".join(f"{_fmt(v)} {u}" for u, v in ceilings.items())
+    lines += ["", "Device us per call: CUDA events around back-to-back calls, median of rounds; host us per call: the "
+              "issuing loop alone. Rates, `% ref` and `x torch` come from device time; `x torch` > 1 means nbops is "
+              f"faster. `% ref` (nbops / torch) is the rate as a percentage of this run's reference ({refs or '-'}). "
+              + method, ""]
+    lines.append("| family | case | nbops dev us | torch dev us | nbops host us | torch host us | nbops rate "
+                 "| torch rate | % ref | x torch | spread % | calls x rounds | first call s | parity |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in list(references) + list(rows):
+        rate_nb, unit = r.rate("nbops")
+        rate_t, unit_t = r.rate("torch")
+        spread = max(r.spread.values()) if r.spread else None
+        us = {p: None if p not in r.ms else 1e3 * r.ms[p] for p in ("nbops", "torch")}
+        calls = "/".join(str(r.calls[p]) for p in ("nbops", "torch") if p in r.calls)
+        lines.append(
+            f"| {r.case.family} | {r.case.name} | {_fmt(us['nbops'])} | {_fmt(us['torch'])} "
+            f"| {_fmt(r.host_us.get('nbops'))} | {_fmt(r.host_us.get('torch'))} "
+            f"| {_fmt(rate_nb)}{' ' + unit if rate_nb else ''} | {_fmt(rate_t)}{' ' + unit_t if rate_t else ''} "
+            f"| {_percent(r, 'nbops', ceilings)} / {_percent(r, 'torch', ceilings)} | {_ratio(r, 'torch')} "
+            f"| {_fmt(None if spread is None else 100 * spread, 2)} | {calls or '-'} x {r.rounds or '-'} "
+            f"| {_fmt(r.first_call_s)} | {r.parity}{(' ' + r.error) if r.error else ''} |"
+        )
+    return "\n".join(lines + _summary(rows))
 
 
 def save(text, rows, env, out_dir):

@@ -29,6 +29,8 @@ class Row:
     samples: dict = field(default_factory=dict)  # provider -> seconds of each timed round, in round order
     rounds: int = 0
     first_call_s: float = float("nan")
+    host_us: dict = field(default_factory=dict)  # provider -> median host us per call (cuda)
+    calls: dict = field(default_factory=dict)  # provider -> back-to-back calls per timed round (cuda)
     parity_ok: bool = True
     parity: str = ""
     error: str = ""
@@ -109,6 +111,7 @@ def environment(target):
     }
     if target == "cuda":
         env["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "numba CUDA device"
+        env["versions"] += f", numba-cuda {_numba_cuda_version()}"
         env["notes"] = f"torch TF32 matmul {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
     return env
 
@@ -139,6 +142,16 @@ def prepare(target):
 
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+
+
+def _numba_cuda_version():
+    """The numba-cuda package's version, or a note that numba's built-in CUDA target is in use."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numba-cuda")
+    except PackageNotFoundError:
+        return "not installed (numba's built-in CUDA target)"
 
 
 def _threading_layer():
@@ -240,13 +253,15 @@ def _rounds(providers, target, seconds):
     return samples
 
 
-def run_case(case, target, seconds):
+def run_case(case, target, seconds, numba_arrays=False):
     """Time every provider of ``case`` on ``target`` and check nbops' output against torch's.
 
     The first call of each provider (nbops' compile or cache load) is timed on its own as ``first_call_s`` and its
-    output checked for parity; warm-up calls follow (``_warm_up``), then the timed rounds (``_rounds``)."""
-    import torch
-
+    output checked for parity; warm-up calls follow (``_warm_up``), then the timed rounds (``_rounds``). On cuda the
+    case goes to ``run_cuda_case`` instead (device time from CUDA events; ``numba_arrays`` feeds nbops numba device
+    arrays over the torch tensors' memory instead of the tensors themselves)."""
+    if target == "cuda":
+        return run_cuda_case(case, seconds, numba_arrays=numba_arrays)
     row = Row(case)
     dtype = np.dtype(case.dtype)
     inputs = case.setup(np.random.default_rng(0), dtype)
@@ -257,16 +272,8 @@ def run_case(case, target, seconds):
     try:
         row.first_call_s, out_nb = _timed(case.nbops, providers["nbops"][1], target)
         _, out_t = _timed(case.torch, providers["torch"][1], target)
-        a, e = _host(out_nb), _host(out_t)
-        try:
-            torch.testing.assert_close(a.to(e.dtype), e, rtol=case.rtol, atol=case.atol, equal_nan=True)
-            row.parity = "ok"
-        except AssertionError:
-            err = (a.double() - e.double()).abs().nan_to_num(nan=float("inf")).max().item() if a.shape == e.shape \
-                else float("nan")
-            row.parity_ok, row.parity = False, f"FAIL (max abs err {err:.3g})" if a.shape == e.shape else \
-                f"FAIL (shape {tuple(a.shape)} vs {tuple(e.shape)})"
-        del out_nb, out_t, a, e
+        _check_parity(row, _host(out_nb), _host(out_t))
+        del out_nb, out_t
         _warm_up(providers, target)
         samples = _rounds(providers, target, seconds)
         row.rounds = len(samples["nbops"])
@@ -276,3 +283,209 @@ def run_case(case, target, seconds):
     except Exception as exc:  # a broken case is reported in its row, the rest of the report still runs
         row.parity_ok, row.parity, row.error = False, "ERROR", f"{type(exc).__name__}: {exc}"
     return row
+
+
+def _check_parity(row, a, e):
+    """Set ``row.parity``: "ok" when nbops' output ``a`` matches torch's ``e`` (torch.testing tolerances, or the
+    case's), else FAIL with the largest absolute error or the two shapes."""
+    import torch
+
+    case = row.case
+    try:
+        torch.testing.assert_close(a.to(e.dtype), e, rtol=case.rtol, atol=case.atol, equal_nan=True)
+        row.parity = "ok"
+    except AssertionError:
+        if a.shape == e.shape:
+            err = (a.double() - e.double()).abs().nan_to_num(nan=float("inf")).max().item()
+            row.parity_ok, row.parity = False, f"FAIL (max abs err {err:.3g})"
+        else:
+            row.parity_ok, row.parity = False, f"FAIL (shape {tuple(a.shape)} vs {tuple(e.shape)})"
+
+
+# --- cuda: device time from CUDA events around back-to-back calls ----------------------------------------------
+
+CUDA_SECONDS = 0.15  # default timing budget per provider per case on cuda: CUDA_ROUNDS rounds of ~30 ms each
+CUDA_ROUNDS, CUDA_MAX_ROUNDS = 5, 15  # timed rounds per provider; up to CUDA_MAX_ROUNDS while they spread widely
+MAX_CALLS = 4000  # calls in one round at most (a launch-bound call of ~5 us fills 20 ms)
+COPY_BYTES = 1 << 30  # the copy_ reference: a 1 GiB float32 tensor copied into another (2 GiB moved)
+MATMUL_N = 8192  # the matmul reference: fp32 8192^3 through cuBLAS with TF32 off
+
+
+class CudaTimer:
+    """CUDA events on torch's current stream (device time) and ``torch.cuda.synchronize``; tests pass a stand-in
+    with the same three members."""
+
+    def __init__(self):
+        import torch
+
+        self._torch = torch
+
+    def event(self):
+        return self._torch.cuda.Event(enable_timing=True)
+
+    def synchronize(self):
+        self._torch.cuda.synchronize()
+
+
+def time_round(fn, args, calls, timer):
+    """(host seconds, device seconds) per call of ``calls`` back-to-back calls of ``fn(*args)``, started on an idle
+    device. Device time is the span between events recorded before the first call and after the last, so for calls
+    that the host issues slower than the device runs them it includes the device's waits: it is the time a user
+    sees per call in a loop. Host time is the issuing loop alone (no sync inside), which blocks only when the launch
+    queue is full."""
+    timer.synchronize()
+    start, stop = timer.event(), timer.event()
+    start.record()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn(*args)
+    host = time.perf_counter() - t0
+    stop.record()
+    stop.synchronize()
+    return host / calls, start.elapsed_time(stop) * 1e-3 / calls
+
+
+def calls_per_round(per_call_s, round_s):
+    """Back-to-back calls that fill ``round_s`` at ``per_call_s`` each: at least 1, at most MAX_CALLS."""
+    if per_call_s <= 0:
+        return MAX_CALLS
+    return max(1, min(MAX_CALLS, round(round_s / per_call_s)))
+
+
+def cuda_rounds(providers, seconds, timer):
+    """Timed rounds of every provider, interleaved: ({provider: [device s per call, per round]}, {provider: [host s
+    per call]}, {provider: calls per round}).
+
+    Each provider's round length is set from its first call (synchronised, after the compile) and refined by two
+    untimed warm-up rounds (the clocks ramp up, the allocator holds the outputs' blocks) to fill seconds /
+    CUDA_ROUNDS of max(host, device) time. Then CUDA_ROUNDS timed rounds, more (up to CUDA_MAX_ROUNDS) while any
+    provider's device times or per-round ratios to nbops spread above NOISY."""
+    round_s = seconds / CUDA_ROUNDS
+    calls = {}
+    for p, (fn, args) in providers.items():
+        timer.synchronize()
+        t0 = time.perf_counter()
+        fn(*args)
+        timer.synchronize()
+        calls[p] = calls_per_round(time.perf_counter() - t0, round_s)
+        for _ in range(2):
+            host, device = time_round(fn, args, calls[p], timer)
+            calls[p] = calls_per_round(max(host, device), round_s)
+    device = {p: [] for p in providers}
+    host = {p: [] for p in providers}
+    for r in range(CUDA_MAX_ROUNDS):
+        for p, (fn, args) in providers.items():
+            h, d = time_round(fn, args, calls[p], timer)
+            host[p].append(h)
+            device[p].append(d)
+        if r + 1 < CUDA_ROUNDS:
+            continue
+        ratios = [[t / n for n, t in zip(device["nbops"], s)] for p, s in device.items()
+                  if p != "nbops" and "nbops" in device]
+        if max(spread(s) for s in ratios + list(device.values())) <= NOISY:
+            break
+    return device, host, calls
+
+
+def _to_device(x, device):
+    """A case input as a torch tensor on ``device`` (a copy of the NumPy array; other values pass through)."""
+    import torch
+
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(x.copy()).to(device)
+    return x
+
+
+def _numba_view(x):
+    """A numba device array over a torch CUDA tensor's memory (other values pass through)."""
+    import torch
+
+    if isinstance(x, torch.Tensor):
+        from numba import cuda
+
+        return cuda.as_cuda_array(x, sync=False)
+    return x
+
+
+def _finish_cuda_row(row, device, host, calls):
+    row.samples = device
+    row.host_us = {p: statistics.median(s) * 1e6 for p, s in host.items()}
+    row.ms = {p: statistics.median(s) * 1e3 for p, s in device.items()}
+    row.spread = {p: spread(s) for p, s in device.items()}
+    row.rounds = len(next(iter(device.values())))
+    row.calls = calls
+
+
+def run_cuda_case(case, seconds, numba_arrays=False, timer=None, device="cuda"):
+    """``run_case`` on cuda: nbops and torch get the same torch tensors on ``device`` (nbops numba device arrays over
+    them with ``numba_arrays``). The first call of each (nbops': compile or cache load) is timed alone and synchronised
+    as ``first_call_s``, nbops' output is copied to the host before torch runs (an ``out=`` case writes the same
+    tensor), then ``cuda_rounds`` gives device and host time per call; rates and ratios come from device time.
+    ``timer`` and ``device`` let the CPU tests drive the loop with a stand-in timer."""
+    timer = CudaTimer() if timer is None else timer
+    row = Row(case)
+    try:
+        inputs = tuple(_to_device(x, device) for x in case.setup(np.random.default_rng(0), np.dtype(case.dtype)))
+        providers = {"nbops": (case.nbops, tuple(_numba_view(x) for x in inputs) if numba_arrays else inputs),
+                     "torch": (case.torch, inputs)}
+        timer.synchronize()
+        t0 = time.perf_counter()
+        out = case.nbops(*providers["nbops"][1])
+        timer.synchronize()
+        row.first_call_s = time.perf_counter() - t0
+        a = _host(out).clone()  # a copy on the host, even where the "device" is the cpu (tests)
+        del out
+        _check_parity(row, a, _host(case.torch(*inputs)))
+        _finish_cuda_row(row, *cuda_rounds(providers, seconds, timer))
+    except Exception as exc:  # a broken case is reported in its row, the rest of the report still runs
+        row.parity_ok, row.parity, row.error = False, "ERROR", f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def _reference_cases(device):
+    """The rows every cuda report carries, measured in the same run: torch's copy_ of 1 GiB (the bandwidth that
+    memory-bound rows are a percentage of), torch's fp32 matmul 8192^3 with TF32 off (the same for compute-bound
+    rows), and the launch floor, relu on a 4x4 tensor, nbops against torch (the fixed cost of one call)."""
+    import torch
+
+    import nbops
+
+    from .core import Case
+
+    def copy_setup(rng, dtype):
+        n = COPY_BYTES // 4
+        return torch.randn(n, device=device), torch.empty(n, device=device)
+
+    def matmul_setup(rng, dtype):
+        return torch.randn(MATMUL_N, MATMUL_N, device=device), torch.randn(MATMUL_N, MATMUL_N, device=device)
+
+    return [
+        Case("torch copy_ 1 GiB", "reference", copy_setup, None, lambda x, y: y.copy_(x), bytes=2.0 * COPY_BYTES),
+        Case(f"torch matmul {MATMUL_N}^3 fp32", "reference", matmul_setup, None, torch.matmul,
+             flops=2.0 * MATMUL_N ** 3),
+        Case("relu 4x4 (launch floor)", "reference", lambda rng, dt: (rng.standard_normal((4, 4)).astype(dt),),
+             nbops.relu, torch.relu, bytes=2 * 16 * 4.0),
+    ]
+
+
+def run_references(seconds, timer=None, device="cuda"):
+    """Rows for ``_reference_cases``: torch-only rows time torch alone; the launch floor runs as a case."""
+    import torch
+
+    rows = []
+    for case in _reference_cases(device):
+        if case.nbops is not None:
+            rows.append(run_cuda_case(case, seconds, timer=timer, device=device))
+            continue
+        row = Row(case)
+        try:
+            args = case.setup(None, None)
+            _finish_cuda_row(row, *cuda_rounds({"torch": (case.torch, args)}, seconds, timer or CudaTimer()))
+            row.parity = "-"
+            del args
+        except Exception as exc:
+            row.parity_ok, row.parity, row.error = False, "ERROR", f"{type(exc).__name__}: {exc}"
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        rows.append(row)
+    return rows

@@ -1,12 +1,17 @@
-"""The benchmark report's statistics: per-round ratios, their spread, and the "noisy" verdict (no timings are
-asserted; the rows are built from given samples)."""
+"""The benchmark report's statistics: per-round ratios, their spread, and the "noisy" verdict; the cuda timing loop
+driven by a stand-in timer on CPU tensors, and the cuda report's format (no timings are asserted; the rows are built
+from given samples or from the stand-in's clock)."""
+
+import time
 
 import numpy as np
 import torch
 
+from bench import runner
 from bench.core import Case
-from bench.report import render
-from bench.runner import MIN_ROUNDS, NOISY, Row, run_case, spread
+from bench.report import render, render_cuda
+from bench.runner import (CUDA_ROUNDS, CUDA_SECONDS, MAX_CALLS, MIN_ROUNDS, NOISY, Row, calls_per_round, run_case,
+                          run_cuda_case, spread, time_round)
 
 
 def _case():
@@ -55,3 +60,112 @@ def test_run_case_warms_up_and_times_enough_rounds():
     row = run_case(_case(), "cpu", 0.0)
     assert row.parity == "ok" and row.rounds >= MIN_ROUNDS
     assert set(row.samples) == {"nbops", "torch", "numpy"} and all(len(s) == row.rounds for s in row.samples.values())
+
+
+class FakeTimer:
+    """A stand-in for ``CudaTimer``: a device clock that the providers advance by the device time each call takes,
+    and events that read it."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.syncs = 0
+
+    def event(self):
+        timer = self
+
+        class Event:
+            def record(self):
+                self.t = timer.now
+
+            def synchronize(self):
+                pass
+
+            def elapsed_time(self, other):
+                return (other.t - self.t) * 1e3  # ms, as torch.cuda.Event reports
+
+        return Event()
+
+    def synchronize(self):
+        self.syncs += 1
+
+    def op(self, device_s, fn):
+        def run(*args):
+            self.now += device_s
+            return fn(*args)
+
+        return run
+
+
+def test_time_round_reports_device_time_per_call_from_events():
+    timer = FakeTimer()
+    host, device = time_round(timer.op(2e-3, lambda: None), (), 10, timer)
+    assert abs(device - 2e-3) < 1e-12 and 0 <= host < 1e-3 and timer.syncs == 1
+
+
+def test_calls_per_round_fills_the_round_within_bounds():
+    assert calls_per_round(1e-3, 0.03) == 30
+    assert calls_per_round(1.0, 0.03) == 1
+    assert calls_per_round(1e-9, 0.03) == MAX_CALLS == calls_per_round(0.0, 0.03)
+
+
+def test_cuda_case_times_device_and_host_and_checks_parity():
+    """The cuda loop on CPU tensors with a stand-in timer: nbops takes 1 ms of device time per call, torch 3 ms."""
+    timer = FakeTimer()
+    case = Case("add 64", "pointwise", lambda rng, dt: (rng.standard_normal(64).astype(dt),) * 2,
+                timer.op(1e-3, torch.add), timer.op(3e-3, torch.add), bytes=768.0)
+    row = run_cuda_case(case, CUDA_SECONDS, timer=timer, device="cpu")
+    assert row.parity == "ok" and not row.error and row.rounds == CUDA_ROUNDS
+    assert abs(row.ms["nbops"] - 1.0) < 1e-9 and abs(row.speedup("torch") - 3.0) < 1e-9
+    round_s = CUDA_SECONDS / CUDA_ROUNDS
+    assert row.calls == {"nbops": calls_per_round(1e-3, round_s), "torch": calls_per_round(3e-3, round_s)}
+    assert set(row.host_us) == {"nbops", "torch"} and all(v >= 0 for v in row.host_us.values())
+
+
+def test_cuda_case_out_argument_parity_reads_nbops_result_before_torch_runs():
+    def wrong_into(a, o):  # writes a wrong answer; torch's right one lands in the same tensor afterwards
+        o.copy_(a + 1)
+        return o
+
+    timer = FakeTimer()
+    case = Case("out=", "linear", lambda rng, dt: (rng.standard_normal(8).astype(dt), np.zeros(8, dt)),
+                timer.op(1e-3, wrong_into), timer.op(1e-3, lambda a, o: torch.mul(a, 1, out=o)), bytes=64.0)
+    row = run_cuda_case(case, 0.01, timer=timer, device="cpu")
+    assert row.parity.startswith("FAIL (max abs err 1")
+
+
+def test_cuda_report_shows_device_and_host_times_and_percent_of_references():
+    copy = Case("torch copy_ 1 GiB", "reference", None, None, None, bytes=2e9)
+    ref = _row_of(copy, {"torch": [1e-3] * 5}, {"torch": [1e-5] * 5})  # 2000 GB/s
+    case = Case("relu", "activation", None, None, None, bytes=1e9)
+    row = _row_of(case, {"nbops": [1e-3] * 5, "torch": [0.5e-3] * 5}, {"nbops": [2e-5] * 5, "torch": [1e-5] * 5})
+    text = render_cuda({"target": "cuda"}, [row], [ref])
+    assert "| reference | torch copy_ 1 GiB | - | 1000 | - | 10 | - | 2000 GB/s | - / 100 |" in text
+    assert "| activation | relu | 1000 | 500 | 20 | 10 | 1000 GB/s | 2000 GB/s | 50 / 100 | 0.5 |" in text
+    assert "| activation | 1 | 0 | 0.5 | 0.5 | 0 |" in text and "reference" not in text.split("Family summ")[1]
+
+
+def _row_of(case, device, host):
+    row = Row(case)
+    row.samples = device
+    row.ms = {p: float(np.median(s)) * 1e3 for p, s in device.items()}
+    row.host_us = {p: float(np.median(s)) * 1e6 for p, s in host.items()}
+    row.spread = {p: spread(s) for p, s in device.items()}
+    row.rounds, row.calls = 5, {p: 10 for p in device}
+    return row
+
+
+def test_reference_rows_time_torch_alone_and_the_launch_floor_against_torch(monkeypatch):
+    """The reference rows on CPU tensors at toy sizes; the stand-in's device clock is the host's."""
+    class HostClock(FakeTimer):
+        def event(self):
+            event = super().event()
+            event.record = lambda: setattr(event, "t", time.perf_counter())
+            return event
+
+    monkeypatch.setattr(runner, "COPY_BYTES", 1 << 12)
+    monkeypatch.setattr(runner, "MATMUL_N", 16)
+    copy, matmul, floor = runner.run_references(0.01, timer=HostClock(), device="cpu")
+    assert set(copy.ms) == {"torch"} and copy.rate("torch")[1] == "GB/s" and copy.speedup("torch") is None
+    assert matmul.case.flops == 2 * 16 ** 3 and matmul.rate("torch")[1] == "GFLOP/s"
+    assert floor.parity == "ok" and set(floor.ms) == {"nbops", "torch"}
+    assert "| reference | torch copy_ 1 GiB | - |" in render_cuda({}, [], [copy, matmul, floor])

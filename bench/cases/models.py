@@ -133,7 +133,11 @@ def _run_torch(name):
 
 
 def _run_nbops(name):
-    return lambda x: _on_device(name, x)(x)
+    def run(x):  # nbops' model, on the cpu for host arrays, on cuda for torch CUDA tensors and numba arrays
+        host = isinstance(x, np.ndarray) or (isinstance(x, torch.Tensor) and x.device.type == "cpu")
+        return _build(name)[1].to("cpu" if host else "cuda")(x)
+
+    return run
 
 
 def _resnet_setup(rng, dtype):
