@@ -1,9 +1,11 @@
-"""CUDA kernels of the pointwise family: one thread per output element.
+"""CUDA kernels of the pointwise family.
 
-The output is a flat C-contiguous 1-D view; every operand is an 8-D view broadcast to the output's shape
-(``_util.pad_rank``: stride 0 along broadcast dims, any strides elsewhere), so one compiled kernel per dtype serves
-every rank, broadcast and layout. Thread ``i`` unravels ``i`` over the 8-D shape and reads each operand there.
-Grid: ceil(size / TPB) blocks of TPB threads.
+Each op's math is one device function (``_binary_float``, ``_unary``, ...). Launches go through the grid-stride maps
+of ``_util.map_kernels``: the flat kernel when every operand is C-contiguous with the output's shape or is a scalar
+(0-d or one element), the box kernel when the output and operands fold to at most 3 dims (a row, column or
+per-channel operand, a strided view); each thread keeps 4 loads per operand in flight. Layouts that fold to more
+than 3 dims fall back to one thread per element over 8-D views (``_util.pad_rank``; thread ``i`` unravels ``i``
+over the 8-D shape), which is also the maps' oracle in the tests.
 
 The device math avoids the calls whose domain errors differ between the GPU and the simulator (which runs Python's
 ``math``): NaN/inf cases of sqrt, log, exp, fmod and floor are decided before the call.
@@ -14,9 +16,8 @@ import math
 import numpy as np
 from numba import cuda
 
-from .._arrays import cuda_as_strided
 from .._dispatch import register
-from ._util import TPB, blocks, flat, pad_rank, stream
+from ._util import TPB, blocks, flat, launch_map, map_kernels, pad_rank, stream
 from .shape import _unravel
 
 ADD, MUL, DIV, DIV_TRUNC, DIV_FLOOR, POW, MAXIMUM, MINIMUM = range(8)
@@ -87,89 +88,125 @@ def _ipow(a, b):
     return r
 
 
+@cuda.jit(device=True)
+def _binary_float(a, b, p):
+    """Float a <op> b for p = (op, alpha)."""
+    op, alpha = p
+    if op == ADD:
+        return a + alpha * b
+    if op == MUL:
+        return a * b
+    if op == DIV:
+        return a / b
+    if op == DIV_TRUNC:
+        return _trunc(a / b)
+    if op == DIV_FLOOR:
+        return _div_floor(a, b)
+    if op == POW:
+        return a ** b
+    if op == MAXIMUM:
+        return a if (a > b or a != a) else b
+    return a if (a < b or a != a) else b
+
+
+@cuda.jit(device=True)
+def _binary_int(a, b, p):
+    """Integer a <op> b for p = (op, alpha), wrapping around. Division by zero gives 0 (torch leaves the result
+    unspecified on CUDA)."""
+    op, alpha = p
+    if op == ADD:
+        return a + alpha * b
+    if op == MUL:
+        return a * b
+    if op == DIV_TRUNC:
+        if b == 0:
+            return a - a
+        q = a // b
+        if q < 0 and q * b != a:
+            q += 1
+        return q
+    if op == DIV_FLOOR:
+        return a - a if b == 0 else a // b
+    if op == POW:
+        return _ipow(a, b)
+    if op == MAXIMUM:
+        return a if a > b else b
+    return a if a < b else b
+
+
+@cuda.jit(device=True)
+def _unary(a, p):
+    """f(a) for p = (op,), f in sqrt, exp, log, abs, neg."""
+    op = p[0]
+    if op == SQRT:
+        return math.nan if a < 0 else math.sqrt(a)
+    if op == EXP:
+        return math.inf if a > EXP_MAX else math.exp(a)
+    if op == LOG:
+        if a < 0:
+            return math.nan
+        if a == 0:
+            return -math.inf
+        return math.log(a)
+    if op == ABS:
+        return abs(a)
+    return -a
+
+
+@cuda.jit(device=True)
+def _where(c, a, b, p):
+    return a if c else b
+
+
+@cuda.jit(device=True)
+def _clamp(v, lo, hi, p):
+    """min(max(v, lo), hi), NaN anywhere giving NaN and lo > hi giving hi (torch's rule)."""
+    v = lo if (v < lo or lo != lo) else v
+    return hi if (v > hi or hi != hi) else v
+
+
+# grid-stride maps (``_util.map_kernels``): the flat kernel for contiguous same-shape operands and scalars, the
+# box kernel for layouts that fold to 3 dims (row or column broadcast, per-channel operands, strided views)
+_BINARY_FLOAT_MAP = map_kernels(_binary_float, 2)
+_BINARY_INT_MAP = map_kernels(_binary_int, 2)
+_UNARY_MAP = map_kernels(_unary, 1)
+_WHERE_MAP = map_kernels(_where, 3)
+_CLAMP_MAP = map_kernels(_clamp, 3)
+
+
+# the general fallback and the oracle of the maps: one thread per element of out: (M,), each operand an 8-D
+# broadcast view (``pad_rank``) indexed by unravelling i; grid = ceil(M / TPB) blocks of TPB threads
+
+
 @cuda.jit
 def _binary_kernel(out, x, y, op, alpha):
-    """Float out[i] = x[idx] <op> y[idx]; out: (M,), x, y: 8-D broadcast views; one thread per element."""
+    """Float out[i] = x[idx] <op> y[idx]."""
     i = cuda.grid(1)
     if i < out.shape[0]:
         idx = _unravel(x.shape, i)
-        a = x[idx]
-        b = y[idx]
-        if op == ADD:
-            out[i] = a + alpha * b
-        elif op == MUL:
-            out[i] = a * b
-        elif op == DIV:
-            out[i] = a / b
-        elif op == DIV_TRUNC:
-            out[i] = _trunc(a / b)
-        elif op == DIV_FLOOR:
-            out[i] = _div_floor(a, b)
-        elif op == POW:
-            out[i] = a ** b
-        elif op == MAXIMUM:
-            out[i] = a if (a > b or a != a) else b
-        elif op == MINIMUM:
-            out[i] = a if (a < b or a != a) else b
+        out[i] = _binary_float(x[idx], y[idx], (op, alpha))
 
 
 @cuda.jit
 def _binary_int_kernel(out, x, y, op, alpha):
-    """Integer out[i] = x[idx] <op> y[idx] (wrap-around); shapes and grid as ``_binary_kernel``. Division by zero
-    is not checked on the device (the result is unspecified, as in torch on CUDA)."""
+    """Integer out[i] = x[idx] <op> y[idx] (wrap-around)."""
     i = cuda.grid(1)
     if i < out.shape[0]:
         idx = _unravel(x.shape, i)
-        a = x[idx]
-        b = y[idx]
-        if op == ADD:
-            out[i] = a + alpha * b
-        elif op == MUL:
-            out[i] = a * b
-        elif op == DIV_TRUNC:
-            if b == 0:
-                out[i] = 0
-            else:
-                q = a // b
-                if q < 0 and q * b != a:
-                    q += 1
-                out[i] = q
-        elif op == DIV_FLOOR:
-            out[i] = 0 if b == 0 else a // b
-        elif op == POW:
-            out[i] = _ipow(a, b)
-        elif op == MAXIMUM:
-            out[i] = a if a > b else b
-        elif op == MINIMUM:
-            out[i] = a if a < b else b
+        out[i] = _binary_int(x[idx], y[idx], (op, alpha))
 
 
 @cuda.jit
 def _unary_kernel(out, x, op):
-    """out[i] = f(x[idx]) for f in sqrt, exp, log, abs, neg; out: (M,), x: 8-D; one thread per element."""
+    """out[i] = f(x[idx]) for f in sqrt, exp, log, abs, neg."""
     i = cuda.grid(1)
     if i < out.shape[0]:
-        a = x[_unravel(x.shape, i)]
-        if op == SQRT:
-            out[i] = math.nan if a < 0 else math.sqrt(a)
-        elif op == EXP:
-            out[i] = math.inf if a > EXP_MAX else math.exp(a)
-        elif op == LOG:
-            if a < 0:
-                out[i] = math.nan
-            elif a == 0:
-                out[i] = -math.inf
-            else:
-                out[i] = math.log(a)
-        elif op == ABS:
-            out[i] = abs(a)
-        elif op == NEG:
-            out[i] = -a
+        out[i] = _unary(x[_unravel(x.shape, i)], (op,))
 
 
 @cuda.jit
 def _where_kernel(out, cond, x, y):
-    """out[i] = x[idx] if cond[idx] else y[idx]; out: (M,), the rest 8-D; one thread per element."""
+    """out[i] = x[idx] if cond[idx] else y[idx]."""
     i = cuda.grid(1)
     if i < out.shape[0]:
         idx = _unravel(x.shape, i)
@@ -178,16 +215,11 @@ def _where_kernel(out, cond, x, y):
 
 @cuda.jit
 def _clamp_kernel(out, x, lo, hi):
-    """out[i] = min(max(x, lo), hi) at idx, NaN anywhere giving NaN and lo > hi giving hi (torch's rule);
-    out: (M,), the rest 8-D; one thread per element."""
+    """out[i] = clamp(x[idx], lo[idx], hi[idx])."""
     i = cuda.grid(1)
     if i < out.shape[0]:
         idx = _unravel(x.shape, i)
-        v = x[idx]
-        m = lo[idx]
-        v = m if (v < m or m != m) else v
-        m = hi[idx]
-        out[i] = m if (v > m or m != m) else v
+        out[i] = _clamp(x[idx], lo[idx], hi[idx], ())
 
 
 _BINARY = {"add": ADD, "mul": MUL, "div": DIV, "div_trunc": DIV_TRUNC, "div_floor": DIV_FLOOR, "pow": POW,
@@ -200,33 +232,36 @@ def _scalar(value, dtype):
 
 
 def _operands(out, *xs):
-    """(out as a flat 1-D array, xs as 8-D views broadcast to it). When every operand is C-contiguous with out's
-    shape or holds one element, all are viewed as (1, ..., 1, n) (one-element operands with stride 0), so the
-    kernels' index arithmetic costs nothing; otherwise the operands keep out's shape with broadcast strides."""
-    n = out.size
-    if all(x.size == 1 or (x.is_c_contiguous() and tuple(x.shape) == tuple(out.shape)) for x in xs):
-        views = [cuda_as_strided(x, (n,), (0,)) if x.size == 1 and n != 1 else flat(x) for x in xs]
-        return (flat(out),) + tuple(pad_rank(v, (n,)) for v in views)
+    """(out as a flat 1-D array, xs as 8-D views broadcast to it) for the fallback kernels."""
     return (flat(out),) + tuple(pad_rank(x, out.shape) for x in xs)
+
+
+def _launch(maps, kernel, out, xs, p, *consts):
+    """The grid-stride map where the layout allows (``_util.launch_map``), else the 8-D ``kernel``."""
+    if not launch_map(maps, out, xs, p):
+        kernel[blocks(out.size), TPB, stream()](*_operands(out, *xs), *consts)
 
 
 @register("pointwise_binary", "cuda")
 def pointwise_binary(out, x, y, op, alpha=1):
     """out = x <op> y (see the cpu launcher); x, y of out's dtype, any strides, broadcast to out.shape."""
-    kern = _binary_kernel if out.dtype.kind == "f" else _binary_int_kernel
-    kern[blocks(out.size), TPB, stream()](*_operands(out, x, y), _BINARY[op], _scalar(alpha, out.dtype))
+    code, a = _BINARY[op], _scalar(alpha, out.dtype)
+    if out.dtype.kind == "f":
+        _launch(_BINARY_FLOAT_MAP, _binary_kernel, out, (x, y), (code, a), code, a)
+    else:
+        _launch(_BINARY_INT_MAP, _binary_int_kernel, out, (x, y), (code, a), code, a)
 
 
 @register("pointwise_unary", "cuda")
 def pointwise_unary(out, x, op):
-    _unary_kernel[blocks(out.size), TPB, stream()](*_operands(out, x), _UNARY[op])
+    _launch(_UNARY_MAP, _unary_kernel, out, (x,), (_UNARY[op],), _UNARY[op])
 
 
 @register("where", "cuda")
 def where(out, condition, x, y):
-    _where_kernel[blocks(out.size), TPB, stream()](*_operands(out, condition, x, y))
+    _launch(_WHERE_MAP, _where_kernel, out, (condition, x, y), ())
 
 
 @register("clamp", "cuda")
 def clamp(out, x, min, max):
-    _clamp_kernel[blocks(out.size), TPB, stream()](*_operands(out, x, min, max))
+    _launch(_CLAMP_MAP, _clamp_kernel, out, (x, min, max), ())
