@@ -1,9 +1,10 @@
 """CUDA kernels of the activation family.
 
-Elementwise activations: one thread per element of flat, C-contiguous 1-D views, each calling one small device
-function that holds the activation's formula. Parameters arrive cast to the input's dtype; the formulas' literal
-constants are Python floats, so float32 inputs are evaluated in float64 and rounded once on the store (at least as
-accurate as torch's float32 kernels; these kernels are bound by memory bandwidth, not by the arithmetic).
+Elementwise activations: grid-stride maps (``_util.map_kernels``, 4 loads in flight per thread) over flat,
+C-contiguous 1-D views, each calling one small device function that holds the activation's formula. Parameters
+arrive cast to the input's dtype; the formulas' literal constants are Python floats, so float32 inputs are
+evaluated in float64 and rounded once on the store (at least as accurate as torch's float32 kernels; these kernels
+are bound by memory bandwidth, not by the arithmetic).
 
 softmax / log_softmax see the input as (O, D, K) with D the reduced dim. Each row is folded into a running max and
 a rescaled sum of exp(x - max) in one read pass (online softmax), then written in a second pass. Accumulation is
@@ -15,7 +16,8 @@ import math
 from numba import cuda, float64
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat, pad_rank, stream
+from ._util import TPB, blocks, flat, map_grid, map_kernels, stream
+from .shape import copy
 
 ROW_TPB = 128  # threads that share one softmax row along the last dim (a power of two: tree reduction)
 COL_TPB = 32  # columns (K) per block of the inner-dim softmax: one warp reads 32 neighbouring elements
@@ -94,120 +96,93 @@ def _softsign(v):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# elementwise kernels: x, out are (M,); one thread per element, grid = ceil(M / TPB) blocks of TPB threads
+# elementwise maps: f(v, p) with p the tuple of the activation's parameters, run by ``_util.map_kernels``' flat
+# kernel over x, out: (M,) C-contiguous (grid-stride, 4 loads in flight per thread; grid = ``map_grid(M)``)
+
+
+@cuda.jit(device=True)
+def _relu_p(v, p):
+    return 0 if v < 0 else v
+
+
+@cuda.jit(device=True)
+def _hardtanh_p(v, p):
+    return _hardtanh(v, p[0], p[1])
+
+
+@cuda.jit(device=True)
+def _leaky_relu_p(v, p):
+    return _leaky_relu(v, p[0])
+
+
+@cuda.jit(device=True)
+def _elu_p(v, p):
+    return _elu(v, p[0], p[1], p[2])
+
+
+@cuda.jit(device=True)
+def _gelu_p(v, p):
+    return _gelu(v)
+
+
+@cuda.jit(device=True)
+def _gelu_tanh_p(v, p):
+    return _gelu_tanh(v)
+
+
+@cuda.jit(device=True)
+def _sigmoid_p(v, p):
+    return _sigmoid(v)
+
+
+@cuda.jit(device=True)
+def _silu_p(v, p):
+    return _silu(v)
+
+
+@cuda.jit(device=True)
+def _mish_p(v, p):
+    return _mish(v)
+
+
+@cuda.jit(device=True)
+def _tanh_p(v, p):
+    return math.tanh(v)
+
+
+@cuda.jit(device=True)
+def _hardsigmoid_p(v, p):
+    return _hardsigmoid(v)
+
+
+@cuda.jit(device=True)
+def _hardswish_p(v, p):
+    return _hardswish(v)
+
+
+@cuda.jit(device=True)
+def _softplus_p(v, p):
+    return _softplus(v, p[0], p[1])
+
+
+@cuda.jit(device=True)
+def _softsign_p(v, p):
+    return _softsign(v)
+
+
+_MAPS = {name: map_kernels(f, 1)[0] for name, f in (
+    ("relu", _relu_p), ("hardtanh", _hardtanh_p), ("leaky_relu", _leaky_relu_p), ("elu", _elu_p),
+    ("gelu", _gelu_p), ("gelu_tanh", _gelu_tanh_p), ("sigmoid", _sigmoid_p), ("silu", _silu_p), ("mish", _mish_p),
+    ("tanh", _tanh_p), ("hardsigmoid", _hardsigmoid_p), ("hardswish", _hardswish_p), ("softplus", _softplus_p),
+    ("softsign", _softsign_p))}
 
 
 @cuda.jit
-def _relu_kernel(out, x):
-    """out[i] = max(x[i], 0) with NaN kept."""
+def _relu_naive(out, x):
+    """The maps' oracle: out[i] = relu(x[i]), one thread per element, grid = ceil(M / TPB) blocks of TPB."""
     i = cuda.grid(1)
     if i < x.shape[0]:
-        v = x[i]
-        out[i] = 0 if v < 0 else v
-
-
-@cuda.jit
-def _hardtanh_kernel(out, x, lo, hi):
-    """out[i] = clamp(x[i], lo, hi) with NaN kept (hardtanh, relu6)."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _hardtanh(x[i], lo, hi)
-
-
-@cuda.jit
-def _leaky_relu_kernel(out, x, slope):
-    """out[i] = x[i] if x[i] > 0 else x[i] * slope."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _leaky_relu(x[i], slope)
-
-
-@cuda.jit
-def _elu_kernel(out, x, negcoef, poscoef, negiptcoef):
-    """out[i] = expm1(x * negiptcoef) * negcoef if x <= 0 else x * poscoef (elu, selu, celu)."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _elu(x[i], negcoef, poscoef, negiptcoef)
-
-
-@cuda.jit
-def _gelu_kernel(out, x):
-    """out[i] = x/2 * (1 + erf(x / sqrt(2)))."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _gelu(x[i])
-
-
-@cuda.jit
-def _gelu_tanh_kernel(out, x):
-    """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _gelu_tanh(x[i])
-
-
-@cuda.jit
-def _sigmoid_kernel(out, x):
-    """out[i] = 1 / (1 + exp(-x[i]))."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _sigmoid(x[i])
-
-
-@cuda.jit
-def _silu_kernel(out, x):
-    """out[i] = x[i] / (1 + exp(-x[i]))."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _silu(x[i])
-
-
-@cuda.jit
-def _mish_kernel(out, x):
-    """out[i] = x * tanh(log1p(exp(x)))."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _mish(x[i])
-
-
-@cuda.jit
-def _tanh_kernel(out, x):
-    """out[i] = tanh(x[i])."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = math.tanh(x[i])
-
-
-@cuda.jit
-def _hardsigmoid_kernel(out, x):
-    """out[i] = clamp(x + 3, 0, 6) / 6."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _hardsigmoid(x[i])
-
-
-@cuda.jit
-def _hardswish_kernel(out, x):
-    """out[i] = x * clamp(x + 3, 0, 6) / 6."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _hardswish(x[i])
-
-
-@cuda.jit
-def _softplus_kernel(out, x, beta, threshold):
-    """out[i] = x if x * beta > threshold else log1p(exp(x * beta)) / beta."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _softplus(x[i], beta, threshold)
-
-
-@cuda.jit
-def _softsign_kernel(out, x):
-    """out[i] = x / (1 + |x|)."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = _softsign(x[i])
+        out[i] = _relu_p(x[i], ())
 
 
 @cuda.jit
@@ -235,30 +210,6 @@ def _prelu_kernel(out, x, weight):
         l = i - row * L  # noqa: E741
         v = x[n, c, l]
         out[n, c, l] = v if v > 0 else weight[c] * v
-
-
-@cuda.jit
-def _store_strided_kernel(out, x):
-    """out[unravel(i)] = x[i]: x is (M,) C-contiguous, ``out`` an 8-D view of any strides with M elements; one
-    thread per element, grid = ceil(M / TPB) blocks of TPB threads."""
-    i = cuda.grid(1)
-    if i < x.shape[0]:
-        r = i
-        i7 = r % out.shape[7]
-        r //= out.shape[7]
-        i6 = r % out.shape[6]
-        r //= out.shape[6]
-        i5 = r % out.shape[5]
-        r //= out.shape[5]
-        i4 = r % out.shape[4]
-        r //= out.shape[4]
-        i3 = r % out.shape[3]
-        r //= out.shape[3]
-        i2 = r % out.shape[2]
-        r //= out.shape[2]
-        i1 = r % out.shape[1]
-        i0 = r // out.shape[1]
-        out[i0, i1, i2, i3, i4, i5, i6, i7] = x[i]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -384,73 +335,74 @@ def _scalar(x, value):
     return x.dtype.type(value)
 
 
-def _map(kernel, out, x, *params):
-    kernel[blocks(x.size), TPB, stream()](flat(out), flat(x), *params)
+def _map(name, out, x, *params):
+    """out = f(x, params) over x, out: C-contiguous of one shape."""
+    _MAPS[name][map_grid(x.size), TPB, stream()](flat(out), flat(x), 1, params)
 
 
 @register("relu", "cuda")
 def relu(out, x):
-    _map(_relu_kernel, out, x)
+    _map("relu", out, x)
 
 
 @register("hardtanh", "cuda")
 def hardtanh(out, x, min_val, max_val):
-    _map(_hardtanh_kernel, out, x, _scalar(x, min_val), _scalar(x, max_val))
+    _map("hardtanh", out, x, _scalar(x, min_val), _scalar(x, max_val))
 
 
 @register("leaky_relu", "cuda")
 def leaky_relu(out, x, negative_slope):
-    _map(_leaky_relu_kernel, out, x, _scalar(x, negative_slope))
+    _map("leaky_relu", out, x, _scalar(x, negative_slope))
 
 
 @register("elu", "cuda")
 def elu(out, x, alpha, scale, input_scale):
-    _map(_elu_kernel, out, x, _scalar(x, alpha * scale), _scalar(x, scale), _scalar(x, input_scale))
+    _map("elu", out, x, _scalar(x, alpha * scale), _scalar(x, scale), _scalar(x, input_scale))
 
 
 @register("gelu", "cuda")
 def gelu(out, x, approximate):
-    _map(_gelu_tanh_kernel if approximate == "tanh" else _gelu_kernel, out, x)
+    _map("gelu_tanh" if approximate == "tanh" else "gelu", out, x)
 
 
 @register("sigmoid", "cuda")
 def sigmoid(out, x):
-    _map(_sigmoid_kernel, out, x)
+    _map("sigmoid", out, x)
 
 
 @register("silu", "cuda")
 def silu(out, x):
-    _map(_silu_kernel, out, x)
+    _map("silu", out, x)
 
 
 @register("mish", "cuda")
 def mish(out, x):
-    _map(_mish_kernel, out, x)
+    _map("mish", out, x)
 
 
 @register("tanh", "cuda")
 def tanh(out, x):
-    _map(_tanh_kernel, out, x)
+    _map("tanh", out, x)
 
 
 @register("hardsigmoid", "cuda")
 def hardsigmoid(out, x):
-    _map(_hardsigmoid_kernel, out, x)
+    _map("hardsigmoid", out, x)
 
 
 @register("hardswish", "cuda")
 def hardswish(out, x):
-    _map(_hardswish_kernel, out, x)
+    _map("hardswish", out, x)
 
 
 @register("softplus", "cuda")
 def softplus(out, x, beta, threshold):
-    _map(_softplus_kernel, out, x, _scalar(x, beta), _scalar(x, threshold))
+    _map("softplus", out, x, _scalar(x, beta), _scalar(x, threshold))
 
 
 @register("softsign", "cuda")
 def softsign(out, x):
-    _map(_softsign_kernel, out, x)
+    _map("softsign", out, x)
 
 
 @register("glu", "cuda")
@@ -478,4 +430,4 @@ def softmax(out, x, log):
 @register("store_strided", "cuda")
 def store_strided(out, x):
     """out[...] = x for an ``out`` of any strides (the write-back of an in-place op on a non-contiguous input)."""
-    _store_strided_kernel[blocks(x.size), TPB, stream()](pad_rank(out), flat(x))
+    copy(out, x)
