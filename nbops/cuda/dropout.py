@@ -10,12 +10,13 @@ clear on GPUs (as torch's CUDA dropout gives), set on x86 CPUs.
 """
 
 import numpy as np
-from numba import config, cuda
-from numba.cuda.random import init_xoroshiro128p_states_cpu, xoroshiro128p_dtype, xoroshiro128p_uniform_float32
+from numba import config, cuda, uint32
+from numba.cuda.random import (init_xoroshiro128p_states_cpu, rotl, uint64_to_unit_float32, xoroshiro128p_dtype,
+                               xoroshiro128p_uniform_float32)
 
 from .. import _random
 from .._dispatch import register
-from ._util import TPB, blocks, empty, flat, stream
+from ._util import TPB, blocks, empty, flat, launch_map, map_kernels, stream
 
 # Grid of the drawing kernels: at most MAX_BLOCKS blocks of DTPB threads, one generator state (16 B) per thread
 # (512 x 256 states: 2 MiB, enough threads per SM to stream at memory speed, made once per seed on the host in
@@ -64,19 +65,67 @@ def _seeded_states(key, n):
     return cuda.to_device(pristine, stream=stream())
 
 
+@cuda.jit(device=True)
+def _draw(s0, s1, keep):
+    """(kept, s0, s1): one step of numba.cuda.random's xoroshiro128+ generator on a state held in registers (the
+    step of ``xoroshiro128p_next``, so the stream is numba's), its float32 uniform compared with ``keep``."""
+    r = s0 + s1
+    s1 ^= s0
+    return uint64_to_unit_float32(r) < keep, rotl(s0, uint32(55)) ^ s1 ^ (s1 << uint32(14)), rotl(s1, uint32(36))
+
+
+@cuda.jit(device=True)
+def _apply(v, k, p):
+    """Element ``v`` kept (``k``) or dropped, for p = (keep_mul, keep_add, drop_add, affine)."""
+    keep_mul, keep_add, drop_add, affine = p
+    v = v * (keep_mul if k else keep_mul - keep_mul)
+    if affine:
+        v += keep_add if k else drop_add
+    return v
+
+
 @cuda.jit
-def _dropout_kernel(out, x, states, keep, keep_mul, keep_add, drop_add, affine):
-    """Elementwise dropout of flat x, out: (M,). Thread t (of T = the grid's threads) handles elements t, t + T,
-    ... drawing from its own state states[t]; grid = min(ceil(M / DTPB), MAX_BLOCKS) blocks of DTPB threads."""
+def _dropout_kernel(out, x, states, keep, p):
+    """Elementwise dropout of flat x, out: (M,), p = (keep_mul, keep_add, drop_add, affine).
+
+    Thread t (of T = the grid's threads) handles elements t, t + T, ..., drawing from its generator states[t] in
+    that order, held in registers for the whole loop and stored back at the end; it loads 4 elements (at stride T:
+    coalesced) before it draws for them and stores them, so 4 loads are in flight. Grid: min(ceil(M / DTPB),
+    MAX_BLOCKS) blocks of DTPB threads. fp32 2**26 elements: 512 MiB moved, ~130 us at 4 TB/s.
+    """
     t = cuda.grid(1)
     T = cuda.gridsize(1)
-    zero = keep_mul - keep_mul  # a zero of the input dtype (keep_mul is finite)
+    n = x.shape[0]
+    s0 = states[t]["s0"]
+    s1 = states[t]["s1"]
+    i = t
+    while i + 3 * T < n:
+        x0, x1, x2, x3 = x[i], x[i + T], x[i + 2 * T], x[i + 3 * T]
+        k0, s0, s1 = _draw(s0, s1, keep)
+        k1, s0, s1 = _draw(s0, s1, keep)
+        k2, s0, s1 = _draw(s0, s1, keep)
+        k3, s0, s1 = _draw(s0, s1, keep)
+        out[i] = _apply(x0, k0, p)
+        out[i + T] = _apply(x1, k1, p)
+        out[i + 2 * T] = _apply(x2, k2, p)
+        out[i + 3 * T] = _apply(x3, k3, p)
+        i += 4 * T
+    while i < n:
+        k, s0, s1 = _draw(s0, s1, keep)
+        out[i] = _apply(x[i], k, p)
+        i += T
+    states[t]["s0"] = s0
+    states[t]["s1"] = s1
+
+
+@cuda.jit
+def _dropout_naive(out, x, states, keep, p):
+    """The oracle of ``_dropout_kernel`` (same grid, same draws): one element per loop step, each drawn through
+    ``xoroshiro128p_uniform_float32`` on the state in global memory."""
+    t = cuda.grid(1)
+    T = cuda.gridsize(1)
     for i in range(t, x.shape[0], T):
-        k = xoroshiro128p_uniform_float32(states, t) < keep
-        v = x[i] * (keep_mul if k else zero)
-        if affine:
-            v += keep_add if k else drop_add
-        out[i] = v
+        out[i] = _apply(x[i], xoroshiro128p_uniform_float32(states, t) < keep, p)
 
 
 @cuda.jit
@@ -89,19 +138,12 @@ def _feature_mask_kernel(noise, states, keep):
         noise[r] = 1 if xoroshiro128p_uniform_float32(states, t) < keep else 0
 
 
-@cuda.jit
-def _feature_apply_kernel(out, x, noise, keep_mul, keep_add, drop_add, affine):
-    """out[r, j] = x[r, j] * (keep_mul or 0) (+ keep_add or drop_add) by noise[r], for x, out: (R, L) viewed flat.
-    One thread per element; grid = ceil(R * L / TPB) blocks of TPB threads."""
-    i = cuda.grid(1)
-    if i < out.shape[0]:
-        L = x.shape[0] // noise.shape[0]
-        k = noise[i // L] != 0
-        zero = keep_mul - keep_mul
-        v = x[i] * (keep_mul if k else zero)
-        if affine:
-            v += keep_add if k else drop_add
-        out[i] = v
+@cuda.jit(device=True)
+def _apply_mask(v, k, p):
+    return _apply(v, k != 0, p)
+
+
+_FEATURE_MAP = map_kernels(_apply_mask, 2)  # out[r, j] = x[r, j] kept or dropped by noise[r] (a column operand)
 
 
 @register("dropout", "cuda")
@@ -117,9 +159,10 @@ def dropout(out, x, threshold, keep_mul, keep_add, drop_add, affine, per_row, se
     else:
         states = _seeded_states(_random.next_key("dropout", seed), nblk * DTPB)
     keep = np.float32(threshold / 2.0 ** 32)
+    p = (keep_mul, keep_add, drop_add, affine)
     if per_row:
         noise = empty(R, np.uint8)
         _feature_mask_kernel[nblk, DTPB, stream()](noise, states, keep)
-        _feature_apply_kernel[blocks(n), TPB, stream()](flat(out), flat(x), noise, keep_mul, keep_add, drop_add, affine)
+        launch_map(_FEATURE_MAP, out, (x, noise.reshape(R, 1)), p)
     else:
-        _dropout_kernel[nblk, DTPB, stream()](flat(out), flat(x), states, keep, keep_mul, keep_add, drop_add, affine)
+        _dropout_kernel[nblk, DTPB, stream()](flat(out), flat(x), states, keep, p)
