@@ -1,11 +1,23 @@
 """CUDA kernels of the normalization family.
 
-Statistics: one block per row (layer, deep, RMS, group, instance and switch norm) or per channel (batch norm).
-Each thread runs Welford's update over its strided share of the row, on values shifted by the row's first element
-(so a large common offset costs no precision), in the input's dtype; the NT per-thread (count, mean, M2) triples
-then meet in shared memory (float64) and are merged pairwise by Chan's formula in a log2(NT)-level tree, without
-warp shuffles (the simulator has none). The block then normalises its row with the merged statistics, the mean
-split into ``m_hi`` (rounded to the input dtype) and ``m_lo`` so that ``(x - m_hi) - m_lo`` keeps float32 precision.
+Statistics are exact two-moment sums in float64 around a pivot: a row's (or channel's) first element ``p``, with
+s = sum(x - p) and q = sum((x - p)^2) accumulated per thread in float64, summed across the warp or block by
+``_block`` (shuffles on a GPU, a shared-memory tree under the simulator), then mean = p + s / n and
+M2 = q - s^2 / n. Because ``p`` is one of the values, (p - mean)^2 <= M2, so the cancellation in ``q - s^2 / n``
+costs at most log10(n) of float64's 16 digits: float32 results are exact to rounding and float64 results keep
+~1e-10 relative accuracy for n up to 1e6, at any common offset. Partial sums around one shared pivot add, so
+chunks of a channel merge by plain addition in a fixed order (deterministic, no Chan merge needed).
+
+Outputs are written as ``((x - m_hi) - m_lo) * a + b`` with the mean split into ``m_hi`` (rounded to the input
+dtype) and ``m_lo``, so that a large offset keeps float32 precision.
+
+Layouts (one read pass for the statistics, one read + write pass for the output; the second read of a row comes
+from L1/L2 because the same warp or block has just read it):
+- rows (layer, RMS, group, instance, deep norm; SwitchNorm's instance statistics): a warp per row up to
+  ``WARP_ROW_MAX`` values, a block of ``TPB_ROWS`` threads per row above it; grid-stride over the rows with a grid
+  of ``BLOCKS_PER_SM`` blocks per SM.
+- planes (batch norm, SwitchNorm's apply): (N, C, L) as N * C planes of L values; a block of (TX, TY) threads,
+  TY planes at a time, TX threads along a plane, each with ``UNROLL`` loads in flight.
 """
 
 import math
@@ -14,181 +26,291 @@ import numpy as np
 from numba import config, cuda, float64
 
 from .._dispatch import register
+from ._block import SCRATCH, block_sum, warp_sum
 from ._util import TPB, blocks, empty, flat, stream
 
-# threads per block of the per-row / per-channel kernels; a power of two (the merge tree halves it). The simulator
-# runs one Python thread per CUDA thread, so it gets a 32-thread block: same code path, a 5-level tree.
-NT = 32 if config.ENABLE_CUDASIM else 128
+WARP = 32
+TPB_ROWS = 64 if config.ENABLE_CUDASIM else 256  # threads per block of the row and plane kernels (a warp multiple)
+WARP_ROW_MAX = 1024  # rows up to this length get one warp each, longer rows a whole block (tests may lower it)
+BLOCKS_PER_SM = 8  # resident blocks per SM at TPB_ROWS = 256 (2048 threads per SM)
+UNROLL = 4  # independent loads in flight per thread in the streaming loops
+BN_CHUNK_WAVES = 2  # batch-norm statistics: aim for this many waves of resident blocks over (channel, chunk)
+BN_MAX_CHUNKS = 64  # ... but at most this many chunks per channel (each output block re-adds them)
+
+_SM = []
 
 
-@cuda.jit(device=True)
-def _merge_tree(sc, sm, sq, tid):
-    """Merge the NT (count, mean, M2) triples in shared memory into slot 0 by Chan's formula; every thread of the
-    block calls it, after the slots are written and synchronised."""
-    s = NT // 2
-    while s > 0:
-        if tid < s:
-            nb = sc[tid + s]
-            if nb > 0:
-                na = sc[tid]
-                n = na + nb
-                d = sm[tid + s] - sm[tid]
-                sm[tid] += d * (nb / n)
-                sq[tid] += sq[tid + s] + d * d * (na * nb / n)
-                sc[tid] = n
-        cuda.syncthreads()  # this level's merges are complete before the next level reads their slots
-        s //= 2
+def _sm_count():
+    """Multiprocessors of the current device (cached); a stand-in of 2 under the simulator."""
+    if not _SM:
+        _SM.append(2 if config.ENABLE_CUDASIM else cuda.get_current_device().MULTIPROCESSOR_COUNT)
+    return _SM[0]
 
 
-@cuda.jit(device=True)
-def _row_moments(x, r, sc, sm, sq):
-    """(mean, M2) in float64 of row r of x (R, K), computed by the whole block; every thread gets the result."""
-    tid = cuda.threadIdx.x
-    K = x.shape[1]
-    pivot = x[r, 0]
-    one = x.dtype.type(1)
-    cnt = x.dtype.type(0)
-    mean = x.dtype.type(0)
-    m2 = x.dtype.type(0)
-    k = tid
+def _grid(items, per_block):
+    """Blocks for a grid-stride loop over ``items`` taking ``per_block`` per block: enough to fill the device
+    (BLOCKS_PER_SM per SM), no more than the items need."""
+    return max(1, min((items + per_block - 1) // per_block, _sm_count() * BLOCKS_PER_SM))
+
+
+def _plane_tx(L):
+    """Threads along a plane of L values: the largest power of two from WARP to TPB_ROWS with UNROLL loads each."""
+    tx = WARP
+    while tx * 2 <= TPB_ROWS and tx * 2 * UNROLL <= L:
+        tx *= 2
+    return tx
+
+
+@cuda.jit(device=True, inline=True)
+def _moments_add(x, r, k, step, K, pivot, s, q):
+    """Add (x[r, j] - pivot) and its square for j = k, k + step, ... < K to the float64 sums s, q; UNROLL = 4
+    loads per iteration, issued before any is used (the tail loads are predicated, not serialised)."""
     while k < K:
-        u = x[r, k] - pivot
-        cnt += one
-        d = u - mean
-        mean += d / cnt
-        m2 += d * (u - mean)
-        k += NT
-    sc[tid] = cnt
-    sm[tid] = mean
-    sq[tid] = m2
-    cuda.syncthreads()  # every thread's partial statistics are in shared memory before the tree reads them
-    _merge_tree(sc, sm, sq, tid)
-    res_mean = float64(pivot) + sm[0]
-    res_m2 = sq[0]
-    cuda.syncthreads()  # every thread has read slot 0 before the caller may reuse the shared arrays
-    return res_mean, res_m2
+        k1 = k + step
+        k2 = k1 + step
+        k3 = k2 + step
+        a = float64(x[r, k]) - pivot
+        b = float64(x[r, k1]) - pivot if k1 < K else 0.0
+        c = float64(x[r, k2]) - pivot if k2 < K else 0.0
+        d = float64(x[r, k3]) - pivot if k3 < K else 0.0
+        s += (a + b) + (c + d)
+        q += (a * a + b * b) + (c * c + d * d)
+        k += 4 * step
+    return s, q
+
+
+@cuda.jit(device=True, inline=True)
+def _affine_rows(out, x, r, k, step, K, m_hi, m_lo, rstd, weight, bias, g):
+    """out[r, j] = ((x[r, j] - m_hi) - m_lo) * rstd * weight[g + j] + bias[g + j] for j = k, k + step, ... < K,
+    four loads in flight (all loads of an iteration precede its stores, so out may be x)."""
+    while k < K:
+        k1 = k + step
+        k2 = k1 + step
+        k3 = k2 + step
+        a = x[r, k]
+        b = x[r, k1] if k1 < K else a
+        c = x[r, k2] if k2 < K else a
+        d = x[r, k3] if k3 < K else a
+        out[r, k] = ((a - m_hi) - m_lo) * (rstd * weight[g + k]) + bias[g + k]
+        if k1 < K:
+            out[r, k1] = ((b - m_hi) - m_lo) * (rstd * weight[g + k1]) + bias[g + k1]
+        if k2 < K:
+            out[r, k2] = ((c - m_hi) - m_lo) * (rstd * weight[g + k2]) + bias[g + k2]
+        if k3 < K:
+            out[r, k3] = ((d - m_hi) - m_lo) * (rstd * weight[g + k3]) + bias[g + k3]
+        k += 4 * step
+
+
+@cuda.jit(device=True, inline=True)
+def _norm_span(out, x, r, base, k, step, n, m_hi, m_lo, a, b):
+    """out[r, base + j] = ((x[r, base + j] - m_hi) - m_lo) * a + b for j = k, k + step, ... < n, four loads in
+    flight (all loads of an iteration precede its stores, so out may be x)."""
+    while k < n:
+        k1 = k + step
+        k2 = k1 + step
+        k3 = k2 + step
+        v0 = x[r, base + k]
+        v1 = x[r, base + k1] if k1 < n else v0
+        v2 = x[r, base + k2] if k2 < n else v0
+        v3 = x[r, base + k3] if k3 < n else v0
+        out[r, base + k] = ((v0 - m_hi) - m_lo) * a + b
+        if k1 < n:
+            out[r, base + k1] = ((v1 - m_hi) - m_lo) * a + b
+        if k2 < n:
+            out[r, base + k2] = ((v2 - m_hi) - m_lo) * a + b
+        if k3 < n:
+            out[r, base + k3] = ((v3 - m_hi) - m_lo) * a + b
+        k += 4 * step
+
+
+@cuda.jit(device=True, inline=True)
+def _rms_rows(out, x, r, k, step, K, rs, weight):
+    """out[r, j] = (x[r, j] * rs) * weight[j] for j = k, k + step, ... < K, four loads in flight."""
+    while k < K:
+        k1 = k + step
+        k2 = k1 + step
+        k3 = k2 + step
+        a = x[r, k]
+        b = x[r, k1] if k1 < K else a
+        c = x[r, k2] if k2 < K else a
+        d = x[r, k3] if k3 < K else a
+        out[r, k] = (a * rs) * weight[k]
+        if k1 < K:
+            out[r, k1] = (b * rs) * weight[k1]
+        if k2 < K:
+            out[r, k2] = (c * rs) * weight[k2]
+        if k3 < K:
+            out[r, k3] = (d * rs) * weight[k3]
+        k += 4 * step
 
 
 @cuda.jit
-def _row_norm_kernel(out, mean_out, m2_out, x, weight, bias, G, Cg, L, eps):
-    """Layer / group / instance norm of rows; x, out: (R, K); one block of NT threads per row (grid = R).
+def _rows_kernel(out, mean_out, m2_out, x, weight, bias, G, Cg, L, eps, rms, write, m2_div, per_warp):
+    """Row normalisation; x, out: (R, K) with K = Cg * L: a row is one (sample, group) of Cg channels of L values
+    (layer norm: G = 1, Cg = K, L = 1; instance norm: G = C, Cg = 1). Block: TPB_ROWS threads; ``per_warp``:
+    a warp per row (TPB_ROWS / 32 rows per block), else the whole block per row; grid-stride over the rows.
 
-    A thread accumulates Welford statistics over k = tid, tid + NT, ...; after the merge tree it normalises the
-    same elements: out[r, k] = ((x - m_hi) - m_lo) * rstd * weight[c] + bias[c] with c = (r % G) * Cg + k // L
-    (layer norm: G = 1, Cg = K, L = 1; group norm: Cg channels of L values per row). Thread 0 stores the row's
-    mean and M2 in mean_out[r], m2_out[r] when those arrays have a slot for it. Works in place (out is x).
+    One pass sums (x - x[r, 0]) and its square in float64 (``rms``: x^2 only, pivot 0); after the warp or block sum
+    every thread of the row holds mean and M2. When ``mean_out`` has room, the row's lead thread stores mean_out[r]
+    and m2_out[r] = M2 / m2_div. With ``write`` a second pass (its reads mostly hit L1/L2) stores
+    out = ((x - m_hi) - m_lo) * rstd * weight[c] + bias[c], c = (r % G) * Cg + k // L (RMS: x * rs * weight[k]).
+
+    Napkin math, layer norm (32768, 1024) float32: 134 MB read + 134 MB written = 268 MB, 67 us at 4 TB/s.
     """
-    sc = cuda.shared.array(NT, float64)
-    sm = cuda.shared.array(NT, float64)
-    sq = cuda.shared.array(NT, float64)
-    r = cuda.blockIdx.x
+    scratch = cuda.shared.array(SCRATCH, float64)
+    R, K = x.shape
     tid = cuda.threadIdx.x
-    K = x.shape[1]
-    mean, m2 = _row_moments(x, r, sc, sm, sq)
-    if tid == 0 and r < mean_out.shape[0]:
-        mean_out[r] = mean
-        m2_out[r] = m2
+    rt = WARP if per_warp else TPB_ROWS  # threads per row
+    rpb = TPB_ROWS // rt  # rows per block
+    slot = tid // rt
+    lane = tid - slot * rt
+    r0 = cuda.blockIdx.x * rpb
+    while r0 < R:  # the same trip count for every thread of the block: the sums below need all of them
+        r = r0 + slot
+        s = 0.0
+        q = 0.0
+        pivot = 0.0
+        if r < R:
+            if not rms:
+                pivot = float64(x[r, 0])
+            s, q = _moments_add(x, r, lane, rt, K, pivot, s, q)
+        if per_warp:
+            s = warp_sum(s, scratch)
+            q = warp_sum(q, scratch)
+        else:
+            s = block_sum(s, scratch)
+            q = block_sum(q, scratch)
+        if r < R:
+            if rms:
+                rs = x.dtype.type(1.0 / math.sqrt(q / K + eps))
+                if write:
+                    _rms_rows(out, x, r, lane, rt, K, rs, weight)
+            else:
+                mean = pivot + s / K
+                m2 = q - s * (s / K)
+                m2 = m2 if m2 > 0.0 else 0.0
+                if lane == 0 and r < mean_out.shape[0]:
+                    mean_out[r] = mean
+                    m2_out[r] = m2 / m2_div
+                if write:
+                    m_hi = x.dtype.type(mean)
+                    m_lo = x.dtype.type(mean - float64(m_hi))
+                    rstd = x.dtype.type(1.0 / math.sqrt(m2 / K + eps))
+                    g = (r % G) * Cg
+                    if L == 1:
+                        _affine_rows(out, x, r, lane, rt, K, m_hi, m_lo, rstd, weight, bias, g)
+                    else:
+                        for cc in range(Cg):
+                            _norm_span(out, x, r, cc * L, lane, rt, L, m_hi, m_lo, rstd * weight[g + cc],
+                                       bias[g + cc])
+        r0 += cuda.gridDim.x * rpb
+
+
+@cuda.jit
+def _bn_partial_kernel(part, x, C, S):
+    """Batch-norm statistics, pass 1: part[c, s] = (sum(x - p_c), sum((x - p_c)^2)) in float64 over chunk s of
+    channel c, p_c = x[0, c, 0]. x: (N * C, L) planes (plane n * C + c); part: (C, S, 2).
+
+    Block (TX, TY): TY planes at a time, TX threads along a plane with four loads in flight; grid = C * S blocks,
+    block c * S + s takes planes n = s * TY + ty, stepping S * TY, of channel c. Many blocks per channel (S is
+    chosen so that C * S fills the device) rather than one block per channel walking the whole batch.
+    """
+    scratch = cuda.shared.array(SCRATCH, float64)
+    P, L = x.shape
+    N = P // C
+    c = cuda.blockIdx.x // S
+    chunk = cuda.blockIdx.x - c * S
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    pivot = float64(x[c, 0])
+    s = 0.0
+    q = 0.0
+    n = chunk * cuda.blockDim.y + ty
+    while n < N:
+        s, q = _moments_add(x, n * C + c, tx, cuda.blockDim.x, L, pivot, s, q)
+        n += S * cuda.blockDim.y
+    s = block_sum(s, scratch)
+    q = block_sum(q, scratch)
+    if tx == 0 and ty == 0:
+        part[c, chunk, 0] = s
+        part[c, chunk, 1] = q
+
+
+@cuda.jit
+def _bn_apply_kernel(out, x, part, weight, bias, running_mean, running_var, C, S, momentum, eps):
+    """Batch-norm training, pass 2: every block adds its channel's S partial sums in chunk order (the same bits
+    in every block), forms mean and biased variance, and normalises the planes of its chunk:
+    out = ((x - m_hi) - m_lo) * (weight[c] / sqrt(var + eps)) + bias[c]. The block of chunk 0 also updates the
+    running statistics of its channel (when they have a slot): running = (1 - momentum) * running +
+    momentum * stat, with the unbiased variance. Same grid and planes as ``_bn_partial_kernel``.
+
+    Napkin math, (32, 256, 28, 28) float32 (25.7 MB): pass 1 reads 25.7 MB, pass 2 reads it again (from L2: it
+    fits the 60 MB) and writes 25.7 MB; ~77 MB of traffic, ~20 us at 4 TB/s. A batch past L2 (say 200 MB)
+    reads DRAM twice: 3 x 200 MB moved for the 2 x 200 MB that GB/s counts, so 2/3 of copy bandwidth at best.
+    """
+    P, L = x.shape
+    N = P // C
+    c = cuda.blockIdx.x // S
+    chunk = cuda.blockIdx.x - c * S
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    pivot = float64(x[c, 0])
+    s = 0.0
+    q = 0.0
+    for j in range(S):
+        s += part[c, j, 0]
+        q += part[c, j, 1]
+    cnt = N * L
+    mean = pivot + s / cnt
+    m2 = q - s * (s / cnt)
+    m2 = m2 if m2 > 0.0 else 0.0
+    if chunk == 0 and tx == 0 and ty == 0:
+        if running_mean.shape[0] > 0:
+            k = running_mean.dtype.type(momentum)
+            running_mean[c] = k * running_mean.dtype.type(mean) + (running_mean.dtype.type(1) - k) * running_mean[c]
+        if running_var.shape[0] > 0:
+            k = running_var.dtype.type(momentum)
+            running_var[c] = k * running_var.dtype.type(m2 / (cnt - 1)) + (running_var.dtype.type(1) - k) * \
+                running_var[c]
     m_hi = x.dtype.type(mean)
     m_lo = x.dtype.type(mean - float64(m_hi))
-    rstd = x.dtype.type(1.0 / math.sqrt(m2 / K + eps))
-    g = (r % G) * Cg
-    k = tid
-    while k < K:
-        c = g + k // L
-        out[r, k] = ((x[r, k] - m_hi) - m_lo) * rstd * weight[c] + bias[c]
-        k += NT
+    a = x.dtype.type(weight[c] / math.sqrt(m2 / cnt + eps))
+    b = bias[c]
+    n = chunk * cuda.blockDim.y + ty
+    while n < N:
+        _norm_span(out, x, n * C + c, 0, tx, cuda.blockDim.x, L, m_hi, m_lo, a, b)
+        n += S * cuda.blockDim.y
 
 
 @cuda.jit
-def _rms_norm_kernel(out, x, weight, eps):
-    """out[r, k] = (x[r, k] * rsqrt(mean(x[r]**2) + eps)) * weight[k]; x, out: (M, K); one block of NT threads
-    per row: per-thread sums of squares in x's dtype, a float64 shared-memory tree sum, then the scaling."""
-    ss = cuda.shared.array(NT, float64)
-    r = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    K = x.shape[1]
-    acc = x.dtype.type(0)
-    k = tid
-    while k < K:
-        v = x[r, k]
-        acc += v * v
-        k += NT
-    ss[tid] = acc
-    cuda.syncthreads()  # every partial sum is in shared memory before the tree reads them
-    s = NT // 2
-    while s > 0:
-        if tid < s:
-            ss[tid] += ss[tid + s]
-        cuda.syncthreads()  # this level's sums are complete before the next level reads them
-        s //= 2
-    rs = x.dtype.type(1.0 / math.sqrt(ss[0] / K + eps))
-    k = tid
-    while k < K:
-        out[r, k] = (x[r, k] * rs) * weight[k]
-        k += NT
+def _bn_eval_kernel(out, x, running_mean, running_var, weight, bias, C, eps):
+    """Batch norm with running statistics: out = (x - rm[c]) * (weight[c] / sqrt(rv[c] + eps)) + bias[c] in x's
+    dtype (eps arrives in it). x, out: (N * C, L) planes, c = plane % C (one division per plane, none per
+    element). Block (TX, TY): plane p = blockIdx.x * TY + ty, grid-stride over the planes; TX threads along a
+    plane, four loads in flight; the channel's scale is formed once per plane.
 
-
-@cuda.jit
-def _batch_norm_kernel(out, mean_out, m2_out, x, weight, bias, eps):
-    """Training batch norm; x, out: (N, C, L); one block of NT threads per channel c (grid = C).
-
-    A thread accumulates Welford statistics over the channel's flat indices i = tid, tid + NT, ... of N * L
-    values; after the merge tree it normalises the same values, (x - m_hi) * scale + shift, and thread 0 stores
-    the channel's mean and M2 (for the running statistics).
+    Napkin math, (32, 256, 28, 28) float32: 25.7 MB read + 25.7 MB written, 13 us at 4 TB/s.
     """
-    sc = cuda.shared.array(NT, float64)
-    sm = cuda.shared.array(NT, float64)
-    sq = cuda.shared.array(NT, float64)
-    c = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    N, C, L = x.shape
-    total = N * L
-    pivot = x[0, c, 0]
-    one = x.dtype.type(1)
-    cnt = x.dtype.type(0)
-    mean = x.dtype.type(0)
-    m2 = x.dtype.type(0)
-    i = tid
-    while i < total:
-        n = i // L
-        u = x[n, c, i - n * L] - pivot
-        cnt += one
-        d = u - mean
-        mean += d / cnt
-        m2 += d * (u - mean)
-        i += NT
-    sc[tid] = cnt
-    sm[tid] = mean
-    sq[tid] = m2
-    cuda.syncthreads()  # every thread's partial statistics are in shared memory before the tree reads them
-    _merge_tree(sc, sm, sq, tid)
-    mu = float64(pivot) + sm[0]
-    q = sq[0]
-    if tid == 0:
-        mean_out[c] = mu
-        m2_out[c] = q
-    m_hi = x.dtype.type(mu)
-    scale = x.dtype.type(weight[c] / math.sqrt(q / total + eps))
-    shift = bias[c] - x.dtype.type(mu - float64(m_hi)) * scale
-    i = tid
-    while i < total:
-        n = i // L
-        out[n, c, i - n * L] = (x[n, c, i - n * L] - m_hi) * scale + shift
-        i += NT
+    P, L = x.shape
+    zero = x.dtype.type(0)
+    p = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    while p < P:
+        c = p % C
+        a = weight[c] / math.sqrt(running_var[c] + eps)
+        _norm_span(out, x, p, 0, cuda.threadIdx.x, cuda.blockDim.x, L, running_mean[c], zero, a, bias[c])
+        p += cuda.gridDim.x * cuda.blockDim.y
 
 
 @cuda.jit
-def _batch_norm_eval_kernel(out, x, running_mean, running_var, weight, bias, eps):
-    """out = (x - rm[c]) * weight[c] / sqrt(rv[c] + eps) + bias[c]; x, out: (N, C, L); one thread per element,
-    grid = ceil(N * C * L / TPB) blocks of TPB; arithmetic in x's dtype (eps arrives in it)."""
-    i = cuda.grid(1)
-    N, C, L = x.shape
-    if i < N * C * L:
-        l = i % L
-        c = (i // L) % C
-        n = i // (L * C)
-        scale = weight[c] / math.sqrt(running_var[c] + eps)
-        out[n, c, l] = (x[n, c, l] - running_mean[c]) * scale + bias[c]
+def _planes_affine_kernel(out, x, center, scale, shift):
+    """out[r, l] = (x[r, l] - center[r]) * scale[r] + shift[r]; x, out: (R, L). Block (TX, TY): row
+    blockIdx.x * TY + ty, grid-stride over the rows, TX threads along a row with four loads in flight."""
+    R, L = x.shape
+    zero = x.dtype.type(0)
+    r = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    while r < R:
+        _norm_span(out, x, r, 0, cuda.threadIdx.x, cuda.blockDim.x, L, center[r], zero, scale[r], shift[r])
+        r += cuda.gridDim.x * cuda.blockDim.y
 
 
 @cuda.jit
@@ -207,22 +329,60 @@ def _running_update_kernel(running, stats, divisor, momentum):
 
 @cuda.jit
 def _axpy_kernel(out, x, fx, alpha):
-    """out[i] = alpha * x[i] + fx[i] over flat arrays; one thread per element, grid = ceil(M / TPB)."""
+    """out[i] = alpha * x[i] + fx[i] over flat arrays; grid-stride, four loads of each input in flight per
+    thread; grid from the SM count."""
+    n = x.shape[0]
+    step = cuda.gridsize(1)
     i = cuda.grid(1)
-    if i < x.shape[0]:
-        out[i] = alpha * x[i] + fx[i]
+    while i < n:
+        i1 = i + step
+        i2 = i1 + step
+        i3 = i2 + step
+        a0 = x[i]
+        f0 = fx[i]
+        a1 = x[i1] if i1 < n else a0
+        f1 = fx[i1] if i1 < n else f0
+        a2 = x[i2] if i2 < n else a0
+        f2 = fx[i2] if i2 < n else f0
+        a3 = x[i3] if i3 < n else a0
+        f3 = fx[i3] if i3 < n else f0
+        out[i] = alpha * a0 + f0
+        if i1 < n:
+            out[i1] = alpha * a1 + f1
+        if i2 < n:
+            out[i2] = alpha * a2 + f2
+        if i3 < n:
+            out[i3] = alpha * a3 + f3
+        i += 4 * step
 
 
 @cuda.jit
 def _dyt_kernel(out, x, alpha, weight, bias):
-    """out[r, k] = weight[k] * tanh(alpha[0] * x[r, k]) + bias[k]; x, out: (M, K); one thread per element,
-    grid = ceil(M * K / TPB) blocks of TPB."""
-    i = cuda.grid(1)
+    """out[r, k] = weight[k] * tanh(alpha[0] * x[r, k]) + bias[k]; x, out: (M, K). Block (TX, TY): row
+    blockIdx.x * TY + ty, grid-stride over the rows, TX threads along a row with four loads in flight."""
     M, K = x.shape
-    if i < M * K:
-        r = i // K
-        k = i - r * K
-        out[r, k] = weight[k] * math.tanh(alpha[0] * x[r, k]) + bias[k]
+    al = alpha[0]
+    step = cuda.blockDim.x
+    r = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    while r < M:
+        k = cuda.threadIdx.x
+        while k < K:
+            k1 = k + step
+            k2 = k1 + step
+            k3 = k2 + step
+            v0 = x[r, k]
+            v1 = x[r, k1] if k1 < K else v0
+            v2 = x[r, k2] if k2 < K else v0
+            v3 = x[r, k3] if k3 < K else v0
+            out[r, k] = weight[k] * math.tanh(al * v0) + bias[k]
+            if k1 < K:
+                out[r, k1] = weight[k1] * math.tanh(al * v1) + bias[k1]
+            if k2 < K:
+                out[r, k2] = weight[k2] * math.tanh(al * v2) + bias[k2]
+            if k3 < K:
+                out[r, k3] = weight[k3] * math.tanh(al * v3) + bias[k3]
+            k += 4 * step
+        r += cuda.gridDim.x * cuda.blockDim.y
 
 
 @cuda.jit
@@ -309,58 +469,49 @@ def _switch_mix_kernel(center, scale, shift, mean_in, var_in, mean_ln, var_ln, m
         shift[j] = bias[c] - center.dtype.type(mean - float64(hi)) * a
 
 
-@cuda.jit
-def _row_moments_kernel(mean_out, var_out, x):
-    """Per-row mean and unbiased variance (float64) of x (R, L); one block of NT threads per row."""
-    sc = cuda.shared.array(NT, float64)
-    sm = cuda.shared.array(NT, float64)
-    sq = cuda.shared.array(NT, float64)
-    r = cuda.blockIdx.x
-    mean, m2 = _row_moments(x, r, sc, sm, sq)
-    if cuda.threadIdx.x == 0:
-        mean_out[r] = mean
-        var_out[r] = m2 / (x.shape[1] - 1)
-
-
-@cuda.jit
-def _apply_rows_kernel(out, x, center, scale, shift):
-    """out[r, l] = (x[r, l] - center[r]) * scale[r] + shift[r]; x, out: (R, L); one thread per element."""
-    i = cuda.grid(1)
-    R, L = x.shape
-    if i < R * L:
-        r = i // L
-        l = i - r * L
-        out[r, l] = (x[r, l] - center[r]) * scale[r] + shift[r]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # launchers
 
 
 def _no_stats(out):
-    """A zero-length view of ``out``: the row kernels then store no statistics."""
+    """A zero-length view of ``out``: the kernels then store no statistics (or update no running statistic)."""
     return flat(out)[:0]
+
+
+def _rows(out, mean, m2, x, weight, bias, G, Cg, L, eps, rms=False, write=True, m2_div=1.0):
+    """Launch ``_rows_kernel`` over x: (R, K): a warp per row up to WARP_ROW_MAX values, else a block per row."""
+    R, K = x.shape
+    per_warp = K <= WARP_ROW_MAX
+    rpb = TPB_ROWS // WARP if per_warp else 1
+    _rows_kernel[_grid(R, rpb), TPB_ROWS, stream()](out, mean, m2, x, weight, bias, G, Cg, L, eps, rms, write,
+                                                   float(m2_div), per_warp)
+
+
+def _plane_block(L):
+    """(TX, TY) threads of a plane kernel over planes of L values."""
+    tx = _plane_tx(L)
+    return tx, TPB_ROWS // tx
 
 
 @register("layer_norm", "cuda")
 def layer_norm(out, x, weight, bias, eps):
     """x, out: (M, K) rows; weight, bias: (K,)."""
-    M, K = x.shape
-    _row_norm_kernel[M, NT, stream()](out, _no_stats(out), _no_stats(out), x, weight, bias, 1, K, 1, eps)
+    K = x.shape[1]
+    _rows(out, _no_stats(out), _no_stats(out), x, weight, bias, 1, K, 1, eps)
 
 
 @register("deep_norm", "cuda")
 def deep_norm(out, x, fx, weight, bias, alpha, eps):
     """x, fx, out: (M, K) rows; weight, bias: (K,). alpha * x + fx goes to out, which is normalised in place."""
     M, K = x.shape
-    _axpy_kernel[blocks(M * K), TPB, stream()](flat(out), flat(x), flat(fx), x.dtype.type(alpha))
-    _row_norm_kernel[M, NT, stream()](out, _no_stats(out), _no_stats(out), out, weight, bias, 1, K, 1, eps)
+    _axpy_kernel[_grid(M * K, TPB * UNROLL), TPB, stream()](flat(out), flat(x), flat(fx), x.dtype.type(alpha))
+    _rows(out, _no_stats(out), _no_stats(out), out, weight, bias, 1, K, 1, eps)
 
 
 @register("rms_norm", "cuda")
 def rms_norm(out, x, weight, eps):
     """x, out: (M, K) rows; weight: (K,)."""
-    _rms_norm_kernel[x.shape[0], NT, stream()](out, x, weight, eps)
+    _rows(out, _no_stats(out), _no_stats(out), x, weight, weight, 1, x.shape[1], 1, eps, rms=True)
 
 
 @register("group_norm", "cuda")
@@ -369,8 +520,7 @@ def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
     N, C, L = x.shape
     R = N * num_groups
     Cg = C // num_groups
-    _row_norm_kernel[R, NT, stream()](out.reshape(R, Cg * L), mean, m2, x.reshape(R, Cg * L), weight, bias, num_groups,
-                                      Cg, L, eps)
+    _rows(out.reshape(R, Cg * L), mean, m2, x.reshape(R, Cg * L), weight, bias, num_groups, Cg, L, eps)
 
 
 @register("running_update", "cuda")
@@ -380,21 +530,30 @@ def running_update(running, stats, divisor, momentum):
     _running_update_kernel[blocks(C), TPB, stream()](running, stats, float(divisor), float(momentum))
 
 
+def _bn_chunks(N, C, ty):
+    """Chunks per channel for the training statistics: enough (channel, chunk) blocks for BN_CHUNK_WAVES waves,
+    at most BN_MAX_CHUNKS and no more than the channel's groups of ty planes."""
+    want = -(-BN_CHUNK_WAVES * _sm_count() * BLOCKS_PER_SM // C)
+    return max(1, min(want, BN_MAX_CHUNKS, -(-N // ty)))
+
+
 @register("batch_norm", "cuda")
 def batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps):
     """x, out: (N, C, L); weight, bias: (C,); running_mean, running_var: (C,) or None, updated in place."""
     N, C, L = x.shape
+    planes, outp = x.reshape(N * C, L), out.reshape(N * C, L)
+    block = _plane_block(L)
     if not training:
-        _batch_norm_eval_kernel[blocks(N * C * L), TPB, stream()](out, x, running_mean, running_var, weight, bias,
-                                                                  x.dtype.type(eps))
+        _bn_eval_kernel[_grid(N * C, block[1]), block, stream()](outp, planes, running_mean, running_var, weight,
+                                                                bias, C, x.dtype.type(eps))
         return
-    mean = empty((1, C), np.float64)
-    m2 = empty((1, C), np.float64)
-    _batch_norm_kernel[C, NT, stream()](out, mean.reshape(C), m2.reshape(C), x, weight, bias, eps)
-    if running_mean is not None:
-        running_update(running_mean, mean, 1.0, momentum)
-    if running_var is not None:
-        running_update(running_var, m2, N * L - 1.0, momentum)
+    S = _bn_chunks(N, C, block[1])
+    part = empty((C, S, 2), np.float64)
+    _bn_partial_kernel[C * S, block, stream()](part, planes, C, S)
+    rm = running_mean if running_mean is not None else _no_stats(out)
+    rv = running_var if running_var is not None else _no_stats(out)
+    _bn_apply_kernel[C * S, block, stream()](outp, planes, part, weight, bias, rm, rv, C, S, float(momentum),
+                                             float(eps))
 
 
 @register("switch_norm", "cuda")
@@ -406,7 +565,9 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     R = N * C
     mean_in = empty((N, C), np.float64)
     var_in = empty((N, C), np.float64)
-    _row_moments_kernel[R, NT, stream()](mean_in.reshape(R), var_in.reshape(R), x.reshape(R, L))
+    rows = x.reshape(R, L)
+    _rows(rows, mean_in.reshape(R), var_in.reshape(R), rows, weight, bias, C, 1, L, eps, write=False,
+          m2_div=L - 1.0)
     mean_ln = empty(N, np.float64)
     var_ln = empty(N, np.float64)
     mean_bn = empty(C, np.float64)
@@ -421,11 +582,13 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     shift = empty(R, x.dtype)
     _switch_mix_kernel[blocks(R), TPB, stream()](center, scale, shift, mean_in, var_in, mean_ln, var_ln, mean_bn,
                                                  var_bn, mean_weight, var_weight, weight, bias, using_bn, eps)
-    _apply_rows_kernel[blocks(R * L), TPB, stream()](out.reshape(R, L), x.reshape(R, L), center, scale, shift)
+    block = _plane_block(L)
+    _planes_affine_kernel[_grid(R, block[1]), block, stream()](out.reshape(R, L), rows, center, scale, shift)
 
 
 @register("dyt", "cuda")
 def dyt(out, x, alpha, weight, bias):
     """x, out: (M, K); alpha: (1,); weight, bias: (K,)."""
     M, K = x.shape
-    _dyt_kernel[blocks(M * K), TPB, stream()](out, x, alpha, weight, bias)
+    block = _plane_block(K)
+    _dyt_kernel[_grid(M, block[1]), block, stream()](out, x, alpha, weight, bias)
