@@ -181,3 +181,106 @@ def test_calls_capture_into_a_cuda_graph_and_replay_on_new_input(case):
     torch.testing.assert_close(static_output, fn(fresh), **TOL)
     assert not torch.equal(static_output, fn(_randn(*shape, seed=12)))  # the replay saw the new input
     assert isinstance(static_output, torch.Tensor) and np.isfinite(static_output.cpu().numpy()).all()
+
+
+_KERNELS = []
+
+
+def _launch_kernel():
+    """One dispatcher for the launch tests (compiled once per argument class, whichever test comes first)."""
+    if not _KERNELS:
+        from numba import cuda
+
+        @cuda.jit
+        def axpb(out, x, y, a, b, flip):
+            """out[i, j] = a * x[i, j] + y[i, j] + b (negated when flip), over out's shape (a 2-D grid of threads)."""
+            i, j = cuda.grid(2)
+            if i < out.shape[0] and j < out.shape[1]:
+                v = a * x[i, j] + y[i, j] + b
+                out[i, j] = -v if flip else v
+
+        _KERNELS.append(axpb)
+    return _KERNELS[0]
+
+
+def _launch_args(kind, dtype):
+    """(out, x, y) torch tensors of one argument class: C-contiguous, transposed (F layout), sliced (A layout),
+    broadcast (stride 0), empty."""
+    t = getattr(torch, dtype)
+    x, y = _randn(37, 45, seed=20).to(t), _randn(37, 45, seed=21).to(t)
+    if kind == "F":
+        x, y = _randn(45, 37, seed=20).to(t).T, _randn(45, 37, seed=21).to(t).T
+    elif kind == "A":
+        x, y = _randn(37, 90, seed=20).to(t)[:, ::2], _randn(74, 45, seed=21).to(t)[::2]
+    elif kind == "broadcast":
+        y = _randn(1, 45, seed=21).to(t).expand(37, 45)
+    elif kind == "empty":
+        x, y = x[:0], y[:0]
+    return torch.empty(x.shape, dtype=t, device="cuda"), x, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", ["C", "F", "A", "broadcast", "empty"])
+def test_fast_launch_matches_the_dispatcher(kind, dtype, monkeypatch):
+    """``_launch.launch`` packs the parameters itself after the first launch of an argument class: its results
+    equal the dispatcher's for every layout, both float dtypes and Python / NumPy scalars, on torch's stream."""
+    from numba import cuda
+
+    from nbops.cuda import _launch
+
+    monkeypatch.setattr(_launch, "FAST", True)
+    kernel = _launch_kernel()
+    out, x, y = _launch_args(kind, dtype)
+    want = torch.empty_like(out)
+    grid, block = ((out.shape[0] + 7) // 8 or 1, (out.shape[1] + 31) // 32), (8, 32)
+    for a, b, flip in [(0.5, 3, False), (np.float32(-2.0) if dtype == "float32" else -2.0, np.int32(-7), True)]:
+        views = [cuda.as_cuda_array(t, sync=False) for t in (out, x, y)]
+        _launch.launch(kernel, grid, block, *views, a, b, flip)  # a class new to _launch: the dispatcher launches
+        out.zero_()
+        views = [cuda.as_cuda_array(t, sync=False) for t in (out, x, y)]
+        _launch.launch(kernel, grid, block, *views, a, b, flip)  # the fast path, fresh arrays
+        kernel[grid, block, 0](cuda.as_cuda_array(want, sync=False), *views[1:], a, b, flip)
+        torch.cuda.synchronize()
+        torch.testing.assert_close(out, want, rtol=0, atol=0)
+        expect = (float(a) * x.double() + y.double() + int(b)) * (-1 if flip else 1)
+        torch.testing.assert_close(out.double(), expect, rtol=1e-5, atol=1e-5)
+    plans = [p for k, p in _launch._PLANS.items() if k[0] is kernel]
+    assert plans and all(p is not None for p in plans), "every class of this test should take the fast path"
+
+
+def test_fast_launch_goes_on_the_calls_stream(monkeypatch):
+    """Inside a call on a torch side stream held back by a sleep, the fast launch is ordered after torch's writes
+    on that stream."""
+    from numba import cuda
+
+    from nbops import _arrays
+    from nbops.cuda import _launch
+
+    monkeypatch.setattr(_launch, "FAST", True)
+    kernel = _launch_kernel()
+    out, x, y = _launch_args("C", "float32")
+    grid, block = ((37 + 7) // 8, (45 + 31) // 32), (8, 32)
+    _launch.launch(kernel, grid, block, *(cuda.as_cuda_array(t, sync=False) for t in (out, x, y)), 1.0, 0, False)
+    s = torch.cuda.Stream()
+    torch.cuda.synchronize()
+    with torch.cuda.stream(s):
+        torch.cuda._sleep(SLEEP_CYCLES)
+        x2 = x * 2.0
+        call = _dispatch_call(x2)
+        state = _arrays.LAUNCH
+        outer, state.call = state.call, call
+        try:
+            _launch.launch(kernel, grid, block, *(cuda.as_cuda_array(t, sync=False) for t in (out, x2, y)), 1.0, 0,
+                           False)
+        finally:
+            state.call = outer
+        result = out * 1.0
+    assert not s.query()
+    s.synchronize()
+    torch.testing.assert_close(result, 2.0 * x + y, rtol=1e-6, atol=1e-6)
+
+
+def _dispatch_call(x):
+    from nbops._dispatch import Call
+
+    return Call("relu", input=x)

@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from numba import cuda
 
 import nbops
 from nbops import _arrays
@@ -292,3 +293,32 @@ def test_every_launch_and_transfer_in_the_cuda_kernels_names_the_calls_stream():
                 numba_allocations.append(path.name)
     assert launches >= 50 and not bad, bad
     assert numba_allocations == ["pooling.py"]
+
+
+def test_launch_is_the_dispatcher_launch_on_the_calls_stream_under_the_simulator(launches):
+    """``nbops.cuda._launch.launch`` never takes its fast path under the simulator: it launches through the
+    dispatcher, on the stream of the call being launched (0 outside a call)."""
+    from nbops.cuda import _launch
+
+    scale = cuda.jit(_scale)
+    assert not _launch.FAST
+    x = cuda.to_device(np.arange(5, dtype=np.float32))
+    out = cuda.device_array(5, np.float32)
+    _launch.launch(scale, 1, 32, out, x, 2.0)
+    s = cuda.stream()
+    with nbops.cuda_stream(s):
+        call = nbops._dispatch.Call("relu", input=x)
+    outer, _arrays.LAUNCH.call = _arrays.LAUNCH.call, call
+    try:
+        _launch.launch(scale, 1, 32, out, x, 3.0)
+    finally:
+        _arrays.LAUNCH.call = outer
+    assert launches == [0, s] and not _launch._PLANS
+    np.testing.assert_array_equal(out.copy_to_host(), 3.0 * np.arange(5, dtype=np.float32))
+
+
+def _scale(out, x, a):
+    """out[i] = a * x[i]; a module-level function, so that the simulator gives it its per-thread ``cuda``."""
+    i = cuda.grid(1)
+    if i < out.size:
+        out[i] = a * x[i]
