@@ -24,12 +24,12 @@ Napkin math: a 128 x 128 x 8 step is 131072 FMAs from 2 x 1024 staged words (64 
 reads); 4096^3 is 137 GFLOP, 2.7 ms at 50 TFLOP/s.
 
 Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills):
-    float32 128 x 128: 224 registers, 16896 B shared (one block of 256 threads an SM)
-    float32 64 x 64: 139 registers, 8704 B shared; float64 64 x 64: 146, 17408 B; int64 64 x 64: 128, 17408 B
+    float32 128 x 128: 137 registers, 16896 B shared (one block of 256 threads an SM)
+    float32 64 x 64: 114 registers, 8704 B shared; float64 64 x 64: 126, 17408 B; int64 64 x 64: 142, 17408 B
 """
 
 import numpy as np
-from numba import cuda, float32, float64, int64
+from numba import cuda, float32, float64, int64, uint64
 
 from .._dispatch import kernel, register
 from ._util import TPB, blocks, empty, flat, stream
@@ -56,6 +56,8 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
     HM, HN = TM // 2, TN // 2  # rows / columns of a quarter tile
     BMP, BNP = BM + PAD, BN + PAD  # staged row lengths
     TMN = TM * TN
+    SA, SB = BK * BMP, BK * BNP  # words of one staged buffer
+    SA2, SB2 = 2 * SA, 2 * SB
     LA, LB = BM * BK // THREADS, BN * BK // THREADS  # staged elements each thread loads a step
 
     @cuda.jit
@@ -66,19 +68,29 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
         computes TM x TN outputs of each (problem, row tile) its block visits, accumulating in ``dt``. The loops'
         trip counts depend on the block only, so every thread of a block reaches every syncthreads.
         """
-        As = cuda.shared.array((2, BK, BMP), dt)  # As[buf, k, m] = A[row0 + m, k0 + k]
-        Bs = cuda.shared.array((2, BK, BNP), dt)  # Bs[buf, k, n] = B[k0 + k, col0 + n]
+        As = cuda.shared.array(SA2, dt)  # As[buf * SA + k * BMP + m] = A[row0 + m, k0 + k], buf = step % 2
+        Bs = cuda.shared.array(SB2, dt)  # Bs[buf * SB + k * BNP + n] = B[k0 + k, col0 + n]
         acc = cuda.local.array(TMN, dt)
         av = cuda.local.array(TM, dt)
         bv = cuda.local.array(TN, dt)
         ra = cuda.local.array(LA, dt)  # the next step's A elements, held while this step computes
         rb = cuda.local.array(LB, dt)
         BATCH, M, N, K = p[P_BATCH], p[P_M], p[P_N], p[P_K]
-        a_kfast, b_nfast = p[P_AKFAST], p[P_BNFAST]
         tid = cuda.threadIdx.x
+        # staged element e of this thread: A[ar + e * dar, ak + e * dak] of the tile, walking k fastest (dar = 32,
+        # dak = 0) or m fastest (dar = 0); B[bk + e * dbk, bn + e * dbn] likewise. THREADS is a multiple of BK,
+        # BM and BN, so each is linear in e.
+        if p[P_AKFAST]:
+            ar, ak, dar, dak = tid // BK, tid % BK, THREADS // BK, 0
+        else:
+            ar, ak, dar, dak = tid % BM, tid // BM, 0, THREADS // BM
+        if p[P_BNFAST]:
+            bk, bn, dbk, dbn = tid // BN, tid % BN, THREADS // BN, 0
+        else:
+            bk, bn, dbk, dbn = tid % BK, tid // BK, 0, THREADS // BK
         warp, lane = tid // 32, tid % 32
-        tx = lane % 8 + 8 * (warp % 2)
-        ty = lane // 8 + 4 * (warp // 2)
+        tm0 = (lane // 8 + 4 * (warp // 2)) * HM  # first row of this thread's register tile
+        tn0 = (lane % 8 + 8 * (warp % 2)) * HN  # first column
         col0 = cuda.blockIdx.x * BN
         steps = (K + BK - 1) // BK
         for z in range(cuda.blockIdx.z, BATCH, cuda.gridDim.z):
@@ -86,62 +98,40 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
                 for ij in range(TMN):
                     acc[ij] = 0
                 for t in range(steps + 1):
-                    cur = t % 2
                     if t < steps:
                         # global loads of step t, into registers (they fly while step t - 1 computes)
                         k0 = t * BK
                         for e in range(LA):
-                            q = tid + THREADS * e
-                            if a_kfast:
-                                r, k = q // BK, q % BK
-                            else:
-                                r, k = q % BM, q // BM
-                            v = dt(0)
-                            if row0 + r < M and k0 + k < K:
-                                v = load_a(a, z, row0 + r, k0 + k, p)
-                            ra[e] = v
+                            r, k = row0 + ar + e * dar, k0 + ak + e * dak
+                            ra[e] = load_a(a, z, r, k, p) if r < M and k < K else dt(0)
                         for e in range(LB):
-                            q = tid + THREADS * e
-                            if b_nfast:
-                                k, n = q // BN, q % BN
-                            else:
-                                k, n = q % BK, q // BK
-                            v = dt(0)
-                            if k0 + k < K and col0 + n < N:
-                                v = load_b(b, z, k0 + k, col0 + n, p)
-                            rb[e] = v
+                            k, n = k0 + bk + e * dbk, col0 + bn + e * dbn
+                            rb[e] = load_b(b, z, k, n, p) if k < K and n < N else dt(0)
                     if t > 0:
-                        prev = 1 - cur
+                        sa, sb = (t - 1) % 2 * SA + tm0, (t - 1) % 2 * SB + tn0
                         for kk in range(BK):
                             for i in range(TM):
-                                av[i] = As[prev, kk, ty * HM + i % HM + (i // HM) * (BM // 2)]
+                                av[i] = As[sa + kk * BMP + i % HM + (i // HM) * (BM // 2)]
                             for j in range(TN):
-                                bv[j] = Bs[prev, kk, tx * HN + j % HN + (j // HN) * (BN // 2)]
+                                bv[j] = Bs[sb + kk * BNP + j % HN + (j // HN) * (BN // 2)]
                             for ij in range(TMN):
                                 acc[ij] += av[ij // TN] * bv[ij % TN]
                     if t < steps:
+                        sa, sb = t % 2 * SA, t % 2 * SB
                         for e in range(LA):
-                            q = tid + THREADS * e
-                            if a_kfast:
-                                As[cur, q % BK, q // BK] = ra[e]
-                            else:
-                                As[cur, q // BM, q % BM] = ra[e]
+                            As[sa + (ak + e * dak) * BMP + ar + e * dar] = ra[e]
                         for e in range(LB):
-                            q = tid + THREADS * e
-                            if b_nfast:
-                                Bs[cur, q // BN, q % BN] = rb[e]
-                            else:
-                                Bs[cur, q % BK, q // BK] = rb[e]
-                    # step t is staged in buffer cur and every thread is done reading buffer 1 - cur (step t - 1),
-                    # which step t + 1 overwrites: one barrier covers both
+                            Bs[sb + (bk + e * dbk) * BNP + bn + e * dbn] = rb[e]
+                    # step t is staged in buffer t % 2 and every thread is done reading the other buffer (step
+                    # t - 1), which step t + 1 overwrites: one barrier covers both
                     cuda.syncthreads()
                 # row i of the register tile is stored from acc[:TN], then the rows shift up by one: every
                 # index of acc stays a constant, so the tile stays in registers through the loop over rows
                 for i in range(TM):
-                    r = row0 + ty * HM + i % HM + (i // HM) * (BM // 2)
+                    r = row0 + tm0 + i % HM + (i // HM) * (BM // 2)
                     if r < M:
                         for j in range(TN):
-                            col = col0 + tx * HN + j % HN + (j // HN) * (BN // 2)
+                            col = col0 + tn0 + j % HN + (j // HN) * (BN // 2)
                             if col < N:
                                 store(c, bias, z, r, col, alpha * acc[j], beta, p)
                     for ij in range(TMN - TN):
@@ -153,13 +143,13 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
 @cuda.jit(device=True)
 def _load_a(a, z, r, k, p):
     """A[z][r, k] of a strided (BATCH, M, K) array."""
-    return a[z, r, k]
+    return a[uint64(z), uint64(r), uint64(k)]
 
 
 @cuda.jit(device=True)
 def _load_b(b, z, k, c, p):
     """B[z][k, c] of a strided (BATCH, K, N) array."""
-    return b[z, k, c]
+    return b[uint64(z), uint64(k), uint64(c)]
 
 
 @cuda.jit(device=True)
