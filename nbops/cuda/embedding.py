@@ -4,28 +4,73 @@ renormalisation (each distinct row once, found by marking rows rather than sorti
 import math
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from .._dispatch import register
-from ._util import TPB, blocks, empty, flat, stream
+from ._util import TPB, blocks, empty, stream
 from .shape import fill
 
 
 @cuda.jit
 def _embedding_kernel(out, idx, weight):
-    """out[i, d] = weight[idx[i], d] for out viewed flat as (M * D,), idx: (M,) int64, weight: (V, D). One thread
-    per output element (consecutive threads copy consecutive d: coalesced); grid = ceil(M * D / TPB) blocks."""
-    j = cuda.grid(1)
-    if j < out.shape[0]:
-        D = weight.shape[1]
-        i = j // D
-        out[j] = weight[idx[i], j - i * D]
+    """out[i, :] = weight[idx[i], :]; out: (M, D), idx: (M,) int64, weight: (V, D).
+
+    Block (TX, TY): TY looked-up rows at a time, row i = blockIdx.x * TY + ty, grid-stride over the M rows; TX
+    threads copy along the row (coalesced) with four loads in flight each. Grid from the SM count.
+
+    Napkin math, 50000 x 768 float32 looked up by 32 x 512 ids: 50 MB of rows read + 50 MB written, 25 us at
+    4 TB/s.
+    """
+    M, D = out.shape
+    step = cuda.blockDim.x
+    i = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
+    while i < M:
+        src = weight[idx[i]]
+        dst = out[i]
+        d = cuda.threadIdx.x
+        while d < D:
+            d1 = d + step
+            d2 = d1 + step
+            d3 = d2 + step
+            v0 = src[d]
+            v1 = src[d1] if d1 < D else v0
+            v2 = src[d2] if d2 < D else v0
+            v3 = src[d3] if d3 < D else v0
+            dst[d] = v0
+            if d1 < D:
+                dst[d1] = v1
+            if d2 < D:
+                dst[d2] = v2
+            if d3 < D:
+                dst[d3] = v3
+            d += 4 * step
+        i += cuda.gridDim.x * cuda.blockDim.y
+
+
+def _row_block(D):
+    """(TX, TY) of ``_embedding_kernel``: TX the largest power of two from 32 to TPB with four values per thread
+    of a row of D (at least 32), TY = TPB // TX rows at a time."""
+    tx = 32
+    while tx * 2 <= TPB and tx * 8 <= D:
+        tx *= 2
+    return tx, TPB // tx
+
+
+_SM = []
+
+
+def _blocks_for(rows, per_block):
+    """Grid of ``_embedding_kernel``: enough blocks for the rows, at most 8 per SM (TPB = 256: 2048 threads)."""
+    if not _SM:
+        _SM.append(2 if config.ENABLE_CUDASIM else cuda.get_current_device().MULTIPROCESSOR_COUNT)
+    return max(1, min((rows + per_block - 1) // per_block, 8 * _SM[0]))
 
 
 @register("embedding", "cuda")
 def embedding(out, idx, weight):
     """Gather rows of weight: (V, D) by idx: (M,) (already bounds-checked) into out: (M, D)."""
-    _embedding_kernel[blocks(out.size), TPB, stream()](flat(out), idx, weight)
+    block = _row_block(weight.shape[1])
+    _embedding_kernel[_blocks_for(idx.shape[0], block[1]), block, stream()](out, idx, weight)
 
 
 @cuda.jit
