@@ -13,15 +13,20 @@ in float64.
 
 import math
 
-from numba import cuda, float64
+import numpy as np
+from numba import config, cuda, float64, from_dtype
 
 from .._dispatch import register
-from ._util import TPB, blocks, flat, map_grid, map_kernels, stream
+from ._block import SCRATCH, block_max, block_sum, warp_max, warp_sum
+from ._util import TPB, blocks, flat, map_grid, map_kernels, sm_count, stream
 from .shape import copy
 
-ROW_TPB = 128  # threads that share one softmax row along the last dim (a power of two: tree reduction)
+WARP_ROWS = 8  # rows per block of the warp-per-row softmax (one per warp of a 256-thread block)
+WARP_ROW_MAX = 1024  # longest row given to one warp (32 elements per lane); longer rows get a block each
+ROW_TPB = 64 if config.ENABLE_CUDASIM else 256  # threads of the block-per-row softmax
 COL_TPB = 32  # columns (K) per block of the inner-dim softmax: one warp reads 32 neighbouring elements
-DEPTH_TPB = 8  # threads that share one column of the inner-dim softmax, each folding every DEPTH_TPB-th row
+MAX_DEPTH = 8 if config.ENABLE_CUDASIM else 16  # most threads sharing one column of the inner-dim softmax
+SOFTMAX_BLOCKS_PER_SM = 8  # the row softmaxes' grids: at most this many blocks per SM, rows grid-strided
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -245,85 +250,173 @@ def _combine(m1, s1, m2, s2):
 
 
 @cuda.jit(device=True)
-def _softmax_value(v, m, s, log):
-    """One output element from the row's max ``m`` and sum ``s`` (max taken as 0 for a row with no finite max, so
-    that a row of -inf gives 0 / 0 = NaN as torch)."""
-    sh = m if m > -math.inf else 0.0
+def _softmax_value(v, m, c, log):
+    """One output element from the row's max ``m`` and ``c``: log(sum) for log_softmax, 1 / sum for softmax. A
+    row with no finite max (all -inf, or NaN) has m = -inf or a NaN sum, and gives NaN (v - m is NaN), as torch."""
     if log:
-        return (v - sh) - math.log(s)
-    return math.exp(v - sh) / s
+        return (v - m) - c
+    return math.exp(v - m) * c
+
+
+@cuda.jit(device=True)
+def _fold(x, r, start, step, D, m, s):
+    """Fold x[r, start], x[r, start + step], ... (below D) into the running (max, sum) state (m, s); loads 4
+    elements before folding them, so 4 loads are in flight."""
+    d = start
+    while d + 3 * step < D:
+        v0, v1, v2, v3 = x[r, d], x[r, d + step], x[r, d + 2 * step], x[r, d + 3 * step]
+        m, s = _online(m, s, v0)
+        m, s = _online(m, s, v1)
+        m, s = _online(m, s, v2)
+        m, s = _online(m, s, v3)
+        d += 4 * step
+    while d < D:
+        m, s = _online(m, s, x[r, d])
+        d += step
+    return m, s
+
+
+@cuda.jit(device=True)
+def _emit(out, x, r, start, step, D, m, s, log):
+    """Write out[r, d] for d = start, start + step, ... (below D) from the row's max ``m`` and sum ``s``; 4 loads in
+    flight."""
+    c = math.log(s) if log else 1.0 / s
+    d = start
+    while d + 3 * step < D:
+        v0, v1, v2, v3 = x[r, d], x[r, d + step], x[r, d + 2 * step], x[r, d + 3 * step]
+        out[r, d] = _softmax_value(v0, m, c, log)
+        out[r, d + step] = _softmax_value(v1, m, c, log)
+        out[r, d + 2 * step] = _softmax_value(v2, m, c, log)
+        out[r, d + 3 * step] = _softmax_value(v3, m, c, log)
+        d += 4 * step
+    while d < D:
+        out[r, d] = _softmax_value(x[r, d], m, c, log)
+        d += step
+
+
+_ROWS = {}  # input dtype -> (warp-per-row kernel, block-per-row kernel, inner-dim kernel)
+
+
+def _softmax_kernels(dtype):
+    """The softmax kernels for inputs of numpy ``dtype``, compiled once: their running max lives in the input's
+    dtype (exp evaluated in it, as torch does; the max is an input value, so nothing is rounded), the sum in float64.
+
+    warp_rows[grid, (32 * WARP_ROWS)](out, x, lo, log): x, out (R, D) with D <= WARP_ROW_MAX. Warp w of block b
+        owns row r = b * WARP_ROWS + w (then r + gridDim * WARP_ROWS, ...): lane l folds x[r, l], x[r, l + 32], ...
+        (4 loads in flight) into a running (max, sum); the warp merges the lanes' states with ``warp_max`` and
+        ``warp_sum`` (sums rescaled to the warp's max) and writes the row in a second pass, which reads it from L1/L2.
+        Grid: min(ceil(R / WARP_ROWS), SMs x 8) blocks.
+    block_rows[grid, ROW_TPB](out, x, lo, log): the same with one block per row (rows longer than a warp can hold
+        in flight), merged with ``block_max`` and ``block_sum``; grid: min(R, SMs x 8) blocks.
+    (8192, 4096) fp32: 128 MiB read, 128 MiB written (the second read mostly from L2): ~70 us at 4 TB/s.
+    cols[grid, (COL_TPB, depth)](out, x, lo, log): x, out (O, D, K) reduced along D. Block b serves column
+        k = (b % nkb) * COL_TPB + tk of o = b // nkb (nkb = ceil(K / COL_TPB)); thread (tk, td) folds rows td,
+        td + depth, ... (4 loads in flight; a warp reads 32 neighbouring k: coalesced); the depth states of a column
+        merge in a shared-memory tree; each thread then writes the rows it read. Grid: O * nkb blocks. A large
+        tensor's second read comes from HBM again (a block's columns span all D rows), so this moves 3 bytes per
+        2 counted: at best 2/3 of copy bandwidth. (32, 4096, 256) fp32: 256 MiB counted, ~100 us at 4 TB/s.
+    ``lo`` is -inf in the input's dtype (the empty state's max).
+    """
+    kerns = _ROWS.get(dtype)
+    if kerns is not None:
+        return kerns
+    ft = from_dtype(dtype)
+
+    @cuda.jit
+    def warp_rows(out, x, lo, log):
+        R, D = x.shape
+        tid = cuda.threadIdx.x
+        lane = tid & 31
+        sm = cuda.shared.array(SCRATCH, ft)
+        ss = cuda.shared.array(SCRATCH, float64)
+        for base in range(cuda.blockIdx.x * WARP_ROWS, R, cuda.gridDim.x * WARP_ROWS):  # the same trips per block
+            r = base + (tid >> 5)
+            m, s = lo, 0.0
+            if r < R:
+                m, s = _fold(x, r, lane, 32, D, m, s)
+            mx = warp_max(m, sm)
+            total = warp_sum(_rescale(s, m, mx), ss)
+            if r < R:
+                _emit(out, x, r, lane, 32, D, mx, total, log)
+
+    @cuda.jit
+    def block_rows(out, x, lo, log):
+        R, D = x.shape
+        tid = cuda.threadIdx.x
+        sm = cuda.shared.array(SCRATCH, ft)
+        ss = cuda.shared.array(SCRATCH, float64)
+        for r in range(cuda.blockIdx.x, R, cuda.gridDim.x):
+            m, s = _fold(x, r, tid, ROW_TPB, D, lo, 0.0)
+            mx = block_max(m, sm)
+            total = block_sum(_rescale(s, m, mx), ss)
+            _emit(out, x, r, tid, ROW_TPB, D, mx, total, log)
+
+    @cuda.jit
+    def cols(out, x, lo, log):
+        tk = cuda.threadIdx.x
+        td = cuda.threadIdx.y
+        depth = cuda.blockDim.y
+        O, D, K = x.shape
+        nkb = (K + COL_TPB - 1) // COL_TPB
+        o = cuda.blockIdx.x // nkb
+        k = (cuda.blockIdx.x - o * nkb) * COL_TPB + tk
+        sm = cuda.shared.array((MAX_DEPTH, COL_TPB), ft)
+        ss = cuda.shared.array((MAX_DEPTH, COL_TPB), float64)
+        m, s = lo, 0.0
+        if k < K:
+            d = td
+            while d + 3 * depth < D:
+                v0, v1, v2, v3 = x[o, d, k], x[o, d + depth, k], x[o, d + 2 * depth, k], x[o, d + 3 * depth, k]
+                m, s = _online(m, s, v0)
+                m, s = _online(m, s, v1)
+                m, s = _online(m, s, v2)
+                m, s = _online(m, s, v3)
+                d += 4 * depth
+            while d < D:
+                m, s = _online(m, s, x[o, d, k])
+                d += depth
+        sm[td, tk] = m
+        ss[td, tk] = s
+        cuda.syncthreads()  # every slice's state is in shared memory before the merge reads them
+        w = depth // 2
+        while w > 0:
+            if td < w:
+                sm[td, tk], ss[td, tk] = _combine(sm[td, tk], ss[td, tk], sm[td + w, tk], ss[td + w, tk])
+            cuda.syncthreads()  # this level's merged states are visible before the next level reads them
+            w //= 2
+        m = sm[0, tk]
+        s = ss[0, tk]
+        if k < K:
+            c = math.log(s) if log else 1.0 / s
+            d = td
+            while d + 3 * depth < D:
+                v0, v1, v2, v3 = x[o, d, k], x[o, d + depth, k], x[o, d + 2 * depth, k], x[o, d + 3 * depth, k]
+                out[o, d, k] = _softmax_value(v0, m, c, log)
+                out[o, d + depth, k] = _softmax_value(v1, m, c, log)
+                out[o, d + 2 * depth, k] = _softmax_value(v2, m, c, log)
+                out[o, d + 3 * depth, k] = _softmax_value(v3, m, c, log)
+                d += 4 * depth
+            while d < D:
+                out[o, d, k] = _softmax_value(x[o, d, k], m, c, log)
+                d += depth
+
+    kerns = _ROWS[dtype] = (warp_rows, block_rows, cols)
+    return kerns
 
 
 @cuda.jit
-def _softmax_rows_kernel(out, x, log):
-    """Softmax (``log`` False) or log_softmax (True) along the last dim; x, out: (R, D).
-
-    One block of ROW_TPB threads per row (grid = R blocks): thread t folds elements t, t + ROW_TPB, ... into a
-    running (max, sum), the block merges the states with a tree reduction in shared memory, then every thread
-    writes its elements.
-    """
-    r = cuda.blockIdx.x
-    t = cuda.threadIdx.x
-    R, D = x.shape
-    sm = cuda.shared.array(ROW_TPB, float64)
-    ss = cuda.shared.array(ROW_TPB, float64)
-    m = -math.inf
-    s = 0.0
-    if r < R:
-        for d in range(t, D, ROW_TPB):
+def _softmax_naive(out, x, log):
+    """The oracle of the softmax kernels: x, out (R, D); one thread per row (grid = ceil(R / TPB) blocks), folding
+    the row into a float64 (max, sum), then writing it."""
+    r = cuda.grid(1)
+    if r < x.shape[0]:
+        m = -math.inf
+        s = 0.0
+        for d in range(x.shape[1]):
             m, s = _online(m, s, x[r, d])
-    sm[t] = m
-    ss[t] = s
-    cuda.syncthreads()  # every thread's state is in shared memory before the reduction reads its neighbours'
-    w = ROW_TPB // 2
-    while w > 0:
-        if t < w:
-            sm[t], ss[t] = _combine(sm[t], ss[t], sm[t + w], ss[t + w])
-        cuda.syncthreads()  # this level's merged states are visible before the next level reads them
-        w //= 2
-    m = sm[0]
-    s = ss[0]
-    if r < R:
-        for d in range(t, D, ROW_TPB):
-            out[r, d] = _softmax_value(x[r, d], m, s, log)
-
-
-@cuda.jit
-def _softmax_cols_kernel(out, x, log):
-    """Softmax (``log`` False) or log_softmax (True) along axis 1; x, out: (O, D, K).
-
-    grid = O * ceil(K / COL_TPB) blocks of (COL_TPB, DEPTH_TPB) threads; block b serves columns
-    k0 = (b % ceil(K / COL_TPB)) * COL_TPB ... of o = b // ceil(K / COL_TPB). Thread (tk, td) folds rows td,
-    td + DEPTH_TPB, ... of column k0 + tk into a running (max, sum) (neighbouring tk read neighbouring k, so loads
-    coalesce); the DEPTH_TPB states of a column merge in shared memory; each thread then writes the rows it read.
-    """
-    tk = cuda.threadIdx.x
-    td = cuda.threadIdx.y
-    O, D, K = x.shape
-    nkb = (K + COL_TPB - 1) // COL_TPB
-    o = cuda.blockIdx.x // nkb
-    k = (cuda.blockIdx.x - o * nkb) * COL_TPB + tk
-    sm = cuda.shared.array((DEPTH_TPB, COL_TPB), float64)
-    ss = cuda.shared.array((DEPTH_TPB, COL_TPB), float64)
-    m = -math.inf
-    s = 0.0
-    if o < O and k < K:
-        for d in range(td, D, DEPTH_TPB):
-            m, s = _online(m, s, x[o, d, k])
-    sm[td, tk] = m
-    ss[td, tk] = s
-    cuda.syncthreads()  # every slice's state is in shared memory before the merge reads them
-    if td == 0:
-        for j in range(1, DEPTH_TPB):
-            m, s = _combine(m, s, sm[j, tk], ss[j, tk])
-        sm[0, tk] = m
-        ss[0, tk] = s
-    cuda.syncthreads()  # each column's merged state is visible to all of its threads before the write pass
-    m = sm[0, tk]
-    s = ss[0, tk]
-    if o < O and k < K:
-        for d in range(td, D, DEPTH_TPB):
-            out[o, d, k] = _softmax_value(x[o, d, k], m, s, log)
+        sh = m if m > -math.inf else 0.0
+        for d in range(x.shape[1]):
+            out[r, d] = (x[r, d] - sh) - math.log(s) if log else math.exp(x[r, d] - sh) / s
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -419,12 +512,23 @@ def prelu(out, x, weight):
 
 @register("softmax", "cuda")
 def softmax(out, x, log):
-    """out, x: (O, D, K); ``log`` selects log_softmax."""
+    """out, x: (O, D, K); ``log`` selects log_softmax. K == 1: a warp per row up to WARP_ROW_MAX elements, a block
+    per row beyond; else the column kernel with up to MAX_DEPTH threads per column (about 4 rows each)."""
     O, D, K = x.shape
+    warp_rows, block_rows, cols = _softmax_kernels(np.dtype(x.dtype))
+    lo = x.dtype.type(-np.inf)
+    cap = sm_count() * SOFTMAX_BLOCKS_PER_SM
     if K == 1:
-        _softmax_rows_kernel[O, ROW_TPB, stream()](out.reshape(O, D), x.reshape(O, D), log)
+        o2, x2 = out.reshape(O, D), x.reshape(O, D)
+        if D <= WARP_ROW_MAX:
+            warp_rows[min(blocks(O, WARP_ROWS), cap), 32 * WARP_ROWS, stream()](o2, x2, lo, log)
+        else:
+            block_rows[min(O, cap), ROW_TPB, stream()](o2, x2, lo, log)
     else:
-        _softmax_cols_kernel[O * ((K + COL_TPB - 1) // COL_TPB), (COL_TPB, DEPTH_TPB), stream()](out, x, log)
+        depth = 1
+        while depth < MAX_DEPTH and 4 * depth < D:
+            depth *= 2
+        cols[O * ((K + COL_TPB - 1) // COL_TPB), (COL_TPB, depth), stream()](out, x, lo, log)
 
 
 @register("store_strided", "cuda")
