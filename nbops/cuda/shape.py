@@ -144,7 +144,7 @@ def _transposing(out, x):
     if strides[1] is None or strides[0] is None:
         return None
     dims, (so, sx) = collapse(shape, strides)
-    if len(dims) < 2 or so[-1] != 1 or sx[-1] == 1 or 1 not in sx[:-1]:
+    if not 2 <= len(dims) <= 3 or so[-1] != 1 or sx[-1] == 1 or 1 not in sx[:-1]:
         return None
     dims, so, sx = [1] * (3 - len(dims)) + dims, [0] * (3 - len(so)) + so, [0] * (3 - len(sx)) + sx
     p = sx.index(1, 0, 2)
