@@ -21,7 +21,7 @@ import threading
 import numpy as np
 from numba import config
 
-from .._arrays import launch_stream
+from ._util import stream
 
 VERIFIED = ("0.30.4",)  # numba-cuda versions whose launch path (dispatcher.py, cudadrv/driver.py) this mirrors
 
@@ -50,20 +50,16 @@ _LOCK = threading.Lock()
 
 def launch(kernel, grid, block, *args):
     """Launch ``kernel`` (a ``@cuda.jit`` dispatcher) with ``grid`` x ``block`` threads on the stream of the call
-    being launched (``_util.stream()``); the same effect as ``kernel[grid, block, stream()](*args)``."""
-    stream = launch_stream()
+    being launched; the same effect as ``kernel[grid, block, stream()](*args)``."""
     key = _key(kernel, args) if FAST else None
-    if key is not None:
-        plan = _PLANS.get(key, _MISSING)
-        if plan is _MISSING:  # the first launch of this class: the dispatcher compiles, loads and launches
-            kernel[grid, block, stream](*args)
+    plan = _MISSING if key is None else _PLANS.get(key, _MISSING)
+    if plan is _MISSING or plan is None:
+        kernel[grid, block, stream()](*args)  # the first launch of a class compiles and loads the kernel
+        if plan is _MISSING and key is not None:
             with _LOCK:
                 _PLANS[key] = _Plan.build(kernel, args)
-            return
-        if plan is not None:
-            plan.launch(grid, block, stream, args)
-            return
-    kernel[grid, block, stream](*args)
+        return
+    plan.launch(grid, block, stream(), args)
 
 
 def _key(kernel, args):
