@@ -284,3 +284,21 @@ def _dispatch_call(x):
     from nbops._dispatch import Call
 
     return Call("relu", input=x)
+
+
+def test_torch_tensors_are_viewed_as_numba_imports_them():
+    """``_arrays.native`` builds numba views of torch CUDA tensors itself: each equals numba's own import (pointer,
+    shape, strides where a dim is longer than 1, dtype), for contiguous, transposed, sliced, offset, broadcast,
+    size-1, grad-requiring, integer and bool tensors, and the first check left the fast path on."""
+    from numba import cuda
+
+    from nbops import _arrays
+
+    base = _randn(6, 8, seed=30)
+    tensors = [base, base.T, base[1:, ::3], base[2], base[:, :1], base[None, 3:4].expand(5, 1, 8),
+               base.clone().requires_grad_(), base.to(torch.int32), base > 0, base.double()[::2]]
+    for t in tensors:
+        view = _arrays.native(t, _arrays.TORCH)
+        assert _arrays._same_view(view, cuda.as_cuda_array(t.detach(), sync=False)), (t.shape, t.stride())
+        assert view.gpu_data.owner.data_ptr() == t.data_ptr() and not view.gpu_data.owner.requires_grad
+    assert _arrays._FAST_VIEWS[0] is True and _arrays._RAW_STREAM[0] is not None
