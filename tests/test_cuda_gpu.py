@@ -301,4 +301,5 @@ def test_torch_tensors_are_viewed_as_numba_imports_them():
         view = _arrays.native(t, _arrays.TORCH)
         assert _arrays._same_view(view, cuda.as_cuda_array(t.detach(), sync=False)), (t.shape, t.stride())
         assert view.gpu_data.owner.data_ptr() == t.data_ptr() and not view.gpu_data.owner.requires_grad
-    assert _arrays._FAST_VIEWS[0] is True and _arrays._RAW_STREAM[0] is not None
+    assert _arrays._FAST_VIEWS[0] is True
+    assert _arrays.call_stream(_arrays.TORCH, base) == 0 and _arrays._RAW_STREAM[0] not in (None, False)
