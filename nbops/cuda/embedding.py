@@ -4,10 +4,10 @@ renormalisation (each distinct row once, found by marking rows rather than sorti
 import math
 
 import numpy as np
-from numba import config, cuda
+from numba import cuda
 
 from .._dispatch import register
-from ._util import TPB, blocks, empty, stream
+from ._util import TPB, blocks, empty, sm_count, stream
 from .shape import fill
 
 
@@ -56,14 +56,9 @@ def _row_block(D):
     return tx, TPB // tx
 
 
-_SM = []
-
-
 def _blocks_for(rows, per_block):
     """Grid of ``_embedding_kernel``: enough blocks for the rows, at most 8 per SM (TPB = 256: 2048 threads)."""
-    if not _SM:
-        _SM.append(2 if config.ENABLE_CUDASIM else cuda.get_current_device().MULTIPROCESSOR_COUNT)
-    return max(1, min((rows + per_block - 1) // per_block, 8 * _SM[0]))
+    return max(1, min((rows + per_block - 1) // per_block, 8 * sm_count()))
 
 
 @register("embedding", "cuda")

@@ -27,7 +27,7 @@ from numba import config, cuda, float64
 
 from .._dispatch import register
 from ._block import SCRATCH, block_sum, warp_sum
-from ._util import TPB, blocks, empty, flat, stream
+from ._util import TPB, blocks, empty, flat, sm_count, stream
 
 WARP = 32
 TPB_ROWS = 64 if config.ENABLE_CUDASIM else 256  # threads per block of the row and plane kernels (a warp multiple)
@@ -37,20 +37,10 @@ UNROLL = 4  # independent loads in flight per thread in the streaming loops
 BN_CHUNK_WAVES = 2  # batch-norm statistics: aim for this many waves of resident blocks over (channel, chunk)
 BN_MAX_CHUNKS = 64  # ... but at most this many chunks per channel (each output block re-adds them)
 
-_SM = []
-
-
-def _sm_count():
-    """Multiprocessors of the current device (cached); a stand-in of 2 under the simulator."""
-    if not _SM:
-        _SM.append(2 if config.ENABLE_CUDASIM else cuda.get_current_device().MULTIPROCESSOR_COUNT)
-    return _SM[0]
-
-
 def _grid(items, per_block):
     """Blocks for a grid-stride loop over ``items`` taking ``per_block`` per block: enough to fill the device
     (BLOCKS_PER_SM per SM), no more than the items need."""
-    return max(1, min((items + per_block - 1) // per_block, _sm_count() * BLOCKS_PER_SM))
+    return max(1, min((items + per_block - 1) // per_block, sm_count() * BLOCKS_PER_SM))
 
 
 def _plane_tx(L):
@@ -533,7 +523,7 @@ def running_update(running, stats, divisor, momentum):
 def _bn_chunks(N, C, ty):
     """Chunks per channel for the training statistics: enough (channel, chunk) blocks for BN_CHUNK_WAVES waves,
     at most BN_MAX_CHUNKS and no more than the channel's groups of ty planes."""
-    want = -(-BN_CHUNK_WAVES * _sm_count() * BLOCKS_PER_SM // C)
+    want = -(-BN_CHUNK_WAVES * sm_count() * BLOCKS_PER_SM // C)
     return max(1, min(want, BN_MAX_CHUNKS, -(-N // ty)))
 
 
