@@ -355,6 +355,118 @@ def test_cpu_kernel_compiles_one_signature_per_dtype():
     assert len(keys) == 1 and len(cpu._binary_kernel.signatures) <= 2
 
 
+# --- the grid-stride maps (nbops/cuda/_util.py map_kernels): the flat kernel, the 3-D box kernel, the 8-D fallback
+# 899 elements on one simulated block of 256 threads: threads below 899 - 3 * 256 run the unrolled body (4 elements),
+# the rest the ragged tail
+
+MAP_LAYOUTS = [  # (input, other) as (shape, layout) or a number; the path each takes on cuda
+    (((31, 29), "contiguous"), ((31, 29), "contiguous")),  # flat, ragged
+    (2.5, ((31, 29), "contiguous")),  # flat, scalar first operand
+    (((), "contiguous"), ((), "contiguous")),  # flat, 0-d
+    (((1,), "contiguous"), ((1, 1), "contiguous")),  # flat, size 1
+    (((31, 29), "contiguous"), ((29,), "contiguous")),  # box: row broadcast
+    (((31, 29), "contiguous"), ((31, 1), "contiguous")),  # box: column broadcast
+    (((2, 3, 4, 5), "contiguous"), ((3, 1, 1), "contiguous")),  # box: per-channel
+    (((31, 29), "transposed"), ((31, 29), "strided")),  # box: non-contiguous operands
+    (((2, 3, 4, 5), "transposed"), ((3, 1, 5), "contiguous")),  # 8-D fallback: folds to 4 dims
+    (((0, 3), "contiguous"), ((3,), "contiguous")),  # empty
+]
+
+
+def _map_operand(spec, dtype, seed):
+    """A number as is; (shape, layout) as an array of ``dtype`` (integers laid out as ``make`` lays out floats)."""
+    if not isinstance(spec, tuple):
+        return spec
+    shape, layout = spec
+    if np.dtype(dtype).kind == "f":
+        return make(shape, dtype, seed=seed, layout=layout)
+    if layout == "transposed":
+        return np.swapaxes(make_int(shape[:-2] + (shape[-1], shape[-2]), -50, 50, dtype, seed), -1, -2)
+    if layout == "strided":
+        return make_int(shape[:-1] + (2 * shape[-1],), -50, 50, dtype, seed)[..., ::2]
+    return make_int(shape, -50, 50, dtype, seed)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES + [np.int32])
+@pytest.mark.parametrize("pair", MAP_LAYOUTS, ids=range(len(MAP_LAYOUTS)))
+def test_cuda_map_layouts(pair, dtype):
+    x, y = (_map_operand(spec, dtype, seed) for spec, seed in zip(pair, (30, 31)))
+    check(nbops.sub, torch.sub, "cuda", x, y)
+    if np.dtype(dtype).kind == "f" and not isinstance(x, float):
+        check(nbops.exp, torch.exp, "cuda", x)
+        check(lambda c, a, b: nbops.where(c, a, b), torch.where, "cuda", np.ascontiguousarray(x > 0), x, y)
+        check(lambda a, b: nbops.clamp(a, b), lambda a, b: torch.clamp(a, b), "cuda", x, y)
+
+
+def test_collapse_picks_the_paths():
+    """The folds behind MAP_LAYOUTS' paths: a row broadcast to 2 dims, per-channel to 3, a transposed 4-D input
+    with a broadcast other to 4 (the 8-D fallback), a contiguous copy to 1."""
+    from nbops.cuda._util import collapse
+
+    assert collapse((31, 29), [[29, 1], [0, 1]]) == ([31, 29], [[29, 1], [0, 1]])
+    assert collapse((2, 3, 4, 5), [[60, 20, 5, 1], [0, 1, 0, 0]]) == ([2, 3, 20], [[60, 20, 1], [0, 1, 0]])
+    dims, _ = collapse((2, 3, 4, 5), [[60, 20, 5, 1], [60, 20, 1, 4], [0, 5, 0, 1]])
+    assert len(dims) == 4
+    assert collapse((2, 1, 3), [[3, 3, 1]]) == ([6], [[1]])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 31, 130, 300])
+def test_cuda_maps_grid_stride_match_the_8d_oracle(n, dtype):
+    """The flat and box kernels on a small grid (one block of 32 threads: several unrolled passes, then a ragged
+    tail) give the 8-D one-thread-per-element kernel's bits."""
+    from numba import cuda
+
+    from nbops.cuda import pointwise as pw
+    from nbops.cuda._util import box_of, pad_rank
+
+    x, y = make((n,), dtype, seed=32), make((n,), dtype, seed=33)
+    dx, dy = cuda.to_device(x), cuda.to_device(y)
+    ref = cuda.device_array(n, dtype)
+    pw._binary_kernel[n, 1](ref, pad_rank(dx), pad_rank(dy), pw.DIV_FLOOR, dtype(1))
+    flat, box = cuda.device_array(n, dtype), cuda.device_array(n, dtype)
+    pw._BINARY_FLOAT_MAP[0][1, 32](flat, dx, dy, 1, 1, (pw.DIV_FLOOR, dtype(1)))
+    dims, step = box_of(32, (1, 1, n))
+    pw._BINARY_FLOAT_MAP[1][1, 32](box, (0, 0, 1), dx, dy, (0, 0, 1), (0, 0, 1), dims, step, (pw.DIV_FLOOR, dtype(1)))
+    np.testing.assert_array_equal(flat.copy_to_host(), ref.copy_to_host())
+    np.testing.assert_array_equal(box.copy_to_host(), ref.copy_to_host())
+    m = make((n, 3), dtype, seed=34)  # box over (n, 3) with a column operand: carries across rows at every step
+    dims, step = box_of(32, (1, n, 3))
+    out = cuda.device_array((n * 3,), dtype)
+    pw._BINARY_FLOAT_MAP[1][1, 32](out, (0, 3, 1), cuda.to_device(m.reshape(-1)), dx, (0, 3, 1), (0, 1, 0), dims,
+                                   step, (pw.ADD, dtype(1)))
+    np.testing.assert_array_equal(out.copy_to_host().reshape(n, 3), m + x[:, None])
+
+
+def _compile_cuda_maps():
+    """The grid-stride maps compiled to PTX by NVVM for the signatures their launchers pass (1-D C arrays, int64
+    strides, tuples of parameters): no local memory (ld.local) in any of them."""
+    from numba import types
+
+    from nbops.cuda import pointwise as pw
+
+    s3 = types.UniTuple(types.int64, 3)
+    for dt in (types.float32, types.float64, types.int32):
+        a = types.Array(dt, 1, "C")
+        maps = pw._BINARY_FLOAT_MAP if dt in (types.float32, types.float64) else pw._BINARY_INT_MAP
+        p2 = types.Tuple((types.int64, dt))
+        ptx = [gpu_ptx(maps[0], (a, a, a, types.int64, types.int64, p2)),
+               gpu_ptx(maps[1], (a, s3, a, a, s3, s3, s3, s3, p2))]
+        if dt != types.int32:
+            cond = types.Array(types.boolean, 1, "C")
+            ptx += [gpu_ptx(pw._UNARY_MAP[0], (a, a, types.int64, types.UniTuple(types.int64, 1))),
+                    gpu_ptx(pw._WHERE_MAP[1], (a, s3, cond, a, a, s3, s3, s3, s3, s3, types.Tuple(()))),
+                    gpu_ptx(pw._CLAMP_MAP[0], (a, a, a, a, types.int64, types.int64, types.int64, types.Tuple(())))]
+        for text in ptx:
+            assert "ld.local" not in text and "st.local" not in text
+
+
+def test_cuda_maps_compile_without_local_memory():
+    outside_simulator(_compile_cuda_maps)
+
+
 def _compile_cuda_kernels():
     """Every pointwise CUDA kernel, for every signature its launcher can pass (out flat C-contiguous, operands
     8-D strided views, bool computed as uint8), compiled to PTX by NVVM; the float kernels that must propagate NaN
