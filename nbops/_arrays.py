@@ -205,7 +205,11 @@ def empty(shape, dtype, target, kind, like, stream=0):
     elif kind == CUPY:
         out = native(sys.modules["cupy"].empty(shape, dtype=dtype), CUPY)
     else:
-        return _cuda().device_array(shape, dtype=dtype, stream=stream)
+        outer, LAUNCH.alloc = LAUNCH.alloc, stream  # the stream a stream-ordered numba allocator (cuda/_pool.py) uses
+        try:
+            return _cuda().device_array(shape, dtype=dtype, stream=stream)
+        finally:
+            LAUNCH.alloc = outer
     out.stream = stream
     return out
 
@@ -218,6 +222,7 @@ class _LaunchState(threading.local):
 
     user = ()
     call = None
+    alloc = 0  # the stream of the numba allocation being made (``empty``), for nbops.cuda._pool
 
 
 LAUNCH = _LaunchState()
@@ -269,6 +274,14 @@ def _torch_stream_handle(x):
             raw = False
         _RAW_STREAM[0] = raw
     return raw(x.get_device()) if raw else torch.cuda.current_stream(x.device).cuda_stream
+
+
+def stream_handle(stream):
+    """The raw CUDA handle of a numba stream object (0 for numba's default stream), for driver calls."""
+    if not stream:
+        return 0
+    h = stream.handle
+    return (h.value or 0) if hasattr(h, "value") else int(h)
 
 
 def launch_stream():

@@ -21,6 +21,7 @@ import threading
 import numpy as np
 from numba import config
 
+from .._arrays import stream_handle
 from ._util import stream
 
 VERIFIED = ("0.30.4",)  # numba-cuda versions whose launch path (dispatcher.py, cudadrv/driver.py) this mirrors
@@ -130,12 +131,9 @@ class _Plan:
         params = []
         for pack, a in zip(self.packers, args):
             pack(a, params)
-        handle = 0
-        if stream:
-            h = stream.handle
-            handle = (h.value or 0) if hasattr(h, "value") else int(h)
         cufunc = self.library.get_cufunc()
-        _driver.launch_kernel(cufunc.handle, *_dim3(grid), *_dim3(block), 0, handle, params, cooperative=False)
+        _driver.launch_kernel(cufunc.handle, *_dim3(grid), *_dim3(block), 0, stream_handle(stream), params,
+                              cooperative=False)
 
 
 def _array_packer(itemsize):
