@@ -2,9 +2,10 @@
 # The one GPU check: on a bare GPU machine with its own python3 (torch with CUDA, numba, numba-cuda), run
 #   1. the CUDA tests on the device (pytest -m "cuda and not gpu", real kernels, no simulator),
 #   2. the real-GPU tests (pytest -m gpu: streams, no syncs inside ops, asynchrony, CUDA graph capture),
-#   3. python -m bench --target cuda,
+#   3. each scripts/gpu_*.py (e.g. gpu_calls_profile.py: where an nbops call's host time goes),
 #   4. host and device microseconds per call for a few ops against torch, and a ResNet-18 forward replayed from a
 #      CUDA graph against eager,
+#   5. python -m bench --target cuda (last: cut short by its limit, it still reports the cases it finished),
 # then print a short table last. Installs nothing from a network: wheels carried in .whl/ (say the numpy 2.4 this
 # project is tested with, where the image's numba refuses the image's numpy 2.5) are installed with --no-index
 # into $SITE, ahead of the image's packages. Fetch them here, once, with
@@ -71,8 +72,6 @@ EOF
 stage cuda-tests "${TESTS_S:-240}" "$PY" -m pytest -v --tb=short -p no:cacheprovider -n "${TEST_WORKERS:-8}" \
     --timeout 120 -m "cuda and not gpu" tests
 stage gpu-tests "${GPU_TESTS_S:-90}" "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -m gpu tests/test_cuda_gpu.py
-# shellcheck disable=SC2086
-stage bench "${BENCH_S:-180}" "$PY" -m bench --target cuda --no-save ${BENCH_ARGS:-}
 for extra in scripts/gpu_*.py; do
     [[ -f $extra ]] || continue
     name=$(basename "$extra" .py)
@@ -150,6 +149,9 @@ torch.cuda.synchronize()
 assert torch.allclose(y, model(x), rtol=1e-4, atol=1e-4), "graph replay differs from eager"
 print(f"| resnet18 (8,3,224,224) forward: eager {eager / 1e3:.2f} ms, CUDA graph replay {replay / 1e3:.2f} ms")
 EOF
+# last: a bench cut short by its limit (SIGINT) still prints the report of the cases it finished
+# shellcheck disable=SC2086
+stage bench "${BENCH_S:-180}" "$PY" -m bench --target cuda --no-save ${BENCH_ARGS:-}
 
 echo
 echo "== $(stamp) gpu-check summary (logs in $LOG)"
