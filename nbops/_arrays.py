@@ -43,7 +43,7 @@ def target_of_kind(x, kind):
     if kind == NUMPY:
         return "cpu"
     if kind == TORCH:
-        return "cuda" if x.device.type == "cuda" else ("cpu" if x.device.type == "cpu" else x.device.type)
+        return "cuda" if x.is_cuda else x.device.type
     return "cuda"
 
 
