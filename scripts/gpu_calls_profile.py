@@ -4,8 +4,9 @@
    relu 4x4, add 64x64, softmax, layer_norm and sum over dim 1 on (64, 257), nbops against torch on the same tensors.
 2. The pieces of the call path, each timed alone in a loop: torch's own costs (empty_like, the array interface, the
    current stream), numba's import of a tensor (``as_cuda_array``), its typing of a device array (``typeof``), the
-   launch of a trivial kernel through the dispatcher, through the compiled kernel's ``launch`` and through
-   ``driver.launch_kernel`` with prepared parameters; nbops' ``Call``, ``native``, ``empty`` and ``wrap``.
+   launch of a trivial kernel through the dispatcher, through the compiled kernel's ``launch``, through
+   ``nbops.cuda._launch.launch`` and through ``driver.launch_kernel`` with prepared parameters; nbops' ``Call``,
+   ``native``, ``empty`` and ``wrap``.
 3. cProfile of 2000 calls each of nbops.relu and nbops.add: the functions by own time and by cumulative time.
 
     python scripts/gpu_calls_profile.py    # scripts/gpu-check.sh runs it as its calls_profile stage
@@ -102,6 +103,14 @@ def pieces():
         ("_arrays.call_stream('torch', x)", lambda: _arrays.call_stream(_arrays.TORCH, x)),
         ("call.empty((16,), float32)", lambda: call.empty((16,), dx.dtype)),
         ("call.wrap(out)", lambda: call.wrap(out)),
+    ]
+    from nbops.cuda import _launch
+
+    _launch.FAST = True  # measured here whatever the installed version; the plan is checked by tests/test_cuda_gpu.py
+    rows += [
+        ("_launch.launch(prepared arrays) (fast path)", lambda: _launch.launch(_copy, 1, 32, dout, dx)),
+        ("_launch.launch(2 fresh _arrays.native views)", lambda: _launch.launch(
+            _copy, 1, 32, _arrays.native(torch.empty_like(x), _arrays.TORCH), _arrays.native(x, _arrays.TORCH))),
     ]
     try:
         rows.append(("driver.launch_kernel(prepared parameters)", _driver_launch(kernel, (dout, dx), stream)))
