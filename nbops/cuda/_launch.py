@@ -151,7 +151,7 @@ def _array_packer(itemsize):
 
 def _scalar_packer(ctype):
     def pack(v, params):
-        params.append(ctype(v))
+        params.append(ctype(int(v) if ctype is ctypes.c_uint8 else v))  # booleans as numba passes them: 0 or 1
 
     return pack
 
