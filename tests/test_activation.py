@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from numba import njit
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
+from helpers import DTYPES, TARGETS, check, gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
 from nbops.cpu import activation as cpu_act
 
 INF, NAN = math.inf, math.nan
@@ -248,8 +248,8 @@ def test_prelu_noncontiguous_and_specials(target):
 
 SOFTMAX_CPU = [((37, 41), 1), ((37, 41), 0), ((3, 1000), -1), ((2, 2053), 1), ((5, 300, 7), 1), ((2, 3, 300), 1),
                ((2, 3, 4, 5), 2), ((7,), 0), ((), 0), ((1, 1), 1), ((4, 0), 1), ((0, 5), 1)]
-SOFTMAX_CUDA = [((3, 5), 1), ((3, 5), 0), ((2, 300), 1), ((2, 9, 3), 1), ((2, 5, 40), 1), ((7,), 0), ((), 0),
-                ((1, 1), 1), ((4, 0), 1)]
+SOFTMAX_CUDA = [((3, 5), 1), ((3, 5), 0), ((2, 300), 1), ((2, 1100), 1), ((2, 9, 3), 1), ((2, 5, 40), 1),
+                ((7,), 0), ((), 0), ((1, 1), 1), ((4, 0), 1)]
 SOFTMAX_CASES = ([pytest.param("cpu", s, d, id=f"cpu-{s}-{d}") for s, d in SOFTMAX_CPU]
                  + [pytest.param("cuda", s, d, id=f"cuda-{s}-{d}", marks=pytest.mark.cuda) for s, d in SOFTMAX_CUDA])
 SOFTMAXES = [(nbops.softmax, F.softmax), (nbops.log_softmax, F.log_softmax)]
@@ -347,6 +347,105 @@ def test_torch_tensors_come_back_as_tensors():
     out = nbops.prelu(t, torch.tensor([0.5]))
     assert isinstance(out, torch.Tensor)
     torch.testing.assert_close(out, F.prelu(t, torch.tensor([0.5])))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the CUDA kernels behind the launchers: grid-stride maps, softmax layouts, their oracles, their PTX
+
+MAP_PARAMS = {"hardtanh": (-0.5, 2.0), "leaky_relu": (0.2,), "elu": (1.5, 1.0, 1.0), "softplus": (2.0, 5.0)}
+
+
+@pytest.mark.cuda
+def test_cuda_activation_maps_grid_stride():
+    """Each activation's flat map on one block of 32 threads (several unrolled passes, then a ragged tail) gives
+    the bits of the same map with one element per thread; relu's also those of its oracle ``_relu_naive``. One
+    dtype: the indexing under test does not depend on it (the formulas' dtypes are covered above)."""
+    from numba import cuda
+
+    from nbops.cuda import activation as ka
+
+    dtype = np.float32
+    x = _values(dtype, 278)
+    n = x.size
+    dx = cuda.to_device(x)
+    for name, kern in ka._MAPS.items():
+        p = tuple(dtype(v) for v in MAP_PARAMS.get(name, ()))
+        strided, spread = cuda.device_array(n, dtype), cuda.device_array(n, dtype)
+        kern[1, 32](strided, dx, 1, p)
+        kern[3, 128](spread, dx, 1, p)
+        np.testing.assert_array_equal(strided.copy_to_host(), spread.copy_to_host(), err_msg=name)
+    naive = cuda.device_array(n, dtype)
+    ka._relu_naive[3, 128](naive, dx)
+    np.testing.assert_array_equal(naive.copy_to_host(), np.where(x < 0, 0, x))
+
+
+def _softmax_rows_input(dtype, D):
+    """11 rows of D elements with the online pass' specials: a -inf prefix, the max arriving last, NaN, +inf, a
+    large offset."""
+    x = make((11, D), dtype, seed=24, scale=4.0)
+    x[0, : D // 2] = -INF
+    x[1, -1] = 60.0
+    x[2, D // 3] = NAN
+    x[3, -2] = INF
+    x[4] += 1e4
+    return x
+
+
+def _softmax_ref(x, axis, log):
+    t = torch.from_numpy(x.astype(np.float64))
+    return (F.log_softmax if log else F.softmax)(t, dim=axis).numpy()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype,log", [(np.float32, False), (np.float64, True)])
+def test_cuda_softmax_kernels_match_oracle(dtype, log):
+    """The warp-per-row, block-per-row and column kernels (grids smaller than the work: rows and depth
+    grid-strided, 4 loads in flight plus ragged tails) against ``_softmax_naive``, both against torch in float64:
+    float32 inputs to float32 rounding (x - max is a float32 difference in every kernel, as in torch's)."""
+    from numba import cuda
+
+    from nbops.cuda import activation as ka
+
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    warp_rows, block_rows, cols = ka._softmax_kernels(np.dtype(dtype))
+    lo = dtype(-np.inf)
+    for D, kern, grid, block in [(5, warp_rows, 1, 32 * ka.WARP_ROWS), (150, warp_rows, 1, 32 * ka.WARP_ROWS),
+                                 (300, block_rows, 2, ka.ROW_TPB)]:
+        x = _softmax_rows_input(dtype, D)
+        dx = cuda.to_device(x)
+        out, ref = cuda.device_array_like(x), cuda.device_array_like(x)
+        kern[grid, block](out, dx, lo, log)
+        ka._softmax_naive[1, 32](ref, dx, log)
+        np.testing.assert_allclose(ref.copy_to_host(), _softmax_ref(x, 1, log), **tol)
+        np.testing.assert_allclose(out.copy_to_host(), ref.copy_to_host(), **tol, err_msg=f"D={D}")
+    x = np.ascontiguousarray(_softmax_rows_input(dtype, 37).T).reshape(37, 11, 1).repeat(4, 2).reshape(1, 37, 44)
+    for depth in (2, ka.MAX_DEPTH):
+        out = cuda.device_array_like(x)
+        cols[2, (ka.COL_TPB, depth)](out, cuda.to_device(x), lo, log)
+        np.testing.assert_allclose(out.copy_to_host(), _softmax_ref(x, 1, log), **tol, err_msg=f"depth={depth}")
+
+
+def _compile_cuda_kernels():
+    """The activation maps (float32) and the softmax kernels (float32, float64) compiled to PTX by NVVM for the
+    signatures their launchers pass: no local memory (ld.local / st.local) in any of them."""
+    from numba import types
+
+    from nbops.cuda import activation as ka
+
+    a = types.Array(types.float32, 1, "C")
+    ptx = [gpu_ptx(kern, (a, a, types.int64, types.UniTuple(types.float32, len(MAP_PARAMS.get(name, ())))))
+           for name, kern in ka._MAPS.items() if name in ("relu", "gelu", "elu", "softplus", "mish")]
+    for dt in (types.float32, types.float64):
+        rows, cube = types.Array(dt, 2, "C"), types.Array(dt, 3, "C")
+        warp_rows, block_rows, cols = ka._softmax_kernels(np.dtype(str(dt)))
+        ptx += [gpu_ptx(k, (rows, rows, dt, types.boolean)) for k in (warp_rows, block_rows)]
+        ptx.append(gpu_ptx(cols, (cube, cube, dt, types.boolean)))
+    for text in ptx:
+        assert "ld.local" not in text and "st.local" not in text
+
+
+def test_cuda_kernels_compile_without_local_memory():
+    outside_simulator(_compile_cuda_kernels)
 
 
 # ----------------------------------------------------------------------------------------------------------------
