@@ -103,7 +103,8 @@ def _transpose_kernel(dtype):
     TILE x TILE tile (p0 = by * TILE, c0 = bx * TILE) of q = bz, bz + gridDim.z, ...: thread (tx, ty) reads
     x[q, p0 + tx, c0 + ty + k * TILE_ROWS] for k < TILE // TILE_ROWS (a warp reads 32 neighbouring p: coalesced)
     into the shared tile, then writes out[q, p0 + ty + k * TILE_ROWS, c0 + tx] (a warp writes 32 neighbouring c:
-    coalesced). Grid: (ceil(C / TILE), ceil(P / TILE), min(Q, 65535)). (64, 512, 512) fp32 moves 128 MiB: ~34 us at 4 TB/s.
+    coalesced). Grid: (ceil(C / TILE), ceil(P / TILE), min(Q, 65535)). (64, 512, 512) fp32 moves 128 MiB: ~34 us
+    at 4 TB/s.
     """
     kern = _TRANSPOSE.get(dtype)
     if kern is not None:
