@@ -252,6 +252,32 @@ def test_manual_seed_errors():
     assert nbops._random.initial_seed() == 2**64 - 1
 
 
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype,affine", [(np.float32, False), (np.float64, True)])
+def test_cuda_dropout_kernel_matches_naive(dtype, affine):
+    """The register-state, 4-loads-in-flight kernel draws what its oracle (state in global memory, one element per
+    step) draws: same outputs and same final states, over unrolled passes and a ragged tail (300 elements, one
+    block of 32 threads)."""
+    from numba import cuda
+
+    import nbops.cuda.dropout as kd
+
+    x = make((300,), dtype, seed=5, offset=3.0)
+    t = np.dtype(dtype).type
+    p = (t(2.0), t(0.5 if affine else 0.0), t(-1.5 if affine else 0.0), affine)
+    keep = np.float32(0.6)
+    results = []
+    for kern in (kd._dropout_kernel, kd._dropout_naive):
+        states = cuda.to_device(kd._host_states(7, 32))
+        out = cuda.device_array_like(x)
+        kern[1, 32](out, cuda.to_device(x), states, keep, p)
+        results.append((out.copy_to_host(), states.copy_to_host()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    kept = results[0][0] == x * t(2.0) + p[1]
+    assert 0.4 < kept.mean() < 0.8
+
+
 # --- the real CUDA target, checked without a GPU --------------------------------------------------------------------
 # The simulator runs kernels and launch arguments as Python, so it misses what only real numba rejects: these tests
 # run without NUMBA_ENABLE_CUDASIM (in a child process when it is set) and type-check and compile the family's
@@ -259,7 +285,7 @@ def test_manual_seed_errors():
 
 
 def _compile_cuda_kernels():
-    from numba import typeof
+    from numba import types, typeof
     from numba.cuda.random import xoroshiro128p_dtype
 
     import nbops.cuda.dropout as kd
@@ -268,28 +294,33 @@ def _compile_cuda_kernels():
     states = typeof(np.empty(4, xoroshiro128p_dtype))
     noise = typeof(np.empty(4, np.uint8))
     keep = typeof(np.float32(_threshold(0.3) / 2.0 ** 32))
+    s3 = types.UniTuple(types.int64, 3)
     compiled = set()
     for dtype in DTYPES:
         arr = typeof(np.empty(4, dtype))
         coef = tuple(typeof(c) for c in _coefficients(dtype, 0.3, True))
         assert all(str(c) == np.dtype(dtype).name for c in coef)
-        affine = typeof(True)
+        p = types.Tuple(coef + (typeof(True),))
         sigs = [
-            (kd._dropout_kernel, (arr, arr, states, keep) + coef + (affine,)),
+            (kd._dropout_kernel, (arr, arr, states, keep, p)),
+            (kd._dropout_naive, (arr, arr, states, keep, p)),
             (kd._feature_mask_kernel, (noise, states, keep)),
-            (kd._feature_apply_kernel, (arr, arr, noise) + coef + (affine,)),
+            (kd._FEATURE_MAP[0], (arr, arr, noise, types.int64, types.int64, p)),
+            (kd._FEATURE_MAP[1], (arr, s3, arr, noise, s3, s3, s3, s3, p)),
         ]
         for kernel, sig in sigs:
             ptx = gpu_ptx(kernel, sig)  # raises where a kernel's return type is not void
             assert ".target sm_90" in ptx, kernel.py_func.__name__
+            assert "ld.local" not in ptx and "st.local" not in ptx, kernel.py_func.__name__
             compiled.add(kernel.py_func.__name__)
-    kernels = {name for name in vars(kd) if name.endswith("_kernel")}
-    assert compiled == kernels
+    kernels = {name for name in vars(kd) if name.endswith(("_kernel", "_naive"))}
+    assert kernels <= compiled
 
 
 def test_cuda_kernels_compile_for_sm90():
     """Every kernel of nbops/cuda/dropout.py, typed as its launcher's arguments type at launch (numba.typeof of the
-    same kinds of values: C-contiguous 1-D arrays, numpy scalars, a bool), compiles to PTX for sm_90."""
+    same kinds of values: C-contiguous 1-D arrays, numpy scalars, a bool), compiles to PTX for sm_90 with no
+    local memory."""
     outside_simulator(_compile_cuda_kernels)
 
 
