@@ -237,6 +237,58 @@ def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled):
     assert (cpu_shape._transpose_view(np.empty_like(out), x.transpose(dims)) is not None) == tiled
 
 
+# (shape, dims, dtype, the CUDA kernel that copies it): the tiled transpose (ragged tiles), the grid-stride copy map,
+# the 8-D fallback (a layout folding to 4 dims), a one-element and an empty copy
+CUDA_COPIES = [
+    ((3, 37, 40), (0, 2, 1), np.float32, "tile"),
+    ((37, 40), (1, 0), np.float64, "tile"),
+    ((5, 3, 33), (2, 1, 0), np.int16, "tile"),
+    ((4, 6, 5), (1, 0, 2), np.float64, "map"),
+    ((2, 3, 4, 5), (0, 2, 1, 3), np.int32, "fallback"),
+    ((1, 1, 1), (0, 2, 1), np.float32, "map"),
+    ((0, 3, 4), (0, 2, 1), np.float32, None),
+]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape,dims,dtype,path", CUDA_COPIES)
+def test_cuda_copy_paths(shape, dims, dtype, path):
+    from numba import cuda
+
+    from nbops._arrays import cuda_as_strided
+    from nbops.cuda import shape as cuda_shape
+    from nbops.cuda._util import collapse, elem_strides
+
+    x = _data(shape, dtype, seed=4)
+    if dtype == np.float32:
+        x = x + np.float32(1e4)
+    check(lambda a: nbops.contiguous(nbops.permute(a, dims)), lambda t: t.permute(dims).contiguous(), "cuda", x)
+    if path is None:
+        return
+    dx = cuda.to_device(x)
+    view = cuda_as_strided(dx, tuple(shape[d] for d in dims), tuple(dx.strides[d] for d in dims))
+    out = cuda.device_array(view.shape, dtype)
+    assert (cuda_shape._transposing(out, view) is not None) == (path == "tile")
+    if path != "tile":
+        folded, _ = collapse(view.shape, [elem_strides(out, view.shape), elem_strides(view, view.shape)])
+        assert (len(folded) <= 3) == (path == "map")
+
+
+@pytest.mark.cuda
+def test_cuda_transpose_kernel_walks_q_and_casts():
+    """The tile kernel with fewer z-blocks than Q (the grid-stride loop over q) and a cast on the store."""
+    from numba import cuda
+
+    from nbops.cuda import shape as cuda_shape
+
+    x = _data((5, 40, 33), np.float32, seed=5)  # (Q, C, P): unit stride along P
+    out = cuda.device_array((5, 33, 40), np.float64)
+    kern = cuda_shape._transpose_kernel(np.dtype(np.float64))
+    block = (cuda_shape.TILE, cuda_shape.TILE_ROWS)
+    kern[(2, 2, 2), block](out.reshape(-1), (1320, 40, 1), cuda.to_device(x).reshape(-1), (1320, 1, 33), (5, 33, 40))
+    np.testing.assert_array_equal(out.copy_to_host(), x.transpose(0, 2, 1).astype(np.float64))
+
+
 def test_cpu_results_are_numpy_views():
     x = make((4, 6), np.float32, 1)
     assert nbops.view(x, 24).base is not None and np.shares_memory(nbops.view(x, 24), x)
@@ -262,7 +314,7 @@ def _compile_cuda_kernels():
     """Every shape CUDA kernel compiled to PTX by NVVM for every signature its launchers can pass: copies from and
     to each supported dtype (out flat C-contiguous or 8-D strided, source 8-D strided), float16 sources into the
     float results cat and stack promote them to, and fills with a value of out's dtype, a Python int or a Python
-    float."""
+    float; the tiled transpose and the copy map (a few pairs, a cast among them) with no local memory."""
     from numba import types
 
     from nbops.cuda import shape as cuda_shape
@@ -279,6 +331,13 @@ def _compile_cuda_kernels():
     for dst in (types.float32, types.float64):
         gpu_ptx(cuda_shape._copy_kernel, (flat(dst), nd(types.float16)))
         gpu_ptx(cuda_shape._copy_strided_kernel, (nd(dst), nd(types.float16), types.int64))
+    s3 = types.UniTuple(types.int64, 3)
+    for dst, src in ((types.float32, types.float32), (types.float64, types.float32), (types.int16, types.int16)):
+        ptx = [gpu_ptx(cuda_shape._transpose_kernel(np.dtype(str(dst))), (flat(dst), s3, flat(src), s3, s3)),
+               gpu_ptx(cuda_shape._COPY_MAP[0], (flat(dst), flat(src), types.int64, types.Tuple(()))),
+               gpu_ptx(cuda_shape._COPY_MAP[1], (flat(dst), s3, flat(src), s3, s3, s3, types.Tuple(())))]
+        for text in ptx:
+            assert "ld.local" not in text and "st.local" not in text
 
 
 def test_cuda_kernels_compile_for_gpu():
