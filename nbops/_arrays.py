@@ -11,6 +11,7 @@ of the call goes on the caller's own stream (``call_stream``), which orders it a
 """
 
 import contextlib
+import ctypes
 import sys
 import threading
 
@@ -95,6 +96,14 @@ def _torch_cuda_view(x):
 
 
 _NUMBA = []  # numba.cuda.cudadrv's devicearray, devices and driver modules, imported on the first CUDA tensor
+def _numba_parts():
+    if not _NUMBA:
+        from numba.cuda.cudadrv import devicearray, devices, driver
+
+        _NUMBA.extend((devicearray, devices, driver))
+    return _NUMBA
+
+
 _LAYOUTS = {}  # (shape, strides, dtype) -> the attributes numba's DeviceNDArray constructor gives such an array
 _LAYOUTS_MAX = 1024  # layouts kept; the table starts over past this
 
@@ -103,18 +112,13 @@ def _view(x, dtype):
     """The device array over ``x``. numba's DeviceNDArray constructor spends most of its ~9 us deriving the layout
     (a dummy array, extents, flags) from shape and strides; the attributes it derives are kept per layout, and an
     array of a known layout is a new DeviceNDArray given those attributes and its own allocation (~0.5 us)."""
-    if not _NUMBA:
-        from numba.cuda.cudadrv import devicearray, devices, driver
-
-        _NUMBA.extend((devicearray, devices, driver))
-    devicearray, devices, driver = _NUMBA
+    devicearray, devices, driver = _numba_parts()
     item = dtype.itemsize
     shape, steps = tuple(x.shape), x.stride()
     strides = tuple(s * item for s in steps)
     size = item * (1 + sum((n - 1) * s for n, s in zip(shape, steps)))  # bytes spanned (torch strides are >= 0)
     owner = x.detach() if x.requires_grad else x  # results that view it come back without autograd history
-    memory = driver.MemoryPointer(devices.get_context(), driver.get_devptr_for_active_ctx(x.data_ptr()), size=size,
-                                  owner=owner)
+    memory = driver.MemoryPointer(devices.get_context(), device_pointer(x.data_ptr()), size=size, owner=owner)
     memory._cuda_memsize_ = size  # the extent numba would otherwise ask the driver for
     key = (shape, strides, dtype)
     layout = _LAYOUTS.get(key)
@@ -127,6 +131,16 @@ def _view(x, dtype):
     vars(array).update(layout)
     array.gpu_data = memory
     return array
+
+
+def device_pointer(value):
+    """``value`` as the device-pointer object numba's driver layer uses (NVIDIA bindings' CUdeviceptr, or a ctypes
+    integer), made without the driver query ``get_devptr_for_active_ctx`` makes (with unified addressing a device
+    pointer is valid as it is in every context)."""
+    driver = _numba_parts()[2]
+    if getattr(driver, "USE_NV_BINDING", True):
+        return driver.binding.CUdeviceptr(value)
+    return ctypes.c_size_t(value)
 
 
 def _same_view(a, b):

@@ -24,7 +24,7 @@ import weakref
 from numba import cuda
 from numba.cuda.cudadrv import driver as _driver
 
-from .._arrays import LAUNCH, stream_handle
+from .._arrays import LAUNCH, device_pointer, stream_handle
 
 CU_MEMPOOL_ATTR_RELEASE_THRESHOLD = 4  # CUmemPool_attribute: bytes the pool keeps when the stream synchronises
 STATS = {"allocs": 0, "frees": 0}  # calls of cuMemAllocAsync and cuMemFreeAsync made by the plugin
@@ -47,13 +47,6 @@ def _cuda_lib():
 def _check(name, code):
     if code:
         raise RuntimeError(f"nbops stream-ordered pool: {name} failed with CUDA error {code}")
-
-
-def _device_pointer(value):
-    """``value`` as the device-pointer type numba's driver layer uses (NVIDIA bindings or ctypes)."""
-    if getattr(_driver, "USE_NV_BINDING", True):
-        return _driver.binding.CUdeviceptr(value)
-    return ctypes.c_size_t(value)
 
 
 class StreamOrderedMemoryManager(cuda.HostOnlyCUDAMemoryManager):
@@ -85,7 +78,7 @@ class StreamOrderedMemoryManager(cuda.HostOnlyCUDAMemoryManager):
         def release():
             frees.append((value, stream))  # issued by the next memalloc, inside the context
 
-        return _driver.MemoryPointer(weakref.proxy(self.context), _device_pointer(value), size, finalizer=release)
+        return _driver.MemoryPointer(weakref.proxy(self.context), device_pointer(value), size, finalizer=release)
 
     def _flush(self):
         lib = _cuda_lib() if self._frees else None
