@@ -5,8 +5,8 @@
 2. The pieces of the call path, each timed alone in a loop: torch's own costs (empty_like, the array interface, the
    current stream), numba's import of a tensor (``as_cuda_array``), its typing of a device array (``typeof``), the
    launch of a trivial kernel through the dispatcher, through the compiled kernel's ``launch``, through
-   ``nbops.cuda._launch.launch`` and through ``driver.launch_kernel`` with prepared parameters; nbops' ``Call``,
-   ``native``, ``empty`` and ``wrap``.
+   ``nbops.cuda._launch.launch``, through ``driver.launch_kernel`` with prepared parameters and through libcuda's
+   ``cuLaunchKernel`` by ctypes (the floor); nbops' ``Call``, ``native``, ``empty`` and ``wrap``.
 3. cProfile of 2000 calls each of nbops.relu and nbops.add: the functions by own time and by cumulative time.
 
     python scripts/gpu_calls_profile.py    # scripts/gpu-check.sh runs it as its calls_profile stage
@@ -112,11 +112,36 @@ def pieces():
         ("_launch.launch(2 fresh _arrays.native views)", lambda: _launch.launch(
             _copy, 1, 32, _arrays.native(torch.empty_like(x), _arrays.TORCH), _arrays.native(x, _arrays.TORCH))),
     ]
-    try:
-        rows.append(("driver.launch_kernel(prepared parameters)", _driver_launch(kernel, (dout, dx), stream)))
-    except Exception as exc:
-        print(f"driver.launch_kernel piece not built: {type(exc).__name__}: {exc}")
+    for name, build in [("driver.launch_kernel(prepared parameters)", _driver_launch),
+                        ("libcuda cuLaunchKernel by ctypes (prepared)", _ctypes_launch)]:
+        try:
+            rows.append((name, build(kernel, (dout, dx), stream)))
+        except Exception as exc:
+            print(f"{name}: not built: {type(exc).__name__}: {exc}")
     return rows
+
+
+def _ctypes_launch(kernel, args, stream):
+    """The floor under numba's Python: libcuda's cuLaunchKernel called through ctypes with a prepared parameter
+    pointer array."""
+    import ctypes
+
+    params, retr = [], []
+    for t, v in zip(kernel.argument_types, args):
+        kernel._prepare_args(t, v, stream, retr, params)
+    pointers = (ctypes.c_void_p * len(params))(*[ctypes.addressof(p) for p in params])
+    lib = ctypes.CDLL("libcuda.so.1")
+    lib.cuLaunchKernel.argtypes = [ctypes.c_void_p] + [ctypes.c_uint] * 7 + [ctypes.c_void_p] * 3
+    h = kernel._codelibrary.get_cufunc().handle
+    func = (h.value or 0) if hasattr(h, "value") else int(h)
+    handle = _arrays.stream_handle(stream)
+
+    def launch():
+        code = lib.cuLaunchKernel(func, 1, 1, 1, 32, 1, 1, 0, handle, pointers, None)
+        if code:
+            raise RuntimeError(f"cuLaunchKernel: CUDA error {code}")
+
+    return launch
 
 
 def _driver_launch(kernel, args, stream):
@@ -127,10 +152,7 @@ def _driver_launch(kernel, args, stream):
     params, retr = [], []
     for t, v in zip(kernel.argument_types, args):
         kernel._prepare_args(t, v, stream, retr, params)
-    handle = 0
-    if stream:
-        h = stream.handle
-        handle = (h.value or 0) if hasattr(h, "value") else int(h)
+    handle = _arrays.stream_handle(stream)
     cufunc = kernel._codelibrary.get_cufunc()
     return lambda: driver.launch_kernel(cufunc.handle, 1, 1, 1, 32, 1, 1, 0, handle, params, cooperative=False)
 
