@@ -1,4 +1,4 @@
-"""Warp- and block-level reductions for CUDA kernels: sum, max and min of one value per thread.
+"""Warp- and block-level reductions for CUDA kernels: sum, max and min (and prod) of one value per thread.
 
     scratch = cuda.shared.array(SCRATCH, dtype=x.dtype)   # once per kernel and dtype, reusable by every call
     total = block_sum(v, scratch)                          # every thread of the block gets the block's sum
@@ -45,6 +45,11 @@ SCRATCH = SCRATCH_TREE if config.ENABLE_CUDASIM else SCRATCH_SHFL
 @cuda.jit(device=True)
 def _add(a, b):
     return a + b
+
+
+@cuda.jit(device=True)
+def _mul(a, b):
+    return a * b
 
 
 @cuda.jit(device=True)
@@ -147,15 +152,19 @@ def _tree_reducers(op):
 
 
 warp_sum_shfl, block_sum_shfl = _shfl_reducers(_add)
+warp_prod_shfl, block_prod_shfl = _shfl_reducers(_mul)
 warp_max_shfl, block_max_shfl = _shfl_reducers(_max)
 warp_min_shfl, block_min_shfl = _shfl_reducers(_min)
 warp_sum_tree, block_sum_tree = _tree_reducers(_add)
+warp_prod_tree, block_prod_tree = _tree_reducers(_mul)
 warp_max_tree, block_max_tree = _tree_reducers(_max)
 warp_min_tree, block_min_tree = _tree_reducers(_min)
 
 if config.ENABLE_CUDASIM:
     warp_sum, warp_max, warp_min = warp_sum_tree, warp_max_tree, warp_min_tree
     block_sum, block_max, block_min = block_sum_tree, block_max_tree, block_min_tree
+    warp_prod, block_prod = warp_prod_tree, block_prod_tree
 else:
     warp_sum, warp_max, warp_min = warp_sum_shfl, warp_max_shfl, warp_min_shfl
     block_sum, block_max, block_min = block_sum_shfl, block_max_shfl, block_min_shfl
+    warp_prod, block_prod = warp_prod_shfl, block_prod_shfl
