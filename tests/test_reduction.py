@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
+from helpers import DTYPES, TARGETS, check, make, make_int, outside_simulator, to_numpy, to_target
 
 CPU = ["cpu"]
 CUDA = [pytest.param("cuda", marks=pytest.mark.cuda)]
@@ -337,21 +337,123 @@ def test_logsumexp_infinities_and_nan(target, dtype):
 # -------------------------------------------------------------------------------------------------- chunk merges
 
 
-@pytest.mark.parametrize("target", CUDA)
-@pytest.mark.parametrize("shape,dim", [((2, 40), 1), ((12, 3), 0)])
-def test_cuda_chunked_reductions_merge(target, shape, dim, monkeypatch):
-    """Small inputs split into many chunks (as large ones are on a GPU) so that the merge passes run."""
+# (shape, dim, WARP_ROW_MAX): rows by warps, rows by blocks (a lower warp-row limit), columns in a narrow strip and
+# in two strips (the second ragged); with chunks of as little as one element a thread, every one is cut into chunks
+CHUNKED = [((2, 100), 1, 1024), ((2, 150), 1, 16), ((40, 3), 0, 1024), ((3, 40, 33), 1, 1024)]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("shape,dim,warp_rows", CHUNKED)
+def test_cuda_chunked_reductions_merge(shape, dim, warp_rows, monkeypatch):
+    """Small inputs split into chunks (as large ones are on a GPU) so that the merge passes run; NaN and ties
+    across chunks."""
     import nbops.cuda.reduction as cr
 
-    monkeypatch.setattr(cr, "MIN_PER_THREAD", 0.2)
-    assert cr._geometry(*((1, 40, 1) if dim == 1 else (1, 12, 3)))[3] > 1
+    monkeypatch.setattr(cr, "MIN_CHUNK_LOADS", 1)
+    monkeypatch.setattr(cr, "WARP_ROW_MAX", warp_rows)
+    O, R = math.prod(shape[:dim]), shape[dim]
+    I = math.prod(shape[dim + 1:])
+    plan = cr._rows_plan(O, R) if I == 1 else cr._cols_plan(O, R, I)
+    assert plan[2] > 1
     x = make(shape, np.float32, seed=21, offset=3.0)
-    x[1, 1] = x[0, 2] = 9.0
-    check(nbops.sum, torch.sum, target, x, dim)
-    check(nbops.var_mean, torch.var_mean, target, x, dim)
-    check(nbops.max, torch.max, target, x, dim)
-    check(nbops.argmin, torch.argmin, target, x)
-    check(nbops.logsumexp, torch.logsumexp, target, x, dim)
+    x.reshape(O, R, I)[0, 1, 0] = x.reshape(O, R, I)[0, R - 2, 0] = 9.0  # a tie, in the first and last chunks
+    check(nbops.sum, torch.sum, "cuda", x, dim)
+    check(nbops.mean, torch.mean, "cuda", x, dim)
+    check(nbops.prod, torch.prod, "cuda", 1 + x / 100, dim)
+    check(nbops.var_mean, torch.var_mean, "cuda", x, dim)
+    check(nbops.std, torch.std, "cuda", x, dim)
+    check(nbops.max, torch.max, "cuda", x, dim)
+    check(nbops.argmin, torch.argmin, "cuda", x, dim)
+    check(nbops.amin, torch.amin, "cuda", x, dim)
+    check(nbops.logsumexp, torch.logsumexp, "cuda", x, dim)
+    x.reshape(O, R, I)[-1, R - 1, -1] = x.reshape(O, R, I)[-1, R // 2, -1] = np.nan
+    check(nbops.argmax, torch.argmax, "cuda", x, dim)
+    check(nbops.amax, torch.amax, "cuda", x, dim)
+    check(nbops.logsumexp, torch.logsumexp, "cuda", x, dim)
+    check(nbops.sum, torch.sum, "cuda", x)
+    check(nbops.max, torch.max, "cuda", x)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,dim", [((3, 45), 1), ((45, 2, 5), 0)])
+def test_cuda_fast_kernels_match_their_oracles(dtype, shape, dim, monkeypatch):
+    """The fast launchers (chunked) against the one-thread-per-output oracle kernels on the same device data:
+    sums and variances to rounding, argmax/argmin and the extremes exactly."""
+    from numba import cuda
+
+    import nbops.cuda.reduction as cr
+
+    monkeypatch.setattr(cr, "MIN_CHUNK_LOADS", 1)
+    x = make(shape, dtype, seed=5, offset=2.0)
+    x.reshape(-1)[[7, 30]] = x.max() + 1  # a tie for the max
+    O, R = math.prod(shape[:dim]), shape[dim]
+    I = math.prod(shape[dim + 1:])
+    x3 = cuda.to_device(x.reshape(O, R, I))
+
+    def oracle(kernel, outs, *args):
+        dev = [cuda.device_array((O, I), dt) for dt in outs]
+        kernel[cr.blocks(O * I, cr.TPB), cr.TPB](*dev, x3, *args)
+        return [d.copy_to_host().reshape(np.delete(np.array(shape), dim)) for d in dev]
+
+    xd = to_target(x, "cuda")
+    np.testing.assert_allclose(to_numpy(nbops.sum(xd, dim)), oracle(cr._sum_naive, [dtype], False, dtype(1))[0],
+                               rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(nbops.var_mean(xd, dim)), oracle(cr._var_naive, [dtype, dtype],
+                                                                         float(R - 1), False), rtol=1e-5)
+    np.testing.assert_allclose(to_numpy(nbops.logsumexp(xd, dim)), oracle(cr._lse_naive, [dtype])[0], rtol=1e-6)
+    for fn, is_min in [(nbops.max, False), (nbops.min, True)]:
+        vals, idx = oracle(cr._argmax_naive, [dtype, np.int64], is_min)
+        got = to_numpy(fn(xd, dim))
+        np.testing.assert_array_equal(got[0], vals)
+        np.testing.assert_array_equal(got[1], idx)
+
+
+@pytest.mark.cuda
+def test_cuda_reductions_are_deterministic(monkeypatch):
+    """The same input twice gives the same bits (fixed merge orders, no atomics), chunked rows and columns."""
+    import nbops.cuda.reduction as cr
+
+    monkeypatch.setattr(cr, "MIN_CHUNK_LOADS", 1)
+    x = to_target(make((3, 150), np.float32, seed=8, scale=100.0), "cuda")
+    for fn, args in [(nbops.sum, ()), (nbops.sum, (0,)), (nbops.var, (1,)), (nbops.logsumexp, (1,)),
+                     (nbops.std, (0,))]:
+        first, second = to_numpy(fn(x, *args)), to_numpy(fn(x, *args))
+        assert first.tobytes() == second.tobytes(), fn.__name__
+
+
+def _compile_fast_kernels():
+    from numba import types
+
+    from helpers import gpu_ptx
+
+    import nbops.cuda.reduction as cr
+
+    i64, b1 = types.int64, types.boolean
+    for dt in (types.float32, types.float64):
+        v1, v2, v3 = (types.Array(dt, n, "C") for n in (1, 2, 3))
+        d2, d3 = types.Array(types.float64, 2, "C"), types.Array(types.float64, 3, "C")
+        k2, k3 = types.Array(i64, 2, "C"), types.Array(i64, 3, "C")
+        sigs = [(cr._sum_rows, (v2, v1, i64, i64, i64, dt, dt)), (cr._max_rows, (v2, v1, i64, i64, i64, dt, dt)),
+                (cr._sum_cols, (v3, v1, i64, i64, i64, dt, dt)), (cr._min_cols, (v3, v1, i64, i64, i64, dt, dt)),
+                (cr._var_rows, (v2, v2, v1, i64, i64, i64, types.float64, b1, b1)),
+                (cr._var_rows, (d2, d2, v1, i64, i64, i64, types.float64, b1, b1)),
+                (cr._var_cols, (v3, v3, v1, i64, i64, i64, types.float64, b1, b1)),
+                (cr._argmax_rows, (v2, k2, v1, i64, i64, i64, b1, dt)),
+                (cr._argmax_cols, (v3, k3, v1, i64, i64, i64, b1, dt)),
+                (cr._lse_rows, (v2, v2, v1, i64, i64, i64, dt, dt, b1)),
+                (cr._lse_cols, (d3, d3, v1, i64, i64, i64, dt, dt, b1))]
+        for kernel, sig in sigs:
+            ptx = gpu_ptx(kernel, sig)
+            name = kernel.py_func.__name__
+            assert "ld.local" not in ptx and "st.local" not in ptx, name
+            if "_rows" in name:
+                assert "shfl.sync" in ptx, name
+
+
+@pytest.mark.cuda
+def test_cuda_fast_kernels_compile_with_nvvm_without_local_memory():
+    outside_simulator(_compile_fast_kernels)
 
 
 # -------------------------------------------------------------------------------------------------- kinds and errors
