@@ -34,8 +34,8 @@ CONV2D = [
     ((1, 3, 30, 31), (11, 3, 7, 7), True, dict(stride=2, padding=3), False),
     ((1, 1, 6, 7), (1, 1, 6, 7), True, dict(), True),
     ((1, 1, 5, 5), (17, 1, 2, 2), False, dict(), False),
-    ((1, 2, 20, 20), (3, 2, 3, 3), True, dict(stride=4, dilation=4, padding=2), True),  # cuda: patch > shared
-    ((1, 1, 18, 18), (2, 1, 17, 17), True, dict(), True),  # cuda: weights > shared
+    ((1, 2, 20, 20), (3, 2, 3, 3), True, dict(stride=4, dilation=4, padding=2), True),  # taps far apart
+    ((1, 1, 18, 18), (2, 1, 17, 17), True, dict(), False),
     ((0, 3, 5, 5), (4, 3, 3, 3), True, dict(padding=1), True),
     ((3, 5, 6), (4, 3, 3, 3), True, dict(padding=1), True),
 ]
@@ -57,7 +57,7 @@ CONV_T2D = [
     ((1, 4, 5, 5), (4, 1, 3, 3), True, dict(groups=4, stride=2, output_padding=(1, 0)), False),
     ((2, 3, 6, 6), (3, 4, 5, 5), True, dict(padding=4, dilation=2, output_padding=1), False),
     ((2, 3, 3, 3), (3, 4, 3, 3), True, dict(stride=2, padding=2), False),
-    ((1, 2, 3, 3), (2, 3, 17, 16), True, dict(stride=2, padding=1), True),  # cuda: weights > shared
+    ((1, 2, 3, 3), (2, 3, 17, 16), True, dict(stride=2, padding=1), False),
     ((0, 3, 4, 4), (3, 2, 3, 3), True, dict(stride=2), True),
     ((3, 4, 5), (3, 2, 3, 3), True, dict(stride=2, padding=1), True),
     # cpu: column phases through the interleave, phase grids of several tiles, odd OW (a ragged last column)
@@ -65,7 +65,7 @@ CONV_T2D = [
     # cpu: stride 3 (the general interleave) with padding and output padding making the phases' widths differ
     ((2, 3, 5, 4), (3, 4, 3, 4), True, dict(stride=3, padding=(1, 2), dilation=(1, 2), output_padding=(2, 1)), False),
     ((1, 3, 4, 5), (3, 2, 3, 3), False, dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0)), False),  # no buffer
-    ((2, 2, 1, 1), (2, 3, 1, 1), True, dict(stride=3, output_padding=2), False),  # OW < SW: phases without taps
+    ((2, 2, 1, 1), (2, 3, 1, 1), True, dict(stride=3, output_padding=2), True),  # OW < SW: phases without taps
     ((1, 2, 3, 4), (2, 3, 3, 5), True, dict(dilation=(1, 20), padding=(0, 3)), False),  # reads 80 zeros past a plane
 ]
 
@@ -273,3 +273,42 @@ ERRORS = [
 def test_errors(fn, args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         fn(*args, **kwargs)
+
+
+# ---- the CUDA implicit GEMMs: larger register tiles than the simulator's small problems pick, and their code
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("tile", [(8, 8), (8, 4)])
+def test_cuda_conv_gemm_tiles(monkeypatch, tile):
+    """conv2d and the stride phases of conv_transpose2d on the float32 128-row tiles (ragged in M, N and K)."""
+    from nbops.cuda import conv as C
+
+    monkeypatch.setattr(C, "tile_for", lambda *args: tile)
+    x = make((2, 3, 7, 10), np.float32, 20)
+    check(nbops.conv2d, F.conv2d, "cuda", x, make((5, 3, 3, 2), np.float32, 21), make((5,), np.float32, 22),
+          padding=(1, 0), dilation=(1, 2))
+    check(nbops.conv_transpose2d, F.conv_transpose2d, "cuda", x, make((3, 4, 4, 4), np.float32, 23), stride=2,
+          padding=1)
+
+
+def _conv_resources():
+    """Every implicit-GEMM kernel compiles for sm_90 and keeps its register tile out of local memory."""
+    from numba import from_dtype, types
+
+    from nbops.cuda import conv as C
+    from helpers import gpu_ptx
+
+    for kernels, w_ndim, n_params in ((C._conv2d_kernel, 2, 21), (C._conv_transpose2d_kernel, 4, 27)):
+        for (dt, tm, tn), kernel in kernels.items():
+            t = from_dtype(dt)
+            w = types.Array(t, w_ndim, "C")
+            ptx = gpu_ptx(kernel, (t[:, :, :, ::1], t[:, :, :, ::1], w, t[::1], t, t,
+                                   types.UniTuple(types.int64, n_params)))
+            assert "ld.local" not in ptx and "st.local" not in ptx, f"{dt} {tm}x{tn} conv tile uses local memory"
+
+
+def test_conv_kernels_compile_without_local_memory():
+    from helpers import outside_simulator
+
+    outside_simulator(_conv_resources)

@@ -10,14 +10,15 @@ import torch
 
 from helpers import gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
 
-# (tm, BATCH, M, N, K, layout of a, layout of b, b broadcast over the batch, alpha, beta, bias, act)
+# (register tile, BATCH, M, N, K, layout of a, layout of b, b broadcast over the batch, alpha, beta, bias, act)
 CASES = [
-    (4, 1, 1, 1, 1, "contiguous", "contiguous", False, 1, 0, False, 0),
-    (4, 2, 70, 9, 21, "transposed", "contiguous", False, 2, -1, True, 0),  # ragged rows past a 64-row tile
-    (4, 3, 5, 67, 8, "contiguous", "transposed", True, 1, 0.5, False, 1),  # ragged columns, b broadcast
-    (4, 1, 6, 7, 0, "contiguous", "contiguous", False, 1, 2, True, 1),  # K == 0: beta * out + bias
-    (8, 1, 130, 9, 17, "contiguous", "transposed", False, 1, 0, True, 1),  # two 128-row tiles, 3 K steps
-    (8, 2, 3, 129, 9, "transposed", "contiguous", True, -1, 1, False, 0),  # two 128-column tiles
+    ((4, 4), 1, 1, 1, 1, "contiguous", "contiguous", False, 1, 0, False, 0),
+    ((4, 4), 2, 70, 9, 21, "transposed", "contiguous", False, 2, -1, True, 0),  # ragged rows past a 64-row tile
+    ((4, 4), 3, 5, 67, 8, "contiguous", "transposed", True, 1, 0.5, False, 1),  # ragged columns, b broadcast
+    ((4, 4), 1, 6, 7, 0, "contiguous", "contiguous", False, 1, 2, True, 1),  # K == 0: beta * out + bias
+    ((8, 8), 1, 130, 9, 17, "contiguous", "transposed", False, 1, 0, True, 1),  # two 128-row tiles, 3 K steps
+    ((8, 8), 2, 3, 129, 9, "transposed", "contiguous", True, -1, 1, False, 0),  # two 128-column tiles
+    ((8, 4), 1, 129, 65, 9, "transposed", "transposed", False, 1, 0, False, 0),  # 128 x 64: both ragged
 ]
 
 
@@ -58,15 +59,15 @@ def _device_b(b):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype, case", [(d, c) for d in (np.float32, np.float64, np.int64) for c in CASES
-                                         if c[0] == 4 or d == np.float32])  # the 8 x 8 tile is float32's only
+                                         if c[0] == (4, 4) or d == np.float32])  # larger tiles: float32's only
 def test_gemm_core_matches_oracle_and_torch(dtype, case):
     from nbops.cuda import linear as L
 
-    tm = case[0]
+    tile = case[0]
     a, b, c, bias, alpha, beta, act = _case(dtype, *case)
     out = to_target(c, "cuda")
     L.gemm_launch(out, to_target(a, "cuda"), _device_b(b), alpha, beta,
-                  None if bias is None else to_target(bias, "cuda"), act, tm)
+                  None if bias is None else to_target(bias, "cuda"), act, tile)
     expected = _expected(a, b, c, bias, alpha, beta, act)
     rtol = {np.float32: 1e-5, np.float64: 1e-12, np.int64: 0}[dtype]
     torch.testing.assert_close(torch.from_numpy(to_numpy(out)), expected, rtol=rtol, atol=rtol * 10)
@@ -79,13 +80,15 @@ def test_gemm_core_matches_oracle_and_torch(dtype, case):
 
 @pytest.mark.cuda
 def test_tile_choice_fills_the_device():
-    """The 128 x 128 float32 tile where its blocks fill two per SM, the 64 x 64 one below that and for float64."""
+    """The 128 x 128 float32 tile where its blocks fill two per SM, 128 x 64 for 64 columns or fewer, 64 x 64 below
+    that and for float64."""
     from nbops.cuda import linear as L
 
     sms = L.sm_count()
-    assert L.tile_for(np.float32, 2 * sms, 128, 128) == 8
-    assert L.tile_for(np.float32, 1, 128, 128) == 4
-    assert L.tile_for(np.float64, 2 * sms, 128, 128) == 4
+    assert L.tile_for(np.float32, 2 * sms, 128, 128) == (8, 8)
+    assert L.tile_for(np.float32, 2 * sms, 128, 64) == (8, 4)
+    assert L.tile_for(np.float32, 1, 128, 128) == (4, 4)
+    assert L.tile_for(np.float64, 2 * sms, 128, 128) == (4, 4)
 
 
 def _gemm_resources():
@@ -96,12 +99,12 @@ def _gemm_resources():
     from nbops.cuda import linear as L
 
     p = types.UniTuple(types.int64, 8)
-    for (dt, tm), kernel in L._matmul_kernel.items():
+    for (dt, tm, tn), kernel in L._matmul_kernel.items():
         t = from_dtype(dt)
         for la, lb in (("C", "C"), ("A", "A")):
             ptx = gpu_ptx(kernel, (t[:, :, ::1], t[:, :, :].copy(layout=la), t[:, :, :].copy(layout=lb), t[::1],
                                    t, t, p))
-            assert "ld.local" not in ptx and "st.local" not in ptx, f"{dt} {tm}x{tm} tile uses local memory"
+            assert "ld.local" not in ptx and "st.local" not in ptx, f"{dt} {tm}x{tn} tile uses local memory"
 
 
 def test_gemm_compiles_without_local_memory():

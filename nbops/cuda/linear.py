@@ -5,9 +5,9 @@ problems, reading A and B through loader device functions and writing C through 
 same kernel body serves the batched matmul here (strided 3-D operands) and the implicit-GEMM convolutions of
 ``conv.py`` (patches gathered from NCHW by the loader, no im2col buffer).
 
-Block tile: BM x BN outputs (128 x 128 for float32, 64 x 64 for float64 / int64 and small float32 problems), 256
-threads as a 16 x 16 grid of threads, each owning a TM x TN register tile (8 x 8, or 4 x 4) made of four quarter
-tiles::
+Block tile: BM x BN outputs (float32: 128 x 128, 128 x 64 or 64 x 64 by ``tile_for``'s rule; float64 / int64:
+64 x 64), 256 threads as a 16 x 16 grid of threads, each owning a TM x TN register tile (8 x 8, 8 x 4 or 4 x 4)
+made of four quarter tiles::
 
     rows  ty*TM/2 + [0, TM/2)   and  BM/2 + ty*TM/2 + [0, TM/2)
     cols  tx*TN/2 + [0, TN/2)   and  BN/2 + tx*TN/2 + [0, TN/2)
@@ -20,17 +20,24 @@ global loads of step t+1 go to registers before the math of step t and into the 
 syncthreads a step. Shared memory: 2 buffers x (8 x 132 + 8 x 132) words = 16.5 KiB (float32 128 x 128),
 2 x (8 x 68 + 8 x 68) x 8 B = 17 KiB (float64 / int64 64 x 64). Loads past an edge of M, N or K read 0.
 
+Dispatch by shape (``tile_for``): the largest tile that still puts two blocks on every SM and fills at least half
+of its columns; so small or batched problems (bmm 256 x 128^3 takes 128 x 128; a single 128 x 1024 x 4096 linear,
+64 x 64) trade operand reuse for parallelism. The register tile of the 128 x 128 kernel holds 64 float32
+accumulators; ptxas keeps it at 148 registers, one block an SM.
+
 Napkin math: a 128 x 128 x 8 step is 131072 FMAs from 2 x 1024 staged words (64 FMAs per shared word each thread
 reads); 4096^3 is 137 GFLOP, 2.7 ms at 50 TFLOP/s.
 
 Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills):
-    float32 128 x 128: 137 registers, 16896 B shared (one block of 256 threads an SM)
-    float32 64 x 64: 114 registers, 8704 B shared; float64 64 x 64: 126, 17408 B; int64 64 x 64: 142, 17408 B
+    float32 128 x 128: 148 registers, 16896 B shared (one block of 256 threads an SM)
+    float32 128 x 64: 146 registers, 12800 B; float32 64 x 64: 94, 8704 B
+    float64 64 x 64: 124 registers, 17408 B; int64 64 x 64: 132, 17408 B
 """
 
 import numpy as np
 from numba import cuda, float32, float64, int64, uint64
 
+from .._arrays import cuda_as_strided
 from .._dispatch import kernel, register
 from ._util import TPB, blocks, empty, flat, stream
 
@@ -48,8 +55,8 @@ P_BATCH, P_M, P_N, P_K, P_BIAS, P_ACT, P_AKFAST, P_BNFAST = range(8)
 def make_gemm(dt, TM, TN, load_a, load_b, store):
     """The GEMM core for dtype ``dt`` and a TM x TN register tile, over the given device functions:
 
-    ``load_a(a, z, r, k, p)`` -> A[z][r, k] of problem z (0 <= r < M and 0 <= k < K are checked by the core);
-    ``load_b(b, z, k, c, p)`` -> B[z][k, c]; ``store(c, bias, z, r, col, v, beta, p)`` writes C[z][r, col] from
+    ``load_a(a, z, r, k, p, zero)`` -> A[z][r, k] of problem z, ``zero`` (0 in ``dt``) outside 0 <= r < M,
+    0 <= k < K (r, k >= 0 always); ``load_b(b, z, k, c, p, zero)`` -> B[z][k, c], ``zero`` outside 0 <= k < K, 0 <= c < N; ``store(c, bias, z, r, col, v, beta, p)`` writes C[z][r, col] from
     ``v = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as p says.
     """
     BM, BN = 16 * TM, 16 * TN
@@ -76,6 +83,7 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
         ra = cuda.local.array(LA, dt)  # the next step's A elements, held while this step computes
         rb = cuda.local.array(LB, dt)
         BATCH, M, N, K = p[P_BATCH], p[P_M], p[P_N], p[P_K]
+        zero = dt(0)
         tid = cuda.threadIdx.x
         # staged element e of this thread: A[ar + e * dar, ak + e * dak] of the tile, walking k fastest (dar = 32,
         # dak = 0) or m fastest (dar = 0); B[bk + e * dbk, bn + e * dbn] likewise. THREADS is a multiple of BK,
@@ -97,18 +105,16 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
             for row0 in range(cuda.blockIdx.y * BM, M, cuda.gridDim.y * BM):
                 for ij in range(TMN):
                     acc[ij] = 0
-                for t in range(steps + 1):
-                    if t < steps:
-                        # global loads of step t, into registers (they fly while step t - 1 computes)
-                        k0 = t * BK
-                        for e in range(LA):
-                            r, k = row0 + ar + e * dar, k0 + ak + e * dak
-                            ra[e] = load_a(a, z, r, k, p) if r < M and k < K else dt(0)
-                        for e in range(LB):
-                            k, n = k0 + bk + e * dbk, col0 + bn + e * dbn
-                            rb[e] = load_b(b, z, k, n, p) if k < K and n < N else dt(0)
-                    if t > 0:
-                        sa, sb = (t - 1) % 2 * SA + tm0, (t - 1) % 2 * SB + tn0
+                # step s stages K columns [8s, 8s + 8) in buffer s % 2; iteration s loads step s before the math
+                # of step s - 1, unconditionally (past K the loaders give zeros), so that what a loader computes
+                # from z and r alone (a conv's pixel coordinates) is loop-invariant and hoisted out of the loop
+                for s in range(steps + 1):
+                    for e in range(LA):
+                        ra[e] = load_a(a, z, row0 + ar + e * dar, s * BK + ak + e * dak, p, zero)
+                    for e in range(LB):
+                        rb[e] = load_b(b, z, s * BK + bk + e * dbk, col0 + bn + e * dbn, p, zero)
+                    if s > 0:
+                        sa, sb = (s + 1) % 2 * SA + tm0, (s + 1) % 2 * SB + tn0  # buffer (s - 1) % 2
                         for kk in range(BK):
                             for i in range(TM):
                                 av[i] = As[sa + kk * BMP + i % HM + (i // HM) * (BM // 2)]
@@ -116,14 +122,13 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
                                 bv[j] = Bs[sb + kk * BNP + j % HN + (j // HN) * (BN // 2)]
                             for ij in range(TMN):
                                 acc[ij] += av[ij // TN] * bv[ij % TN]
-                    if t < steps:
-                        sa, sb = t % 2 * SA, t % 2 * SB
-                        for e in range(LA):
-                            As[sa + (ak + e * dak) * BMP + ar + e * dar] = ra[e]
-                        for e in range(LB):
-                            Bs[sb + (bk + e * dbk) * BNP + bn + e * dbn] = rb[e]
-                    # step t is staged in buffer t % 2 and every thread is done reading the other buffer (step
-                    # t - 1), which step t + 1 overwrites: one barrier covers both
+                    sa, sb = s % 2 * SA, s % 2 * SB
+                    for e in range(LA):
+                        As[sa + (ak + e * dak) * BMP + ar + e * dar] = ra[e]
+                    for e in range(LB):
+                        Bs[sb + (bk + e * dbk) * BNP + bn + e * dbn] = rb[e]
+                    # step s is staged and every thread is done reading step s - 1's buffer, which step s + 1
+                    # overwrites: one barrier covers both
                     cuda.syncthreads()
                 # row i of the register tile is stored from acc[:TN], then the rows shift up by one: every
                 # index of acc stays a constant, so the tile stays in registers through the loop over rows
@@ -141,15 +146,19 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
 
 
 @cuda.jit(device=True)
-def _load_a(a, z, r, k, p):
-    """A[z][r, k] of a strided (BATCH, M, K) array."""
-    return a[uint64(z), uint64(r), uint64(k)]
+def _load_a(a, z, r, k, p, zero):
+    """A[z][r, k] of a strided (BATCH, M, K) array (unsigned indices: no negative-index wrap-around code)."""
+    if r < p[P_M] and k < p[P_K]:
+        return a[uint64(z), uint64(r), uint64(k)]
+    return zero
 
 
 @cuda.jit(device=True)
-def _load_b(b, z, k, c, p):
+def _load_b(b, z, k, c, p, zero):
     """B[z][k, c] of a strided (BATCH, K, N) array."""
-    return b[uint64(z), uint64(k), uint64(c)]
+    if k < p[P_K] and c < p[P_N]:
+        return b[uint64(z), uint64(k), uint64(c)]
+    return zero
 
 
 @cuda.jit(device=True)
@@ -165,10 +174,13 @@ def _store(c, bias, z, r, col, v, beta, p):
         c[z, r, col] = v
 
 
-TILES = {np.dtype(np.float32): (8, 4), np.dtype(np.float64): (4,), np.dtype(np.int64): (4,)}
-_matmul_kernel = {(np.dtype(d), tm): make_gemm(t, tm, tm, _load_a, _load_b, _store)
+# register tiles (TM, TN) by dtype, largest first: float64 and int64 take 4 x 4 (an 8 x 8 float64 tile is 128
+# registers of accumulators alone)
+TILES = {np.dtype(np.float32): ((8, 8), (8, 4), (4, 4)), np.dtype(np.float64): ((4, 4),),
+         np.dtype(np.int64): ((4, 4),)}
+_matmul_kernel = {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _load_a, _load_b, _store)
                   for d, t in ((np.float32, float32), (np.float64, float64), (np.int64, int64))
-                  for tm in TILES[np.dtype(d)]}
+                  for tm, tn in TILES[np.dtype(d)]}
 
 
 _sm_count = []
@@ -184,34 +196,36 @@ def sm_count():
 
 
 def tile_for(dt, BATCH, M, N):
-    """The register tile (TM = TN) for a problem: the dtype's largest, unless its blocks would not fill two
-    blocks per SM, where float32 takes the 64 x 64 tile (4x the blocks)."""
+    """The register tile (TM, TN) for a problem: the dtype's largest that puts at least two blocks on every SM
+    and fills at least half its columns (a 128-column tile for N <= 64 is mostly idle), else its smallest."""
     tiles = TILES[np.dtype(dt)]
-    for tm in tiles[:-1]:
-        if BATCH * blocks(M, 16 * tm) * blocks(N, 16 * tm) >= 2 * sm_count():
-            return tm
+    for tm, tn in tiles[:-1]:
+        if N > 8 * tn and BATCH * blocks(M, 16 * tm) * blocks(N, 16 * tn) >= 2 * sm_count():
+            return tm, tn
     return tiles[-1]
 
 
-def gemm_grid(BATCH, M, N, tm):
-    return blocks(N, 16 * tm), min(blocks(M, 16 * tm), MAX_GRID_Y), min(BATCH, MAX_GRID_Z)
+def gemm_grid(BATCH, M, N, tile):
+    """The grid of a GEMM launch: column tiles on x, row tiles on y, problems on z (y and z capped)."""
+    tm, tn = tile
+    return blocks(N, 16 * tn), min(blocks(M, 16 * tm), MAX_GRID_Y), min(BATCH, MAX_GRID_Z)
 
 
-def gemm_launch(out, a, b, alpha, beta, bias=None, act=0, tm=None):
-    """out = alpha * a @ b (+ beta * out) (+ bias) (then relu when act == RELU) on the GEMM core; out: (BATCH, M, N)
-    C-contiguous, a: (BATCH, M, K), b: (BATCH, K, N) strided, bias: (N,) or None; ``tm``: the register tile, by
-    default ``tile_for``'s choice. Each operand's staging walks the dim along which it is contiguous."""
+def gemm_launch(out, a, b, alpha, beta, bias=None, act=0, tile=None):
+    """out = alpha * a @ b (+ beta * out) (+ bias) (then relu when act == RELU) on the GEMM core; out: (BATCH, M, N),
+    a: (BATCH, M, K), b: (BATCH, K, N), all strided, bias: (N,) or None; ``tile``: the register tile, by default
+    ``tile_for``'s choice. Each operand's staging walks the dim along which it is contiguous."""
     BATCH, M, N = out.shape
     K = a.shape[2]
     dt = np.dtype(out.dtype)
-    tm = tile_for(dt, BATCH, M, N) if tm is None else tm
+    tile = tile_for(dt, BATCH, M, N) if tile is None else tile
     item = dt.itemsize
     a_kfast = int(a.strides[2] == item or a.strides[1] != item)
     b_nfast = int(b.strides[2] == item or b.strides[1] != item)
     p = (BATCH, M, N, K, int(bias is not None), act, a_kfast, b_nfast)
-    bias = flat(out)[:1] if bias is None else bias
-    _matmul_kernel[dt, tm][gemm_grid(BATCH, M, N, tm), THREADS, stream()](out, a, b, bias, dt.type(alpha),
-                                                                          dt.type(beta), p)
+    bias = cuda_as_strided(out, (1,), (item,)) if bias is None else bias  # typed stand-in, never read
+    _matmul_kernel[(dt,) + tuple(tile)][gemm_grid(BATCH, M, N, tile), THREADS, stream()](
+        out, a, b, bias, dt.type(alpha), dt.type(beta), p)
 
 
 @cuda.jit
@@ -248,15 +262,16 @@ def _narrow_kernel(out, wide, bits, signed):
 
 
 @register("matmul", "cuda")
-def matmul(out, a, b, alpha=1, beta=0):
-    """out = alpha * a @ b + beta * out, batched (out not read when beta == 0).
+def matmul(out, a, b, alpha=1, beta=0, bias=None):
+    """out = alpha * a @ b + beta * out (+ bias), batched (out not read when beta == 0).
 
-    out: (BATCH, M, N) C-contiguous; a: (BATCH, M, K), b: (BATCH, K, N), any strides (stride 0 broadcasts).
-    Integers run in int64 (wrapping products and sums reduce to out's dtype exactly as torch's do).
+    out: (BATCH, M, N) C-contiguous; a: (BATCH, M, K), b: (BATCH, K, N), any strides (stride 0 broadcasts); bias:
+    (N,) added in the GEMM's epilogue (float dtypes only), or None. Integers run in int64 (wrapping products and
+    sums reduce to out's dtype exactly as torch's do).
     """
     dt = np.dtype(out.dtype)
     if dt.kind == "f":
-        gemm_launch(out, a, b, alpha, beta)
+        gemm_launch(out, a, b, alpha, beta, bias)
         return
     copy = kernel("copy", "cuda")
     a64, b64 = (empty(x.shape, np.int64) for x in (a, b))
