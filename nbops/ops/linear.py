@@ -91,11 +91,12 @@ def _check_expand(op, name, shape, target):
         )
 
 
-def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, out=None):
+def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, out=None, bias=None):
     """The shared tail of every op: alpha * a @ b (+ beta * init broadcast to the result), reshaped to ``shape``.
 
     a: ``batch_a + (M, K)``, b: ``batch_b + (K, N)`` kernel-side arrays whose batch dims broadcast to ``batch``;
     ``shape`` is the public result's shape (``batch + (M, N)`` with 1-D dims dropped), ``init`` broadcasts to it.
+    ``bias``: a (N,) array the cuda kernel adds in its epilogue, or None.
     ``out``: the caller's ``out=`` array, or None; the kernel writes straight into it when it is C-contiguous and
     apart from the inputs (cpu), else the result is computed apart and copied in, so ``out`` may alias an input.
     An empty result is allocated in its public shape: numba's device arrays refuse to reshape an empty array.
@@ -120,7 +121,10 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
         a3 = _view(call, a3, (1, BATCH * M, _sh(a3)[2]), (0,) + tuple(_st(a3)[1:]))
         b3 = _view(call, b3, (1, K, N), _st(b3))
         res = res.reshape((1, BATCH * M, N))
-    call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta)
+    if bias is None:
+        call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta)
+    else:
+        call.launch("matmul", res, a3, b3, alpha=alpha, beta=beta, bias=bias)
     if out is None:
         return call.wrap(res.reshape(shape))
     if not direct:
@@ -305,6 +309,8 @@ def linear(input, weight, bias=None):
     if bias is None:
         return _product(call, "linear", a, b, batch, shape, dtype)
     _check_expand("linear", "bias", _sh(call["bias"]), shape)
+    if call.target == "cuda" and dtype.kind == "f" and len(ws) == 2 and _sh(call["bias"]) == (ws[0],):
+        return _product(call, "linear", a, b, batch, shape, dtype, bias=call["bias"])  # added in the epilogue
     return _product(call, "linear", a, b, batch, shape, dtype, beta=1, init=call["bias"])
 
 
