@@ -1,5 +1,6 @@
 """Matrix-product workloads: square matmuls from 256 to 2048 (4096 on cuda, against cuBLAS with TF32 off, torch's
-default), a tall-skinny outer-product-like matmul, a batch of small matrices, and a transformer-sized linear layer.
+default), a tall-skinny outer-product-like matmul, a batch of small matrices, and a transformer-sized linear layer;
+on cuda also the GEMM core's targets (tall-skinny 16384x64 @ 64x16384, bmm 256 x 128^3, linear 8192x1024 -> 4096).
 FLOPs count 2 per multiply-add; bytes count every operand once and the output once (float32)."""
 
 import numpy as np
@@ -29,14 +30,23 @@ def _tall_out_setup(rng, dtype):
     return a, b, np.empty((8192, 8192), dtype)
 
 
-def _bmm_setup(rng, dtype):
-    return rng.standard_normal((64, 128, 128)).astype(dtype), rng.standard_normal((64, 128, 128)).astype(dtype)
-
-
-def _linear_setup(rng, dtype):
-    x = rng.standard_normal((128, 1024)).astype(dtype)
+def _linear_setup(rng, dtype, M=128):
+    x = rng.standard_normal((M, 1024)).astype(dtype)
     w = (rng.standard_normal((4096, 1024)) / 32).astype(dtype)
     return x, w, rng.standard_normal(4096).astype(dtype)
+
+
+def _bmm_case(name, B, S, quick=True, targets=("cpu", "cuda")):
+    def setup(rng, dtype):
+        return rng.standard_normal((B, S, S)).astype(dtype), rng.standard_normal((B, S, S)).astype(dtype)
+
+    return Case(
+        name=name, family="linear", setup=setup,
+        nbops=nbops.bmm, torch=torch.bmm, numpy=lambda a, b: a @ b,
+        flops=2.0 * B * S ** 3, bytes=4.0 * 3 * B * S * S,
+        quick=quick, targets=targets,
+        rtol=1e-4, atol=1e-3 * S ** 0.5,
+    )
 
 
 CASES = [
@@ -53,16 +63,22 @@ CASES = [
         flops=2.0 * 8192 * 64 * 8192, bytes=4.0 * (2 * 8192 * 64 + 8192 * 8192),
         quick=False, rtol=1e-4, atol=1e-2,
     ),
-    Case(
-        name="bmm 64 x (128^3)", family="linear", setup=_bmm_setup,
-        nbops=nbops.bmm, torch=torch.bmm, numpy=lambda a, b: a @ b,
-        flops=2.0 * 64 * 128 ** 3, bytes=4.0 * 3 * 64 * 128 * 128,
-        rtol=1e-4, atol=1e-3 * 128 ** 0.5,
-    ),
+    _bmm_case("bmm 64 x (128^3)", 64, 128),
     Case(
         name="linear 128x1024 -> 4096 (+bias)", family="linear", setup=_linear_setup,
         nbops=nbops.linear, torch=F.linear, numpy=lambda x, w, b: x @ w.T + b,
         flops=2.0 * 128 * 1024 * 4096, bytes=4.0 * (128 * 1024 + 4096 * 1024 + 4096 + 128 * 4096),
+        rtol=1e-4, atol=1e-3 * 1024 ** 0.5,
+    ),
+    # the GPU GEMM core's targets
+    _matmul_case("matmul tall-skinny 16384x64 @ 64x16384", 16384, 64, 16384, quick=False, targets=("cuda",)),
+    _bmm_case("bmm 256 x (128^3)", 256, 128, quick=False, targets=("cuda",)),
+    Case(
+        name="linear 8192x1024 -> 4096 (+bias)", family="linear",
+        setup=lambda rng, dtype: _linear_setup(rng, dtype, M=8192),
+        nbops=nbops.linear, torch=F.linear,
+        flops=2.0 * 8192 * 1024 * 4096, bytes=4.0 * (8192 * 1024 + 4096 * 1024 + 4096 + 8192 * 4096),
+        quick=False, targets=("cuda",),
         rtol=1e-4, atol=1e-3 * 1024 ** 0.5,
     ),
 ]

@@ -145,6 +145,14 @@ def _resnet_setup(rng, dtype):
     return (rng.standard_normal((RESNET_N, 3, RESNET_HW, RESNET_HW)).astype(dtype),)
 
 
+def _resnet_setup_n(n):
+    def setup(rng, dtype):
+        _build("resnet18")
+        return (rng.standard_normal((n, 3, RESNET_HW, RESNET_HW)).astype(dtype),)
+
+    return setup
+
+
 def _resnet_fused_setup(rng, dtype):
     _build("resnet18_fused")
     return (rng.standard_normal((RESNET_N, 3, RESNET_HW, RESNET_HW)).astype(dtype),)
@@ -167,6 +175,14 @@ CASES = [
         bytes=4.0 * (RESNET_N * 3 * RESNET_HW ** 2 + 11689512 + RESNET_N * 1000),
         quick=False,
         rtol=1e-3, atol=1e-3,  # 20 float32 layers, each summing up to 4608 terms in another order than oneDNN
+    ),
+    Case(  # the GPU target: batch 32
+        name=f"resnet18 forward N32 {RESNET_HW}x{RESNET_HW} eval", family="models", setup=_resnet_setup_n(32),
+        nbops=_run_nbops("resnet18"), torch=_run_torch("resnet18"),
+        flops=RESNET18_GFLOP_PER_IMAGE * 1e9 * 32,
+        bytes=4.0 * (32 * 3 * RESNET_HW ** 2 + 11689512 + 32 * 1000),
+        quick=False, targets=("cuda",),
+        rtol=1e-3, atol=1e-3,
     ),
     Case(
         name=f"resnet18 forward N{RESNET_N} {RESNET_HW}x{RESNET_HW} eval, conv+BN fused on both sides",
