@@ -419,7 +419,7 @@ def test_cuda_softmax_kernels_match_oracle(dtype, log):
         np.testing.assert_allclose(ref.copy_to_host(), _softmax_ref(x, 1, log), **tol)
         np.testing.assert_allclose(out.copy_to_host(), ref.copy_to_host(), **tol, err_msg=f"D={D}")
     x = np.ascontiguousarray(_softmax_rows_input(dtype, 37).T).reshape(37, 11, 1).repeat(4, 2).reshape(1, 37, 44)
-    for depth in (2, ka.MAX_DEPTH):
+    for depth in (2, ka.MAX_DEPTH if dtype == np.float32 else ka.MAX_DEPTH // 2):
         out = cuda.device_array_like(x)
         cols[2, (ka.COL_TPB, depth)](out, cuda.to_device(x), lo, log)
         np.testing.assert_allclose(out.copy_to_host(), _softmax_ref(x, 1, log), **tol, err_msg=f"depth={depth}")

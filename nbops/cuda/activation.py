@@ -25,7 +25,9 @@ WARP_ROWS = 8  # rows per block of the warp-per-row softmax (one per warp of a 2
 WARP_ROW_MAX = 1024  # longest row given to one warp (32 elements per lane); longer rows get a block each
 ROW_TPB = 64 if config.ENABLE_CUDASIM else 256  # threads of the block-per-row softmax
 COL_TPB = 32  # columns (K) per block of the inner-dim softmax: one warp reads 32 neighbouring elements
-MAX_DEPTH = 8 if config.ENABLE_CUDASIM else 16  # most threads sharing one column of the inner-dim softmax
+# most threads sharing one column of the inner-dim softmax: (32, 32) blocks hold 1024 threads at 48 registers for
+# float32 (ptxas sm_90); float64's 62 registers leave no margin under the 64K per block, so it gets half as many
+MAX_DEPTH = 8 if config.ENABLE_CUDASIM else 32
 SOFTMAX_BLOCKS_PER_SM = 8  # the row softmaxes' grids: at most this many blocks per SM, rows grid-strided
 
 
@@ -513,7 +515,8 @@ def prelu(out, x, weight):
 @register("softmax", "cuda")
 def softmax(out, x, log):
     """out, x: (O, D, K); ``log`` selects log_softmax. K == 1: a warp per row up to WARP_ROW_MAX elements, a block
-    per row beyond; else the column kernel with up to MAX_DEPTH threads per column (about 4 rows each)."""
+    per row beyond; else the column kernel with up to MAX_DEPTH threads per column (half that for float64), as many
+    as leave each about 4 rows or more."""
     O, D, K = x.shape
     warp_rows, block_rows, cols = _softmax_kernels(np.dtype(x.dtype))
     lo = x.dtype.type(-np.inf)
@@ -525,8 +528,8 @@ def softmax(out, x, log):
         else:
             block_rows[min(O, cap), ROW_TPB, stream()](o2, x2, lo, log)
     else:
-        depth = 1
-        while depth < MAX_DEPTH and 4 * depth < D:
+        depth, deepest = 1, MAX_DEPTH if x.dtype.itemsize <= 4 else MAX_DEPTH // 2
+        while depth < deepest and 4 * depth < D:
             depth *= 2
         cols[O * ((K + COL_TPB - 1) // COL_TPB), (COL_TPB, depth), stream()](out, x, lo, log)
 
