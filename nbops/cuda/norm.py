@@ -35,7 +35,11 @@ WARP_ROW_MAX = 1024  # rows up to this length get one warp each, longer rows a w
 BLOCKS_PER_SM = 8  # resident blocks per SM at TPB_ROWS = 256 (2048 threads per SM)
 UNROLL = 4  # independent loads in flight per thread in the streaming loops
 BN_CHUNK_WAVES = 2  # batch-norm statistics: aim for this many waves of resident blocks over (channel, chunk)
-BN_MAX_CHUNKS = 64  # ... but at most this many chunks per channel (each output block re-adds them)
+BN_MAX_CHUNKS = 64  # ... but at most this many chunks per channel (<= TPB_ROWS: pass 2 sums one per thread)
+# a register cap for the real compiler (the simulator's jit takes no such option): the layer-norm kernel uses 70
+# unbounded; at 64 ptxas spills nothing and 4 blocks of 256 fit an SM instead of 3
+_CAP64 = {} if config.ENABLE_CUDASIM else {"max_registers": 64}
+
 
 def _grid(items, per_block):
     """Blocks for a grid-stride loop over ``items`` taking ``per_block`` per block: enough to fill the device
@@ -134,66 +138,107 @@ def _rms_rows(out, x, r, k, step, K, rs, weight):
         k += 4 * step
 
 
-@cuda.jit
-def _rows_kernel(out, mean_out, m2_out, x, weight, bias, G, Cg, L, eps, rms, write, m2_div, per_warp):
-    """Row normalisation; x, out: (R, K) with K = Cg * L: a row is one (sample, group) of Cg channels of L values
-    (layer norm: G = 1, Cg = K, L = 1; instance norm: G = C, Cg = 1). Block: TPB_ROWS threads; ``per_warp``:
-    a warp per row (TPB_ROWS / 32 rows per block), else the whole block per row; grid-stride over the rows.
+@cuda.jit(device=True, inline=True)
+def _row_sums(x, r, lane, rt, pivot, scratch, per_warp):
+    """(s, q) = (sum(x[r] - pivot), sum((x[r] - pivot)^2)) in float64, summed by the row's ``rt`` threads (a
+    warp when ``per_warp``, else the block); rows past the end contribute 0. Every thread of the block calls it."""
+    s = 0.0
+    q = 0.0
+    if r < x.shape[0]:
+        s, q = _moments_add(x, r, lane, rt, x.shape[1], pivot, s, q)
+    if per_warp:
+        s = warp_sum(s, scratch)
+        q = warp_sum(q, scratch)
+    else:
+        s = block_sum(s, scratch)
+        q = block_sum(q, scratch)
+    return s, q
 
-    One pass sums (x - x[r, 0]) and its square in float64 (``rms``: x^2 only, pivot 0); after the warp or block sum
-    every thread of the row holds mean and M2. When ``mean_out`` has room, the row's lead thread stores mean_out[r]
-    and m2_out[r] = M2 / m2_div. With ``write`` a second pass (its reads mostly hit L1/L2) stores
-    out = ((x - m_hi) - m_lo) * rstd * weight[c] + bias[c], c = (r % G) * Cg + k // L (RMS: x * rs * weight[k]).
 
-    Napkin math, layer norm (32768, 1024) float32: 134 MB read + 134 MB written = 268 MB, 67 us at 4 TB/s.
+@cuda.jit(device=True, inline=True)
+def _row_slot(per_warp):
+    """(row, lane, threads per row) of this thread: a warp per row when ``per_warp`` (TPB_ROWS / 32 rows per
+    block), else the whole block on row blockIdx.x."""
+    rt = WARP if per_warp else TPB_ROWS
+    slot = cuda.threadIdx.x // rt
+    return cuda.blockIdx.x * (TPB_ROWS // rt) + slot, cuda.threadIdx.x - slot * rt, rt
+
+
+@cuda.jit(device=True, inline=True)
+def _pivot(x, r):
+    """x[r, 0] in float64 (0 for rows past the end)."""
+    return float64(x[r, 0]) if r < x.shape[0] else 0.0
+
+
+@cuda.jit(**_CAP64)
+def _layer_rows_kernel(out, x, weight, bias, eps, per_warp):
+    """Layer norm of rows; x, out: (R, K); weight, bias: (K,). Block: TPB_ROWS threads; ``per_warp``: a warp per
+    row (TPB_ROWS / 32 rows per block), else a block per row; grid = the rows / rows per block (no grid-stride
+    loop: it kept ~25 more registers live across rows and cut the resident warps).
+
+    One pass sums (x - x[r, 0]) and its square in float64; after the warp or block sum every thread of the row
+    holds mean and M2; a second pass (its reads mostly hit L1/L2) stores
+    out = ((x - m_hi) - m_lo) * rstd * weight[k] + bias[k]. Works in place (out is x).
+
+    Napkin math, (32768, 1024) float32: 134 MB read + 134 MB written = 268 MB, 67 us at 4 TB/s.
     """
     scratch = cuda.shared.array(SCRATCH, float64)
-    R, K = x.shape
-    tid = cuda.threadIdx.x
-    rt = WARP if per_warp else TPB_ROWS  # threads per row
-    rpb = TPB_ROWS // rt  # rows per block
-    slot = tid // rt
-    lane = tid - slot * rt
-    r0 = cuda.blockIdx.x * rpb
-    while r0 < R:  # the same trip count for every thread of the block: the sums below need all of them
-        r = r0 + slot
-        s = 0.0
-        q = 0.0
-        pivot = 0.0
-        if r < R:
-            if not rms:
-                pivot = float64(x[r, 0])
-            s, q = _moments_add(x, r, lane, rt, K, pivot, s, q)
-        if per_warp:
-            s = warp_sum(s, scratch)
-            q = warp_sum(q, scratch)
-        else:
-            s = block_sum(s, scratch)
-            q = block_sum(q, scratch)
-        if r < R:
-            if rms:
-                rs = x.dtype.type(1.0 / math.sqrt(q / K + eps))
-                if write:
-                    _rms_rows(out, x, r, lane, rt, K, rs, weight)
-            else:
-                mean = pivot + s / K
-                m2 = q - s * (s / K)
-                m2 = m2 if m2 > 0.0 else 0.0
-                if lane == 0 and r < mean_out.shape[0]:
-                    mean_out[r] = mean
-                    m2_out[r] = m2 / m2_div
-                if write:
-                    m_hi = x.dtype.type(mean)
-                    m_lo = x.dtype.type(mean - float64(m_hi))
-                    rstd = x.dtype.type(1.0 / math.sqrt(m2 / K + eps))
-                    g = (r % G) * Cg
-                    if L == 1:
-                        _affine_rows(out, x, r, lane, rt, K, m_hi, m_lo, rstd, weight, bias, g)
-                    else:
-                        for cc in range(Cg):
-                            _norm_span(out, x, r, cc * L, lane, rt, L, m_hi, m_lo, rstd * weight[g + cc],
-                                       bias[g + cc])
-        r0 += cuda.gridDim.x * rpb
+    r, lane, rt = _row_slot(per_warp)
+    pivot = _pivot(x, r)
+    s, q = _row_sums(x, r, lane, rt, pivot, scratch, per_warp)
+    if r < x.shape[0]:
+        K = x.shape[1]
+        mean = pivot + s / K
+        m2 = q - s * (s / K)
+        m2 = m2 if m2 > 0.0 else 0.0
+        m_hi = x.dtype.type(mean)
+        m_lo = x.dtype.type(mean - float64(m_hi))
+        rstd = x.dtype.type(1.0 / math.sqrt(m2 / K + eps))
+        _affine_rows(out, x, r, lane, rt, K, m_hi, m_lo, rstd, weight, bias, 0)
+
+
+@cuda.jit
+def _rms_rows_kernel(out, x, weight, eps, per_warp):
+    """RMS norm of rows: out = (x * rsqrt(mean(x^2) + eps)) * weight[k]; x, out: (R, K); weight: (K,). The layout
+    of ``_layer_rows_kernel``; the sum of squares in float64 (pivot 0)."""
+    scratch = cuda.shared.array(SCRATCH, float64)
+    r, lane, rt = _row_slot(per_warp)
+    q = _row_sums(x, r, lane, rt, 0.0, scratch, per_warp)[1]
+    if r < x.shape[0]:
+        K = x.shape[1]
+        _rms_rows(out, x, r, lane, rt, K, x.dtype.type(1.0 / math.sqrt(q / K + eps)), weight)
+
+
+@cuda.jit
+def _group_rows_kernel(out, mean_out, m2_out, x, weight, bias, G, L, eps, write, m2_div, per_warp):
+    """Group / instance norm of rows, and SwitchNorm's instance statistics; x, out: (R, K) with K = Cg * L: a row
+    is one (sample, group) of Cg channels of L values (instance norm: G = C, Cg = 1). The layout of
+    ``_layer_rows_kernel``. When ``mean_out`` has room the row's lead thread stores mean_out[r] and
+    m2_out[r] = M2 / m2_div; with ``write``, out = ((x - m_hi) - m_lo) * (rstd * weight[c]) + bias[c] channel by
+    channel, c = (r % G) * Cg + k // L.
+
+    Napkin math, (32, 256, 28, 28) float32, G = 32: 25.7 MB read + 25.7 MB written, 13 us at 4 TB/s.
+    """
+    scratch = cuda.shared.array(SCRATCH, float64)
+    r, lane, rt = _row_slot(per_warp)
+    pivot = _pivot(x, r)
+    s, q = _row_sums(x, r, lane, rt, pivot, scratch, per_warp)
+    if r < x.shape[0]:
+        K = x.shape[1]
+        mean = pivot + s / K
+        m2 = q - s * (s / K)
+        m2 = m2 if m2 > 0.0 else 0.0
+        if lane == 0 and r < mean_out.shape[0]:
+            mean_out[r] = mean
+            m2_out[r] = m2 / m2_div
+        if write:
+            m_hi = x.dtype.type(mean)
+            m_lo = x.dtype.type(mean - float64(m_hi))
+            rstd = x.dtype.type(1.0 / math.sqrt(m2 / K + eps))
+            Cg = K // L
+            g = (r % G) * Cg
+            for cc in range(Cg):
+                _norm_span(out, x, r, cc * L, lane, rt, L, m_hi, m_lo, rstd * weight[g + cc], bias[g + cc])
 
 
 @cuda.jit
@@ -228,8 +273,8 @@ def _bn_partial_kernel(part, x, C, S):
 
 @cuda.jit
 def _bn_apply_kernel(out, x, part, weight, bias, running_mean, running_var, C, S, momentum, eps):
-    """Batch-norm training, pass 2: every block adds its channel's S partial sums in chunk order (the same bits
-    in every block), forms mean and biased variance, and normalises the planes of its chunk:
+    """Batch-norm training, pass 2: every block sums its channel's S <= TPB_ROWS partial sums, one per thread, in
+    ``_block``'s fixed tree order (the same bits in every block), forms mean and biased variance, and normalises the planes of its chunk:
     out = ((x - m_hi) - m_lo) * (weight[c] / sqrt(var + eps)) + bias[c]. The block of chunk 0 also updates the
     running statistics of its channel (when they have a slot): running = (1 - momentum) * running +
     momentum * stat, with the unbiased variance. Same grid and planes as ``_bn_partial_kernel``.
@@ -244,12 +289,13 @@ def _bn_apply_kernel(out, x, part, weight, bias, running_mean, running_var, C, S
     chunk = cuda.blockIdx.x - c * S
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
+    scratch = cuda.shared.array(SCRATCH, float64)
+    tid = ty * cuda.blockDim.x + tx
     pivot = float64(x[c, 0])
-    s = 0.0
-    q = 0.0
-    for j in range(S):
-        s += part[c, j, 0]
-        q += part[c, j, 1]
+    s = part[c, tid, 0] if tid < S else 0.0
+    q = part[c, tid, 1] if tid < S else 0.0
+    s = block_sum(s, scratch)
+    q = block_sum(q, scratch)
     cnt = N * L
     mean = pivot + s / cnt
     m2 = q - s * (s / cnt)
@@ -468,13 +514,22 @@ def _no_stats(out):
     return flat(out)[:0]
 
 
-def _rows(out, mean, m2, x, weight, bias, G, Cg, L, eps, rms=False, write=True, m2_div=1.0):
-    """Launch ``_rows_kernel`` over x: (R, K): a warp per row up to WARP_ROW_MAX values, else a block per row."""
-    R, K = x.shape
+def _row_launch(R, K):
+    """(grid, per_warp) of the row kernels over R rows of K: a warp per row up to WARP_ROW_MAX, else a block."""
     per_warp = K <= WARP_ROW_MAX
     rpb = TPB_ROWS // WARP if per_warp else 1
-    _rows_kernel[_grid(R, rpb), TPB_ROWS, stream()](out, mean, m2, x, weight, bias, G, Cg, L, eps, rms, write,
-                                                   float(m2_div), per_warp)
+    return (R + rpb - 1) // rpb, per_warp
+
+
+def _group_rows(out, mean, m2, x, weight, bias, G, L, eps, write=True, m2_div=1.0):
+    grid, per_warp = _row_launch(*x.shape)
+    _group_rows_kernel[grid, TPB_ROWS, stream()](out, mean, m2, x, weight, bias, G, L, eps, write, float(m2_div),
+                                                 per_warp)
+
+
+def _layer_rows(out, x, weight, bias, eps):
+    grid, per_warp = _row_launch(*x.shape)
+    _layer_rows_kernel[grid, TPB_ROWS, stream()](out, x, weight, bias, eps, per_warp)
 
 
 def _plane_block(L):
@@ -486,8 +541,7 @@ def _plane_block(L):
 @register("layer_norm", "cuda")
 def layer_norm(out, x, weight, bias, eps):
     """x, out: (M, K) rows; weight, bias: (K,)."""
-    K = x.shape[1]
-    _rows(out, _no_stats(out), _no_stats(out), x, weight, bias, 1, K, 1, eps)
+    _layer_rows(out, x, weight, bias, eps)
 
 
 @register("deep_norm", "cuda")
@@ -495,13 +549,14 @@ def deep_norm(out, x, fx, weight, bias, alpha, eps):
     """x, fx, out: (M, K) rows; weight, bias: (K,). alpha * x + fx goes to out, which is normalised in place."""
     M, K = x.shape
     _axpy_kernel[_grid(M * K, TPB * UNROLL), TPB, stream()](flat(out), flat(x), flat(fx), x.dtype.type(alpha))
-    _rows(out, _no_stats(out), _no_stats(out), out, weight, bias, 1, K, 1, eps)
+    _layer_rows(out, out, weight, bias, eps)
 
 
 @register("rms_norm", "cuda")
 def rms_norm(out, x, weight, eps):
     """x, out: (M, K) rows; weight: (K,)."""
-    _rows(out, _no_stats(out), _no_stats(out), x, weight, weight, 1, x.shape[1], 1, eps, rms=True)
+    grid, per_warp = _row_launch(*x.shape)
+    _rms_rows_kernel[grid, TPB_ROWS, stream()](out, x, weight, eps, per_warp)
 
 
 @register("group_norm", "cuda")
@@ -510,7 +565,7 @@ def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
     N, C, L = x.shape
     R = N * num_groups
     Cg = C // num_groups
-    _rows(out.reshape(R, Cg * L), mean, m2, x.reshape(R, Cg * L), weight, bias, num_groups, Cg, L, eps)
+    _group_rows(out.reshape(R, Cg * L), mean, m2, x.reshape(R, Cg * L), weight, bias, num_groups, L, eps)
 
 
 @register("running_update", "cuda")
@@ -556,8 +611,8 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     mean_in = empty((N, C), np.float64)
     var_in = empty((N, C), np.float64)
     rows = x.reshape(R, L)
-    _rows(rows, mean_in.reshape(R), var_in.reshape(R), rows, weight, bias, C, 1, L, eps, write=False,
-          m2_div=L - 1.0)
+    _group_rows(rows, mean_in.reshape(R), var_in.reshape(R), rows, weight, bias, C, L, eps, write=False,
+                m2_div=L - 1.0)
     mean_ln = empty(N, np.float64)
     var_ln = empty(N, np.float64)
     mean_bn = empty(C, np.float64)

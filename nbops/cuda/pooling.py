@@ -41,6 +41,26 @@ def _first_tap(start, step):
     return start
 
 
+@cuda.jit(device=True, inline=True)
+def _row4(x, p, ih, iw, DW, we, fill):
+    """Taps iw, iw + DW, iw + 2 DW, iw + 3 DW of input row (p, ih), ``fill`` for those at or past ``we``: four
+    independent loads issued together."""
+    i1 = iw + DW
+    i2 = i1 + DW
+    i3 = i2 + DW
+    return (x[p, ih, iw], x[p, ih, i1] if i1 < we else fill, x[p, ih, i2] if i2 < we else fill,
+            x[p, ih, i3] if i3 < we else fill)
+
+
+@cuda.jit(device=True, inline=True)
+@cuda.jit(device=True, inline=True)
+def _sum4(s, v):
+    """s + v[0] + v[1] + v[2] + v[3], added one by one in torch's order (taps past the row end are 0)."""
+    for j in range(4):
+        s += v[j]
+    return s
+
+
 def _block(OW):
     """(TX, TY): TX the smallest power of two >= OW from 32 to TPB, TY = TPB // TX output rows per block."""
     tx = 32
@@ -67,6 +87,7 @@ def _max_pool_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW, with_idx):
     while t < P * OH:
         p = t // OH
         oh = t - p * OH
+        xp = x[p]
         h0 = oh * SH - PH
         hs = _first_tap(h0, DH)
         he = _imin(h0 + (KH - 1) * DH + 1, H)
@@ -79,9 +100,10 @@ def _max_pool_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW, with_idx):
             mi = hs * W + ws
             ih = hs
             while ih < he:
+                xr = xp[ih]
                 iw = ws
                 while iw < we:
-                    v = x[p, ih, iw]
+                    v = xr[iw]
                     if v > m or v != v:
                         m = v
                         mi = ih * W + iw
@@ -139,9 +161,19 @@ def _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor)
             ws = _imax(w0, 0)
             we = _imin(w1, W)
             s = t_(0)
-            for ih in range(hs, he):
-                for iw in range(ws, we):
-                    s += x[p, ih, iw]
+            pair = we - ws <= 4  # a window row is one group of 4 taps: two rows go together, same order
+            ih = hs
+            while ih < he:
+                ih2 = ih + 1 if pair else he
+                iw = ws
+                while iw < we:
+                    a = _row4(x, p, ih, iw, 1, we, t_(0))
+                    b = _row4(x, p, ih2, iw, 1, we, t_(0)) if ih2 < he else a
+                    s = _sum4(s, a)
+                    if ih2 < he:
+                        s = _sum4(s, b)
+                    iw += 4
+                ih += 2 if pair else 1
             if hs < he and ws < we:
                 if divisor != 0:
                     d = divisor
