@@ -306,7 +306,7 @@ def _compile_cuda_kernels():
             (kd._dropout_naive, (arr, arr, states, keep, p)),
             (kd._feature_mask_kernel, (noise, states, keep)),
             (kd._FEATURE_MAP[0], (arr, arr, noise, types.int64, types.int64, p)),
-            (kd._FEATURE_MAP[1], (arr, s3, arr, noise, s3, s3, s3, s3, p)),
+            (kd._FEATURE_MAP[1], (arr, s3, arr, noise, s3, s3, s3, types.int64, p)),
         ]
         for kernel, sig in sigs:
             ptx = gpu_ptx(kernel, sig)  # raises where a kernel's return type is not void

@@ -416,11 +416,12 @@ def test_collapse_picks_the_paths():
 @pytest.mark.parametrize("n", [1, 31, 130, 300])
 def test_cuda_maps_grid_stride_match_the_8d_oracle(n, dtype):
     """The flat and box kernels on a small grid (one block of 32 threads: several unrolled passes, then a ragged
-    tail) give the 8-D one-thread-per-element kernel's bits."""
+    tail; the box kernel with 8 lanes per row, and with 2 lanes per row of 5 and 16 rows per block) give the 8-D
+    one-thread-per-element kernel's bits."""
     from numba import cuda
 
     from nbops.cuda import pointwise as pw
-    from nbops.cuda._util import box_of, pad_rank
+    from nbops.cuda._util import box_lanes, pad_rank
 
     x, y = make((n,), dtype, seed=32), make((n,), dtype, seed=33)
     dx, dy = cuda.to_device(x), cuda.to_device(y)
@@ -428,16 +429,17 @@ def test_cuda_maps_grid_stride_match_the_8d_oracle(n, dtype):
     pw._binary_kernel[n, 1](ref, pad_rank(dx), pad_rank(dy), pw.DIV_FLOOR, dtype(1))
     flat, box = cuda.device_array(n, dtype), cuda.device_array(n, dtype)
     pw._BINARY_FLOAT_MAP[0][1, 32](flat, dx, dy, 1, 1, (pw.DIV_FLOOR, dtype(1)))
-    dims, step = box_of(32, (1, 1, n))
-    pw._BINARY_FLOAT_MAP[1][1, 32](box, (0, 0, 1), dx, dy, (0, 0, 1), (0, 0, 1), dims, step, (pw.DIV_FLOOR, dtype(1)))
+    pw._BINARY_FLOAT_MAP[1][1, 32](box, (0, 0, 1), dx, dy, (0, 0, 1), (0, 0, 1), (1, 1, n), 8,
+                                   (pw.DIV_FLOOR, dtype(1)))
     np.testing.assert_array_equal(flat.copy_to_host(), ref.copy_to_host())
     np.testing.assert_array_equal(box.copy_to_host(), ref.copy_to_host())
-    m = make((n, 3), dtype, seed=34)  # box over (n, 3) with a column operand: carries across rows at every step
-    dims, step = box_of(32, (1, n, 3))
-    out = cuda.device_array((n * 3,), dtype)
-    pw._BINARY_FLOAT_MAP[1][1, 32](out, (0, 3, 1), cuda.to_device(m.reshape(-1)), dx, (0, 3, 1), (0, 1, 0), dims,
-                                   step, (pw.ADD, dtype(1)))
-    np.testing.assert_array_equal(out.copy_to_host().reshape(n, 3), m + x[:, None])
+    m = make((n, 3, 5), dtype, seed=34)  # per-channel operand over (n, 3, 5): rows of 5 shared by 2 lanes
+    ch = make((3,), dtype, seed=35)
+    out = cuda.device_array((n * 15,), dtype)
+    assert box_lanes(5) == 2
+    pw._BINARY_FLOAT_MAP[1][1, 32](out, (15, 5, 1), cuda.to_device(m.reshape(-1)), cuda.to_device(ch), (15, 5, 1),
+                                   (0, 1, 0), (n, 3, 5), 2, (pw.ADD, dtype(1)))
+    np.testing.assert_array_equal(out.copy_to_host().reshape(n, 3, 5), m + ch[:, None])
 
 
 def _compile_cuda_maps():
@@ -453,11 +455,11 @@ def _compile_cuda_maps():
         maps = pw._BINARY_FLOAT_MAP if dt in (types.float32, types.float64) else pw._BINARY_INT_MAP
         p2 = types.Tuple((types.int64, dt))
         ptx = [gpu_ptx(maps[0], (a, a, a, types.int64, types.int64, p2)),
-               gpu_ptx(maps[1], (a, s3, a, a, s3, s3, s3, s3, p2))]
+               gpu_ptx(maps[1], (a, s3, a, a, s3, s3, s3, types.int64, p2))]
         if dt != types.int32:
             cond = types.Array(types.boolean, 1, "C")
             ptx += [gpu_ptx(pw._UNARY_MAP[0], (a, a, types.int64, types.UniTuple(types.int64, 1))),
-                    gpu_ptx(pw._WHERE_MAP[1], (a, s3, cond, a, a, s3, s3, s3, s3, s3, types.Tuple(()))),
+                    gpu_ptx(pw._WHERE_MAP[1], (a, s3, cond, a, a, s3, s3, s3, s3, types.int64, types.Tuple(()))),
                     gpu_ptx(pw._CLAMP_MAP[0], (a, a, a, a, types.int64, types.int64, types.int64, types.Tuple(())))]
         for text in ptx:
             assert "ld.local" not in text and "st.local" not in text

@@ -335,7 +335,7 @@ def _compile_cuda_kernels():
     for dst, src in ((types.float32, types.float32), (types.float64, types.float32), (types.int16, types.int16)):
         ptx = [gpu_ptx(cuda_shape._transpose_kernel(np.dtype(str(dst))), (flat(dst), s3, flat(src), s3, s3)),
                gpu_ptx(cuda_shape._COPY_MAP[0], (flat(dst), flat(src), types.int64, types.Tuple(()))),
-               gpu_ptx(cuda_shape._COPY_MAP[1], (flat(dst), s3, flat(src), s3, s3, s3, types.Tuple(())))]
+               gpu_ptx(cuda_shape._COPY_MAP[1], (flat(dst), s3, flat(src), s3, s3, types.int64, types.Tuple(())))]
         for text in ptx:
             assert "ld.local" not in text and "st.local" not in text
 

@@ -115,40 +115,20 @@ def base1d(x, strides, shape):
     return cuda_as_strided(x, (span,), (x.dtype.itemsize,))
 
 
-@cuda.jit(device=True)
-def _step3(a, b, c, da, db, dc, B, C):
-    """Position (a, b, c) in a C-order (A, B, C) box advanced by the flat step (da, db, dc) (each below its dim):
-    additions and two carries, no division."""
-    c += dc
-    b += db
-    a += da
-    if c >= C:
-        c -= C
-        b += 1
-    if b >= B:
-        b -= B
-        a += 1
-    return a, b, c
+def box_lanes(C, tpb=TPB):
+    """Threads that share one row of C elements in the box kernels: enough for about UNROLL elements each, a power
+    of two dividing ``tpb`` (so a block holds tpb // lanes whole rows)."""
+    lanes = 1
+    while lanes < tpb and lanes * UNROLL < C:
+        lanes *= 2
+    return lanes
 
 
-@cuda.jit(device=True)
-def _at(s, a, b, c):
-    """Element offset of position (a, b, c) for element strides ``s``."""
-    return a * s[0] + b * s[1] + c * s[2]
-
-
-@cuda.jit(device=True)
-def _start3(i, B, C):
-    """Position (a, b, c) of flat index ``i`` in a C-order (A, B, C) box."""
-    r = i // C
-    return r // B, r - (r // B) * B, i - r * C
-
-
-def box_of(n_threads, dims):
-    """(dims, step) for the box kernels: ``dims`` padded to 3 with leading 1s, and the flat step of
-    ``n_threads`` unravelled over them (each part below its dim, as ``_step3`` needs)."""
-    A, B, C = [1] * (3 - len(dims)) + list(dims)
-    return (A, B, C), ((n_threads // C) // B, (n_threads // C) % B, n_threads % C)
+def box_grid(dims, lanes, tpb=TPB):
+    """Blocks of a box kernel over ``dims`` (A, B, C): one per tpb // lanes rows, at most BLOCKS_PER_SM per SM."""
+    rows = dims[0] * dims[1]
+    per_block = tpb // lanes
+    return max(1, min((rows + per_block - 1) // per_block, sm_count() * BLOCKS_PER_SM))
 
 
 def map_kernels(f, arity):
@@ -156,14 +136,19 @@ def map_kernels(f, arity):
     tuple ``p`` of scalar parameters; the store casts to out's dtype.
 
     flat[grid, TPB](out, x..., sx..., p): out (n,) C-contiguous; operand ``x`` 1-D, element i at x[i * sx]
-    (sx = 1 same-shape contiguous, 0 a broadcast scalar).
-    box[grid, TPB](out, so, x..., sx..., dims, step, p): every array 1-D with a 3-tuple of element strides over
-    the (A, B, C) box ``dims``; ``step`` = ``box_of(grid * TPB, dims)[1]``. Covers any broadcast or layout that
-    ``collapse`` folds to 3 dims (row + matrix, per-channel, a strided slice of cat's output).
+    (sx = 1 same-shape contiguous, 0 a broadcast scalar). Thread t of T = grid * TPB handles elements t, t + T,
+    ...; it loads UNROLL (4) of them, at stride T (each warp access coalesced), before storing any, so 4 loads per
+    operand are in flight per thread. Grid: ``map_grid(n)`` (<= BLOCKS_PER_SM per SM).
 
-    Thread t of T = grid * TPB handles elements t, t + T, ...; it loads UNROLL (4) of them, at stride T (each warp
-    access coalesced), before storing any, so 4 loads per operand are in flight per thread. Grid: ``map_grid(n)``
-    (<= BLOCKS_PER_SM per SM). An fp32 unary map over 2**26 elements moves 512 MiB: ~130 us at 4 TB/s.
+    box[grid, TPB](out, so, x..., sx..., dims, lanes, p): every array 1-D with a 3-tuple of element strides over
+    the C-order box ``dims`` = (A, B, C), seen as A * B rows of C. ``lanes`` (``box_lanes(C)``) threads share a
+    row: thread t of a block serves rows r = block * (TPB // lanes) + t // lanes, then r + grid * (TPB // lanes),
+    ...; in a row it handles columns t % lanes, + lanes, ... 4 at a time (4 loads in flight per operand), with
+    the row's base offsets computed once per row (one division). Covers any broadcast or layout that ``collapse``
+    folds to 3 dims (row + matrix, per-channel, strided views, a strided slice of cat's output). Grid:
+    ``box_grid(dims, lanes)``.
+
+    An fp32 unary map over 2**26 elements moves 512 MiB: ~130 us at 4 TB/s.
     """
     if arity == 1:
         @cuda.jit
@@ -183,28 +168,28 @@ def map_kernels(f, arity):
                 i += T
 
         @cuda.jit
-        def box(out, so, x, sx, dims, step, p):
-            T = cuda.gridsize(1)
+        def box(out, so, x, sx, dims, lanes, p):
             B, C = dims[1], dims[2]
-            n = dims[0] * B * C
-            i = cuda.grid(1)
-            a, b, c = _start3(i, B, C)
-            while i + 3 * T < n:
-                a1, b1, c1 = _step3(a, b, c, step[0], step[1], step[2], B, C)
-                a2, b2, c2 = _step3(a1, b1, c1, step[0], step[1], step[2], B, C)
-                a3, b3, c3 = _step3(a2, b2, c2, step[0], step[1], step[2], B, C)
-                x0, x1 = x[_at(sx, a, b, c)], x[_at(sx, a1, b1, c1)]
-                x2, x3 = x[_at(sx, a2, b2, c2)], x[_at(sx, a3, b3, c3)]
-                out[_at(so, a, b, c)] = f(x0, p)
-                out[_at(so, a1, b1, c1)] = f(x1, p)
-                out[_at(so, a2, b2, c2)] = f(x2, p)
-                out[_at(so, a3, b3, c3)] = f(x3, p)
-                a, b, c = _step3(a3, b3, c3, step[0], step[1], step[2], B, C)
-                i += 4 * T
-            while i < n:
-                out[_at(so, a, b, c)] = f(x[_at(sx, a, b, c)], p)
-                a, b, c = _step3(a, b, c, step[0], step[1], step[2], B, C)
-                i += T
+            per_block = cuda.blockDim.x // lanes
+            lane = cuda.threadIdx.x % lanes
+            r = cuda.blockIdx.x * per_block + cuda.threadIdx.x // lanes
+            while r < dims[0] * B:
+                a = r // B
+                b = r - a * B
+                ob, xb = a * so[0] + b * so[1], a * sx[0] + b * sx[1]
+                c = lane
+                while c + 3 * lanes < C:
+                    c1, c2, c3 = c + lanes, c + 2 * lanes, c + 3 * lanes
+                    x0, x1, x2, x3 = x[xb + c * sx[2]], x[xb + c1 * sx[2]], x[xb + c2 * sx[2]], x[xb + c3 * sx[2]]
+                    out[ob + c * so[2]] = f(x0, p)
+                    out[ob + c1 * so[2]] = f(x1, p)
+                    out[ob + c2 * so[2]] = f(x2, p)
+                    out[ob + c3 * so[2]] = f(x3, p)
+                    c += 4 * lanes
+                while c < C:
+                    out[ob + c * so[2]] = f(x[xb + c * sx[2]], p)
+                    c += lanes
+                r += cuda.gridDim.x * per_block
 
     elif arity == 2:
         @cuda.jit
@@ -225,30 +210,29 @@ def map_kernels(f, arity):
                 i += T
 
         @cuda.jit
-        def box(out, so, x, y, sx, sy, dims, step, p):
-            T = cuda.gridsize(1)
+        def box(out, so, x, y, sx, sy, dims, lanes, p):
             B, C = dims[1], dims[2]
-            n = dims[0] * B * C
-            i = cuda.grid(1)
-            a, b, c = _start3(i, B, C)
-            while i + 3 * T < n:
-                a1, b1, c1 = _step3(a, b, c, step[0], step[1], step[2], B, C)
-                a2, b2, c2 = _step3(a1, b1, c1, step[0], step[1], step[2], B, C)
-                a3, b3, c3 = _step3(a2, b2, c2, step[0], step[1], step[2], B, C)
-                x0, x1 = x[_at(sx, a, b, c)], x[_at(sx, a1, b1, c1)]
-                x2, x3 = x[_at(sx, a2, b2, c2)], x[_at(sx, a3, b3, c3)]
-                y0, y1 = y[_at(sy, a, b, c)], y[_at(sy, a1, b1, c1)]
-                y2, y3 = y[_at(sy, a2, b2, c2)], y[_at(sy, a3, b3, c3)]
-                out[_at(so, a, b, c)] = f(x0, y0, p)
-                out[_at(so, a1, b1, c1)] = f(x1, y1, p)
-                out[_at(so, a2, b2, c2)] = f(x2, y2, p)
-                out[_at(so, a3, b3, c3)] = f(x3, y3, p)
-                a, b, c = _step3(a3, b3, c3, step[0], step[1], step[2], B, C)
-                i += 4 * T
-            while i < n:
-                out[_at(so, a, b, c)] = f(x[_at(sx, a, b, c)], y[_at(sy, a, b, c)], p)
-                a, b, c = _step3(a, b, c, step[0], step[1], step[2], B, C)
-                i += T
+            per_block = cuda.blockDim.x // lanes
+            lane = cuda.threadIdx.x % lanes
+            r = cuda.blockIdx.x * per_block + cuda.threadIdx.x // lanes
+            while r < dims[0] * B:
+                a = r // B
+                b = r - a * B
+                ob, xb, yb = a * so[0] + b * so[1], a * sx[0] + b * sx[1], a * sy[0] + b * sy[1]
+                c = lane
+                while c + 3 * lanes < C:
+                    c1, c2, c3 = c + lanes, c + 2 * lanes, c + 3 * lanes
+                    x0, x1, x2, x3 = x[xb + c * sx[2]], x[xb + c1 * sx[2]], x[xb + c2 * sx[2]], x[xb + c3 * sx[2]]
+                    y0, y1, y2, y3 = y[yb + c * sy[2]], y[yb + c1 * sy[2]], y[yb + c2 * sy[2]], y[yb + c3 * sy[2]]
+                    out[ob + c * so[2]] = f(x0, y0, p)
+                    out[ob + c1 * so[2]] = f(x1, y1, p)
+                    out[ob + c2 * so[2]] = f(x2, y2, p)
+                    out[ob + c3 * so[2]] = f(x3, y3, p)
+                    c += 4 * lanes
+                while c < C:
+                    out[ob + c * so[2]] = f(x[xb + c * sx[2]], y[yb + c * sy[2]], p)
+                    c += lanes
+                r += cuda.gridDim.x * per_block
 
     else:
         @cuda.jit
@@ -270,32 +254,31 @@ def map_kernels(f, arity):
                 i += T
 
         @cuda.jit
-        def box(out, so, x, y, z, sx, sy, sz, dims, step, p):
-            T = cuda.gridsize(1)
+        def box(out, so, x, y, z, sx, sy, sz, dims, lanes, p):
             B, C = dims[1], dims[2]
-            n = dims[0] * B * C
-            i = cuda.grid(1)
-            a, b, c = _start3(i, B, C)
-            while i + 3 * T < n:
-                a1, b1, c1 = _step3(a, b, c, step[0], step[1], step[2], B, C)
-                a2, b2, c2 = _step3(a1, b1, c1, step[0], step[1], step[2], B, C)
-                a3, b3, c3 = _step3(a2, b2, c2, step[0], step[1], step[2], B, C)
-                x0, x1 = x[_at(sx, a, b, c)], x[_at(sx, a1, b1, c1)]
-                x2, x3 = x[_at(sx, a2, b2, c2)], x[_at(sx, a3, b3, c3)]
-                y0, y1 = y[_at(sy, a, b, c)], y[_at(sy, a1, b1, c1)]
-                y2, y3 = y[_at(sy, a2, b2, c2)], y[_at(sy, a3, b3, c3)]
-                z0, z1 = z[_at(sz, a, b, c)], z[_at(sz, a1, b1, c1)]
-                z2, z3 = z[_at(sz, a2, b2, c2)], z[_at(sz, a3, b3, c3)]
-                out[_at(so, a, b, c)] = f(x0, y0, z0, p)
-                out[_at(so, a1, b1, c1)] = f(x1, y1, z1, p)
-                out[_at(so, a2, b2, c2)] = f(x2, y2, z2, p)
-                out[_at(so, a3, b3, c3)] = f(x3, y3, z3, p)
-                a, b, c = _step3(a3, b3, c3, step[0], step[1], step[2], B, C)
-                i += 4 * T
-            while i < n:
-                out[_at(so, a, b, c)] = f(x[_at(sx, a, b, c)], y[_at(sy, a, b, c)], z[_at(sz, a, b, c)], p)
-                a, b, c = _step3(a, b, c, step[0], step[1], step[2], B, C)
-                i += T
+            per_block = cuda.blockDim.x // lanes
+            lane = cuda.threadIdx.x % lanes
+            r = cuda.blockIdx.x * per_block + cuda.threadIdx.x // lanes
+            while r < dims[0] * B:
+                a = r // B
+                b = r - a * B
+                ob, xb = a * so[0] + b * so[1], a * sx[0] + b * sx[1]
+                yb, zb = a * sy[0] + b * sy[1], a * sz[0] + b * sz[1]
+                c = lane
+                while c + 3 * lanes < C:
+                    c1, c2, c3 = c + lanes, c + 2 * lanes, c + 3 * lanes
+                    x0, x1, x2, x3 = x[xb + c * sx[2]], x[xb + c1 * sx[2]], x[xb + c2 * sx[2]], x[xb + c3 * sx[2]]
+                    y0, y1, y2, y3 = y[yb + c * sy[2]], y[yb + c1 * sy[2]], y[yb + c2 * sy[2]], y[yb + c3 * sy[2]]
+                    z0, z1, z2, z3 = z[zb + c * sz[2]], z[zb + c1 * sz[2]], z[zb + c2 * sz[2]], z[zb + c3 * sz[2]]
+                    out[ob + c * so[2]] = f(x0, y0, z0, p)
+                    out[ob + c1 * so[2]] = f(x1, y1, z1, p)
+                    out[ob + c2 * so[2]] = f(x2, y2, z2, p)
+                    out[ob + c3 * so[2]] = f(x3, y3, z3, p)
+                    c += 4 * lanes
+                while c < C:
+                    out[ob + c * so[2]] = f(x[xb + c * sx[2]], y[yb + c * sy[2]], z[zb + c * sz[2]], p)
+                    c += lanes
+                r += cuda.gridDim.x * per_block
     return flat, box
 
 
@@ -323,7 +306,7 @@ def launch_map(kernels, out, xs, p=()):
         return False
     bases = tuple(base1d(a, s, shape) for a, s in zip((out,) + tuple(xs), strides))
     sts = tuple(tuple([0] * (3 - len(dims)) + s) for s in sts)
-    grid = map_grid(n)
-    box, step = box_of(grid * TPB, dims)
-    box_k[grid, TPB, stream()](bases[0], sts[0], *bases[1:], *sts[1:], box, step, p)
+    box = tuple([1] * (3 - len(dims)) + dims)
+    lanes = box_lanes(box[2])
+    box_k[box_grid(box, lanes), TPB, stream()](bases[0], sts[0], *bases[1:], *sts[1:], box, lanes, p)
     return True
