@@ -39,7 +39,17 @@ def _min(a, b):
 OPS = {"sum": _add, "max": _max, "min": _min}
 
 
+_COMPILED = {}
+
+
 def _kernel(fn):
+    """A test kernel calling ``fn`` (one per function, so a GPU compiles each once)."""
+    if fn not in _COMPILED:
+        _COMPILED[fn] = _make_kernel(fn)
+    return _COMPILED[fn]
+
+
+def _make_kernel(fn):
     from nbops.cuda._block import SCRATCH_TREE, thread_rank
 
     @cuda.jit

@@ -35,8 +35,10 @@ WARP = 32
 TPB = 64 if config.ENABLE_CUDASIM else 256  # threads per block (a multiple of 32; small under the simulator)
 WARP_ROW_MAX = 1024  # rows up to this length get a warp each, longer ones a block
 BLOCKS_PER_SM = 4  # resident blocks per SM the grid is sized for (4 x 256 threads fit at <= 64 registers)
-TASKS_PER_SLOT = 8  # cut rows / columns into chunks until every resident group has about this many tasks
+USE_MIN = 0.9  # rows / column strips that keep this share of the resident groups busy are not cut into chunks
+TASKS_PER_SLOT = 4  # ... otherwise they are cut until every resident group has about this many tasks
 MIN_CHUNK_LOADS = 16  # ... but a chunk gives every thread at least this many elements (tests lower it)
+QUANTUM_LOADS = 8  # chunk lengths are whole passes: this many loads of every thread (tests lower it)
 LSE_MAX_CHUNKS = 32  # logsumexp merges its chunks one thread per output: keep them few
 SIM_SMS = 2  # the SM count the simulator stands in with
 BIG = np.iinfo(np.int64).max  # "no index yet" of the argmax kernels
@@ -50,34 +52,44 @@ def _sms():
     return _SMS[0]
 
 
-def _chunks(units, R, per_thread, slots, max_chunks):
-    """(L, C): each of ``units`` rows (column strips) of R elements cut into C chunks of L, so that the units * C
-    tasks spread evenly over ``slots`` resident groups: C = 1 when there are TASKS_PER_SLOT tasks a slot already;
-    otherwise, from the C that gives that many up to twice it, the one whose last round of tasks leaves the fewest
-    slots idle. A chunk keeps ``per_thread`` elements a thread (or is the whole row)."""
+def _use(tasks, slots):
+    """The share of ``slots`` busy over the rounds ``tasks`` take."""
+    return tasks / (-(-tasks // slots) * slots)
+
+
+def _chunks(units, R, lanes, slots, max_chunks):
+    """(L, C): each of ``units`` rows (column strips) of R elements cut into C chunks of L, read by ``lanes``
+    threads each (a group; a block's TY row slices). L is a multiple of lanes x QUANTUM_LOADS (one pass of loads of
+    every thread), so that only a row's last chunk ends in a partial pass, and at least lanes x MIN_CHUNK_LOADS.
+    C = 1 when the units alone fill the slots' rounds to USE_MIN; otherwise, of up to 32 counts from the one that
+    gives TASKS_PER_SLOT tasks a slot, the one that leaves the fewest slots idle in the last round."""
+    quantum = lanes * QUANTUM_LOADS
     C = 1
-    if units < TASKS_PER_SLOT * slots:
-        top = max(1, R // per_thread)
+    if units < slots or _use(units, slots) < USE_MIN:
+        top = max(1, R // (lanes * MIN_CHUNK_LOADS))
         if max_chunks:
             top = min(top, max_chunks)
-        first = min(-(-TASKS_PER_SLOT * slots // units), top)
-        best = 0.0
-        for c in range(first, min(2 * first, top) + 1):
-            tasks = units * c
-            use = tasks / (-(-tasks // slots) * slots)
+        best = _use(units, slots)
+        for c in range(min(-(-TASKS_PER_SLOT * slots // units), top), top + 1):
+            L = -(-(-(-R // c)) // quantum) * quantum
+            use = _use(units * -(-R // L), slots)
             if use > best + 1e-9:
                 best, C = use, c
-    L = -(-R // C)
+            if c >= 32 + min(-(-TASKS_PER_SLOT * slots // units), top):
+                break
+    L = -(-(-(-R // C)) // quantum) * quantum
     return L, -(-R // L)
 
 
 def _rows_plan(O, R, max_chunks=0):
     """(G, L, C, grid) of a rows reduction of O rows of R: groups of G threads, chunks of L elements (C a row),
-    grid blocks of TPB threads (at most the resident ones: SM count x BLOCKS_PER_SM)."""
-    G = WARP if R <= WARP_ROW_MAX else TPB
+    grid blocks of TPB threads (at most the resident ones: SM count x BLOCKS_PER_SM). A warp per row when the rows
+    are short or fill the resident warps; a block per row otherwise (few long rows, cut into chunks)."""
+    blocks_max = _sms() * BLOCKS_PER_SM
+    G = WARP if R <= WARP_ROW_MAX or O >= blocks_max * (TPB // WARP) else TPB
     gpb = TPB // G
-    L, C = _chunks(O, R, G * MIN_CHUNK_LOADS, _sms() * BLOCKS_PER_SM * gpb, max_chunks)
-    return G, L, C, max(1, min(-(-O * C // gpb), _sms() * BLOCKS_PER_SM))
+    L, C = _chunks(O, R, G, blocks_max * gpb, max_chunks)
+    return G, L, C, max(1, min(-(-O * C // gpb), blocks_max))
 
 
 def _cols_plan(O, R, I, max_chunks=0):
@@ -87,7 +99,7 @@ def _cols_plan(O, R, I, max_chunks=0):
         TX *= 2
     TY = TPB // TX
     NB = -(-I // TX)
-    L, C = _chunks(O * NB, R, TY * MIN_CHUNK_LOADS, _sms() * BLOCKS_PER_SM, max_chunks)
+    L, C = _chunks(O * NB, R, TY, _sms() * BLOCKS_PER_SM, max_chunks)
     return (TX, TY), L, C, max(1, min(O * NB * C, _sms() * BLOCKS_PER_SM))
 
 
@@ -146,6 +158,26 @@ def _load8(x, p, step):
 
 
 @cuda.jit(device=True)
+def _load8_tail(x, p, step, stop, fill):
+    """As ``_load8`` for the last, partial pass: ``fill`` (a value that changes nothing) at and past stop."""
+    v0 = x[p] if p < stop else fill
+    p += step
+    v1 = x[p] if p < stop else fill
+    p += step
+    v2 = x[p] if p < stop else fill
+    p += step
+    v3 = x[p] if p < stop else fill
+    p += step
+    v4 = x[p] if p < stop else fill
+    p += step
+    v5 = x[p] if p < stop else fill
+    p += step
+    v6 = x[p] if p < stop else fill
+    p += step
+    return v0, v1, v2, v3, v4, v5, v6, x[p] if p < stop else fill
+
+
+@cuda.jit(device=True)
 def _maxnan(a, b):
     return a if a > b or a != a else b
 
@@ -172,18 +204,22 @@ def _reducer(combine, warp_red, block_red):
     """(rows kernel, columns kernel, fold) of a reduction by ``combine`` (associative; max/min propagate NaN)."""
 
     @cuda.jit(device=True)
-    def fold(x, p, stop, step, acc):
-        """acc combined with x[p], x[p + step], ... below stop: 8 independent loads a pass, combined pairwise.
-        p, stop, step: uint64 (see ``_at``)."""
+    def combine8(acc, v0, v1, v2, v3, v4, v5, v6, v7):
+        return combine(acc, combine(combine(combine(v0, v1), combine(v2, v3)),
+                                    combine(combine(v4, v5), combine(v6, v7))))
+
+    @cuda.jit(device=True)
+    def fold(x, p, stop, step, acc, fill):
+        """acc combined with x[p], x[p + step], ... below stop: 8 independent loads a pass, combined pairwise; the
+        last pass masked with ``fill`` (the identity). p, stop, step: uint64 (see ``_at``)."""
         seven = step * uint64(7)
         while p + seven < stop:
             v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x, p, step)
-            acc = combine(acc, combine(combine(combine(v0, v1), combine(v2, v3)),
-                                       combine(combine(v4, v5), combine(v6, v7))))
+            acc = combine8(acc, v0, v1, v2, v3, v4, v5, v6, v7)
             p += seven + step
-        while p < stop:
-            acc = combine(acc, x[p])
-            p += step
+        if p < stop:
+            v0, v1, v2, v3, v4, v5, v6, v7 = _load8_tail(x, p, step, stop, fill)
+            acc = combine8(acc, v0, v1, v2, v3, v4, v5, v6, v7)
         return acc
 
     @cuda.jit
@@ -207,7 +243,7 @@ def _reducer(combine, warp_red, block_red):
             o, c, r0, r1 = _task(t, C, L, R)
             acc = ident
             if t < ntasks:
-                acc = fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), acc)
+                acc = fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), acc, ident)
             acc = warp_red(acc, scratch) if G == WARP else block_red(acc, scratch)
             if t < ntasks and lane == 0:
                 if div != 1:
@@ -233,7 +269,8 @@ def _reducer(combine, warp_red, block_red):
             o, c, i, r0, r1 = _strip_task(t, C, L, R, NB, TX)
             acc = ident
             if i < I:
-                acc = fold(x, _at((o * R + r0 + ty) * I + i), _at((o * R + r1) * I + i), _at(TY * I), acc)
+                acc = fold(x, _at((o * R + r0 + ty) * I + i), _at((o * R + r1) * I + i), _at(TY * I), acc,
+                           ident)
             sm[ty * TX + tx] = acc
             cuda.syncthreads()  # every row slice's partial is in shared memory before row 0 merges them
             if ty == 0 and i < I:
@@ -333,21 +370,20 @@ def _shifted4(v0, v1, v2, v3, K, s1, s2):
 
 
 @cuda.jit(device=True)
-def _shifted_fold(x, p, stop, step, K, s1, s2):
+def _shifted_fold(x, p, stop, step, K, s1, s2, fill):
     """(s1 + sum(d), s2 + sum(d * d)) over d = x[p] - K, x[p + step] - K, ... below stop, in float64; 8 loads a
     pass. With K one of the values, s2 - s1^2 / n loses at most ~n float64 ulps of the true M2 (M2 >= (K - mean)^2),
-    so plain sums replace Welford's per-element division and merge like sums."""
+    so plain sums replace Welford's per-element division and merge like sums. ``fill``: K in x's dtype (d = 0)."""
     seven = step * uint64(7)
     while p + seven < stop:
         v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x, p, step)
         s1, s2 = _shifted4(v0, v1, v2, v3, K, s1, s2)
         s1, s2 = _shifted4(v4, v5, v6, v7, K, s1, s2)
         p += seven + step
-    while p < stop:
-        d = float64(x[p]) - K
-        s1 += d
-        s2 += d * d
-        p += step
+    if p < stop:
+        v0, v1, v2, v3, v4, v5, v6, v7 = _load8_tail(x, p, step, stop, fill)
+        s1, s2 = _shifted4(v0, v1, v2, v3, K, s1, s2)
+        s1, s2 = _shifted4(v4, v5, v6, v7, K, s1, s2)
     return s1, s2
 
 
@@ -385,8 +421,9 @@ def _var_rows(a, b, x, R, L, G, denom, take_sqrt, final):
         s2 = 0.0
         K = 0.0
         if t < ntasks:
-            K = float64(x[o * R])
-            s1, s2 = _shifted_fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), K, s1, s2)
+            k = x[o * R]
+            K = float64(k)
+            s1, s2 = _shifted_fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), K, s1, s2, k)
         if G == WARP:
             s1 = warp_sum(s1, scratch)
             s2 = warp_sum(s2, scratch)
@@ -418,9 +455,10 @@ def _var_cols(a, b, x, R, I, L, denom, take_sqrt, final):
         s2 = 0.0
         K = 0.0
         if i < I:
-            K = float64(x[o * R * I + i])
+            k = x[o * R * I + i]
+            K = float64(k)
             s1, s2 = _shifted_fold(x, _at((o * R + r0 + ty) * I + i), _at((o * R + r1) * I + i), _at(TY * I), K,
-                                   s1, s2)
+                                   s1, s2, k)
         s1m[ty * TX + tx] = s1
         s2m[ty * TX + tx] = s2
         cuda.syncthreads()  # every row slice's sums are in shared memory before row 0 merges them
@@ -510,36 +548,41 @@ def _same(a, b):
 
 
 @cuda.jit(device=True)
-def _arg_fold(x, p, stop, step, j, jstep, is_min, bv, bi):
+def _arg8(v0, v1, v2, v3, v4, v5, v6, v7, j, jstep, is_min, bv, bi):
+    """(bv, bi) after meeting v0 .. v7 at indices j, j + jstep, ... in that order."""
+    if _better(v0, bv, is_min):
+        bv, bi = v0, j
+    if _better(v1, bv, is_min):
+        bv, bi = v1, j + jstep
+    if _better(v2, bv, is_min):
+        bv, bi = v2, j + 2 * jstep
+    if _better(v3, bv, is_min):
+        bv, bi = v3, j + 3 * jstep
+    if _better(v4, bv, is_min):
+        bv, bi = v4, j + 4 * jstep
+    if _better(v5, bv, is_min):
+        bv, bi = v5, j + 5 * jstep
+    if _better(v6, bv, is_min):
+        bv, bi = v6, j + 6 * jstep
+    if _better(v7, bv, is_min):
+        bv, bi = v7, j + 7 * jstep
+    return bv, bi
+
+
+@cuda.jit(device=True)
+def _arg_fold(x, p, stop, step, j, jstep, is_min, bv, bi, lo):
     """(bv, bi) updated with the first best of x[p], x[p + step], ... below stop, whose indices along R are j,
-    j + jstep, ...; 8 loads a pass, then checked in index order so the first best wins."""
+    j + jstep, ...; 8 loads a pass, then checked in index order so the first best wins. The last pass is masked
+    with ``lo``, which never replaces a best."""
     seven = step * uint64(7)
     while p + seven < stop:
         v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x, p, step)
-        if _better(v0, bv, is_min):
-            bv, bi = v0, j
-        if _better(v1, bv, is_min):
-            bv, bi = v1, j + jstep
-        if _better(v2, bv, is_min):
-            bv, bi = v2, j + 2 * jstep
-        if _better(v3, bv, is_min):
-            bv, bi = v3, j + 3 * jstep
-        if _better(v4, bv, is_min):
-            bv, bi = v4, j + 4 * jstep
-        if _better(v5, bv, is_min):
-            bv, bi = v5, j + 5 * jstep
-        if _better(v6, bv, is_min):
-            bv, bi = v6, j + 6 * jstep
-        if _better(v7, bv, is_min):
-            bv, bi = v7, j + 7 * jstep
+        bv, bi = _arg8(v0, v1, v2, v3, v4, v5, v6, v7, j, jstep, is_min, bv, bi)
         p += seven + step
         j += 8 * jstep
-    while p < stop:
-        v = x[p]
-        if _better(v, bv, is_min):
-            bv, bi = v, j
-        p += step
-        j += jstep
+    if p < stop:
+        v0, v1, v2, v3, v4, v5, v6, v7 = _load8_tail(x, p, step, stop, lo)
+        bv, bi = _arg8(v0, v1, v2, v3, v4, v5, v6, v7, j, jstep, is_min, bv, bi)
     return bv, bi
 
 
@@ -578,7 +621,8 @@ def _argmax_rows(vals, idx, x, R, L, G, is_min, lo):
         bv = lo
         bi = BIG
         if t < ntasks:
-            bv, bi = _arg_fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), r0 + lane, G, is_min, bv, bi)
+            bv, bi = _arg_fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), r0 + lane, G, is_min, bv, bi,
+                               lo)
         m, k = _arg_group(bv, bi, is_min, G, vscratch, iscratch)
         if t < ntasks and lane == 0:
             vals[o, c] = m
@@ -627,7 +671,7 @@ def _argmax_cols(vals, idx, x, R, I, L, is_min, lo):
         bi = BIG
         if i < I:
             bv, bi = _arg_fold(x, _at((o * R + r0 + ty) * I + i), _at((o * R + r1) * I + i), _at(TY * I), r0 + ty,
-                               TY, is_min, bv, bi)
+                               TY, is_min, bv, bi, lo)
         sv[ty * TX + tx] = bv
         si[ty * TX + tx] = bi
         cuda.syncthreads()  # every row slice's winner is in shared memory before row 0 merges them
@@ -722,29 +766,33 @@ def _rescale(m, s, mnew, zero):
 
 
 @cuda.jit(device=True)
-def _lse_fold(x, p, stop, step, m, s, zero):
+def _lse8(v0, v1, v2, v3, v4, v5, v6, v7, m, s, zero):
+    """(m, s) after v0 .. v7: the new max, s rescaled to it once, plus the 8 exps."""
+    mb = _maxnan(_maxnan(_maxnan(v0, v1), _maxnan(v2, v3)), _maxnan(_maxnan(v4, v5), _maxnan(v6, v7)))
+    mb = _maxnan(m, mb)
+    s = _rescale(m, s, mb, zero)
+    m = mb
+    e = _eff(m, zero)
+    s += ((float64(math.exp(v0 - e)) + float64(math.exp(v1 - e))) +
+          (float64(math.exp(v2 - e)) + float64(math.exp(v3 - e)))) + \
+         ((float64(math.exp(v4 - e)) + float64(math.exp(v5 - e))) +
+          (float64(math.exp(v6 - e)) + float64(math.exp(v7 - e))))
+    return m, s
+
+
+@cuda.jit(device=True)
+def _lse_fold(x, p, stop, step, m, s, zero, lo):
     """(m, s) updated with x[p], x[p + step], ... below stop: m the running max (NaN first), s = sum(exp(v -
-    _eff(m))) in float64; 8 loads a pass, one rescale a pass, exps in x's precision."""
+    _eff(m))) in float64; 8 loads a pass, one rescale a pass, exps in x's precision. The last pass is masked
+    with ``lo`` = -inf (exp gives 0)."""
     seven = step * uint64(7)
     while p + seven < stop:
         v0, v1, v2, v3, v4, v5, v6, v7 = _load8(x, p, step)
-        mb = _maxnan(m, _maxnan(_maxnan(_maxnan(v0, v1), _maxnan(v2, v3)), _maxnan(_maxnan(v4, v5),
-                                                                                   _maxnan(v6, v7))))
-        s = _rescale(m, s, mb, zero)
-        m = mb
-        e = _eff(m, zero)
-        s += ((float64(math.exp(v0 - e)) + float64(math.exp(v1 - e))) +
-              (float64(math.exp(v2 - e)) + float64(math.exp(v3 - e)))) + \
-             ((float64(math.exp(v4 - e)) + float64(math.exp(v5 - e))) +
-              (float64(math.exp(v6 - e)) + float64(math.exp(v7 - e))))
+        m, s = _lse8(v0, v1, v2, v3, v4, v5, v6, v7, m, s, zero)
         p += seven + step
-    while p < stop:
-        v = x[p]
-        mb = _maxnan(m, v)
-        s = _rescale(m, s, mb, zero)
-        m = mb
-        s += float64(math.exp(v - _eff(m, zero)))
-        p += step
+    if p < stop:
+        v0, v1, v2, v3, v4, v5, v6, v7 = _load8_tail(x, p, step, stop, lo)
+        m, s = _lse8(v0, v1, v2, v3, v4, v5, v6, v7, m, s, zero)
     return m, s
 
 
@@ -780,7 +828,7 @@ def _lse_rows(a, b, x, R, L, G, lo, zero, final):
         m = lo
         s = 0.0
         if t < ntasks:
-            m, s = _lse_fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), m, s, zero)
+            m, s = _lse_fold(x, _at(o * R + r0 + lane), _at(o * R + r1), _at(G), m, s, zero, lo)
         if G == WARP:
             mg = warp_max(m, vscratch)
             s = warp_sum(_rescale(m, s, mg, zero), sscratch)
@@ -810,7 +858,8 @@ def _lse_cols(a, b, x, R, I, L, lo, zero, final):
         m = lo
         s = 0.0
         if i < I:
-            m, s = _lse_fold(x, _at((o * R + r0 + ty) * I + i), _at((o * R + r1) * I + i), _at(TY * I), m, s, zero)
+            m, s = _lse_fold(x, _at((o * R + r0 + ty) * I + i), _at((o * R + r1) * I + i), _at(TY * I), m, s, zero,
+                             lo)
         sv[ty * TX + tx] = m
         ss[ty * TX + tx] = s
         cuda.syncthreads()  # every row slice's (max, sum) is in shared memory before row 0 merges them
