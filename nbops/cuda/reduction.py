@@ -52,9 +52,13 @@ def _sms():
     return _SMS[0]
 
 
+def _cdiv(a, b):
+    return -(-a // b)
+
+
 def _use(tasks, slots):
     """The share of ``slots`` busy over the rounds ``tasks`` take."""
-    return tasks / (-(-tasks // slots) * slots)
+    return tasks / (_cdiv(tasks, slots) * slots)
 
 
 def _chunks(units, R, lanes, slots, max_chunks):
@@ -64,21 +68,23 @@ def _chunks(units, R, lanes, slots, max_chunks):
     C = 1 when the units alone fill the slots' rounds to USE_MIN; otherwise, of up to 32 counts from the one that
     gives TASKS_PER_SLOT tasks a slot, the one that leaves the fewest slots idle in the last round."""
     quantum = lanes * QUANTUM_LOADS
+
+    def length(c):
+        return _cdiv(_cdiv(R, c), quantum) * quantum
+
     C = 1
     if units < slots or _use(units, slots) < USE_MIN:
         top = max(1, R // (lanes * MIN_CHUNK_LOADS))
         if max_chunks:
             top = min(top, max_chunks)
+        first = min(_cdiv(TASKS_PER_SLOT * slots, units), top)
         best = _use(units, slots)
-        for c in range(min(-(-TASKS_PER_SLOT * slots // units), top), top + 1):
-            L = -(-(-(-R // c)) // quantum) * quantum
-            use = _use(units * -(-R // L), slots)
+        for c in range(first, min(top, first + 32) + 1):
+            use = _use(units * _cdiv(R, length(c)), slots)
             if use > best + 1e-9:
                 best, C = use, c
-            if c >= 32 + min(-(-TASKS_PER_SLOT * slots // units), top):
-                break
-    L = -(-(-(-R // C)) // quantum) * quantum
-    return L, -(-R // L)
+    L = length(C)
+    return L, _cdiv(R, L)
 
 
 def _rows_plan(O, R, max_chunks=0):
@@ -105,7 +111,7 @@ def _cols_plan(O, R, I, max_chunks=0):
 
 @cuda.jit(device=True)
 def _end(r0, L, R):
-    """min(r0 + L, R) (the builtin min does not compile for a device that is absent)."""
+    """min(r0 + L, R), written out: numba 0.68's builtin min failed to compile through cuda.compile_ptx."""
     r1 = r0 + L
     return R if r1 > R else r1
 
