@@ -299,12 +299,13 @@ def _conv_resources():
     from nbops.cuda import conv as C
     from helpers import gpu_ptx
 
-    for kernels, w_ndim, n_params in ((C._conv2d_kernel, 2, 21), (C._conv_transpose2d_kernel, 4, 27)):
+    tap = types.int64[:, ::1]
+    for kernels, transposed in ((C._conv2d_kernel, False), (C._conv_transpose2d_kernel, True)):
         for (dt, tm, tn), kernel in kernels.items():
             t = from_dtype(dt)
-            w = types.Array(t, w_ndim, "C")
-            ptx = gpu_ptx(kernel, (t[:, :, :, ::1], t[:, :, :, ::1], w, t[::1], t, t,
-                                   types.UniTuple(types.int64, n_params)))
+            xt = types.Tuple((t[:, :, :, ::1], tap))
+            w = types.Tuple((t[:, :, :, ::1], tap)) if transposed else t[:, ::1]
+            ptx = gpu_ptx(kernel, (t[:, :, :, ::1], xt, w, t[::1], t, t, types.UniTuple(types.int64, 21)))
             assert "ld.local" not in ptx and "st.local" not in ptx, f"{dt} {tm}x{tn} conv tile uses local memory"
 
 

@@ -92,8 +92,9 @@ def test_tile_choice_fills_the_device():
 
 
 def _gemm_resources():
-    """Every GEMM kernel compiles for sm_90 for every layout the launchers pass, and no register tile touches
-    local memory (no ld.local / st.local in the PTX): the accumulators live in registers."""
+    """Every GEMM kernel compiles for sm_90 for every layout the launchers pass, no register tile touches local
+    memory (no ld.local / st.local in the PTX: the accumulators live in registers), and the float32 128-row tiles
+    read their shared fragments as ld.shared.v4."""
     from numba import from_dtype, types
 
     from nbops.cuda import linear as L
@@ -105,6 +106,8 @@ def _gemm_resources():
             ptx = gpu_ptx(kernel, (t[:, :, ::1], t[:, :, :].copy(layout=la), t[:, :, :].copy(layout=lb), t[::1],
                                    t, t, p))
             assert "ld.local" not in ptx and "st.local" not in ptx, f"{dt} {tm}x{tn} tile uses local memory"
+            if dt == np.float32 and tm == 8:  # 16-byte aligned fragments: wide shared loads
+                assert "ld.shared.v4.f32" in ptx, f"{tm}x{tn} float32 tile reads shared memory word by word"
 
 
 def test_gemm_compiles_without_local_memory():

@@ -7,9 +7,12 @@ ICg * KH * KW taps. The A loader gathers A[r, k] = x[n, g * ICg + c, oh * SH - P
 straight from NCHW (zero where that falls in the padding), B is the weight matrix w[g * OCg + oc, k] read in
 place, and the store writes out[n, g * OCg + oc, oh, ow]. No im2col buffer exists: each patch element is read
 from global memory (mostly L1/L2) when its K step is staged. A thread stages one pixel (A's staging walks m
-fastest, so a warp reads 32 neighbouring pixels: coalesced along W); that pixel's (n, oh, ow) depend on the
-block alone and are hoisted out of the K loop. 1 x 1 stride-1 unpadded convolutions, groups 1, are plain batched
-GEMMs over strided views (A = x[n] viewed (H*W, C), B = w viewed (C, OC), C = out[n] viewed (H*W, OC)).
+fastest, so a warp reads 32 neighbouring pixels for one tap: coalesced along W, the tap's coordinates a
+broadcast). A tap's (c, kh * DH, kw * DW) come from a small table built on the device once a call
+(``_taps_kernel``), not from dividing k; the pixel's (n, oh, ow) still cost two integer divisions per staged
+element (LLVM neither shares nor hoists numba's zero-guarded divisions). 1 x 1 stride-1 unpadded convolutions,
+groups 1, are plain batched GEMMs over strided views (A = x[n] viewed (H*W, C), B = w viewed (C, OC), C = out[n]
+viewed (H*W, OC)).
 
 conv_transpose2d gathers instead of scattering: an output pixel (oh, ow) receives x[ih, iw] * w[kh, kw] where
 ih * SH + kh * DH = oh + PH, so for one stride phase (oh % SH, ow % SW) = (ph, pw) only the taps kh with
@@ -22,8 +25,8 @@ each thread one output, neighbouring threads neighbouring ow (coalesced), taps r
 
 Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills; shared memory
 as the GEMM core's):
-    conv2d float32 128 x 128: 178 registers; 128 x 64: 128; 64 x 64: 119; float64 64 x 64: 148
-    conv_transpose2d float32 128 x 128: 180 registers; 128 x 64: 128; 64 x 64: 118; float64 64 x 64: 148
+    conv2d float32 128 x 128: 162 registers; 128 x 64: 126; 64 x 64: 110; float64 64 x 64: 126
+    conv_transpose2d float32 128 x 128: 166 registers; 128 x 64: 126; 64 x 64: 110; float64 64 x 64: 126
 
 ``_conv2d_naive`` / ``_conv_transpose2d_naive`` (one thread per output, global memory only) are the oracles.
 """
@@ -33,29 +36,53 @@ from numba import cuda, float32, float64, uint64
 
 from .._arrays import cuda_as_strided
 from .._dispatch import register
-from ._util import TPB, blocks, stream
+from ._util import TPB, blocks, empty, stream
 from .linear import P_BIAS, P_K, P_M, P_N, THREADS, TILES, gemm_grid, gemm_launch, make_gemm, sm_count, tile_for
 
-# p of a conv2d GEMM: the core's 8 (BATCH = G, M, N = OCg, K, has_bias, act, 0, 0), then these
-P_ICG, P_H, P_W, P_OH, P_OW, P_KH, P_KW, P_SH, P_SW, P_PT, P_PL, P_DH, P_DW = range(8, 21)
-# p of a conv_transpose2d phase GEMM: the core's 8, then these
-(T_ICG, T_H, T_W, T_OHP, T_OWP, T_NKH, T_NKW, T_CH, T_CW, T_EH, T_EW, T_KH0, T_KW0, T_KSH, T_KSW, T_SH, T_SW, T_PH,
- T_PW) = range(8, 27)
+# p of a convolution GEMM: the core's 8 (BATCH = G, M, N = OCg, K, has_bias, act, 0, 0), then these: the pixel
+# grid of the GEMM's rows (OHP x OWP), the input rows/columns a pixel reads, h = ohp * ISH - IPT + dh[k], and the
+# output pixel it writes, (ohp * OSH + OPH, owp * OSW + OPW)
+P_ICG, P_H, P_W, P_OHP, P_OWP, P_ISH, P_IPT, P_ISW, P_IPL, P_OSH, P_OPH, P_OSW, P_OPW = range(8, 21)
+# rows of a tap table, (TAP_ROWS, K): tap k's input channel within the group, its row and column offsets in the
+# input, and its weight's (kh, kw)
+TAP_C, TAP_DH, TAP_DW, TAP_KH, TAP_KW = range(5)
+TAP_ROWS = 5
+
+
+@cuda.jit
+def _taps_kernel(tap, NA, NB, DH0, DHS, DW0, DWS, KH0, KHS, KW0, KWS):
+    """tap (TAP_ROWS, K): for k = (c, a, b) over (K / (NA * NB), NA, NB), the tap (kh, kw) = (KH0 + a * KHS,
+    KW0 + b * KWS) and its input offsets (DH0 + a * DHS, DW0 + b * DWS). One thread per tap; built once a call, so
+    the GEMM's loaders read a tap's coordinates instead of dividing k."""
+    k = cuda.grid(1)
+    if k < tap.shape[1]:
+        NAB = NA * NB
+        c = k // NAB
+        t = k - c * NAB
+        ta = t // NB
+        tb = t - ta * NB
+        tap[TAP_C, k] = c
+        tap[TAP_DH, k] = DH0 + ta * DHS
+        tap[TAP_DW, k] = DW0 + tb * DWS
+        tap[TAP_KH, k] = KH0 + ta * KHS
+        tap[TAP_KW, k] = KW0 + tb * KWS
 
 
 @cuda.jit(device=True)
-def _conv_a(x, g, r, k, p, zero):
-    """A[r, k] of group g's implicit GEMM: the input value tap k = (c, kh, kw) of output pixel r = (n, oh, ow)
-    reads, zero in the padding or outside M x K."""
-    OW, OHW, KW, KHW = p[P_OW], p[P_OH] * p[P_OW], p[P_KW], p[P_KH] * p[P_KW]
-    n, q = r // OHW, r % OHW
-    oh, ow = q // OW, q % OW
-    c, t = k // KHW, k % KHW
-    kh, kw = t // KW, t % KW
-    h = oh * p[P_SH] - p[P_PT] + kh * p[P_DH]
-    w = ow * p[P_SW] - p[P_PL] + kw * p[P_DW]
-    if r < p[P_M] and k < p[P_K] and 0 <= h < p[P_H] and 0 <= w < p[P_W]:
-        return x[uint64(n), uint64(g * p[P_ICG] + c), uint64(h), uint64(w)]
+def _conv_a(xt, g, r, k, p, zero):
+    """A[r, k] of group g's implicit GEMM, xt = (x, tap): the input value tap k reads for pixel r = (n, ohp, owp),
+    zero in the padding or outside M x K. The staging gives each thread one pixel (a_kfast = 0)."""
+    x, tap = xt
+    OWP, OHWP = p[P_OWP], p[P_OHP] * p[P_OWP]
+    n = r // OHWP
+    q = r - n * OHWP
+    ohp = q // OWP
+    owp = q - ohp * OWP
+    if r < p[P_M] and k < p[P_K]:
+        h = ohp * p[P_ISH] - p[P_IPT] + tap[TAP_DH, uint64(k)]
+        w = owp * p[P_ISW] - p[P_IPL] + tap[TAP_DW, uint64(k)]
+        if 0 <= h < p[P_H] and 0 <= w < p[P_W]:
+            return x[uint64(n), uint64(g * p[P_ICG] + tap[TAP_C, uint64(k)]), uint64(h), uint64(w)]
     return zero
 
 
@@ -68,62 +95,35 @@ def _conv_b(w2, g, k, oc, p, zero):
 
 
 @cuda.jit(device=True)
-def _conv_store(out, bias, g, r, oc, v, beta, p):
-    """out[n, g * OCg + oc, oh, ow] = v + bias, r = (n, oh, ow)."""
-    OW, OHW = p[P_OW], p[P_OH] * p[P_OW]
-    n, q = r // OHW, r % OHW
-    c = g * p[P_N] + oc
-    if p[P_BIAS]:
-        v += bias[c]
-    out[uint64(n), uint64(c), uint64(q // OW), uint64(q % OW)] = v
-
-
-@cuda.jit(device=True)
-def _convt_a(x, g, r, k, p, zero):
-    """A[r, k] of one stride phase of a transposed conv: r = (n, i, j) is output pixel (i * SH + ph, j * SW + pw),
-    k = (c, a, b) its tap (KH0 + a * KSH, KW0 + b * KSW), which reads x[n, c, i + CH - a * EH, j + CW - b * EW]."""
-    OWP, OHWP, NKW, NK = p[T_OWP], p[T_OHP] * p[T_OWP], p[T_NKW], p[T_NKH] * p[T_NKW]
-    n, q = r // OHWP, r % OHWP
-    i, j = q // OWP, q % OWP
-    c, t = k // NK, k % NK
-    ta, tb = t // NKW, t % NKW
-    h = i + p[T_CH] - ta * p[T_EH]
-    w = j + p[T_CW] - tb * p[T_EW]
-    if r < p[P_M] and k < p[P_K] and 0 <= h < p[T_H] and 0 <= w < p[T_W]:
-        return x[uint64(n), uint64(g * p[T_ICG] + c), uint64(h), uint64(w)]
-    return zero
-
-
-@cuda.jit(device=True)
-def _convt_b(w, g, k, oc, p, zero):
-    """B[k, oc] of one stride phase: w[g * ICg + c, oc, KH0 + a * KSH, KW0 + b * KSW] for tap k = (c, a, b)."""
+def _convt_b(wt, g, k, oc, p, zero):
+    """B[k, oc] of one stride phase of a transposed conv, wt = (w, tap): w[g * ICg + c, oc, kh, kw] of tap k."""
+    w, tap = wt
     if k < p[P_K] and oc < p[P_N]:
-        NKW, NK = p[T_NKW], p[T_NKH] * p[T_NKW]
-        c, t = k // NK, k % NK
-        kh = p[T_KH0] + (t // NKW) * p[T_KSH]
-        kw = p[T_KW0] + (t % NKW) * p[T_KSW]
-        return w[uint64(g * p[T_ICG] + c), uint64(oc), uint64(kh), uint64(kw)]
+        c, kh, kw = tap[TAP_C, uint64(k)], tap[TAP_KH, uint64(k)], tap[TAP_KW, uint64(k)]
+        return w[uint64(g * p[P_ICG] + c), uint64(oc), uint64(kh), uint64(kw)]
     return zero
 
 
 @cuda.jit(device=True)
-def _convt_store(out, bias, g, r, oc, v, beta, p):
-    """out[n, g * OCg + oc, i * SH + ph, j * SW + pw] = v + bias, r = (n, i, j)."""
-    OWP, OHWP = p[T_OWP], p[T_OHP] * p[T_OWP]
-    n, q = r // OHWP, r % OHWP
+def _conv_store(out, bias, g, r, oc, v, beta, p):
+    """out[n, g * OCg + oc, ohp * OSH + OPH, owp * OSW + OPW] = v + bias, r = (n, ohp, owp)."""
+    OWP, OHWP = p[P_OWP], p[P_OHP] * p[P_OWP]
+    n = r // OHWP
+    q = r - n * OHWP
+    ohp = q // OWP
     c = g * p[P_N] + oc
     if p[P_BIAS]:
         v += bias[c]
-    out[uint64(n), uint64(c), uint64((q // OWP) * p[T_SH] + p[T_PH]), uint64((q % OWP) * p[T_SW] + p[T_PW])] = v
+    out[uint64(n), uint64(c), uint64(ohp * p[P_OSH] + p[P_OPH]), uint64((q - ohp * OWP) * p[P_OSW] + p[P_OPW])] = v
 
 
-def _kernels(load_a, load_b, store):
-    return {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, load_a, load_b, store)
+def _kernels(load_b):
+    return {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _conv_a, load_b, _conv_store, a_kfast=0, b_nfast=0)
             for d, t in ((np.float32, float32), (np.float64, float64)) for tm, tn in TILES[np.dtype(d)]}
 
 
-_conv2d_kernel = _kernels(_conv_a, _conv_b, _conv_store)
-_conv_transpose2d_kernel = _kernels(_convt_a, _convt_b, _convt_store)
+_conv2d_kernel = _kernels(_conv_b)
+_conv_transpose2d_kernel = _kernels(_convt_b)
 
 
 @cuda.jit
@@ -219,12 +219,20 @@ def _bias_args(b, out):
     return 0, cuda_as_strided(out, (1,), (out.strides[3],))
 
 
-def _gemm(kernels, out, x, w, bias, has_bias, G, M, OCG, K, params):
+def _taps(K, NA, NB, DH0, DHS, DW0, DWS, KH0, KHS, KW0, KWS):
+    """A tap table (TAP_ROWS, K) built on the device by ``_taps_kernel`` (a temporary of the call)."""
+    tap = empty((TAP_ROWS, K), np.int64)
+    if K:
+        _taps_kernel[blocks(K), TPB, stream()](tap, NA, NB, DH0, DHS, DW0, DWS, KH0, KHS, KW0, KWS)
+    return tap
+
+
+def _gemm(kernels, out, a, b, bias, has_bias, G, M, OCG, K, params):
     """Launch one implicit GEMM of ``kernels`` (A staged m fastest, B k fastest) over G groups."""
     dt = np.dtype(out.dtype)
     tile = tile_for(dt, G, M, OCG)
     p = (G, M, OCG, K, has_bias, 0, 0, 0) + tuple(int(v) for v in params)
-    kernels[(dt,) + tile][gemm_grid(G, M, OCG, tile), THREADS, stream()](out, x, w, bias, dt.type(1), dt.type(0), p)
+    kernels[(dt,) + tile][gemm_grid(G, M, OCG, tile), THREADS, stream()](out, a, b, bias, dt.type(1), dt.type(0), p)
 
 
 @register("conv2d", "cuda")
@@ -248,9 +256,9 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         gemm_launch(c, a, bw, 1, 0, b)
         return
     K = ICG * KH * KW
-    w2 = w.reshape((OC, K))
-    _gemm(_conv2d_kernel, out, x, w2, bias, has_bias, groups, N * OH * OW, OC // groups, K,
-          (ICG, H, W, OH, OW, KH, KW, SH, SW, PT, PL, DH, DW))
+    tap = _taps(K, KH, KW, 0, DH, 0, DW, 0, 1, 0, 1)
+    _gemm(_conv2d_kernel, out, (x, tap), w.reshape((OC, K)), bias, has_bias, groups, N * OH * OW, OC // groups, K,
+          (ICG, H, W, OH, OW, SH, PT, SW, PL, 1, 0, 1, 0))
 
 
 def _phase_taps(phase, pad, stride, dil, ksize):
@@ -272,12 +280,13 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     ICG = C // groups
     for ph in range(min(SH, OH)):
         kh0, ksh, nkh = _phase_taps(ph, PH, SH, DH, KH)
-        OHP = (OH - ph + SH - 1) // SH
         for pw in range(min(SW, OW)):
             kw0, ksw, nkw = _phase_taps(pw, PW, SW, DW, KW)
-            OWP = (OW - pw + SW - 1) // SW
+            # output (ohp * SH + ph, owp * SW + pw) reads input row ohp + (ph + PH - kh * DH) / SH for its taps
+            # kh = kh0 + a * ksh: the offset falls by ksh * DH / SH a tap (exact divisions)
             K = ICG * nkh * nkw  # 0 for a phase no tap reaches: its outputs are the bias
-            nkh, nkw = max(nkh, 1), max(nkw, 1)  # divisors of the loaders' tap decomposition
-            _gemm(_conv_transpose2d_kernel, out, x, w, bias, has_bias, groups, N * OHP * OWP, OCG, K,
-                  (ICG, H, W, OHP, OWP, nkh, nkw, (ph + PH - kh0 * DH) // SH, (pw + PW - kw0 * DW) // SW,
-                   ksh * DH // SH, ksw * DW // SW, kh0, kw0, ksh, ksw, SH, SW, ph, pw))
+            tap = _taps(K, max(nkh, 1), max(nkw, 1), (ph + PH - kh0 * DH) // SH, -(ksh * DH // SH),
+                        (pw + PW - kw0 * DW) // SW, -(ksw * DW // SW), kh0, ksh, kw0, ksw)
+            OHP, OWP = (OH - ph + SH - 1) // SH, (OW - pw + SW - 1) // SW
+            _gemm(_conv_transpose2d_kernel, out, (x, tap), (w, tap), bias, has_bias, groups, N * OHP * OWP, OCG, K,
+                  (ICG, H, W, OHP, OWP, 1, 0, 1, 0, SH, ph, SW, pw))

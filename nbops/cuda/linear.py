@@ -15,27 +15,29 @@ made of four quarter tiles::
 A warp is 8 tx x 4 ty, so the A words it reads from shared memory at one k fall in 4 x TM/2 distinct banks
 (broadcast among equal ty) and the B words in 8 x TN/2 distinct banks: conflict-free. K walks in steps of BK = 8;
 each step's A tile is staged transposed (``As[k, m]``) and B as is (``Bs[k, n]``), both padded by 4 words a row so
-the staging stores are conflict-free whether the loader walks k or m fastest. The tiles are double-buffered: the
+the staging stores are conflict-free whether the loader walks k or m fastest; a thread's quarter-tile fragments
+are 16-byte aligned runs of shared words, read as wide loads. The tiles are double-buffered: the
 global loads of step t+1 go to registers before the math of step t and into the other buffer after it, one
 syncthreads a step. Shared memory: 2 buffers x (8 x 132 + 8 x 132) words = 16.5 KiB (float32 128 x 128),
 2 x (8 x 68 + 8 x 68) x 8 B = 17 KiB (float64 / int64 64 x 64). Loads past an edge of M, N or K read 0.
 
 Dispatch by shape (``tile_for``): the largest tile that still puts two blocks on every SM and fills at least half
 of its columns; so small or batched problems (bmm 256 x 128^3 takes 128 x 128; a single 128 x 1024 x 4096 linear,
-64 x 64) trade operand reuse for parallelism. The register tile of the 128 x 128 kernel holds 64 float32
-accumulators; ptxas keeps it at 148 registers, one block an SM.
+64 x 64) trade operand reuse for parallelism.
 
 Napkin math: a 128 x 128 x 8 step is 131072 FMAs from 2 x 1024 staged words (64 FMAs per shared word each thread
 reads); 4096^3 is 137 GFLOP, 2.7 ms at 50 TFLOP/s.
 
 Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills):
-    float32 128 x 128: 148 registers, 16896 B shared (one block of 256 threads an SM)
-    float32 128 x 64: 146 registers, 12800 B; float32 64 x 64: 94, 8704 B
-    float64 64 x 64: 124 registers, 17408 B; int64 64 x 64: 132, 17408 B
+    float32 128 x 128: 130 registers, 16896 B shared (one block of 256 threads an SM)
+    float32 128 x 64: 128 registers, 12800 B (two blocks an SM); float32 64 x 64: 96, 8704 B
+    float64 64 x 64: 121 registers, 17408 B; int64 64 x 64: 134, 17408 B
+The float32 128 x 128 kernel reads its fragments with 3 ld.shared.v4 + 1 .v2 + 2 scalar loads a k (16 scalar
+loads without the 16-byte aligned buffers).
 """
 
 import numpy as np
-from numba import cuda, float32, float64, int64, uint64
+from numba import complex128, cuda, float32, float64, int64, uint64
 
 from .._arrays import cuda_as_strided
 from .._dispatch import kernel, register
@@ -52,19 +54,28 @@ RELU = 1  # epilogue activation codes: 0 none, RELU max(v, 0)
 P_BATCH, P_M, P_N, P_K, P_BIAS, P_ACT, P_AKFAST, P_BNFAST = range(8)
 
 
-def make_gemm(dt, TM, TN, load_a, load_b, store):
+def make_gemm(dt, TM, TN, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
     """The GEMM core for dtype ``dt`` and a TM x TN register tile, over the given device functions:
 
     ``load_a(a, z, r, k, p, zero)`` -> A[z][r, k] of problem z, ``zero`` (0 in ``dt``) outside 0 <= r < M,
     0 <= k < K (r, k >= 0 always); ``load_b(b, z, k, c, p, zero)`` -> B[z][k, c], ``zero`` outside 0 <= k < K, 0 <= c < N; ``store(c, bias, z, r, col, v, beta, p)`` writes C[z][r, col] from
     ``v = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as p says.
+    ``a_kfast`` / ``b_nfast``: the staging walk orders, fixed when the kernel is built (0 or 1), or -1 to read them
+    from p at run time. A fixed a_kfast = 0 gives each thread one A row, so what a loader derives from the row is
+    computed once a step, not once an element.
     """
     BM, BN = 16 * TM, 16 * TN
+    NP_DT = np.dtype(str(dt))
+    NP_TYPE = NP_DT.type
     HM, HN = TM // 2, TN // 2  # rows / columns of a quarter tile
     BMP, BNP = BM + PAD, BN + PAD  # staged row lengths
     TMN = TM * TN
     SA, SB = BK * BMP, BK * BNP  # words of one staged buffer
-    SA2, SB2 = 2 * SA, 2 * SB
+    # the two buffers of each operand, in 16-byte words: shared arrays are declared as complex128 (16-byte aligned)
+    # and viewed as dt, so that LLVM may merge a thread's 4 (float32) or 2 (float64) neighbouring reads into one
+    # ld.shared.v4 / .v2 (numba aligns a shared array to its element size only)
+    WORD = np.dtype(np.complex128).itemsize
+    SA2, SB2 = 2 * SA * NP_DT.itemsize // WORD, 2 * SB * NP_DT.itemsize // WORD
     LA, LB = BM * BK // THREADS, BN * BK // THREADS  # staged elements each thread loads a step
 
     @cuda.jit
@@ -75,8 +86,8 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
         computes TM x TN outputs of each (problem, row tile) its block visits, accumulating in ``dt``. The loops'
         trip counts depend on the block only, so every thread of a block reaches every syncthreads.
         """
-        As = cuda.shared.array(SA2, dt)  # As[buf * SA + k * BMP + m] = A[row0 + m, k0 + k], buf = step % 2
-        Bs = cuda.shared.array(SB2, dt)  # Bs[buf * SB + k * BNP + n] = B[k0 + k, col0 + n]
+        As = cuda.shared.array(SA2, complex128).view(NP_TYPE)  # As[buf * SA + k * BMP + m] = A[row0 + m, k0 + k]
+        Bs = cuda.shared.array(SB2, complex128).view(NP_TYPE)  # Bs[buf * SB + k * BNP + n] = B[k0 + k, col0 + n]
         acc = cuda.local.array(TMN, dt)
         av = cuda.local.array(TM, dt)
         bv = cuda.local.array(TN, dt)
@@ -88,11 +99,11 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
         # staged element e of this thread: A[ar + e * dar, ak + e * dak] of the tile, walking k fastest (dar = 32,
         # dak = 0) or m fastest (dar = 0); B[bk + e * dbk, bn + e * dbn] likewise. THREADS is a multiple of BK,
         # BM and BN, so each is linear in e.
-        if p[P_AKFAST]:
+        if (p[P_AKFAST] if a_kfast < 0 else a_kfast):
             ar, ak, dar, dak = tid // BK, tid % BK, THREADS // BK, 0
         else:
             ar, ak, dar, dak = tid % BM, tid // BM, 0, THREADS // BM
-        if p[P_BNFAST]:
+        if (p[P_BNFAST] if b_nfast < 0 else b_nfast):
             bk, bn, dbk, dbn = tid // BN, tid % BN, THREADS // BN, 0
         else:
             bk, bn, dbk, dbn = tid % BK, tid // BK, 0, THREADS // BK
@@ -116,10 +127,10 @@ def make_gemm(dt, TM, TN, load_a, load_b, store):
                     if s > 0:
                         sa, sb = (s + 1) % 2 * SA + tm0, (s + 1) % 2 * SB + tn0  # buffer (s - 1) % 2
                         for kk in range(BK):
-                            for i in range(TM):
-                                av[i] = As[sa + kk * BMP + i % HM + (i // HM) * (BM // 2)]
+                            for i in range(TM):  # unsigned indices: no wrap-around code between neighbours
+                                av[i] = As[uint64(sa + kk * BMP + i % HM + (i // HM) * (BM // 2))]
                             for j in range(TN):
-                                bv[j] = Bs[sb + kk * BNP + j % HN + (j // HN) * (BN // 2)]
+                                bv[j] = Bs[uint64(sb + kk * BNP + j % HN + (j // HN) * (BN // 2))]
                             for ij in range(TMN):
                                 acc[ij] += av[ij // TN] * bv[ij % TN]
                     sa, sb = s % 2 * SA, s % 2 * SB
