@@ -43,6 +43,7 @@ LSE_MAX_CHUNKS = 32  # logsumexp merges its chunks one thread per output: keep t
 SIM_SMS = 2  # the SM count the simulator stands in with
 BIG = np.iinfo(np.int64).max  # "no index yet" of the argmax kernels
 _SMS = []
+_PLANS = {}
 
 
 def _sms():
@@ -62,6 +63,17 @@ def _use(tasks, slots):
 
 
 def _chunks(units, R, lanes, slots, max_chunks):
+    """``_plan_chunks``, remembered (its search costs ~15 us of Python; the key holds the tunables tests change)."""
+    key = (units, R, lanes, slots, max_chunks, USE_MIN, TASKS_PER_SLOT, MIN_CHUNK_LOADS, QUANTUM_LOADS)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= 4096:
+            _PLANS.clear()
+        plan = _PLANS[key] = _plan_chunks(units, R, lanes, slots, max_chunks)
+    return plan
+
+
+def _plan_chunks(units, R, lanes, slots, max_chunks):
     """(L, C): each of ``units`` rows (column strips) of R elements cut into C chunks of L, read by ``lanes``
     threads each (a group; a block's TY row slices). L is a multiple of lanes x QUANTUM_LOADS (one pass of loads of
     every thread), so that only a row's last chunk ends in a partial pass, and at least lanes x MIN_CHUNK_LOADS.
