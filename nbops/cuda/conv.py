@@ -36,8 +36,8 @@ from numba import cuda, float32, float64, uint64
 
 from .._arrays import cuda_as_strided
 from .._dispatch import register
-from ._util import TPB, blocks, empty, stream
-from .linear import P_BIAS, P_K, P_M, P_N, THREADS, TILES, gemm_grid, gemm_launch, make_gemm, sm_count, tile_for
+from ._util import TPB, blocks, empty, sm_count, stream
+from .linear import P_BIAS, P_K, P_M, P_N, THREADS, TILES, gemm_grid, gemm_launch, make_gemm, tile_for
 
 # p of a convolution GEMM: the core's 8 (BATCH = G, M, N = OCg, K, has_bias, act, 0, 0), then these: the pixel
 # grid of the GEMM's rows (OHP x OWP), the input rows/columns a pixel reads, h = ohp * ISH - IPT + dh[k], and the

@@ -41,7 +41,7 @@ from numba import complex128, cuda, float32, float64, int64, uint64
 
 from .._arrays import cuda_as_strided
 from .._dispatch import kernel, register
-from ._util import TPB, blocks, empty, flat, stream
+from ._util import TPB, blocks, empty, flat, sm_count, stream
 
 THREADS = 256  # threads of a GEMM block: a 16 x 16 grid of register tiles
 BK = 8  # K step staged in shared memory
@@ -192,18 +192,6 @@ TILES = {np.dtype(np.float32): ((8, 8), (8, 4), (4, 4)), np.dtype(np.float64): (
 _matmul_kernel = {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _load_a, _load_b, _store)
                   for d, t in ((np.float32, float32), (np.float64, float64), (np.int64, int64))
                   for tm, tn in TILES[np.dtype(d)]}
-
-
-_sm_count = []
-
-
-def sm_count():
-    """Streaming multiprocessors of the current device (cached; 4 under the simulator)."""
-    if not _sm_count:
-        from numba import config
-
-        _sm_count.append(4 if config.ENABLE_CUDASIM else cuda.get_current_device().MULTIPROCESSOR_COUNT)
-    return _sm_count[0]
 
 
 def tile_for(dt, BATCH, M, N):
