@@ -379,6 +379,26 @@ def test_cuda_activation_maps_grid_stride():
     np.testing.assert_array_equal(naive.copy_to_host(), np.where(x < 0, 0, x))
 
 
+@pytest.mark.cuda
+def test_cuda_glu_prelu_maps_match_their_kernels():
+    """glu's and prelu's maps (the launchers' path) against their one-thread-per-element kernels, to the bit."""
+    from numba import cuda
+
+    from nbops.cuda import activation as ka
+
+    x = make((5, 2, 37), np.float64, seed=25, scale=3.0)
+    w = make((2,), np.float64, seed=26)
+    dx = cuda.to_device(x)
+    outs = [cuda.device_array((5, 37)) for _ in range(2)]
+    ka.glu(outs[0], dx)
+    ka._glu_kernel[2, 128](outs[1], dx)
+    np.testing.assert_array_equal(outs[0].copy_to_host(), outs[1].copy_to_host())
+    outs = [cuda.device_array(x.shape) for _ in range(2)]
+    ka.prelu(outs[0], dx, cuda.to_device(w))
+    ka._prelu_kernel[3, 128](outs[1], dx, cuda.to_device(w))
+    np.testing.assert_array_equal(outs[0].copy_to_host(), outs[1].copy_to_host())
+
+
 def _softmax_rows_input(dtype, D):
     """11 rows of D elements with the online pass' specials: a -inf prefix, the max arriving last, NaN, +inf, a
     large offset."""
@@ -426,8 +446,8 @@ def test_cuda_softmax_kernels_match_oracle(dtype, log):
 
 
 def _compile_cuda_kernels():
-    """The activation maps (float32) and the softmax kernels (float32, float64) compiled to PTX by NVVM for the
-    signatures their launchers pass: no local memory (ld.local / st.local) in any of them."""
+    """The activation maps (float32; glu's and prelu's box kernels) and the softmax kernels (float32, float64)
+    compiled to PTX by NVVM for the signatures their launchers pass: no local memory (ld.local / st.local)."""
     from numba import types
 
     from nbops.cuda import activation as ka
@@ -435,6 +455,10 @@ def _compile_cuda_kernels():
     a = types.Array(types.float32, 1, "C")
     ptx = [gpu_ptx(kern, (a, a, types.int64, types.UniTuple(types.float32, len(MAP_PARAMS.get(name, ())))))
            for name, kern in ka._MAPS.items() if name in ("relu", "gelu", "elu", "softplus", "mish")]
+    s3 = types.UniTuple(types.int64, 3)
+    for kern in (ka._GLU_MAP[1], ka._PRELU_MAP[1]):
+        ptx.append(gpu_ptx(kern, (a, s3, types.Array(types.float32, 1, "A"), a, s3, s3, s3, types.int64,
+                                  types.Tuple(()))))
     for dt in (types.float32, types.float64):
         rows, cube = types.Array(dt, 2, "C"), types.Array(dt, 3, "C")
         warp_rows, block_rows, cols = ka._softmax_kernels(np.dtype(str(dt)))

@@ -18,7 +18,7 @@ from numba import config, cuda, float64, from_dtype
 
 from .._dispatch import register
 from ._block import SCRATCH, block_max, block_sum, warp_max, warp_sum
-from ._util import TPB, blocks, flat, map_grid, map_kernels, sm_count, stream
+from ._util import TPB, blocks, flat, launch_map, map_grid, map_kernels, sm_count, stream
 from .shape import copy
 
 WARP_ROWS = 8  # rows per block of the warp-per-row softmax (one per warp of a 256-thread block)
@@ -182,6 +182,20 @@ _MAPS = {name: map_kernels(f, 1)[0] for name, f in (
     ("gelu", _gelu_p), ("gelu_tanh", _gelu_tanh_p), ("sigmoid", _sigmoid_p), ("silu", _silu_p), ("mish", _mish_p),
     ("tanh", _tanh_p), ("hardsigmoid", _hardsigmoid_p), ("hardswish", _hardswish_p), ("softplus", _softplus_p),
     ("softsign", _softsign_p))}
+
+
+@cuda.jit(device=True)
+def _glu_p(a, b, p):
+    return a * _sigmoid(b)
+
+
+@cuda.jit(device=True)
+def _prelu_p(v, w, p):
+    return v if v > 0 else w * v
+
+
+_GLU_MAP = map_kernels(_glu_p, 2)  # out (O, L) from the halves x[:, 0, :] and x[:, 1, :] (box kernel: strided rows)
+_PRELU_MAP = map_kernels(_prelu_p, 2)  # out (N, C, L) from x and weight as a (C, 1) per-channel operand
 
 
 @cuda.jit
@@ -502,14 +516,18 @@ def softsign(out, x):
 
 @register("glu", "cuda")
 def glu(out, x):
-    """out: (O, L), x: (O, 2, L)."""
-    _glu_kernel[blocks(out.size), TPB, stream()](out, x)
+    """out: (O, L), x: (O, 2, L): the box map over the two halves; ``_glu_kernel`` (one thread per element) is its
+    oracle and the fallback."""
+    if not launch_map(_GLU_MAP, out, (x[:, 0, :], x[:, 1, :])):
+        _glu_kernel[blocks(out.size), TPB, stream()](out, x)
 
 
 @register("prelu", "cuda")
 def prelu(out, x, weight):
-    """out, x: (N, C, L), weight: (C,)."""
-    _prelu_kernel[blocks(x.size), TPB, stream()](out, x, weight)
+    """out, x: (N, C, L), weight: (C,): the flat map for one weight, else the box map with the weight as a
+    per-channel operand; ``_prelu_kernel`` (one thread per element) is its oracle and the fallback."""
+    if not launch_map(_PRELU_MAP, out, (x, weight.reshape(weight.size, 1))):
+        _prelu_kernel[blocks(x.size), TPB, stream()](out, x, weight)
 
 
 @register("softmax", "cuda")
