@@ -441,7 +441,9 @@ def _compile_fast_kernels():
                 (cr._argmax_rows, (v2, k2, v1, i64, i64, i64, b1, dt)),
                 (cr._argmax_cols, (v3, k3, v1, i64, i64, i64, b1, dt)),
                 (cr._lse_rows, (v2, v2, v1, i64, i64, i64, dt, dt, b1)),
-                (cr._lse_cols, (d3, d3, v1, i64, i64, i64, dt, dt, b1))]
+                (cr._lse_cols, (d3, d3, v1, i64, i64, i64, dt, dt, b1)),
+                (cr._argmax_merge_rows, (v2, k2, v2, k2, i64, b1, dt)),
+                (cr._lse_merge_rows, (v2, d2, d2, i64, dt, dt))]
         for kernel, sig in sigs:
             ptx = gpu_ptx(kernel, sig)
             name = kernel.py_func.__name__

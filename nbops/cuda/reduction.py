@@ -39,7 +39,7 @@ USE_MIN = 0.9  # rows / column strips that keep this share of the resident group
 TASKS_PER_SLOT = 4  # ... otherwise they are cut until every resident group has about this many tasks
 MIN_CHUNK_LOADS = 16  # ... but a chunk gives every thread at least this many elements (tests lower it)
 QUANTUM_LOADS = 8  # chunk lengths are whole passes: this many loads of every thread (tests lower it)
-LSE_MAX_CHUNKS = 32  # logsumexp merges its chunks one thread per output: keep them few
+LSE_MAX_CHUNKS = 32  # logsumexp merges column chunks one thread per output: keep them few
 SIM_SMS = 2  # the SM count the simulator stands in with
 BIG = np.iinfo(np.int64).max  # "no index yet" of the argmax kernels
 _SMS = []
@@ -897,6 +897,34 @@ def _lse_cols(a, b, x, R, I, L, lo, zero, final):
 
 
 @cuda.jit
+def _lse_merge_rows(out, pm, ps, G, lo, zero):
+    """out[o, 0] = logsumexp of row o from its chunk pairs pm (maxima), ps (sums against their own shift): (O, C)
+    float64. A group of G threads a row (as the rows kernels): lane maxima, the group's max, each lane's sums
+    rescaled to it, the group's sum."""
+    mscratch = cuda.shared.array(SCRATCH, dtype=float64)
+    sscratch = cuda.shared.array(SCRATCH, dtype=float64)
+    O, C = pm.shape
+    tid, nthreads = thread_rank()
+    group = tid // G
+    lane = tid - group * G
+    gpb = nthreads // G
+    for base in range(cuda.blockIdx.x * gpb, O, cuda.gridDim.x * gpb):
+        o = base + group
+        m = float64(lo)
+        if o < O:
+            for c in range(lane, C, G):
+                m = _maxnan(m, pm[o, c])
+        mg = warp_max(m, mscratch) if G == WARP else block_max(m, mscratch)
+        s = 0.0
+        if o < O:
+            for c in range(lane, C, G):
+                s += _rescale(pm[o, c], ps[o, c], mg, zero)
+        s = warp_sum(s, sscratch) if G == WARP else block_sum(s, sscratch)
+        if o < O and lane == 0:
+            out[o, 0] = _lse_of(mg, s, zero)
+
+
+@cuda.jit
 def _lse_merge(out, pm, ps, zero):
     """out[o, i] = logsumexp from the chunk pairs pm (maxima), ps (sums against their own shift): (O, C, I)
     float64; one thread per output, adjacent threads on adjacent columns (C <= LSE_MAX_CHUNKS)."""
@@ -938,14 +966,17 @@ def reduce_logsumexp(out, x):
     O, R, I = x.shape
     lo, zero = x.dtype.type(-np.inf), x.dtype.type(0)
     if I == 1:
-        G, L, C, grid = _rows_plan(O, R, LSE_MAX_CHUNKS)
+        G, L, C, grid = _rows_plan(O, R)
         a, b = (out.reshape(O, 1),) * 2 if C == 1 else (empty((O, C), np.float64), empty((O, C), np.float64))
         _lse_rows[grid, TPB, stream()](a, b, flat(x), R, L, G, lo, zero, C == 1)
+        if C > 1:
+            G2, _, _, grid2 = _rows_plan(O, C, 1)
+            _lse_merge_rows[grid2, TPB, stream()](out.reshape(O, 1), a, b, G2, lo, zero)
     else:
         block, L, C, grid = _cols_plan(O, R, I, LSE_MAX_CHUNKS)
         a, b = (out.reshape(O, 1, I),) * 2 if C == 1 else (empty((O, C, I), np.float64),
                                                            empty((O, C, I), np.float64))
         _lse_cols[grid, block, stream()](a, b, flat(x), R, I, L, lo, zero, C == 1)
-    if C > 1:
-        _lse_merge[blocks(O * I, TPB), TPB, stream()](out.reshape(O, I), a.reshape(O, C, I), b.reshape(O, C, I),
-                                                      zero)
+        if C > 1:
+            _lse_merge[blocks(O * I, TPB), TPB, stream()](out.reshape(O, I), a.reshape(O, C, I), b.reshape(O, C, I),
+                                                          zero)
