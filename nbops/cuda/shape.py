@@ -11,7 +11,8 @@ import numpy as np
 from numba import cuda, from_dtype
 
 from .._dispatch import register
-from ._util import TPB, base1d, blocks, collapse, elem_strides, flat, launch_map, map_kernels, pad_rank, stream
+from ._util import (TPB, base1d, blocks, collapse, elem_strides, flat, launch_map, map_grid, map_kernels, pad_rank,
+                    stream)
 
 
 @cuda.jit(device=True)
@@ -182,9 +183,9 @@ def copy(out, x):
 
 @cuda.jit
 def _fill_kernel(out, value):
-    """out[i] = value; one thread per element of the contiguous 1-D ``out``."""
-    i = cuda.grid(1)
-    if i < out.shape[0]:
+    """out[i] = value for the contiguous 1-D ``out``: thread t of T stores t, t + T, ... (stores need no loads in
+    flight); grid = ``map_grid(n)`` blocks of TPB threads."""
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
         out[i] = value
 
 
@@ -192,4 +193,4 @@ def _fill_kernel(out, value):
 def fill(out, value):
     n = out.size
     if n:
-        _fill_kernel[blocks(n), TPB, stream()](flat(out), value)
+        _fill_kernel[map_grid(n), TPB, stream()](flat(out), value)
