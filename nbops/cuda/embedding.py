@@ -28,22 +28,19 @@ def _embedding_kernel(out, idx, weight):
         src = weight[idx[i]]
         dst = out[i]
         d = cuda.threadIdx.x
-        while d < D:
-            d1 = d + step
-            d2 = d1 + step
-            d3 = d2 + step
+        while d + 3 * step < D:  # four unconditional loads in flight (one basic block), then a one-by-one tail
             v0 = src[d]
-            v1 = src[d1] if d1 < D else v0
-            v2 = src[d2] if d2 < D else v0
-            v3 = src[d3] if d3 < D else v0
+            v1 = src[d + step]
+            v2 = src[d + 2 * step]
+            v3 = src[d + 3 * step]
             dst[d] = v0
-            if d1 < D:
-                dst[d1] = v1
-            if d2 < D:
-                dst[d2] = v2
-            if d3 < D:
-                dst[d3] = v3
+            dst[d + step] = v1
+            dst[d + 2 * step] = v2
+            dst[d + 3 * step] = v3
             d += 4 * step
+        while d < D:
+            dst[d] = src[d]
+            d += step
         i += cuda.gridDim.x * cuda.blockDim.y
 
 

@@ -34,12 +34,8 @@ TPB_ROWS = 64 if config.ENABLE_CUDASIM else 256  # threads per block of the row 
 WARP_ROW_MAX = 1024  # rows up to this length get one warp each, longer rows a whole block (tests may lower it)
 BLOCKS_PER_SM = 8  # resident blocks per SM at TPB_ROWS = 256 (2048 threads per SM)
 UNROLL = 4  # independent loads in flight per thread in the streaming loops
-BN_CHUNK_WAVES = 2  # batch-norm statistics: aim for this many waves of resident blocks over (channel, chunk)
+BN_CHUNK_WAVES = 1  # batch-norm statistics: aim for this many waves of resident blocks over (channel, chunk)
 BN_MAX_CHUNKS = 64  # ... but at most this many chunks per channel (<= TPB_ROWS: pass 2 sums one per thread)
-# a register cap for the real compiler (the simulator's jit takes no such option): the layer-norm kernel uses 70
-# unbounded; at 64 ptxas spills nothing and 4 blocks of 256 fit an SM instead of 3
-_CAP64 = {} if config.ENABLE_CUDASIM else {"max_registers": 64}
-
 
 def _grid(items, per_block):
     """Blocks for a grid-stride loop over ``items`` taking ``per_block`` per block: enough to fill the device
@@ -57,85 +53,87 @@ def _plane_tx(L):
 
 @cuda.jit(device=True, inline=True)
 def _moments_add(x, r, k, step, K, pivot, s, q):
-    """Add (x[r, j] - pivot) and its square for j = k, k + step, ... < K to the float64 sums s, q; UNROLL = 4
-    loads per iteration, issued before any is used (the tail loads are predicated, not serialised)."""
-    while k < K:
-        k1 = k + step
-        k2 = k1 + step
-        k3 = k2 + step
+    """Add (x[r, j] - pivot) and its square for j = k, k + step, ... < K to the float64 sums s, q. The main loop
+    loads four values unconditionally, so they sit in one basic block and are in flight together (a predicated
+    load per value splits the block and the compiler waits for each before the next); the tail goes one by one."""
+    while k + 3 * step < K:
         a = float64(x[r, k]) - pivot
-        b = float64(x[r, k1]) - pivot if k1 < K else 0.0
-        c = float64(x[r, k2]) - pivot if k2 < K else 0.0
-        d = float64(x[r, k3]) - pivot if k3 < K else 0.0
+        b = float64(x[r, k + step]) - pivot
+        c = float64(x[r, k + 2 * step]) - pivot
+        d = float64(x[r, k + 3 * step]) - pivot
         s += (a + b) + (c + d)
         q += (a * a + b * b) + (c * c + d * d)
         k += 4 * step
+    while k < K:
+        a = float64(x[r, k]) - pivot
+        s += a
+        q += a * a
+        k += step
     return s, q
 
 
 @cuda.jit(device=True, inline=True)
-def _affine_rows(out, x, r, k, step, K, m_hi, m_lo, rstd, weight, bias, g):
-    """out[r, j] = ((x[r, j] - m_hi) - m_lo) * rstd * weight[g + j] + bias[g + j] for j = k, k + step, ... < K,
-    four loads in flight (all loads of an iteration precede its stores, so out may be x)."""
-    while k < K:
+def _affine_rows(out, x, r, k, step, K, m_hi, m_lo, rstd, weight, bias):
+    """out[r, j] = ((x[r, j] - m_hi) - m_lo) * (rstd * weight[j]) + bias[j] for j = k, k + step, ... < K; four
+    unconditional loads in flight in the main loop (all before its stores, so out may be x), a one-by-one tail."""
+    while k + 3 * step < K:
         k1 = k + step
         k2 = k1 + step
         k3 = k2 + step
-        a = x[r, k]
-        b = x[r, k1] if k1 < K else a
-        c = x[r, k2] if k2 < K else a
-        d = x[r, k3] if k3 < K else a
-        out[r, k] = ((a - m_hi) - m_lo) * (rstd * weight[g + k]) + bias[g + k]
-        if k1 < K:
-            out[r, k1] = ((b - m_hi) - m_lo) * (rstd * weight[g + k1]) + bias[g + k1]
-        if k2 < K:
-            out[r, k2] = ((c - m_hi) - m_lo) * (rstd * weight[g + k2]) + bias[g + k2]
-        if k3 < K:
-            out[r, k3] = ((d - m_hi) - m_lo) * (rstd * weight[g + k3]) + bias[g + k3]
+        v0 = x[r, k]
+        v1 = x[r, k1]
+        v2 = x[r, k2]
+        v3 = x[r, k3]
+        out[r, k] = ((v0 - m_hi) - m_lo) * (rstd * weight[k]) + bias[k]
+        out[r, k1] = ((v1 - m_hi) - m_lo) * (rstd * weight[k1]) + bias[k1]
+        out[r, k2] = ((v2 - m_hi) - m_lo) * (rstd * weight[k2]) + bias[k2]
+        out[r, k3] = ((v3 - m_hi) - m_lo) * (rstd * weight[k3]) + bias[k3]
         k += 4 * step
+    while k < K:
+        out[r, k] = ((x[r, k] - m_hi) - m_lo) * (rstd * weight[k]) + bias[k]
+        k += step
 
 
 @cuda.jit(device=True, inline=True)
 def _norm_span(out, x, r, base, k, step, n, m_hi, m_lo, a, b):
-    """out[r, base + j] = ((x[r, base + j] - m_hi) - m_lo) * a + b for j = k, k + step, ... < n, four loads in
-    flight (all loads of an iteration precede its stores, so out may be x)."""
-    while k < n:
-        k1 = k + step
-        k2 = k1 + step
-        k3 = k2 + step
-        v0 = x[r, base + k]
-        v1 = x[r, base + k1] if k1 < n else v0
-        v2 = x[r, base + k2] if k2 < n else v0
-        v3 = x[r, base + k3] if k3 < n else v0
-        out[r, base + k] = ((v0 - m_hi) - m_lo) * a + b
-        if k1 < n:
-            out[r, base + k1] = ((v1 - m_hi) - m_lo) * a + b
-        if k2 < n:
-            out[r, base + k2] = ((v2 - m_hi) - m_lo) * a + b
-        if k3 < n:
-            out[r, base + k3] = ((v3 - m_hi) - m_lo) * a + b
+    """out[r, base + j] = ((x[r, base + j] - m_hi) - m_lo) * a + b for j = k, k + step, ... < n; four
+    unconditional loads in flight in the main loop (all before its stores, so out may be x), a one-by-one tail."""
+    while k + 3 * step < n:
+        j = base + k
+        v0 = x[r, j]
+        v1 = x[r, j + step]
+        v2 = x[r, j + 2 * step]
+        v3 = x[r, j + 3 * step]
+        out[r, j] = ((v0 - m_hi) - m_lo) * a + b
+        out[r, j + step] = ((v1 - m_hi) - m_lo) * a + b
+        out[r, j + 2 * step] = ((v2 - m_hi) - m_lo) * a + b
+        out[r, j + 3 * step] = ((v3 - m_hi) - m_lo) * a + b
         k += 4 * step
+    while k < n:
+        out[r, base + k] = ((x[r, base + k] - m_hi) - m_lo) * a + b
+        k += step
 
 
 @cuda.jit(device=True, inline=True)
 def _rms_rows(out, x, r, k, step, K, rs, weight):
-    """out[r, j] = (x[r, j] * rs) * weight[j] for j = k, k + step, ... < K, four loads in flight."""
-    while k < K:
+    """out[r, j] = (x[r, j] * rs) * weight[j] for j = k, k + step, ... < K; four unconditional loads in flight in
+    the main loop, a one-by-one tail."""
+    while k + 3 * step < K:
         k1 = k + step
         k2 = k1 + step
         k3 = k2 + step
-        a = x[r, k]
-        b = x[r, k1] if k1 < K else a
-        c = x[r, k2] if k2 < K else a
-        d = x[r, k3] if k3 < K else a
-        out[r, k] = (a * rs) * weight[k]
-        if k1 < K:
-            out[r, k1] = (b * rs) * weight[k1]
-        if k2 < K:
-            out[r, k2] = (c * rs) * weight[k2]
-        if k3 < K:
-            out[r, k3] = (d * rs) * weight[k3]
+        v0 = x[r, k]
+        v1 = x[r, k1]
+        v2 = x[r, k2]
+        v3 = x[r, k3]
+        out[r, k] = (v0 * rs) * weight[k]
+        out[r, k1] = (v1 * rs) * weight[k1]
+        out[r, k2] = (v2 * rs) * weight[k2]
+        out[r, k3] = (v3 * rs) * weight[k3]
         k += 4 * step
+    while k < K:
+        out[r, k] = (x[r, k] * rs) * weight[k]
+        k += step
 
 
 @cuda.jit(device=True, inline=True)
@@ -170,7 +168,7 @@ def _pivot(x, r):
     return float64(x[r, 0]) if r < x.shape[0] else 0.0
 
 
-@cuda.jit(**_CAP64)
+@cuda.jit
 def _layer_rows_kernel(out, x, weight, bias, eps, per_warp):
     """Layer norm of rows; x, out: (R, K); weight, bias: (K,). Block: TPB_ROWS threads; ``per_warp``: a warp per
     row (TPB_ROWS / 32 rows per block), else a block per row; grid = the rows / rows per block (no grid-stride
@@ -194,7 +192,7 @@ def _layer_rows_kernel(out, x, weight, bias, eps, per_warp):
         m_hi = x.dtype.type(mean)
         m_lo = x.dtype.type(mean - float64(m_hi))
         rstd = x.dtype.type(1.0 / math.sqrt(m2 / K + eps))
-        _affine_rows(out, x, r, lane, rt, K, m_hi, m_lo, rstd, weight, bias, 0)
+        _affine_rows(out, x, r, lane, rt, K, m_hi, m_lo, rstd, weight, bias)
 
 
 @cuda.jit
@@ -370,26 +368,23 @@ def _axpy_kernel(out, x, fx, alpha):
     n = x.shape[0]
     step = cuda.gridsize(1)
     i = cuda.grid(1)
-    while i < n:
-        i1 = i + step
-        i2 = i1 + step
-        i3 = i2 + step
+    while i + 3 * step < n:  # four unconditional loads of each input in flight, then a one-by-one tail
         a0 = x[i]
+        a1 = x[i + step]
+        a2 = x[i + 2 * step]
+        a3 = x[i + 3 * step]
         f0 = fx[i]
-        a1 = x[i1] if i1 < n else a0
-        f1 = fx[i1] if i1 < n else f0
-        a2 = x[i2] if i2 < n else a0
-        f2 = fx[i2] if i2 < n else f0
-        a3 = x[i3] if i3 < n else a0
-        f3 = fx[i3] if i3 < n else f0
+        f1 = fx[i + step]
+        f2 = fx[i + 2 * step]
+        f3 = fx[i + 3 * step]
         out[i] = alpha * a0 + f0
-        if i1 < n:
-            out[i1] = alpha * a1 + f1
-        if i2 < n:
-            out[i2] = alpha * a2 + f2
-        if i3 < n:
-            out[i3] = alpha * a3 + f3
+        out[i + step] = alpha * a1 + f1
+        out[i + 2 * step] = alpha * a2 + f2
+        out[i + 3 * step] = alpha * a3 + f3
         i += 4 * step
+    while i < n:
+        out[i] = alpha * x[i] + fx[i]
+        i += step
 
 
 @cuda.jit
@@ -402,22 +397,19 @@ def _dyt_kernel(out, x, alpha, weight, bias):
     r = cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y
     while r < M:
         k = cuda.threadIdx.x
-        while k < K:
-            k1 = k + step
-            k2 = k1 + step
-            k3 = k2 + step
+        while k + 3 * step < K:  # four unconditional loads in flight, then a one-by-one tail
             v0 = x[r, k]
-            v1 = x[r, k1] if k1 < K else v0
-            v2 = x[r, k2] if k2 < K else v0
-            v3 = x[r, k3] if k3 < K else v0
+            v1 = x[r, k + step]
+            v2 = x[r, k + 2 * step]
+            v3 = x[r, k + 3 * step]
             out[r, k] = weight[k] * math.tanh(al * v0) + bias[k]
-            if k1 < K:
-                out[r, k1] = weight[k1] * math.tanh(al * v1) + bias[k1]
-            if k2 < K:
-                out[r, k2] = weight[k2] * math.tanh(al * v2) + bias[k2]
-            if k3 < K:
-                out[r, k3] = weight[k3] * math.tanh(al * v3) + bias[k3]
+            out[r, k + step] = weight[k + step] * math.tanh(al * v1) + bias[k + step]
+            out[r, k + 2 * step] = weight[k + 2 * step] * math.tanh(al * v2) + bias[k + 2 * step]
+            out[r, k + 3 * step] = weight[k + 3 * step] * math.tanh(al * v3) + bias[k + 3 * step]
             k += 4 * step
+        while k < K:
+            out[r, k] = weight[k] * math.tanh(al * x[r, k]) + bias[k]
+            k += step
         r += cuda.gridDim.x * cuda.blockDim.y
 
 

@@ -247,16 +247,16 @@ def _global_avg_pool_kernel(out, x, H, W):
         s = t_(0)
         if p < P:
             k = lane
-            while k < L:
-                k1 = k + 32
-                k2 = k1 + 32
-                k3 = k2 + 32
+            while k + 96 < L:  # four unconditional loads in flight, then a one-by-one tail
                 a = x[p, k]
-                b = x[p, k1] if k1 < L else t_(0)
-                c = x[p, k2] if k2 < L else t_(0)
-                d = x[p, k3] if k3 < L else t_(0)
+                b = x[p, k + 32]
+                c = x[p, k + 64]
+                d = x[p, k + 96]
                 s += (a + b) + (c + d)
                 k += 128
+            while k < L:
+                s += x[p, k]
+                k += 32
         s = warp_sum(s, scratch)
         if p < P and lane == 0:
             out[p] = s / t_(H) / t_(W)
