@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
+from helpers import DTYPES, TARGETS, check, gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
 
 # (index shape, weight shape)
 LOOKUPS = [
@@ -89,6 +89,31 @@ def test_embedding_out_of_range(target, bad):
     with pytest.raises(IndexError, match="embedding.*index out of range"):
         nbops.embedding(to_target(np.array(bad), target), w_nb, max_norm=0.1)
     np.testing.assert_array_equal(to_numpy(w_nb), w)  # nothing renormalised when the check fails
+
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_embedding_long_rows(dtype):
+    """Rows of 300 values: the row-copy kernel's four-load main loop and its tail (128 threads along a row)."""
+    idx = make_int((2, 3), 0, 7)
+    check(nbops.embedding, F.embedding, "cuda", idx, make((7, 300), dtype))
+
+
+def _compile_embedding_kernel():
+    from numba import types
+
+    from nbops.cuda import embedding as K
+
+    for dt in (types.float32, types.float64):
+        a2 = types.Array(dt, 2, "C")
+        ptx = gpu_ptx(K._embedding_kernel, (a2, types.Array(types.int64, 1, "C"), a2))
+        assert "ld.local" not in ptx and "st.local" not in ptx
+
+
+@pytest.mark.cuda
+def test_cuda_embedding_kernel_compiles_without_local_memory():
+    outside_simulator(_compile_embedding_kernel)
 
 
 ERRORS = [

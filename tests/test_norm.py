@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import nbops
-from helpers import DTYPES, assert_same, check, make, to_numpy, to_target
+from helpers import DTYPES, assert_same, check, make, outside_simulator, to_numpy, to_target
 from nbops.cpu import norm as cpu_norm
 
 
@@ -542,3 +542,80 @@ def test_momentum_and_eps_reach_the_kernel():
     np.testing.assert_allclose(rv, x.var(axis=(0, 2), ddof=1), rtol=1e-5)
     y = nbops.layer_norm(np.array([[0.0, 2.0]], np.float32), (2,), eps=3.0)
     np.testing.assert_allclose(y, [[-1 / math.sqrt(4.0), 1 / math.sqrt(4.0)]], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CUDA layouts: rows long enough for the four-load main loops, the block-per-row path (threshold lowered), chunked
+# batch-norm statistics, and the kernels compiled by the real CUDA compiler
+
+
+CUDA_ROW_CASES = [((3, 200), (200,)), ((2, 1, 130), (1, 130)), ((1, 33), (33,))]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("per_block", [False, True], ids=["warp-per-row", "block-per-row"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,ns", CUDA_ROW_CASES)
+def test_cuda_row_layouts(shape, ns, dtype, per_block, monkeypatch):
+    from nbops.cuda import norm as cuda_norm
+
+    if per_block:
+        monkeypatch.setattr(cuda_norm, "WARP_ROW_MAX", 16)
+    x = make(shape, dtype, offset=1e4 if dtype == np.float64 else 0.0)
+    w, b = make(ns, dtype, seed=1), make(ns, dtype, seed=2)
+    check(nbops.layer_norm, F.layer_norm, "cuda", x, ns, w, b)
+    check(nbops.rms_norm, F.rms_norm, "cuda", x, ns, w)
+    check(nbops.deep_norm, lambda a, f, al, s: F.layer_norm(al * a + f, s), "cuda", x, make(shape, dtype, seed=3),
+          0.5, ns)
+    x3 = make((2, 4, 40), dtype)
+    check(nbops.group_norm, F.group_norm, "cuda", x3, 2, make((4,), dtype, seed=1), make((4,), dtype, seed=2))
+    check(nbops.instance_norm, F.instance_norm, "cuda", x3)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(9, 2, 150), (2, 3, 140)])
+def test_cuda_batch_norm_chunks(shape, dtype):
+    """(9, 2, 150): several (channel, chunk) blocks per channel summed in pass 2; long planes: the main loops."""
+    C = shape[1]
+    rm, rv = make((C,), dtype, seed=3), np.abs(make((C,), dtype, seed=4))
+    w, b = make((C,), dtype, seed=1), make((C,), dtype, seed=2)
+    x = make(shape, dtype, offset=100.0)
+    run_with_running("cuda", nbops.batch_norm, F.batch_norm, x, rm.copy(), rv.copy(), w, b, training=True,
+                     momentum=0.3)
+    run_with_running("cuda", nbops.batch_norm, F.batch_norm, x, rm, rv, w, b, training=False)
+    check(nbops.dyt, lambda a, al, ww, bb: ww * torch.tanh(al * a) + bb, "cuda", x, 0.7, make((shape[-1],), dtype),
+          make((shape[-1],), dtype, seed=1))
+
+
+def _compile_norm_kernels():
+    from numba import types
+
+    from helpers import gpu_ptx
+    from nbops.cuda import norm as K
+
+    for dt in (types.float32, types.float64):
+        a1, a2, ar = types.Array(dt, 1, "C"), types.Array(dt, 2, "C"), types.Array(dt, 1, "A")
+        f1, f3 = types.Array(types.float64, 1, "C"), types.Array(types.float64, 3, "C")
+        i, f, b = types.int64, types.float64, types.boolean
+        sigs = [
+            (K._layer_rows_kernel, (a2, a2, a1, a1, f, b)),
+            (K._rms_rows_kernel, (a2, a2, a1, f, b)),
+            (K._group_rows_kernel, (a2, a1, a1, a2, a1, a1, i, i, f, b, f, b)),
+            (K._group_rows_kernel, (a2, f1, f1, a2, a1, a1, i, i, f, b, f, b)),
+            (K._bn_partial_kernel, (f3, a2, i, i)),
+            (K._bn_apply_kernel, (a2, a2, f3, a1, a1, ar, ar, i, i, f, f)),
+            (K._bn_eval_kernel, (a2, a2, ar, ar, a1, a1, i, dt)),
+            (K._planes_affine_kernel, (a2, a2, a1, a1, a1)),
+            (K._axpy_kernel, (a1, a1, a1, dt)),
+            (K._dyt_kernel, (a2, a2, a1, a1, a1)),
+        ]
+        for kernel, sig in sigs:
+            ptx = gpu_ptx(kernel, sig)
+            assert "ld.local" not in ptx and "st.local" not in ptx, kernel.py_func.__name__
+    assert "shfl.sync" in gpu_ptx(K._layer_rows_kernel, sigs[0][1])
+
+
+@pytest.mark.cuda
+def test_cuda_norm_kernels_compile_without_local_memory():
+    outside_simulator(_compile_norm_kernels)

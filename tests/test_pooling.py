@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 import nbops
-from helpers import DTYPES, TARGETS, check, make, make_int, to_numpy, to_target
+from helpers import DTYPES, TARGETS, check, gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
 
 # (input shape, kwargs): window geometry rows shared by max and avg pooling (dilation only for max)
 MAX2D = [
@@ -242,6 +242,46 @@ def test_pool_torch_tensor_in_out(target):
     exp, exp_idx = F.max_pool2d(torch.from_numpy(x), 2, return_indices=True)
     np.testing.assert_array_equal(to_numpy(out), exp.numpy())
     np.testing.assert_array_equal(to_numpy(idx), exp_idx.numpy())
+
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_pool_layouts(dtype):
+    """Output rows wider than a warp (two column passes of a 32-thread row), windows clipped by padding and
+    dilation, 2 x 2 windows loaded two rows at a time, and global average pooling of planes longer than the
+    four-load main loop (13 x 11 = 143 values per warp)."""
+    x = make((1, 2, 9, 70), dtype)
+    check(nbops.max_pool2d, F.max_pool2d, "cuda", x, 3, 2, 1, return_indices=True)
+    check(nbops.max_pool2d, F.max_pool2d, "cuda", x, (2, 3), 1, (1, 1), (2, 2), return_indices=True)
+    check(nbops.avg_pool2d, F.avg_pool2d, "cuda", x, 2, 2)
+    check(nbops.avg_pool2d, F.avg_pool2d, "cuda", x, (3, 5), 1, 1, count_include_pad=False)
+    check(nbops.adaptive_avg_pool2d, F.adaptive_avg_pool2d, "cuda", make((2, 3, 13, 11), dtype, offset=50.0), 1)
+
+
+def _compile_pool_kernels():
+    from numba import types
+
+    from nbops.cuda import pooling as K
+
+    for dt in (types.float32, types.float64):
+        a3, i3 = types.Array(dt, 3, "C"), types.Array(types.int64, 3, "C")
+        a2, a1, i, b = types.Array(dt, 2, "C"), types.Array(dt, 1, "C"), types.int64, types.boolean
+        sigs = [
+            (K._max_pool_kernel, (a3, i3, a3) + (i,) * 8 + (b,)),
+            (K._avg_pool_kernel, (a3, a3) + (i,) * 6 + (b, i)),
+            (K._adaptive_avg_pool_kernel, (a3, a3)),
+            (K._global_avg_pool_kernel, (a1, a2, i, i)),
+            (K._adaptive_max_pool_kernel, (a3, i3, a3)),
+        ]
+        for kernel, sig in sigs:
+            ptx = gpu_ptx(kernel, sig)
+            assert "ld.local" not in ptx and "st.local" not in ptx, kernel.py_func.__name__
+
+
+@pytest.mark.cuda
+def test_cuda_pool_kernels_compile_without_local_memory():
+    outside_simulator(_compile_pool_kernels)
 
 
 ERRORS = [

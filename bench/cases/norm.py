@@ -1,11 +1,14 @@
 """Normalization workloads: batch norm (training and evaluation), instance norm and group norm (G = 32) on a
 ResNet-stage activation N32 x C256 x 28 x 28 (25.7 MB float32); layer norm, RMS norm and DyT on transformer rows
-(32768, 1024) (134 MB float32, beyond L3).
+(32768, 1024) (134 MB float32, beyond L3). On cuda only, batch norm also on N64 x C256 x 56 x 56 (205 MB, past the
+H200's 60 MB L2, where training's second read of the batch comes from DRAM).
 
 Bytes count the input read once and the output written once (the per-channel parameters are negligible), so GB/s
 compares directly with a copy's bandwidth. Torch runs its own kernels (DyT, not in torch, as torch ops:
 weight * tanh(alpha * x) + bias).
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -15,18 +18,23 @@ import nbops
 from ..core import Case
 
 N, C, H = 32, 256, 28
+BIG = (64, 256, 56, 56)
 ROWS, COLS = 32768, 1024
 IMG = N * C * H * H
 TOK = ROWS * COLS
 
 
-def _image(rng, dtype):
-    x = rng.standard_normal((N, C, H, H)).astype(dtype)
+def _image(rng, dtype, shape=(N, C, H, H)):
+    x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal(C).astype(dtype)
     b = rng.standard_normal(C).astype(dtype)
     rm = rng.standard_normal(C).astype(dtype)
     rv = rng.uniform(0.5, 2.0, C).astype(dtype)
     return x, rm, rv, w, b
+
+
+def _big_image(rng, dtype):
+    return _image(rng, dtype, BIG)
 
 
 def _tokens(rng, dtype):
@@ -45,6 +53,13 @@ CASES = [
     Case("batch_norm eval N32 C256 28x28", "norm", _image,
          lambda x, rm, rv, w, b: nbops.batch_norm(x, rm, rv, w, b),
          lambda x, rm, rv, w, b: F.batch_norm(x, rm, rv, w, b), bytes=8.0 * IMG),
+    Case("batch_norm train N64 C256 56x56", "norm", _big_image,
+         lambda x, rm, rv, w, b: nbops.batch_norm(x, rm, rv, w, b, training=True),
+         lambda x, rm, rv, w, b: F.batch_norm(x, rm, rv, w, b, training=True), bytes=8.0 * math.prod(BIG),
+         targets=("cuda",)),
+    Case("batch_norm eval N64 C256 56x56", "norm", _big_image,
+         lambda x, rm, rv, w, b: nbops.batch_norm(x, rm, rv, w, b),
+         lambda x, rm, rv, w, b: F.batch_norm(x, rm, rv, w, b), bytes=8.0 * math.prod(BIG), targets=("cuda",)),
     Case("instance_norm N32 C256 28x28", "norm", _image,
          lambda x, rm, rv, w, b: nbops.instance_norm(x, weight=w, bias=b),
          lambda x, rm, rv, w, b: F.instance_norm(x, weight=w, bias=b), bytes=8.0 * IMG),
