@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from numba import config
 
 import nbops
 from helpers import DTYPES, TARGETS, check, make, make_int, outside_simulator, to_numpy, to_target
@@ -419,6 +420,29 @@ def test_cuda_reductions_are_deterministic(monkeypatch):
     for fn, args in [(nbops.sum, ()), (nbops.var, (1,)), (nbops.logsumexp, (0,))]:
         first, second = to_numpy(fn(x, *args)), to_numpy(fn(x, *args))
         assert first.tobytes() == second.tobytes(), fn.__name__
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(config.ENABLE_CUDASIM, reason="register counts need a real GPU")
+def test_cuda_fast_kernels_fit_the_resident_blocks(monkeypatch):
+    """On a GPU: every fast kernel, compiled by real calls (rows, chunked rows, columns; checked against torch),
+    uses few enough registers that BLOCKS_PER_SM blocks of TPB threads are resident at once, as the grid sizing
+    assumes."""
+    import nbops.cuda.reduction as cr
+
+    monkeypatch.setattr(cr, "MIN_CHUNK_LOADS", 1)
+    monkeypatch.setattr(cr, "QUANTUM_LOADS", 1)
+    for shape, dim in [((4, 3000), 1), ((300, 70), 0), ((70, 40), 1)]:
+        x = make(shape, np.float32, seed=3)
+        for fn, ref in [(nbops.sum, torch.sum), (nbops.amax, torch.amax), (nbops.var, torch.var),
+                        (nbops.argmax, torch.argmax), (nbops.logsumexp, torch.logsumexp)]:
+            check(fn, ref, "cuda", x, dim)
+    budget = 65536 // (cr.BLOCKS_PER_SM * cr.TPB)
+    regs = {k.py_func.__name__: k.get_regs_per_thread() for k in
+            (cr._sum_rows, cr._sum_cols, cr._max_rows, cr._var_rows, cr._var_cols, cr._argmax_rows,
+             cr._argmax_cols, cr._lse_rows, cr._lse_cols, cr._argmax_merge_rows, cr._lse_merge_rows)}
+    over = {name: r for name, r in regs.items() if max(r.values(), default=0) > budget}
+    assert not over, f"registers over {budget}: {over} (all: {regs})"
 
 
 def _compile_fast_kernels():
