@@ -9,8 +9,8 @@ place, and the store writes out[n, g * OCg + oc, oh, ow]. No im2col buffer exist
 from global memory (mostly L1/L2) when its K step is staged. A thread stages one pixel (A's staging walks m
 fastest, so a warp reads 32 neighbouring pixels for one tap: coalesced along W, the tap's coordinates a
 broadcast). A tap's (c, kh * DH, kw * DW) come from a small table built on the device once a call
-(``_taps_kernel``), not from dividing k; the pixel's (n, oh, ow) still cost two integer divisions per staged
-element (LLVM neither shares nor hoists numba's zero-guarded divisions). 1 x 1 stride-1 unpadded convolutions,
+(``_taps_kernel``), and a pixel's (n, oh * SH - PT, ow * SW - PL) are computed once a row tile (the core's
+``row_a`` hook): no integer division in the K loop. 1 x 1 stride-1 unpadded convolutions,
 groups 1, are plain batched GEMMs over strided views (A = x[n] viewed (H*W, C), B = w viewed (C, OC), C = out[n]
 viewed (H*W, OC)).
 
@@ -25,8 +25,8 @@ each thread one output, neighbouring threads neighbouring ow (coalesced), taps r
 
 Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills; shared memory
 as the GEMM core's):
-    conv2d float32 128 x 128: 162 registers; 128 x 64: 126; 64 x 64: 110; float64 64 x 64: 126
-    conv_transpose2d float32 128 x 128: 166 registers; 128 x 64: 126; 64 x 64: 110; float64 64 x 64: 126
+    conv2d float32 128 x 128: 167 registers; 128 x 64: 124 (two blocks an SM); 64 x 64: 112; float64 64 x 64: 128
+    conv_transpose2d float32 128 x 128: 168 registers; 128 x 64: 126; 64 x 64: 113; float64 64 x 64: 132
 
 ``_conv2d_naive`` / ``_conv_transpose2d_naive`` (one thread per output, global memory only) are the oracles.
 """
@@ -47,6 +47,7 @@ P_ICG, P_H, P_W, P_OHP, P_OWP, P_ISH, P_IPT, P_ISW, P_IPL, P_OSH, P_OPH, P_OSW, 
 # input, and its weight's (kh, kw)
 TAP_C, TAP_DH, TAP_DW, TAP_KH, TAP_KW = range(5)
 TAP_ROWS = 5
+OUTSIDE = -(1 << 40)  # an input row far outside every image: the padding rows of a GEMM's rows past M
 
 
 @cuda.jit
@@ -69,18 +70,26 @@ def _taps_kernel(tap, NA, NB, DH0, DHS, DW0, DWS, KH0, KHS, KW0, KWS):
 
 
 @cuda.jit(device=True)
-def _conv_a(xt, g, r, k, p, zero):
-    """A[r, k] of group g's implicit GEMM, xt = (x, tap): the input value tap k reads for pixel r = (n, ohp, owp),
-    zero in the padding or outside M x K. The staging gives each thread one pixel (a_kfast = 0)."""
-    x, tap = xt
+def _conv_row(xt, g, r, p):
+    """(n, ohp * ISH - IPT, owp * ISW - IPL) of pixel r = (n, ohp, owp): the image and the input row and column its
+    taps start from; for r >= M an input row OUTSIDE, which no tap brings back into the image."""
     OWP, OHWP = p[P_OWP], p[P_OHP] * p[P_OWP]
     n = r // OHWP
     q = r - n * OHWP
     ohp = q // OWP
-    owp = q - ohp * OWP
-    if r < p[P_M] and k < p[P_K]:
-        h = ohp * p[P_ISH] - p[P_IPT] + tap[TAP_DH, uint64(k)]
-        w = owp * p[P_ISW] - p[P_IPL] + tap[TAP_DW, uint64(k)]
+    if r >= p[P_M]:
+        return 0, OUTSIDE, 0
+    return n, ohp * p[P_ISH] - p[P_IPT], (q - ohp * OWP) * p[P_ISW] - p[P_IPL]
+
+
+@cuda.jit(device=True)
+def _conv_a(xt, g, n, h0, w0, k, p, zero):
+    """A[r, k] of group g's implicit GEMM, xt = (x, tap): the input value tap k reads for the pixel whose
+    ``_conv_row`` is (n, h0, w0), zero in the padding or outside M x K."""
+    x, tap = xt
+    if k < p[P_K]:
+        h = h0 + tap[TAP_DH, uint64(k)]
+        w = w0 + tap[TAP_DW, uint64(k)]
         if 0 <= h < p[P_H] and 0 <= w < p[P_W]:
             return x[uint64(n), uint64(g * p[P_ICG] + tap[TAP_C, uint64(k)]), uint64(h), uint64(w)]
     return zero
@@ -118,7 +127,7 @@ def _conv_store(out, bias, g, r, oc, v, beta, p):
 
 
 def _kernels(load_b):
-    return {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _conv_a, load_b, _conv_store, a_kfast=0, b_nfast=0)
+    return {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _conv_row, _conv_a, load_b, _conv_store, a_kfast=0, b_nfast=0)
             for d, t in ((np.float32, float32), (np.float64, float64)) for tm, tn in TILES[np.dtype(d)]}
 
 

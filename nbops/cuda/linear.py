@@ -30,7 +30,7 @@ reads); 4096^3 is 137 GFLOP, 2.7 ms at 50 TFLOP/s.
 
 Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills):
     float32 128 x 128: 130 registers, 16896 B shared (one block of 256 threads an SM)
-    float32 128 x 64: 128 registers, 12800 B (two blocks an SM); float32 64 x 64: 96, 8704 B
+    float32 128 x 64: 127 registers, 12800 B (two blocks an SM); float32 64 x 64: 95, 8704 B
     float64 64 x 64: 121 registers, 17408 B; int64 64 x 64: 134, 17408 B
 The float32 128 x 128 kernel reads its fragments with 3 ld.shared.v4 + 1 .v2 + 2 scalar loads a k (16 scalar
 loads without the 16-byte aligned buffers).
@@ -54,15 +54,16 @@ RELU = 1  # epilogue activation codes: 0 none, RELU max(v, 0)
 P_BATCH, P_M, P_N, P_K, P_BIAS, P_ACT, P_AKFAST, P_BNFAST = range(8)
 
 
-def make_gemm(dt, TM, TN, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
+def make_gemm(dt, TM, TN, row_a, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
     """The GEMM core for dtype ``dt`` and a TM x TN register tile, over the given device functions:
 
-    ``load_a(a, z, r, k, p, zero)`` -> A[z][r, k] of problem z, ``zero`` (0 in ``dt``) outside 0 <= r < M,
-    0 <= k < K (r, k >= 0 always); ``load_b(b, z, k, c, p, zero)`` -> B[z][k, c], ``zero`` outside 0 <= k < K, 0 <= c < N; ``store(c, bias, z, r, col, v, beta, p)`` writes C[z][r, col] from
-    ``v = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as p says.
-    ``a_kfast`` / ``b_nfast``: the staging walk orders, fixed when the kernel is built (0 or 1), or -1 to read them
-    from p at run time. A fixed a_kfast = 0 gives each thread one A row, so what a loader derives from the row is
-    computed once a step, not once an element.
+    ``row_a(a, z, r, p)`` -> (u, v, w): three int64 a loader derives from row r of problem z alone, computed once
+    a row tile (a conv's pixel coordinates: no division in the K loop); ``load_a(a, z, u, v, w, k, p, zero)`` ->
+    A[z][r, k], ``zero`` (0 in ``dt``) outside 0 <= r < M, 0 <= k < K; ``load_b(b, z, k, c, p, zero)`` ->
+    B[z][k, c], ``zero`` outside 0 <= k < K, 0 <= c < N; ``store(c, bias, z, r, col, v, beta, p)`` writes
+    C[z][r, col] from ``v = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as
+    p says. ``a_kfast`` / ``b_nfast``: the staging walk orders, fixed when the kernel is built (0 or 1), or -1 to
+    read them from p at run time (a fixed a_kfast = 0 gives each thread a single A row).
     """
     BM, BN = 16 * TM, 16 * TN
     NP_DT = np.dtype(str(dt))
@@ -92,6 +93,9 @@ def make_gemm(dt, TM, TN, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
         av = cuda.local.array(TM, dt)
         bv = cuda.local.array(TN, dt)
         ra = cuda.local.array(LA, dt)  # the next step's A elements, held while this step computes
+        ru = cuda.local.array(LA, int64)  # row_a's state of each staged A row
+        rv = cuda.local.array(LA, int64)
+        rw = cuda.local.array(LA, int64)
         rb = cuda.local.array(LB, dt)
         BATCH, M, N, K = p[P_BATCH], p[P_M], p[P_N], p[P_K]
         zero = dt(0)
@@ -116,12 +120,15 @@ def make_gemm(dt, TM, TN, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
             for row0 in range(cuda.blockIdx.y * BM, M, cuda.gridDim.y * BM):
                 for ij in range(TMN):
                     acc[ij] = 0
+                for e in range(LA):
+                    if e == 0 or dar != 0:  # with dar == 0 (m fastest) every staged element is in the same row
+                        u, v, w = row_a(a, z, row0 + ar + e * dar, p)
+                    ru[e], rv[e], rw[e] = u, v, w
                 # step s stages K columns [8s, 8s + 8) in buffer s % 2; iteration s loads step s before the math
-                # of step s - 1, unconditionally (past K the loaders give zeros), so that what a loader computes
-                # from z and r alone (a conv's pixel coordinates) is loop-invariant and hoisted out of the loop
+                # of step s - 1 (past K the loaders give zeros)
                 for s in range(steps + 1):
                     for e in range(LA):
-                        ra[e] = load_a(a, z, row0 + ar + e * dar, s * BK + ak + e * dak, p, zero)
+                        ra[e] = load_a(a, z, ru[e], rv[e], rw[e], s * BK + ak + e * dak, p, zero)
                     for e in range(LB):
                         rb[e] = load_b(b, z, s * BK + bk + e * dbk, col0 + bn + e * dbn, p, zero)
                     if s > 0:
@@ -157,7 +164,13 @@ def make_gemm(dt, TM, TN, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
 
 
 @cuda.jit(device=True)
-def _load_a(a, z, r, k, p, zero):
+def _row_a(a, z, r, p):
+    """A plain matrix's row state: the row itself."""
+    return r, 0, 0
+
+
+@cuda.jit(device=True)
+def _load_a(a, z, r, v, w, k, p, zero):
     """A[z][r, k] of a strided (BATCH, M, K) array (unsigned indices: no negative-index wrap-around code)."""
     if r < p[P_M] and k < p[P_K]:
         return a[uint64(z), uint64(r), uint64(k)]
@@ -189,7 +202,7 @@ def _store(c, bias, z, r, col, v, beta, p):
 # registers of accumulators alone)
 TILES = {np.dtype(np.float32): ((8, 8), (8, 4), (4, 4)), np.dtype(np.float64): ((4, 4),),
          np.dtype(np.int64): ((4, 4),)}
-_matmul_kernel = {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _load_a, _load_b, _store)
+_matmul_kernel = {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _row_a, _load_a, _load_b, _store)
                   for d, t in ((np.float32, float32), (np.float64, float64), (np.int64, int64))
                   for tm, tn in TILES[np.dtype(d)]}
 
