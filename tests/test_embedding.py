@@ -95,7 +95,7 @@ def test_embedding_out_of_range(target, bad):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_embedding_long_rows(dtype):
-    """Rows of 300 values: the row-copy kernel's four-load main loop and its tail (128 threads along a row)."""
+    """Rows of 300 values: the row-copy kernel's four-load main loop and its tail (32 threads along a row)."""
     idx = make_int((2, 3), 0, 7)
     check(nbops.embedding, F.embedding, "cuda", idx, make((7, 300), dtype))
 

@@ -45,10 +45,11 @@ def _embedding_kernel(out, idx, weight):
 
 
 def _row_block(D):
-    """(TX, TY) of ``_embedding_kernel``: TX the largest power of two from 32 to TPB with four values per thread
-    of a row of D (at least 32), TY = TPB // TX rows at a time."""
+    """(TX, TY) of ``_embedding_kernel``: TX the largest power of two from 32 to TPB that gives each thread four
+    passes of the four-load loop over a row of D (at least 32), TY = TPB // TX rows at a time. D = 768: 32 threads
+    with six four-load passes each, not 128 with one pass and two single-load tail passes."""
     tx = 32
-    while tx * 2 <= TPB and tx * 8 <= D:
+    while tx * 2 <= TPB and tx * 2 * 16 <= D:
         tx *= 2
     return tx, TPB // tx
 

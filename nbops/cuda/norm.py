@@ -34,6 +34,7 @@ TPB_ROWS = 64 if config.ENABLE_CUDASIM else 256  # threads per block of the row 
 WARP_ROW_MAX = 1024  # rows up to this length get one warp each, longer rows a whole block (tests may lower it)
 BLOCKS_PER_SM = 8  # resident blocks per SM at TPB_ROWS = 256 (2048 threads per SM)
 UNROLL = 4  # independent loads in flight per thread in the streaming loops
+PLANE_ROUNDS = 4  # plane kernels: at least this many passes of the four-load main loop per thread (_plane_tx)
 BN_CHUNK_WAVES = 1  # batch-norm statistics: aim for this many waves of resident blocks over (channel, chunk)
 BN_MAX_CHUNKS = 64  # ... but at most this many chunks per channel (<= TPB_ROWS: pass 2 sums one per thread)
 
@@ -44,9 +45,12 @@ def _grid(items, per_block):
 
 
 def _plane_tx(L):
-    """Threads along a plane of L values: the largest power of two from WARP to TPB_ROWS with UNROLL loads each."""
+    """Threads along a plane of L values: the largest power of two from WARP to TPB_ROWS that still gives every
+    thread PLANE_ROUNDS full passes of the four-load main loop. Fewer threads with more passes beat more threads
+    with a short main loop and a serial tail: L = 784 (28 x 28) with 128 threads is one four-load pass and two
+    one-load passes each, with 32 threads six four-load passes and one tail load."""
     tx = WARP
-    while tx * 2 <= TPB_ROWS and tx * 2 * UNROLL <= L:
+    while tx * 2 <= TPB_ROWS and tx * 2 * UNROLL * PLANE_ROUNDS <= L:
         tx *= 2
     return tx
 
