@@ -25,8 +25,8 @@ each thread one output, neighbouring threads neighbouring ow (coalesced), taps r
 
 Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills; shared memory
 as the GEMM core's):
-    conv2d float32 128 x 128: 167 registers; 128 x 64: 124 (two blocks an SM); 64 x 64: 112; float64 64 x 64: 128
-    conv_transpose2d float32 128 x 128: 168 registers; 128 x 64: 126; 64 x 64: 113; float64 64 x 64: 132
+    conv2d float32 128 x 128: 156 registers; 128 x 64: 117 (two blocks an SM); 64 x 64: 98; float64 64 x 64: 128
+    conv_transpose2d float32 128 x 128: 157 registers; 128 x 64: 123; 64 x 64: 101; float64 64 x 64: 128
 
 ``_conv2d_naive`` / ``_conv_transpose2d_naive`` (one thread per output, global memory only) are the oracles.
 """
@@ -114,20 +114,27 @@ def _convt_b(wt, g, k, oc, p, zero):
 
 
 @cuda.jit(device=True)
-def _conv_store(out, bias, g, r, oc, v, beta, p):
-    """out[n, g * OCg + oc, ohp * OSH + OPH, owp * OSW + OPW] = v + bias, r = (n, ohp, owp)."""
+def _conv_out_row(out, g, r, p):
+    """(n, ohp * OSH + OPH, owp * OSW + OPW): the output image, row and column of GEMM row r = (n, ohp, owp)."""
     OWP, OHWP = p[P_OWP], p[P_OHP] * p[P_OWP]
     n = r // OHWP
     q = r - n * OHWP
     ohp = q // OWP
+    return n, ohp * p[P_OSH] + p[P_OPH], (q - ohp * OWP) * p[P_OSW] + p[P_OPW]
+
+
+@cuda.jit(device=True)
+def _conv_store(out, bias, g, n, oh, ow, oc, v, beta, p):
+    """out[n, g * OCg + oc, oh, ow] = v + bias."""
     c = g * p[P_N] + oc
     if p[P_BIAS]:
         v += bias[c]
-    out[uint64(n), uint64(c), uint64(ohp * p[P_OSH] + p[P_OPH]), uint64((q - ohp * OWP) * p[P_OSW] + p[P_OPW])] = v
+    out[uint64(n), uint64(c), uint64(oh), uint64(ow)] = v
 
 
 def _kernels(load_b):
-    return {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _conv_row, _conv_a, load_b, _conv_store, a_kfast=0, b_nfast=0)
+    return {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _conv_row, _conv_a, load_b, _conv_out_row, _conv_store,
+                                             a_kfast=0, b_nfast=0)
             for d, t in ((np.float32, float32), (np.float64, float64)) for tm, tn in TILES[np.dtype(d)]}
 
 

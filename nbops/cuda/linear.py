@@ -54,15 +54,15 @@ RELU = 1  # epilogue activation codes: 0 none, RELU max(v, 0)
 P_BATCH, P_M, P_N, P_K, P_BIAS, P_ACT, P_AKFAST, P_BNFAST = range(8)
 
 
-def make_gemm(dt, TM, TN, row_a, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
+def make_gemm(dt, TM, TN, row_a, load_a, load_b, row_c, store, a_kfast=-1, b_nfast=-1):
     """The GEMM core for dtype ``dt`` and a TM x TN register tile, over the given device functions:
 
     ``row_a(a, z, r, p)`` -> (u, v, w): three int64 a loader derives from row r of problem z alone, computed once
     a row tile (a conv's pixel coordinates: no division in the K loop); ``load_a(a, z, u, v, w, k, p, zero)`` ->
     A[z][r, k], ``zero`` (0 in ``dt``) outside 0 <= r < M, 0 <= k < K; ``load_b(b, z, k, c, p, zero)`` ->
-    B[z][k, c], ``zero`` outside 0 <= k < K, 0 <= c < N; ``store(c, bias, z, r, col, v, beta, p)`` writes
-    C[z][r, col] from ``v = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as
-    p says. ``a_kfast`` / ``b_nfast``: the staging walk orders, fixed when the kernel is built (0 or 1), or -1 to
+    B[z][k, c], ``zero`` outside 0 <= k < K, 0 <= c < N; ``row_c(c, z, r, p)`` -> (u, v, w), the state of output
+    row r < M, computed once for its TN outputs; ``store(c, bias, z, u, v, w, col, x, beta, p)`` writes C[z][r, col]
+    from ``x = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as p says. ``a_kfast`` / ``b_nfast``: the staging walk orders, fixed when the kernel is built (0 or 1), or -1 to
     read them from p at run time (a fixed a_kfast = 0 gives each thread a single A row).
     """
     BM, BN = 16 * TM, 16 * TN
@@ -153,10 +153,11 @@ def make_gemm(dt, TM, TN, row_a, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
                 for i in range(TM):
                     r = row0 + tm0 + i % HM + (i // HM) * (BM // 2)
                     if r < M:
+                        u, v, w = row_c(c, z, r, p)
                         for j in range(TN):
                             col = col0 + tn0 + j % HN + (j // HN) * (BN // 2)
                             if col < N:
-                                store(c, bias, z, r, col, alpha * acc[j], beta, p)
+                                store(c, bias, z, u, v, w, col, alpha * acc[j], beta, p)
                     for ij in range(TMN - TN):
                         acc[ij] = acc[ij + TN]
 
@@ -164,13 +165,13 @@ def make_gemm(dt, TM, TN, row_a, load_a, load_b, store, a_kfast=-1, b_nfast=-1):
 
 
 @cuda.jit(device=True)
-def _row_a(a, z, r, p):
-    """A plain matrix's row state: the row itself."""
+def _row(a, z, r, p):
+    """A plain matrix's row state (of A or C): the row itself."""
     return r, 0, 0
 
 
 @cuda.jit(device=True)
-def _load_a(a, z, r, v, w, k, p, zero):
+def _load_a(a, z, r, _v, _w, k, p, zero):
     """A[z][r, k] of a strided (BATCH, M, K) array (unsigned indices: no negative-index wrap-around code)."""
     if r < p[P_M] and k < p[P_K]:
         return a[uint64(z), uint64(r), uint64(k)]
@@ -186,7 +187,7 @@ def _load_b(b, z, k, c, p, zero):
 
 
 @cuda.jit(device=True)
-def _store(c, bias, z, r, col, v, beta, p):
+def _store(c, bias, z, r, _v, _w, col, v, beta, p):
     """C[z][r, col] = v (+ beta * C, read only when beta != 0) (+ bias[col]), then the activation."""
     if beta != 0:
         v += beta * c[z, r, col]
@@ -202,7 +203,7 @@ def _store(c, bias, z, r, col, v, beta, p):
 # registers of accumulators alone)
 TILES = {np.dtype(np.float32): ((8, 8), (8, 4), (4, 4)), np.dtype(np.float64): ((4, 4),),
          np.dtype(np.int64): ((4, 4),)}
-_matmul_kernel = {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _row_a, _load_a, _load_b, _store)
+_matmul_kernel = {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _row, _load_a, _load_b, _row, _store)
                   for d, t in ((np.float32, float32), (np.float64, float64), (np.int64, int64))
                   for tm, tn in TILES[np.dtype(d)]}
 
