@@ -14,13 +14,14 @@ avg_pool2d 2x2 the same bytes.
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, uint64
 
 from .._dispatch import register
 from ._block import SCRATCH, warp_sum
 from ._util import TPB, sm_count, stream
 
 BLOCKS_PER_SM = 8  # resident blocks per SM at TPB = 256 threads (2048 threads per SM)
+TAPS_3X3 = True  # max pooling: 3 x 3 windows inside the plane load their nine taps at once (_max3x3)
 
 
 @cuda.jit(device=True, inline=True)
@@ -74,12 +75,49 @@ def _grid(rows, ty):
     return max(1, min((rows + ty - 1) // ty, sm_count() * BLOCKS_PER_SM))
 
 
+@cuda.jit(device=True, inline=True)
+def _fold_max(m, mi, v, i):
+    """(v, i) when v beats the running max m by torch's rule ``v > m or v != v`` (the first maximum, the last
+    NaN), else (m, mi)."""
+    if v > m or v != v:
+        return v, i
+    return m, mi
+
+
+@cuda.jit(device=True, inline=True)
+def _max3x3(xf, i, W, m):
+    """Max and flat index of the 3 x 3 window whose top-left tap is xf[i] (xf: a plane, flat; the window inside
+    it). The nine loads are issued together at unsigned offsets (no negative-index wrap code per tap), then folded
+    in torch's order: rows outer, columns inner."""
+    one = uint64(1)
+    two = uint64(2)
+    w = uint64(W)
+    j0 = uint64(i)
+    j1 = j0 + w
+    j2 = j1 + w
+    a0, a1, a2 = xf[j0], xf[j0 + one], xf[j0 + two]
+    b0, b1, b2 = xf[j1], xf[j1 + one], xf[j1 + two]
+    c0, c1, c2 = xf[j2], xf[j2 + one], xf[j2 + two]
+    mi = i
+    m, mi = _fold_max(m, mi, a0, i)
+    m, mi = _fold_max(m, mi, a1, i + 1)
+    m, mi = _fold_max(m, mi, a2, i + 2)
+    m, mi = _fold_max(m, mi, b0, i + W)
+    m, mi = _fold_max(m, mi, b1, i + W + 1)
+    m, mi = _fold_max(m, mi, b2, i + W + 2)
+    m, mi = _fold_max(m, mi, c0, i + 2 * W)
+    m, mi = _fold_max(m, mi, c1, i + 2 * W + 1)
+    m, mi = _fold_max(m, mi, c2, i + 2 * W + 2)
+    return m, mi
+
+
 @cuda.jit
-def _max_pool_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW, with_idx):
+def _max_pool_kernel(out, idx, x, xflat, KH, KW, SH, SW, PH, PW, DH, DW, with_idx, taps3):
     """out[p, oh, ow] = max of the (dilated, -inf padded) window of that output; NaN wins (the last NaN's
     index); idx[p, oh, ow] = h * W + w of the maximum when ``with_idx`` (else ``idx`` is a (1, 1, 1) placeholder).
-    x: (P, H, W); out, idx: (P, OH, OW). Block (TX, TY) over TY output rows and TX output columns, grid-stride
-    over the P * OH output rows."""
+    x: (P, H, W), xflat: the same memory as (P, H * W); out, idx: (P, OH, OW). Block (TX, TY) over TY output rows
+    and TX output columns, grid-stride over the P * OH output rows. With ``taps3`` (a 3 x 3 window, dilation 1)
+    windows inside the plane go through ``_max3x3``; the others (borders, other windows) walk their taps."""
     P, H, W = x.shape
     OH = out.shape[1]
     OW = out.shape[2]
@@ -98,17 +136,17 @@ def _max_pool_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW, with_idx):
             we = _imin(w0 + (KW - 1) * DW + 1, W)
             m = x.dtype.type(-math.inf)
             mi = hs * W + ws
-            ih = hs
-            while ih < he:
-                xr = xp[ih]
-                iw = ws
-                while iw < we:
-                    v = xr[iw]
-                    if v > m or v != v:
-                        m = v
-                        mi = ih * W + iw
-                    iw += DW
-                ih += DH
+            if taps3 and hs == h0 and he == h0 + 3 and ws == w0 and we == w0 + 3:
+                m, mi = _max3x3(xflat[p], h0 * W + w0, W, m)
+            else:
+                ih = hs
+                while ih < he:
+                    xr = xp[ih]
+                    iw = ws
+                    while iw < we:
+                        m, mi = _fold_max(m, mi, xr[iw], ih * W + iw)
+                        iw += DW
+                    ih += DH
             out[p, oh, ow] = m
             if with_idx:
                 idx[p, oh, ow] = mi
@@ -132,8 +170,10 @@ def max_pool(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     P, OH, OW = out.shape
     with_idx = idx is not None
     block = _block(OW)
-    _max_pool_kernel[_grid(P * OH, block[1]), block, stream()](out, idx if with_idx else _placeholder(), x, KH, KW,
-                                                                SH, SW, PH, PW, DH, DW, with_idx)
+    taps3 = TAPS_3X3 and KH == 3 and KW == 3 and DH == 1 and DW == 1
+    _max_pool_kernel[_grid(P * OH, block[1]), block, stream()](out, idx if with_idx else _placeholder(), x,
+                                                                x.reshape(P, x.shape[1] * x.shape[2]), KH, KW, SH,
+                                                                SW, PH, PW, DH, DW, with_idx, taps3)
 
 
 @cuda.jit
