@@ -23,14 +23,14 @@ CALLS = 10
 
 
 def _walked(call):
-    """``call()`` with nbops' 3 x 3 max-pool fast path off (the general tap loop for every window)."""
+    """``call()`` with nbops' 3 x 3 max-pool and 2 x 2 average-pool fast paths off (the general tap loops)."""
     from nbops.cuda import pooling
 
-    pooling.TAPS_3X3 = False
+    pooling.TAPS_3X3 = pooling.TAPS_2X2 = False
     try:
         return call()
     finally:
-        pooling.TAPS_3X3 = True
+        pooling.TAPS_3X3 = pooling.TAPS_2X2 = True
 
 
 def _cases():
@@ -61,6 +61,7 @@ def _cases():
         ("max_pool2d +indices", lambda m: m.max_pool2d(stem, 3, 2, 1, return_indices=True), stem_b + 8 * pooled),
         ("max_pool2d, taps walked (TAPS_3X3 off)", lambda m: _walked(lambda: m.max_pool2d(stem, 3, 2, 1)), stem_b),
         ("avg_pool2d 2x2 (32,64,112,112)", lambda m: m.avg_pool2d(stem, 2, 2), stem_b),
+        ("avg_pool2d, taps walked (TAPS_2X2 off)", lambda m: _walked(lambda: m.avg_pool2d(stem, 2, 2)), stem_b),
         ("adaptive_avg_pool2d ->1 (32,2048,7,7)", lambda m: m.adaptive_avg_pool2d(head, 1), 4 * head.numel()),
         ("embedding 50000x768, 32x512 ids", lambda m: m.embedding(ids, table), 8 * ids.numel() * 768),
     ]

@@ -269,7 +269,7 @@ def _compile_pool_kernels():
         a2, a1, i, b = types.Array(dt, 2, "C"), types.Array(dt, 1, "C"), types.int64, types.boolean
         sigs = [
             (K._max_pool_kernel, (a3, i3, a3, a2) + (i,) * 8 + (b, b)),
-            (K._avg_pool_kernel, (a3, a3) + (i,) * 6 + (b, i)),
+            (K._avg_pool_kernel, (a3, a3, a2) + (i,) * 6 + (b, i, b)),
             (K._adaptive_avg_pool_kernel, (a3, a3)),
             (K._global_avg_pool_kernel, (a1, a2, i, i)),
             (K._adaptive_max_pool_kernel, (a3, i3, a3)),

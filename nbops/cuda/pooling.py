@@ -22,6 +22,7 @@ from ._util import TPB, sm_count, stream
 
 BLOCKS_PER_SM = 8  # resident blocks per SM at TPB = 256 threads (2048 threads per SM)
 TAPS_3X3 = True  # max pooling: 3 x 3 windows inside the plane load their nine taps at once (_max3x3)
+TAPS_2X2 = True  # average pooling: 2 x 2 windows inside the plane load their four taps at once (_sum2x2)
 
 
 @cuda.jit(device=True, inline=True)
@@ -176,12 +177,25 @@ def max_pool(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
                                                                 SW, PH, PW, DH, DW, with_idx, taps3)
 
 
+@cuda.jit(device=True, inline=True)
+def _sum2x2(xf, i, W):
+    """Sum of the 2 x 2 window whose top-left tap is xf[i] (xf: a plane, flat; the window inside it), the four
+    loads issued together at unsigned offsets and added in torch's order from 0."""
+    one = uint64(1)
+    j0 = uint64(i)
+    j1 = j0 + uint64(W)
+    a0, a1, b0, b1 = xf[j0], xf[j0 + one], xf[j1], xf[j1 + one]
+    return ((xf.dtype.type(0) + a0) + a1 + b0) + b1
+
+
 @cuda.jit
-def _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor):
+def _avg_pool_kernel(out, x, xflat, KH, KW, SH, SW, PH, PW, count_include_pad, divisor, taps2):
     """out[p, oh, ow] = sum of the zero-padded window of that output / torch's divisor (``divisor`` when
     nonzero, else the window clipped to the padded input or, without count_include_pad, to the input).
-    x: (P, H, W); out: (P, OH, OW). Accumulates in the input dtype, as torch does. Block (TX, TY) over TY output
-    rows and TX output columns, grid-stride over the P * OH output rows."""
+    x: (P, H, W), xflat: the same memory as (P, H * W); out: (P, OH, OW). Accumulates in the input dtype, as torch
+    does. Block (TX, TY) over TY output rows and TX output columns, grid-stride over the P * OH output rows. With
+    ``taps2`` (a 2 x 2 window) windows inside the plane load their four taps at once (``_sum2x2``); the others
+    walk their window rows four taps, two rows at a time."""
     P, H, W = x.shape
     OH = out.shape[1]
     OW = out.shape[2]
@@ -203,6 +217,9 @@ def _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor)
             s = t_(0)
             pair = we - ws <= 4  # a window row is one group of 4 taps: two rows go together, same order
             ih = hs
+            if taps2 and hs == h0 and he == h0 + 2 and ws == w0 and we == w0 + 2:
+                s = _sum2x2(xflat[p], h0 * W + w0, W)
+                ih = he
             while ih < he:
                 ih2 = ih + 1 if pair else he
                 iw = ws
@@ -232,8 +249,9 @@ def avg_pool(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor):
     """Average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
     P, OH, OW = out.shape
     block = _block(OW)
-    _avg_pool_kernel[_grid(P * OH, block[1]), block, stream()](out, x, KH, KW, SH, SW, PH, PW, count_include_pad,
-                                                                divisor)
+    taps2 = TAPS_2X2 and KH == 2 and KW == 2
+    _avg_pool_kernel[_grid(P * OH, block[1]), block, stream()](out, x, x.reshape(P, x.shape[1] * x.shape[2]), KH, KW,
+                                                                SH, SW, PH, PW, count_include_pad, divisor, taps2)
 
 
 @cuda.jit(device=True, inline=True)
