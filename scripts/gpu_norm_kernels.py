@@ -33,6 +33,18 @@ def _walked(call):
         pooling.TAPS_3X3 = pooling.TAPS_2X2 = True
 
 
+def _one_pass(call):
+    """``call()`` with the norm planes and embedding rows laid out as before PLANE_ROUNDS / ROW_PASSES: the widest
+    thread group that gives each thread one four-load pass."""
+    from nbops.cuda import embedding, norm
+
+    norm.PLANE_ROUNDS = embedding.ROW_PASSES = 1
+    try:
+        return call()
+    finally:
+        norm.PLANE_ROUNDS = embedding.ROW_PASSES = 4
+
+
 def _cases():
     torch.manual_seed(0)
 
@@ -57,6 +69,10 @@ def _cases():
         ("batch_norm train (64,256,56,56)", lambda m: m.batch_norm(big, rm, rv, w, b, training=True), batch),
         ("batch_norm eval (32,256,28,28)", lambda m: m.batch_norm(img, rm, rv, w, b), image),
         ("batch_norm eval (64,256,56,56)", lambda m: m.batch_norm(big, rm, rv, w, b), batch),
+        ("batch_norm train (32,256,28,28), 1 pass", lambda m: _one_pass(lambda: m.batch_norm(img, rm, rv, w, b, True)),
+         image),
+        ("batch_norm eval (32,256,28,28), 1 pass", lambda m: _one_pass(lambda: m.batch_norm(img, rm, rv, w, b)),
+         image),
         ("max_pool2d 3x3 s2 p1 (32,64,112,112)", lambda m: m.max_pool2d(stem, 3, 2, 1), stem_b),
         ("max_pool2d +indices", lambda m: m.max_pool2d(stem, 3, 2, 1, return_indices=True), stem_b + 8 * pooled),
         ("max_pool2d, taps walked (TAPS_3X3 off)", lambda m: _walked(lambda: m.max_pool2d(stem, 3, 2, 1)), stem_b),
@@ -64,6 +80,7 @@ def _cases():
         ("avg_pool2d, taps walked (TAPS_2X2 off)", lambda m: _walked(lambda: m.avg_pool2d(stem, 2, 2)), stem_b),
         ("adaptive_avg_pool2d ->1 (32,2048,7,7)", lambda m: m.adaptive_avg_pool2d(head, 1), 4 * head.numel()),
         ("embedding 50000x768, 32x512 ids", lambda m: m.embedding(ids, table), 8 * ids.numel() * 768),
+        ("embedding, 1 pass", lambda m: _one_pass(lambda: m.embedding(ids, table)), 8 * ids.numel() * 768),
     ]
 
 

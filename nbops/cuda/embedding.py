@@ -11,6 +11,9 @@ from ._util import TPB, blocks, empty, sm_count, stream
 from .shape import fill
 
 
+ROW_PASSES = 4  # passes of the four-load loop each thread of a row gets (_row_block)
+
+
 @cuda.jit
 def _embedding_kernel(out, idx, weight):
     """out[i, :] = weight[idx[i], :]; out: (M, D), idx: (M,) int64, weight: (V, D).
@@ -49,7 +52,7 @@ def _row_block(D):
     passes of the four-load loop over a row of D (at least 32), TY = TPB // TX rows at a time. D = 768: 32 threads
     with six four-load passes each, not 128 with one pass and two single-load tail passes."""
     tx = 32
-    while tx * 2 <= TPB and tx * 2 * 16 <= D:
+    while tx * 2 <= TPB and tx * 2 * 4 * ROW_PASSES <= D:
         tx *= 2
     return tx, TPB // tx
 

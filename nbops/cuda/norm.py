@@ -276,10 +276,11 @@ def _bn_partial_kernel(part, x, C, S):
 @cuda.jit
 def _bn_apply_kernel(out, x, part, weight, bias, running_mean, running_var, C, S, momentum, eps):
     """Batch-norm training, pass 2: every block sums its channel's S <= TPB_ROWS partial sums, one per thread, in
-    ``_block``'s fixed tree order (the same bits in every block), forms mean and biased variance, and normalises the planes of its chunk:
-    out = ((x - m_hi) - m_lo) * (weight[c] / sqrt(var + eps)) + bias[c]. The block of chunk 0 also updates the
-    running statistics of its channel (when they have a slot): running = (1 - momentum) * running +
-    momentum * stat, with the unbiased variance. Same grid and planes as ``_bn_partial_kernel``.
+    ``_block``'s fixed tree order (the same bits in every block), forms mean and biased variance, and normalises
+    the planes of its chunk: out = ((x - m_hi) - m_lo) * (weight[c] / sqrt(var + eps)) + bias[c]. The block of
+    chunk 0 also updates the running statistics of its channel (when they have a slot): running =
+    (1 - momentum) * running + momentum * stat, with the unbiased variance. Same grid and planes as
+    ``_bn_partial_kernel``.
 
     Napkin math, (32, 256, 28, 28) float32 (25.7 MB): pass 1 reads 25.7 MB, pass 2 reads it again (from L2: it
     fits the 60 MB) and writes 25.7 MB; ~77 MB of traffic, ~20 us at 4 TB/s. A batch past L2 (say 200 MB)
