@@ -14,10 +14,13 @@ dtype) and ``m_lo``, so that a large offset keeps float32 precision.
 Layouts (one read pass for the statistics, one read + write pass for the output; the second read of a row comes
 from L1/L2 because the same warp or block has just read it):
 - rows (layer, RMS, group, instance, deep norm; SwitchNorm's instance statistics): a warp per row up to
-  ``WARP_ROW_MAX`` values, a block of ``TPB_ROWS`` threads per row above it; grid-stride over the rows with a grid
-  of ``BLOCKS_PER_SM`` blocks per SM.
-- planes (batch norm, SwitchNorm's apply): (N, C, L) as N * C planes of L values; a block of (TX, TY) threads,
-  TY planes at a time, TX threads along a plane, each with ``UNROLL`` loads in flight.
+  ``WARP_ROW_MAX`` values, a block of ``TPB_ROWS`` threads per row above it; one row per warp or block, the grid
+  covering the rows.
+- planes (batch norm, SwitchNorm's apply, DyT's rows): (N, C, L) as N * C planes of L values; a block of (TX, TY)
+  threads, TY planes at a time, TX threads along a plane (``_plane_tx``), grid-stride over the planes with
+  ``BLOCKS_PER_SM`` blocks per SM.
+Every streaming loop is a main loop of ``UNROLL`` = 4 unconditional loads (one basic block, so they are in flight
+together) and a one-by-one tail.
 """
 
 import math
@@ -37,6 +40,7 @@ UNROLL = 4  # independent loads in flight per thread in the streaming loops
 PLANE_ROUNDS = 4  # plane kernels: at least this many passes of the four-load main loop per thread (_plane_tx)
 BN_CHUNK_WAVES = 1  # batch-norm statistics: aim for this many waves of resident blocks over (channel, chunk)
 BN_MAX_CHUNKS = 64  # ... but at most this many chunks per channel (<= TPB_ROWS: pass 2 sums one per thread)
+
 
 def _grid(items, per_block):
     """Blocks for a grid-stride loop over ``items`` taking ``per_block`` per block: enough to fill the device
