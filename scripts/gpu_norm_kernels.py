@@ -45,6 +45,18 @@ def _one_pass(call):
         norm.PLANE_ROUNDS = embedding.ROW_PASSES = 4
 
 
+def _block_rows(call):
+    """``call()`` with rows of up to 1024 values on a block of TPB_ROWS threads each (WARP_ROW_MAX = 512), not a
+    warp: the second read of a row then comes from L1 (8 blocks x 4 KB an SM) rather than L2."""
+    from nbops.cuda import norm
+
+    norm.WARP_ROW_MAX = 512
+    try:
+        return call()
+    finally:
+        norm.WARP_ROW_MAX = 1024
+
+
 def _cases():
     torch.manual_seed(0)
 
@@ -63,6 +75,10 @@ def _cases():
         ("max_pool2d, taps walked (TAPS_3X3 off)", lambda m: _walked(lambda: m.max_pool2d(stem, 3, 2, 1)), stem_b),
         ("avg_pool2d 2x2 (32,64,112,112)", lambda m: m.avg_pool2d(stem, 2, 2), stem_b),
         ("avg_pool2d, taps walked (TAPS_2X2 off)", lambda m: _walked(lambda: m.avg_pool2d(stem, 2, 2)), stem_b),
+        ("layer_norm (32768,1024)", lambda m: m.layer_norm(tok, (1024,), tw, tb), rows),
+        ("layer_norm, block per row", lambda m: _block_rows(lambda: m.layer_norm(tok, (1024,), tw, tb)), rows),
+        ("rms_norm (32768,1024)", lambda m: m.rms_norm(tok, (1024,), tw), rows),
+        ("rms_norm, block per row", lambda m: _block_rows(lambda: m.rms_norm(tok, (1024,), tw)), rows),
         ("batch_norm train (32,256,28,28)", lambda m: m.batch_norm(img, rm, rv, w, b, training=True), image),
         ("batch_norm train (32,256,28,28), 1 pass", lambda m: _one_pass(lambda: m.batch_norm(img, rm, rv, w, b, True)),
          image),
@@ -73,8 +89,6 @@ def _cases():
         ("embedding, 1 pass", lambda m: _one_pass(lambda: m.embedding(ids, table)), 8 * ids.numel() * 768),
         ("batch_norm train (64,256,56,56)", lambda m: m.batch_norm(big, rm, rv, w, b, training=True), batch),
         ("batch_norm eval (64,256,56,56)", lambda m: m.batch_norm(big, rm, rv, w, b), batch),
-        ("layer_norm (32768,1024)", lambda m: m.layer_norm(tok, (1024,), tw, tb), rows),
-        ("rms_norm (32768,1024)", lambda m: m.rms_norm(tok, (1024,), tw), rows),
         ("group_norm G32 (32,256,28,28)", lambda m: m.group_norm(img, 32, w, b), image),
         ("instance_norm (32,256,28,28)", lambda m: m.instance_norm(img, weight=w, bias=b), image),
         ("dyt (32768,1024)", lambda m: m.dyt(tok, 0.5, tw, tb) if m is nbops else tw * torch.tanh(0.5 * tok) + tb,
