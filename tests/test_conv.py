@@ -292,8 +292,20 @@ def test_cuda_conv_gemm_tiles(monkeypatch, tile):
           padding=1)
 
 
+@pytest.mark.cuda
+def test_cuda_depthwise_planes_loop(monkeypatch):
+    """The depthwise kernel's blocks loop over the planes past the grid's y limit (capped at 2 here: 3 planes a
+    block), with stride, dilation and asymmetric padding."""
+    from nbops.cuda import conv as C
+
+    monkeypatch.setattr(C, "MAX_PLANES", 2)
+    check(nbops.conv2d, F.conv2d, "cuda", make((2, 3, 6, 7), np.float32, 24), make((3, 1, 3, 2), np.float32, 25),
+          make((3,), np.float32, 26), groups=3, stride=(2, 1), padding=(1, 2), dilation=(1, 2))
+
+
 def _conv_resources():
-    """Every implicit-GEMM kernel compiles for sm_90 and keeps its register tile out of local memory."""
+    """Every implicit-GEMM kernel compiles for sm_90 and keeps its register tile out of local memory; the tap
+    table and depthwise kernels compile too."""
     from numba import from_dtype, types
 
     from nbops.cuda import conv as C
@@ -307,6 +319,11 @@ def _conv_resources():
             w = types.Tuple((t[:, :, :, ::1], tap)) if transposed else t[:, ::1]
             ptx = gpu_ptx(kernel, (t[:, :, :, ::1], xt, w, t[::1], t, t, types.UniTuple(types.int64, 21)))
             assert "ld.local" not in ptx and "st.local" not in ptx, f"{dt} {tm}x{tn} conv tile uses local memory"
+    i64 = types.int64
+    gpu_ptx(C._taps_kernel, (i64[:, ::1],) + (i64,) * 10)
+    for t in (types.float32, types.float64):
+        a4 = t[:, :, :, ::1]
+        gpu_ptx(C._depthwise_kernel, (a4, a4, a4, t[::1]) + (i64,) * 7 + (t,))
 
 
 def test_conv_kernels_compile_without_local_memory():
