@@ -586,6 +586,22 @@ def test_cuda_group_layouts(dtype, per_block, monkeypatch):
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_group_norm_split_rows(dtype, monkeypatch):
+    """Few long rows split over several blocks each (thresholds lowered): chunks of 17 values crossing channel
+    spans of 50, and the per-row statistics instance norm's running update reads."""
+    from nbops.cuda import norm as cuda_norm
+
+    monkeypatch.setattr(cuda_norm, "WARP_ROW_MAX", 16)
+    monkeypatch.setattr(cuda_norm, "ROW_CHUNK_MIN", 16)
+    x = make((1, 4, 50), dtype, offset=1e3 if dtype == np.float64 else 0.0)
+    check(nbops.group_norm, F.group_norm, "cuda", x, 2, make((4,), dtype, seed=1), make((4,), dtype, seed=2))
+    rm, rv = make((3,), dtype, seed=3), np.abs(make((3,), dtype, seed=4))
+    run_with_running("cuda", nbops.instance_norm, F.instance_norm, make((2, 3, 40), dtype), rm, rv,
+                     use_input_stats=True, momentum=0.2)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(5, 2, 130), (2, 3, 140)])
 def test_cuda_batch_norm_chunks(shape, dtype):
     """(5, 2, 130): several (channel, chunk) blocks per channel summed in pass 2; long planes: the main loops."""
@@ -615,6 +631,8 @@ def _compile_norm_kernels():
             (K._rms_rows_kernel, (a2, a2, a1, f, b)),
             (K._group_rows_kernel, (a2, a1, a1, a2, a1, a1, i, i, f, b, f, b)),
             (K._group_rows_kernel, (a2, f1, f1, a2, a1, a1, i, i, f, b, f, b)),
+            (K._row_partial_kernel, (f3, a2, i, i)),
+            (K._group_apply_kernel, (a2, a1, a1, a2, f3, a1, a1, i, i, i, i, f)),
             (K._bn_partial_kernel, (f3, a2, i, i)),
             (K._bn_apply_kernel, (a2, a2, f3, a1, a1, ar, ar, i, i, f, f)),
             (K._bn_eval_kernel, (a2, a2, ar, ar, a1, a1, i, dt)),
