@@ -57,13 +57,25 @@ def _block_rows(call):
         norm.WARP_ROW_MAX = 1024
 
 
+def _unsplit(call):
+    """``call()`` with group norm's long rows on one block each (no split over blocks)."""
+    from nbops.cuda import norm
+
+    keep = norm.ROW_CHUNK_MIN
+    norm.ROW_CHUNK_MIN = 1 << 62
+    try:
+        return call()
+    finally:
+        norm.ROW_CHUNK_MIN = keep
+
+
 def _cases():
     torch.manual_seed(0)
 
     def r(*shape):
         return torch.randn(*shape, device="cuda")
 
-    img, big = r(32, 256, 28, 28), r(64, 256, 56, 56)
+    img, big, sd = r(32, 256, 28, 28), r(64, 256, 56, 56), r(1, 320, 64, 64)
     w, b, rm, rv = r(256), r(256), r(256), torch.rand(256, device="cuda") + 0.5
     tok, tw, tb = r(32768, 1024), r(1024), r(1024)
     stem, head = r(32, 64, 112, 112), r(32, 2048, 7, 7)
@@ -87,6 +99,9 @@ def _cases():
          image),
         ("embedding 50000x768, 32x512 ids", lambda m: m.embedding(ids, table), 8 * ids.numel() * 768),
         ("embedding, 1 pass", lambda m: _one_pass(lambda: m.embedding(ids, table)), 8 * ids.numel() * 768),
+        ("group_norm G32 (1,320,64,64), split rows", lambda m: m.group_norm(sd, 32), 8 * sd.numel()),
+        ("group_norm G32 (1,320,64,64), one block a row", lambda m: _unsplit(lambda: m.group_norm(sd, 32)),
+         8 * sd.numel()),
         ("batch_norm train (64,256,56,56)", lambda m: m.batch_norm(big, rm, rv, w, b, training=True), batch),
         ("batch_norm eval (64,256,56,56)", lambda m: m.batch_norm(big, rm, rv, w, b), batch),
         ("group_norm G32 (32,256,28,28)", lambda m: m.group_norm(img, 32, w, b), image),
