@@ -79,6 +79,33 @@ def test_gemm_core_matches_oracle_and_torch(dtype, case):
 
 
 @pytest.mark.cuda
+@pytest.mark.parametrize("dtype, splits, K", [(np.float32, 2, 34), (np.float64, 3, 9), (np.int64, 2, 10)])
+def test_split_k_matches_torch(dtype, splits, K):
+    """K split in parts summed by _split_k_sum, with alpha, beta, bias and relu in its epilogue."""
+    from nbops.cuda import linear as L
+
+    a, b, c, bias, alpha, beta, act = _case(dtype, (4, 4), 1, 66, 5, K, "transposed", "contiguous", False, 2, -1,
+                                            True, 1)
+    out = to_target(c, "cuda")
+    L.gemm_launch(out, to_target(a, "cuda"), to_target(b, "cuda"), alpha, beta, to_target(bias, "cuda"), act,
+                  (4, 4), splits)
+    rtol = {np.float32: 1e-5, np.float64: 1e-12, np.int64: 0}[dtype]
+    torch.testing.assert_close(torch.from_numpy(to_numpy(out)), _expected(a, b, c, bias, alpha, beta, act),
+                               rtol=rtol, atol=rtol * 10)
+
+
+@pytest.mark.cuda
+def test_split_k_choice():
+    """Split K only for a single problem that leaves SMs idle, into parts of at least MIN_SPLIT_K columns."""
+    from nbops.cuda import linear as L
+
+    sms = L.sm_count()
+    assert L.splits_for(1, 64, 64, 8 * L.MIN_SPLIT_K, (4, 4)) == next((s for s in L.SPLITS if s >= 2 * sms), 8)
+    assert L.splits_for(1, 64, 64, L.MIN_SPLIT_K, (4, 4)) == 1
+    assert L.splits_for(2 * sms, 64, 64, 8 * L.MIN_SPLIT_K, (4, 4)) == 1
+
+
+@pytest.mark.cuda
 def test_tile_choice_fills_the_device():
     """The 128 x 128 float32 tile where its blocks fill two per SM, 128 x 64 for 64 columns or fewer, 64 x 64 below
     that and for float64."""
@@ -108,6 +135,7 @@ def _gemm_resources():
             assert "ld.local" not in ptx and "st.local" not in ptx, f"{dt} {tm}x{tn} tile uses local memory"
             if dt == np.float32 and tm == 8:  # 16-byte aligned fragments: wide shared loads
                 assert "ld.shared.v4.f32" in ptx, f"{tm}x{tn} float32 tile reads shared memory word by word"
+        gpu_ptx(L._split_k_sum, (t[:, :, ::1], t[:, :, ::1], t[::1], t, t, types.int64, types.int64))
 
 
 def test_gemm_compiles_without_local_memory():

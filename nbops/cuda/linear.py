@@ -21,9 +21,10 @@ global loads of step t+1 go to registers before the math of step t and into the 
 syncthreads a step. Shared memory: 2 buffers x (8 x 132 + 8 x 132) words = 16.5 KiB (float32 128 x 128),
 2 x (8 x 68 + 8 x 68) x 8 B = 17 KiB (float64 / int64 64 x 64). Loads past an edge of M, N or K read 0.
 
-Dispatch by shape (``tile_for``): the largest tile that still puts two blocks on every SM and fills at least half
-of its columns; so small or batched problems (bmm 256 x 128^3 takes 128 x 128; a single 128 x 1024 x 4096 linear,
-64 x 64) trade operand reuse for parallelism.
+Dispatch by shape (``tile_for``, ``splits_for``): the largest tile that puts two blocks on every SM and fills at
+least half of its columns, else 64 x 64 (4096^3 takes 128 x 128; 2048^3, bmm 256 x 128^3 and 64-channel convs
+128 x 64); a single problem that still leaves SMs idle splits K in 2, 4 or 8 (a 128 x 1024 x 4096 linear: 64 x 64
+tiles, K split in 4), the partial products summed in order by ``_split_k_sum``.
 
 Napkin math: a 128 x 128 x 8 step is 131072 FMAs from 2 x 1024 staged words (64 FMAs per shared word each thread
 reads); 4096^3 is 137 GFLOP, 2.7 ms at 50 TFLOP/s.
@@ -48,6 +49,8 @@ BK = 8  # K step staged in shared memory
 PAD = 4  # words added to every staged row: conflict-free staging stores, rows stay 16-byte aligned
 MAX_GRID_Y = 65535  # the grid's y limit; more row tiles loop
 MAX_GRID_Z = 65535  # the grid's z limit; larger batches loop
+SPLITS = (2, 4, 8)  # split-K factors, tried smallest first
+MIN_SPLIT_K = 128  # K columns each split keeps at least
 RELU = 1  # epilogue activation codes: 0 none, RELU max(v, 0)
 
 # p, the integer parameters every GEMM launch passes: (BATCH, M, N, K, has_bias, act, a_kfast, b_nfast, *loader's)
@@ -218,27 +221,90 @@ def tile_for(dt, BATCH, M, N):
     return tiles[-1]
 
 
+def splits_for(BATCH, M, N, K, tile):
+    """Split-K factor for a single problem whose tiles leave SMs idle: the smallest of SPLITS that puts two blocks
+    on every SM (else the largest that applies) among those dividing K into parts of at least MIN_SPLIT_K; 1 for
+    batches, problems that fill the device, and short K."""
+    tm, tn = tile
+    tiles = blocks(M, 16 * tm) * blocks(N, 16 * tn)
+    if BATCH != 1 or tiles >= 2 * sm_count():
+        return 1
+    found = 1
+    for s in SPLITS:
+        if K % s == 0 and K // s >= MIN_SPLIT_K:
+            found = s
+            if tiles * s >= 2 * sm_count():
+                break
+    return found
+
+
 def gemm_grid(BATCH, M, N, tile):
     """The grid of a GEMM launch: column tiles on x, row tiles on y, problems on z (y and z capped)."""
     tm, tn = tile
     return blocks(N, 16 * tn), min(blocks(M, 16 * tm), MAX_GRID_Y), min(BATCH, MAX_GRID_Z)
 
 
-def gemm_launch(out, a, b, alpha, beta, bias=None, act=0, tile=None):
+def gemm_launch(out, a, b, alpha, beta, bias=None, act=0, tile=None, splits=None):
     """out = alpha * a @ b (+ beta * out) (+ bias) (then relu when act == RELU) on the GEMM core; out: (BATCH, M, N),
-    a: (BATCH, M, K), b: (BATCH, K, N), all strided, bias: (N,) or None; ``tile``: the register tile, by default
-    ``tile_for``'s choice. Each operand's staging walks the dim along which it is contiguous."""
+    a: (BATCH, M, K), b: (BATCH, K, N), all strided, bias: (N,) or None; ``tile``: the register tile, ``splits``:
+    the split-K factor (``tile_for``'s and ``splits_for``'s choices by default). Each operand's staging walks the
+    dim along which it is contiguous. Split K: the core writes the S partial products of K / S columns each into a
+    temporary (S, M, N) and ``_split_k_sum`` adds them in order (deterministic) in the epilogue's place."""
     BATCH, M, N = out.shape
     K = a.shape[2]
     dt = np.dtype(out.dtype)
     tile = tile_for(dt, BATCH, M, N) if tile is None else tile
+    splits = splits_for(BATCH, M, N, K, tile) if splits is None else splits
+    if splits > 1:
+        KS = K // splits
+        part = empty((splits, M, N), dt)
+        (_, sam, sak), (_, sbk, sbn) = a.strides, b.strides
+        _core(part, cuda_as_strided(a, (splits, M, KS), (KS * sak, sam, sak)),
+              cuda_as_strided(b, (splits, KS, N), (KS * sbk, sbk, sbn)), 1, 0, None, 0, tile)
+        has_bias = int(bias is not None)
+        bias = cuda_as_strided(part, (1,), (dt.itemsize,)) if bias is None else bias  # typed stand-in, never read
+        _split_k_sum[max(1, min(blocks(M * N), 8 * sm_count())), TPB, stream()](
+            out, part, bias, dt.type(alpha), dt.type(beta), has_bias, act)
+        return
+    _core(out, a, b, alpha, beta, bias, act, tile)
+
+
+def _core(out, a, b, alpha, beta, bias, act, tile):
+    BATCH, M, N = out.shape
+    dt = np.dtype(out.dtype)
     item = dt.itemsize
     a_kfast = int(a.strides[2] == item or a.strides[1] != item)
     b_nfast = int(b.strides[2] == item or b.strides[1] != item)
-    p = (BATCH, M, N, K, int(bias is not None), act, a_kfast, b_nfast)
+    p = (BATCH, M, N, a.shape[2], int(bias is not None), act, a_kfast, b_nfast)
     bias = cuda_as_strided(out, (1,), (item,)) if bias is None else bias  # typed stand-in, never read
     _matmul_kernel[(dt,) + tuple(tile)][gemm_grid(BATCH, M, N, tile), THREADS, stream()](
         out, a, b, bias, dt.type(alpha), dt.type(beta), p)
+
+
+@cuda.jit
+def _split_k_sum(out, part, bias, alpha, beta, has_bias, act):
+    """out[0] = alpha * (part[0] + ... + part[S - 1]) (+ beta * out[0]) (+ bias), then relu when act == RELU.
+
+    out: (1, M, N); part: (S, M, N) C-contiguous; grid-stride over the M * N outputs, one thread an output at a
+    time, adding the S partial products in order (deterministic), in the output dtype. Napkin math: (S + 1) * M * N
+    words, e.g. S = 4 at 128 x 4096: 10 MB, ~3 us at 4 TB/s.
+    """
+    S, M, N = part.shape
+    for i in range(cuda.grid(1), M * N, cuda.gridsize(1)):
+        r = i // N
+        c = i - r * N
+        v = part[0, r, c]
+        for s in range(1, S):
+            v += part[s, r, c]
+        v = alpha * v
+        if beta != 0:
+            v += beta * out[0, r, c]
+        if has_bias:
+            v += bias[c]
+        if act == RELU and v < 0:
+            out[0, r, c] = 0
+        else:
+            out[0, r, c] = v
 
 
 @cuda.jit
