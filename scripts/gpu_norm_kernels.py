@@ -6,7 +6,7 @@ The bench's per-call device time is bounded below by the host's launch cost whil
 (hundreds of us per nbops call today); this script sums the device time of the kernels each call queued, as CUPTI
 records them (torch.profiler, CUDA activity), so the kernels can be tuned apart from the launch path. One row per
 case: us per call, GB/s (each input read once, each output written once, as the bench counts) and x torch; below
-it, nbops' kernels with their us per call. Inputs are torch CUDA tensors, float32. About 30 s on an H200, most of
+it, nbops' kernels with their us per call. Inputs are torch CUDA tensors, float32. 40-60 s on an H200, most of
 it compiling.
 """
 
