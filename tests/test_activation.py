@@ -352,7 +352,8 @@ def test_torch_tensors_come_back_as_tensors():
 # ----------------------------------------------------------------------------------------------------------------
 # the CUDA kernels behind the launchers: grid-stride maps, softmax layouts, their oracles, their PTX
 
-MAP_PARAMS = {"hardtanh": (-0.5, 2.0), "leaky_relu": (0.2,), "elu": (1.5, 1.0, 1.0), "softplus": (2.0, 5.0)}
+MAP_PARAMS = {"hardtanh": (-0.5, 2.0), "leaky_relu": (0.2,), "elu": (1.5, 1.0, 1.0), "softplus": (2.0, 5.0),
+              "gelu": (0.7071067811865476, 0.5, 1.0), "gelu_tanh": (0.7978845608028654, 0.044715, 0.5, 1.0)}
 
 
 @pytest.mark.cuda

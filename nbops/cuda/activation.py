@@ -2,9 +2,12 @@
 
 Elementwise activations: grid-stride maps (``_util.map_kernels``, 4 loads in flight per thread) over flat,
 C-contiguous 1-D views, each calling one small device function that holds the activation's formula. Parameters
-arrive cast to the input's dtype; the formulas' literal constants are Python floats, so float32 inputs are
-evaluated in float64 and rounded once on the store (at least as accurate as torch's float32 kernels; these kernels
-are bound by memory bandwidth, not by the arithmetic).
+arrive cast to the input's dtype. Where a formula's literal constants are Python floats, float32 inputs are
+evaluated in float64 and rounded once on the store (at least as accurate as torch's float32 kernels); math
+functions of a float32 argument (exp, tanh, log1p, expm1) run in float32, as torch's. gelu takes its constants in
+the input's dtype, so its erf / tanh run in float32 for float32 (as torch's): in float64 they cost ~70 fp64
+operations per element, about twice an H200's memory time (fp64 ~17 T FMA/s against 8 bytes per element at
+4 TB/s).
 
 softmax / log_softmax see the input as (O, D, K) with D the reduced dim. Each row is folded into a running max and
 a rescaled sum of exp(x - max) in one read pass (online softmax), then written in a second pass. Accumulation is
@@ -29,6 +32,8 @@ COL_TPB = 32  # columns (K) per block of the inner-dim softmax: one warp reads 3
 # float32 (ptxas sm_90); float64's 62 registers leave no margin under the 64K per block, so it gets half as many
 MAX_DEPTH = 8 if config.ENABLE_CUDASIM else 32
 SOFTMAX_BLOCKS_PER_SM = 8  # the row softmaxes' grids: at most this many blocks per SM, rows grid-strided
+GELU = (0.7071067811865476, 0.5, 1.0)  # gelu's constants: 1/sqrt(2), 1/2, 1
+GELU_TANH = (0.7978845608028654, 0.044715, 0.5, 1.0)  # sqrt(2/pi), the cubic's coefficient, 1/2, 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -55,13 +60,15 @@ def _elu(v, negcoef, poscoef, negiptcoef):
 
 
 @cuda.jit(device=True)
-def _gelu(v):
-    return v * 0.5 * (1.0 + math.erf(v * 0.7071067811865476))
+def _gelu(v, c):
+    """v/2 (1 + erf(v / sqrt(2))) with c = GELU in v's dtype."""
+    return v * c[1] * (c[2] + math.erf(v * c[0]))
 
 
 @cuda.jit(device=True)
-def _gelu_tanh(v):
-    return 0.5 * v * (1.0 + math.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+def _gelu_tanh(v, c):
+    """v/2 (1 + tanh(sqrt(2/pi) (v + 0.044715 v^3))) with c = GELU_TANH in v's dtype."""
+    return c[2] * v * (c[3] + math.tanh(c[0] * (v + c[1] * v * v * v)))
 
 
 @cuda.jit(device=True)
@@ -129,12 +136,12 @@ def _elu_p(v, p):
 
 @cuda.jit(device=True)
 def _gelu_p(v, p):
-    return _gelu(v)
+    return _gelu(v, p)
 
 
 @cuda.jit(device=True)
 def _gelu_tanh_p(v, p):
-    return _gelu_tanh(v)
+    return _gelu_tanh(v, p)
 
 
 @cuda.jit(device=True)
@@ -471,7 +478,10 @@ def elu(out, x, alpha, scale, input_scale):
 
 @register("gelu", "cuda")
 def gelu(out, x, approximate):
-    _map("gelu_tanh" if approximate == "tanh" else "gelu", out, x)
+    if approximate == "tanh":
+        _map("gelu_tanh", out, x, *(_scalar(x, c) for c in GELU_TANH))
+    else:
+        _map("gelu", out, x, *(_scalar(x, c) for c in GELU))
 
 
 @register("sigmoid", "cuda")
