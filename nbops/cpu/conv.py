@@ -1,20 +1,19 @@
-"""CPU kernels of the convolution family: direct, register-blocked convolution as a gather over packed planes.
+"""CPU kernels of the convolution family: direct convolution as a GEMM over packed planes, Winograd for 3x3.
 
-Both conv2d and conv_transpose2d run on one tile kernel, ``_conv_tiles_kernel``. Its input is a stack of *planes*:
-each input channel, zero-padded and split into ``P = SH * SW`` stride phases, flattened to 1-D rows of width ``WQ``.
-In that layout every kernel tap ``k`` of a stride-1 view is a fixed plane and a fixed flat offset, so a tile of
-``PB`` consecutive output pixels reads ``PB`` consecutive values per tap, whatever the stride and dilation. Pixels
-whose column falls in ``[NB, WQ)`` are computed and dropped (the few columns of padding per row), which keeps the
-innermost loop a plain, full-width FMA over a row slice.
+Both conv2d and conv_transpose2d run on one kernel, ``_conv_gemm_kernel``. Its input is a stack of *planes*: each
+input channel, zero-padded and split into ``P = SH * SW`` stride phases, flattened to 1-D rows of width ``WQ``. In
+that layout every kernel tap ``k`` of a stride-1 view is a fixed plane and a fixed flat offset ``TAPS[k]``, so
+``NR`` consecutive output pixels read ``NR`` consecutive values per tap, whatever the stride and dilation. Pixels
+whose column falls in ``[NB, WQ)`` are computed and dropped (the few columns of padding per row).
 
-One tile is ``OCB`` output channels x ``PB`` pixels, accumulated in ``OCB`` stack arrays of ``PB`` lanes (2 zmm
-each with float32 on AVX-512) that LLVM keeps in registers: each loaded input vector feeds ``OCB`` FMAs and each
-broadcast weight ``PB`` lanes. The taps (input channel, kernel position) are one flat table of offsets into the
-image's planes. The weights stay as the caller laid them out, one row of taps per output channel: the inner loop
-broadcasts one weight from each of the block's ``OCB`` rows per tap (inspect_asm: 2 loads, 8 broadcasts and 16
-``vfmadd231ps zmm`` per tap), eight sequential streams the prefetcher follows, so no per-call repacking (which cost
-1.5 ms of a 7 ms C512 7x7 layer) is needed. Unpadded 1x1 convolutions run the linear family's GEMM (a strided one
-on the rows and columns it reads, gathered first).
+So a group's output (OCG channels x pixels) is a GEMM: its weights (OCG x T taps) times the T x pixels matrix whose
+row k is the planes from offset ``TAPS[k]``. The kernel copies that matrix's rows for NR pixels at a time into a
+small panel and runs the linear family's micro-kernel (``linear._tile_into``: an MR x NR register tile written as
+LLVM vector IR, so it is full-width zmm code on AVX-512 even where LLVM's tuning prefers ymm) over the weights,
+packed once per call as MR-channel panels. On this machine's Xeon (one of its two threads busy elsewhere, same
+process, medians) against the register-blocked direct kernel it replaced, float32: 3x3 s2 C64->128 56^2 113 ->
+174 GFLOP/s, 7x7 s2 C3->64 224^2 62 -> 76, 3x3 C64 56^2 84 -> 102, 3x3 C128 28^2 147 -> 216. Unpadded 1x1
+convolutions run the linear family's GEMM itself (a strided one on the rows and columns it reads, gathered first).
 
 conv_transpose2d is the same gather: for each output phase ``(oh + PH) % SH, (ow + PW) % SW`` the taps that reach it
 form a stride-1 correlation with a sub-kernel over the zero-padded input, computed with its own tap table. With
@@ -22,8 +21,9 @@ SW == 1 a phase writes its rows straight into the output (row stride SH); with a
 into a phase buffer, and ``_interleave_kernel`` merges the SW column phases into the output rows. No zero-dilated
 input is ever built.
 
-Depthwise convolution (one input channel per group) has its own kernel, ``_depthwise_kernel``, that pads each plane
-into a thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
+3x3 stride-1 layers with enough channels and tiles take Winograd F(4x4, 3x3) (``winograd.py``). Depthwise
+convolution (one input channel per group) has its own kernel, ``_depthwise_kernel``, that pads each plane into a
+thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
 """
 
 import threading
@@ -35,10 +35,10 @@ from numba import get_num_threads, njit, prange
 
 from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
+from .linear import MR, ROW_BYTES, _row_width, _tile_into
 from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel
 from .winograd import OCB as W_OCB
 
-OCB = 8  # output channels per register tile
 # Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
 # 32-pixel tile is 8 x 4 ymm accumulators and spills. One thread, N8, direct kernel against F.conv2d with 32 / 16
 # pixels (rocketlake as LLVM names this KVM guest's Xeon): 3x3 s2 C64->128 56^2 0.385 / 0.454x, 3x3 C64 56^2
@@ -57,13 +57,13 @@ def _prefers_ymm():
     return (llvm.get_host_cpu_name() if not name or name == "host" else name) in _PREFER_YMM
 
 
-# output pixels per register tile: 8 x 2 zmm accumulators of AVX-512's 32 registers; 8 x 2 ymm where LLVM keeps
-# to ymm; 8 x 1 ymm of AVX2's 16
+# a vector's worth of pixels as the depthwise kernel's loops compile: 2 zmm; 2 ymm where LLVM keeps to ymm; 1 ymm
+# of AVX2's; also the zeros kept past the packed planes
 PB = 8 if vector_bytes() == 32 else 16 if _prefers_ymm() else 32
 DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 8 or 4 ymm: more FMAs per tap's address arithmetic)
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
-CHUNK_BYTES = 256 * 1024  # input bytes one pixel chunk may read, so that it stays in L2 across channel blocks
+CHUNK_BYTES = 512 * 1024  # output bytes of one pixel chunk, buffered in L2 until the chunk is stored
 # a Winograd item's V and M (36 x (C + OC) values per tile) stay in L2 between its steps; one thread, N8, by V + M
 # per item: C256 14^2 1.2 MB 10.0 ms, 2.4 MB 8.1, 4.7 MB 8.2; C128 28^2 0.6 MB 9.1, 1.8-2.4 MB 7.8; C64 56^2 0.3 MB
 # 11.2, 0.9-1.8 MB 10.6
@@ -153,125 +153,94 @@ def _pack_kernel(xs, x, SH, SW, PT, PL, WQ):
         _pack_plane(xs[n, c * P:(c + 1) * P], x[n, c], SH, SW, PT, PL, WQ, True)
 
 
-@njit(parallel=True, cache=True, fastmath=FM)
-def _conv_tiles_kernel(out, xs, w, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH, NCH):
-    """Register-blocked direct convolution over packed planes.
+@njit(parallel=True, cache=True)
+def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH, NCH):
+    """The direct convolution as a GEMM per pixel tile, on the linear family's vector-IR micro-kernel.
 
-    xs: (N, G*ICg*P*L) planes, flat per image; w: (OC, T) weights, row oc holding the T = ICg*K taps (input
-    channel, kernel position) of output channel oc; bias: (OC,); TAPS: (T,) the flat offset in xs[n] of each tap of
-    group 0, GSTRIDE the offset between the G groups; out: (N, OC, OH, OW), OC = G * OCg. The tile grid covers
-    NA x NB output pixels, flattened with row width WQ; pixel ``(a, b)`` goes to ``out[..., OH0 + a*OSH, b]`` (rows
-    of a transposed convolution's phase are OSH apart; its column phases come back through a buffer).
+    xs: (N, G*ICg*P*L) planes, flat per image; wp: (G * NS * T * MR,) the weights as the micro-kernel's A panels,
+    ``wp[((g * NS + s) * T + k) * MR + r]`` = the weight of tap k (input channel, kernel position) of output channel
+    ``g * OCG + s * MR + r``, zero past the group's OCG channels (``_panels``); bias: (OC,); TAPS: (T,) the flat
+    offset in xs[n] of each tap of group 0, GSTRIDE the offset between the G groups; out: (N, OC, OH, OW),
+    OC = G * OCG. The pixel grid covers NA x NB output pixels, flattened with row width WQ; pixel ``(a, b)`` goes to
+    ``out[..., OH0 + a*OSH, b]`` (rows of a transposed convolution's phase are OSH apart; its column phases come back
+    through a buffer). NCH pixel chunks per (n, g).
 
-    One prange iteration computes one (n, g, pixel chunk, output-channel block): for each PB-pixel tile it sums
-    ICg * K taps into OCB x PB accumulators (in the input dtype) and stores them whole to a flat chunk buffer, whose
-    rows are copied to ``out`` with the bias at the end of the chunk (a store per tile and row segment costs as much
-    as the taps of a small convolution). The channel block varies fastest, so a thread runs all blocks of one pixel
-    chunk in a row while the chunk's input stays in L2. A last partial tile is shifted back to end at the last
-    pixel (recomputing a few pixels with identical results).
+    Seen as a GEMM, a group's output (OCG, pixels) is its weights (OCG, T) times the (T, pixels) matrix whose row k
+    is the packed planes from flat offset TAPS[k]: each row is a contiguous run of the input. One prange iteration
+    takes one (n, g, pixel chunk); for each NR-pixel tile it copies the T rows' NR values into a (T, NR) B panel
+    (``bp``, in L1/L2, reused by every output-channel panel) and runs ``_tile_into`` for each MR-channel panel:
+    MR x 2 vector accumulators in registers, each k step 2 vector loads of B, MR broadcasts of A and 2 MR FMAs on
+    full-width vectors (zmm with AVX-512 whatever LLVM's tuning prefers: the loop is written as vector IR). The
+    tiles land in a (NS * MR, chunk) buffer whose rows are stored to ``out`` with the bias at the end of the chunk
+    (``_store_tile``: dropped columns skipped, phase rows OSH apart). A last partial tile is shifted back to end at
+    the last pixel (recomputing a few pixels with identical results), so no read passes the last pixel's taps;
+    fewer than NR pixels in all are zero-filled in ``bp``.
+
+    Work per tile: 2 * OCG * T * NR flops for T * NR copied values, so the copy costs 1 / OCG of the FMAs.
     """
     N = xs.shape[0]
     OC = out.shape[1]
     T = TAPS.shape[0]
     OCG = OC // G
-    NOCB = (OCG + OCB - 1) // OCB
+    NR = _row_width(xs)
+    NS = (OCG + MR - 1) // MR
     NPIX = (NA - 1) * WQ + NB
-    NT = (NPIX + PB - 1) // PB
+    NT = (NPIX + NR - 1) // NR
     per = (NT + NCH - 1) // NCH
-    for it in prange(N * G * NOCB * NCH):
-        ob = it % NOCB
-        r = it // NOCB
-        ch = r % NCH
-        r //= NCH
+    zero = xs.dtype.type(0)
+    for it in prange(N * G * NCH):
+        ch = it % NCH
+        r = it // NCH
         g = r % G
         n = r // G
-        acc0 = stack_empty(PB, xs)
-        acc1 = stack_empty(PB, xs)
-        acc2 = stack_empty(PB, xs)
-        acc3 = stack_empty(PB, xs)
-        acc4 = stack_empty(PB, xs)
-        acc5 = stack_empty(PB, xs)
-        acc6 = stack_empty(PB, xs)
-        acc7 = stack_empty(PB, xs)
-        xn = xs[n]
-        oc0 = g * OCG + ob * OCB
-        nvalid = min(OCB, OCG - ob * OCB)
-        last = oc0 + nvalid - 1  # a block's rows past the group's end repeat its last channel (never stored)
-        wr0 = w[oc0]
-        wr1 = w[min(oc0 + 1, last)]
-        wr2 = w[min(oc0 + 2, last)]
-        wr3 = w[min(oc0 + 3, last)]
-        wr4 = w[min(oc0 + 4, last)]
-        wr5 = w[min(oc0 + 5, last)]
-        wr6 = w[min(oc0 + 6, last)]
-        wr7 = w[min(oc0 + 7, last)]
         t_lo = ch * per
         t_hi = min(NT, (ch + 1) * per)
-        base = min(t_lo * PB, NPIX - PB) if NPIX >= PB else 0
-        tmp = np.empty((OCB, per * PB + PB), xs.dtype)
+        if t_hi <= t_lo:
+            continue
+        xn = xs[n]
+        bp = np.empty(T * NR, xs.dtype)
+        tmp = np.empty((NS * MR, per * NR + NR), xs.dtype)
+        base = min(t_lo * NR, NPIX - NR) if NPIX >= NR else 0
         for t in range(t_lo, t_hi):
-            p0 = min(t * PB, NPIX - PB) if NPIX >= PB else 0
-            for j in range(PB):
-                acc0[j] = 0
-                acc1[j] = 0
-                acc2[j] = 0
-                acc3[j] = 0
-                acc4[j] = 0
-                acc5[j] = 0
-                acc6[j] = 0
-                acc7[j] = 0
+            p0 = min(t * NR, NPIX - NR) if NPIX >= NR else 0
+            valid = min(NR, NPIX - p0)
             gp = g * GSTRIDE + p0
             for k in range(T):
+                row = bp[k * NR:(k + 1) * NR]
                 s = TAPS[k] + gp
-                xv = xn[s:s + PB]
-                w0 = wr0[k]
-                w1 = wr1[k]
-                w2 = wr2[k]
-                w3 = wr3[k]
-                w4 = wr4[k]
-                w5 = wr5[k]
-                w6 = wr6[k]
-                w7 = wr7[k]
-                for j in range(PB):
-                    v = xv[j]
-                    acc0[j] += w0 * v
-                    acc1[j] += w1 * v
-                    acc2[j] += w2 * v
-                    acc3[j] += w3 * v
-                    acc4[j] += w4 * v
-                    acc5[j] += w5 * v
-                    acc6[j] += w6 * v
-                    acc7[j] += w7 * v
+                if valid == NR:
+                    src = xn[s:s + NR]
+                    for j in range(NR):
+                        row[j] = src[j]
+                else:
+                    for j in range(NR):
+                        row[j] = xn[s + j] if j < valid else zero
             q = p0 - base
-            t0 = tmp[0, q:q + PB]
-            t1 = tmp[1, q:q + PB]
-            t2 = tmp[2, q:q + PB]
-            t3 = tmp[3, q:q + PB]
-            t4 = tmp[4, q:q + PB]
-            t5 = tmp[5, q:q + PB]
-            t6 = tmp[6, q:q + PB]
-            t7 = tmp[7, q:q + PB]
-            for j in range(PB):
-                t0[j] = acc0[j]
-                t1[j] = acc1[j]
-                t2[j] = acc2[j]
-                t3[j] = acc3[j]
-                t4[j] = acc4[j]
-                t5[j] = acc5[j]
-                t6[j] = acc6[j]
-                t7[j] = acc7[j]
-        if t_hi > t_lo:
-            start = t_lo * PB
-            stop = min(t_hi * PB, NPIX) - base
-            for o in range(nvalid):
-                _store_tile(out[n, oc0 + o], tmp[o, start - base:stop], bias[oc0 + o], start, NPIX, WQ, NB, OH0, OSH)
+            for sp in range(NS):
+                _tile_into(wp, (g * NS + sp) * T * MR, MR, 1, T, bp, 0, NR, tmp, sp * MR, q, MR, False)
+        start = t_lo * NR
+        stop = min(t_hi * NR, NPIX) - base
+        for o in range(OCG):
+            c = g * OCG + o
+            _store_tile(out[n, c], tmp[o, start - base:stop], bias[c], start, NPIX, WQ, NB, OH0, OSH)
+
+
+def _panels(w, G):
+    """(OC, T) weights -> the A panels of ``_conv_gemm_kernel``: (G * NS * T * MR,), channel r of panel s of group
+    g at ``((g * NS + s) * T + k) * MR + r``, zero past the group's channels."""
+    OC, T = w.shape
+    OCG = OC // G
+    NS = -(-OCG // MR)
+    wp = np.zeros((G, NS * MR, T), w.dtype)
+    wp[:, :OCG] = w.reshape(G, OCG, T)
+    return np.ascontiguousarray(wp.reshape(G, NS, MR, T).transpose(0, 1, 3, 2)).reshape(-1)
 
 
 @njit(parallel=True, cache=True, fastmath=FM)
 def _depthwise_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
     """Depthwise convolution: one input channel per group, M = OC // C output channels per input channel.
 
-    x: (N, C, H, W); w: (OC, K); bias: (OC,); TOFF, TPL: (K,) tap offsets and planes as in ``_conv_tiles_kernel``;
+    x: (N, C, H, W); w: (OC, K); bias: (OC,); TOFF, TPL: (K,) tap offsets and planes as ``_taps`` gives them;
     out: (N, OC, OH, OW). One prange iteration computes a chunk of
     the N * OC output planes: per plane it packs input channel oc // M into a thread-local (SH*SW, L) buffer (see
     ``_pack_plane``; the zero borders are written once per chunk), then sums the KH*KW taps into a DW_PB-pixel
@@ -379,26 +348,15 @@ def _conv2d_naive(out, x, w, bias, SH, SW, PT, PL, DH, DW, G):
                 out[n, oc, oh, ow] = s + bias[oc]
 
 
-def _blocks(OCG):
-    """Output-channel blocks of OCB per group."""
-    return -(-OCG // OCB)
-
-
-def _rows(w):
-    """(OC, T) weights as the tile kernel reads them: one contiguous row of taps per output channel (a view of
-    a contiguous weight; no packing, since the kernel broadcasts each weight from its row)."""
-    return np.ascontiguousarray(w)
-
-
-def _chunks(N, G, NOCB, NA, NB, WQ, planes, reach, itemsize):
-    """Pixel chunks per (n, g): enough that every thread gets ITEMS_PER_THREAD prange items or more, and small
-    enough that the input one chunk reads (``planes`` rows of chunk + ``reach`` values) fits in CHUNK_BYTES."""
-    tiles = ((NA - 1) * WQ + NB + PB - 1) // PB
-    want = ITEMS_PER_THREAD * get_num_threads()
-    balance = -(-want // (N * G * NOCB))
-    fit = CHUNK_BYTES // max(1, planes * itemsize) - reach
-    cache = -(-tiles * PB // max(PB, fit))
-    return max(1, min(tiles, max(balance, cache)))
+def _chunks(N, G, OCG, NA, NB, WQ, itemsize):
+    """Pixel chunks per (n, g) for ``_conv_gemm_kernel``: enough that every thread gets ITEMS_PER_THREAD prange
+    items or more, and small enough that a chunk's output buffer (every output channel of the group over the
+    chunk's pixels) stays in L2 until it is stored (CHUNK_BYTES)."""
+    NR = ROW_BYTES // itemsize
+    tiles = -(-((NA - 1) * WQ + NB) // NR)
+    balance = -(-ITEMS_PER_THREAD * get_num_threads() // (N * G))
+    fit = max(1, CHUNK_BYTES // (-(-OCG // MR) * MR * NR * itemsize))
+    return max(1, min(tiles, max(balance, -(-tiles // fit))))
 
 
 _SCRATCH = threading.local()
@@ -516,7 +474,7 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
 
 
 def _direct(out, x, w, bias, stride, padding, dilation, groups):
-    """The direct convolution: ``_conv_tiles_kernel`` over the input itself (stride 1, no padding) or over packed
+    """The direct convolution: ``_conv_gemm_kernel`` over the input itself (stride 1, no padding) or over packed
     stride-phase planes; arguments as the conv2d launcher's, bias an (OC,) array."""
     N, C, H, W = x.shape
     OC, ICG, KH, KW = w.shape
@@ -536,9 +494,9 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
     toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
     L = xs.shape[2]
     taps = ((np.arange(ICG)[:, None] * P + tpl[None, :]) * L + toff[None, :]).reshape(-1)
-    nch = _chunks(N, groups, _blocks(OC // groups), OH, OW, WQ, ICG * P, int(toff.max()), x.itemsize)
-    _conv_tiles_kernel(out, xs.reshape(N, -1), _rows(w.reshape(OC, -1)), bias, taps, groups, ICG * P * L, WQ, OH,
-                       OW, 0, 1, nch)
+    nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
+    _conv_gemm_kernel(out, xs.reshape(N, -1), _panels(w.reshape(OC, -1), groups), bias, taps, groups, ICG * P * L,
+                      WQ, OH, OW, 0, 1, nch)
 
 
 def _phase_taps(K, S, D, P, r):
@@ -592,12 +550,11 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
             kws, cw = _phase_taps(KW, SW, DW, PW, rw)
             toff = ((a0 - ch + CH)[:, None] * WQ + (b0 - cw + CW)[None, :]).reshape(-1)
             sub = wt[:, :, khs[:, None], kws[None, :]].reshape(OC, -1)  # the phase's taps, a fresh (OC, T) copy
-            reach = int(toff.max(initial=0) - toff.min(initial=0))
-            nch = _chunks(N, groups, _blocks(OCG), na, nb, WQ, ICG, reach, x.itemsize)
+            nch = _chunks(N, groups, OCG, na, nb, WQ, x.itemsize)
             taps = (np.arange(ICG)[:, None] * L + toff[None, :]).reshape(-1)
             # the phase's first output pixel is (oh0, ow0), each in [0, stride); ow0 is 0 when SW == 1
             oh0, ow0 = SH * a0 + rh - PH, SW * b0 + rw - PW
             dst = out if ph is None else ph[ow0]
-            _conv_tiles_kernel(dst, xs2, sub, bias, taps, groups, ICG * L, WQ, na, nb, oh0, SH, nch)
+            _conv_gemm_kernel(dst, xs2, _panels(sub, groups), bias, taps, groups, ICG * L, WQ, na, nb, oh0, SH, nch)
     if ph is not None:
         _interleave_kernel(out, ph)
