@@ -24,10 +24,11 @@ Depthwise convolutions (one input and one output channel a group) are memory-bou
 each thread one output of a plane at a time, neighbouring threads neighbouring ow (coalesced), taps read through
 L1.
 
-Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills; shared memory
-as the GEMM core's):
-    conv2d float32 128 x 128: 156 registers; 128 x 64: 117 (two blocks an SM); 64 x 64: 98; float64 64 x 64: 128
-    conv_transpose2d float32 128 x 128: 157 registers; 128 x 64: 123; 64 x 64: 101; float64 64 x 64: 128
+Compiled resources (ptxas -arch=sm_90 -v; every tile: 0 bytes stack, 0 spills; shared memory as the GEMM core's),
+numba 0.68.1's built-in target / numba-cuda 0.30.4:
+    conv2d float32 128 x 128: 156 / 148 registers; 128 x 64: 117 / 117 (two blocks an SM); 64 x 64: 98 / 98;
+    float64 64 x 64: 128 / 128
+    conv_transpose2d float32 128 x 128: 157 / 151; 128 x 64: 123 / 123; 64 x 64: 101 / 101; float64: 128 / 128
 
 ``_conv2d_naive`` / ``_conv_transpose2d_naive`` (one thread per output, global memory only) are the oracles.
 """

@@ -16,7 +16,7 @@ A warp is 8 tx x 4 ty, so the A words it reads from shared memory at one k fall 
 (broadcast among equal ty) and the B words in 8 x TN/2 distinct banks: conflict-free. K walks in steps of BK = 8;
 each step's A tile is staged transposed (``As[k, m]``) and B as is (``Bs[k, n]``), both padded by 4 words a row so
 the staging stores are conflict-free whether the loader walks k or m fastest; a thread's quarter-tile fragments
-are 16-byte aligned runs of shared words, read as wide loads. The tiles are double-buffered: the
+are aligned runs of shared words, read as wide loads. The tiles are double-buffered: the
 global loads of step t+1 go to registers before the math of step t and into the other buffer after it, one
 syncthreads a step. Shared memory: 2 buffers x (8 x 132 + 8 x 132) words = 16.5 KiB (float32 128 x 128),
 2 x (8 x 68 + 8 x 68) x 8 B = 17 KiB (float64 / int64 64 x 64). Loads past an edge of M, N or K read 0.
@@ -29,12 +29,13 @@ tiles, K split in 4), the partial products summed in order by ``_split_k_sum``.
 Napkin math: a 128 x 128 x 8 step is 131072 FMAs from 2 x 1024 staged words (64 FMAs per shared word each thread
 reads); 4096^3 is 137 GFLOP, 2.7 ms at 50 TFLOP/s.
 
-Compiled resources (ptxas -arch=sm_90 -v, numba 0.68.1's NVVM; every tile: 0 bytes stack, 0 spills):
-    float32 128 x 128: 130 registers, 16896 B shared (one block of 256 threads an SM)
-    float32 128 x 64: 127 registers, 12800 B (two blocks an SM); float32 64 x 64: 95, 8704 B
-    float64 64 x 64: 121 registers, 17408 B; int64 64 x 64: 134, 17408 B
-The float32 128 x 128 kernel reads its fragments with 3 ld.shared.v4 + 1 .v2 + 2 scalar loads a k (16 scalar
-loads without the 16-byte aligned buffers).
+Compiled resources (ptxas -arch=sm_90 -v; every tile: 0 bytes stack, 0 spills), numba 0.68.1's built-in target /
+numba-cuda 0.30.4 (what the GPU machine runs):
+    float32 128 x 128: 130 / 130 registers, 16896 B shared (one block of 256 threads an SM)
+    float32 128 x 64: 127 / 128 registers, 12800 B (two blocks an SM); float32 64 x 64: 95 / 95, 8704 B
+    float64 64 x 64: 121 / 126 registers, 17408 B; int64 64 x 64: 134 / 140, 17408 B
+The float32 128 x 128 kernel reads its 16 fragment words a k with 6 shared loads (3 v4, 1 v2, 2 scalar) under the
+built-in target and 9 (7 v2, 2 scalar) under numba-cuda, against 16 scalar loads from element-aligned buffers.
 """
 
 import numpy as np
@@ -75,9 +76,10 @@ def make_gemm(dt, TM, TN, row_a, load_a, load_b, row_c, store, a_kfast=-1, b_nfa
     BMP, BNP = BM + PAD, BN + PAD  # staged row lengths
     TMN = TM * TN
     SA, SB = BK * BMP, BK * BNP  # words of one staged buffer
-    # the two buffers of each operand, in 16-byte words: shared arrays are declared as complex128 (16-byte aligned)
-    # and viewed as dt, so that LLVM may merge a thread's 4 (float32) or 2 (float64) neighbouring reads into one
-    # ld.shared.v4 / .v2 (numba aligns a shared array to its element size only)
+    # the two buffers of each operand, in 16-byte words: shared arrays are declared as complex128 and viewed as dt,
+    # so that LLVM may merge a thread's neighbouring reads into wide loads (a shared array is aligned to its
+    # element: numba's built-in target gives complex128 16 bytes, ld.shared.v4 for float32; numba-cuda 0.30 its
+    # ABI alignment, 8 bytes, ld.shared.v2)
     WORD = np.dtype(np.complex128).itemsize
     SA2, SB2 = 2 * SA * NP_DT.itemsize // WORD, 2 * SB * NP_DT.itemsize // WORD
     LA, LB = BM * BK // THREADS, BN * BK // THREADS  # staged elements each thread loads a step
