@@ -1,6 +1,6 @@
 """Convolution workloads: ResNet-50 layers at batch 8, a depthwise layer, the 7x7 first layer and two decoder
-upsampling layers; on cuda also ResNet layers at batch 32 (the implicit-GEMM targets). FLOPs count 2 per multiply-add of the direct convolution; bytes count input, weight and output
-once.
+upsampling layers; on cuda also ResNet layers at batch 32 (the implicit-GEMM targets). FLOPs count 2 per
+multiply-add of the direct convolution; bytes count input, weight and output once.
 
 ``python -m bench.cases.conv`` prints the accuracy report of the CPU paths of the 3x3 stride-1 layers: the max
 relative error (max |y - ref| / max |ref|) of the direct kernel and of Winograd F(4x4, 3x3) in float32 against a

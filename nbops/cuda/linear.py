@@ -66,8 +66,9 @@ def make_gemm(dt, TM, TN, row_a, load_a, load_b, row_c, store, a_kfast=-1, b_nfa
     A[z][r, k], ``zero`` (0 in ``dt``) outside 0 <= r < M, 0 <= k < K; ``load_b(b, z, k, c, p, zero)`` ->
     B[z][k, c], ``zero`` outside 0 <= k < K, 0 <= c < N; ``row_c(c, z, r, p)`` -> (u, v, w), the state of output
     row r < M, computed once for its TN outputs; ``store(c, bias, z, u, v, w, col, x, beta, p)`` writes C[z][r, col]
-    from ``x = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as p says. ``a_kfast`` / ``b_nfast``: the staging walk orders, fixed when the kernel is built (0 or 1), or -1 to
-    read them from p at run time (a fixed a_kfast = 0 gives each thread a single A row).
+    from ``x = alpha * (A @ B)[r, col]``, adding beta * C and the bias and applying the activation as p says.
+    ``a_kfast`` / ``b_nfast``: the staging walk orders, fixed when the kernel is built (0 or 1), or -1 to read them
+    from p at run time (a fixed a_kfast = 0 gives each thread a single A row).
     """
     BM, BN = 16 * TM, 16 * TN
     NP_DT = np.dtype(str(dt))
