@@ -115,8 +115,15 @@ def _view(x, dtype):
     devicearray, devices, driver = _numba_parts()
     item = dtype.itemsize
     shape, steps = tuple(x.shape), x.stride()
-    strides = tuple(s * item for s in steps)
     size = item * (1 + sum((n - 1) * s for n, s in zip(shape, steps)))  # bytes spanned (torch strides are >= 0)
+    if x.is_contiguous():  # as numba makes them from the interface's strides=None: C strides, size-1 dims included
+        strides, step = [], item
+        for n in reversed(shape):
+            strides.append(step)
+            step *= n
+        strides = tuple(reversed(strides))
+    else:
+        strides = tuple(s * item for s in steps)
     owner = x.detach() if x.requires_grad else x  # results that view it come back without autograd history
     memory = driver.MemoryPointer(devices.get_context(), device_pointer(x.data_ptr()), size=size, owner=owner)
     memory._cuda_memsize_ = size  # the extent numba would otherwise ask the driver for
@@ -144,9 +151,12 @@ def device_pointer(value):
 
 
 def _same_view(a, b):
-    """Whether device arrays ``a`` and ``b`` view the same elements (strides compared where a dim has size > 1)."""
+    """Whether device arrays ``a`` and ``b`` are the same array to numba: pointer, shape, strides, size, extent and
+    numba type (dtype, rank, layout)."""
+    from numba import typeof
+
     return (a.gpu_data.device_pointer_value == b.gpu_data.device_pointer_value and a.shape == b.shape
-            and a.dtype == b.dtype and all(n == 1 or s == t for n, s, t in zip(a.shape, a.strides, b.strides)))
+            and a.strides == b.strides and a.size == b.size and a.alloc_size <= b.alloc_size and typeof(a) == typeof(b))
 
 
 _NUMPY_DTYPES = {}  # torch dtype -> numpy dtype (None where NumPy has none, e.g. bfloat16)
