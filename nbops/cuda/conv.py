@@ -136,6 +136,7 @@ def _conv_store(out, bias, g, n, oh, ow, oc, v, beta, p):
 
 
 def _kernels(load_b):
+    """The implicit-GEMM kernels of one convolution kind (its B loader), by (dtype, TM, TN)."""
     return {(np.dtype(d), tm, tn): make_gemm(t, tm, tn, _conv_row, _conv_a, load_b, _conv_out_row, _conv_store,
                                              a_kfast=0, b_nfast=0)
             for d, t in ((np.float32, float32), (np.float64, float64)) for tm, tn in TILES[np.dtype(d)]}
