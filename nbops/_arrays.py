@@ -104,40 +104,49 @@ def _numba_parts():
     return _NUMBA
 
 
-_LAYOUTS = {}  # (shape, strides, dtype) -> the attributes numba's DeviceNDArray constructor gives such an array
+_LAYOUTS = {}  # (shape, element strides, dtype) -> (extent in bytes, the attributes numba's constructor gives it)
 _LAYOUTS_MAX = 1024  # layouts kept; the table starts over past this
 
 
 def _view(x, dtype):
     """The device array over ``x``. numba's DeviceNDArray constructor spends most of its ~9 us deriving the layout
-    (a dummy array, extents, flags) from shape and strides; the attributes it derives are kept per layout, and an
-    array of a known layout is a new DeviceNDArray given those attributes and its own allocation (~0.5 us)."""
+    (a dummy array, extents, flags) from shape and strides; what it derives is kept per (shape, strides, dtype), and
+    an array of a known layout is a new DeviceNDArray given those attributes and its own allocation."""
     devicearray, devices, driver = _numba_parts()
-    item = dtype.itemsize
-    shape, steps = tuple(x.shape), x.stride()
-    size = item * (1 + sum((n - 1) * s for n, s in zip(shape, steps)))  # bytes spanned (torch strides are >= 0)
-    if x.is_contiguous():  # as numba makes them from the interface's strides=None: C strides, size-1 dims included
-        strides, step = [], item
-        for n in reversed(shape):
-            strides.append(step)
-            step *= n
-        strides = tuple(reversed(strides))
-    else:
-        strides = tuple(s * item for s in steps)
+    key = (tuple(x.shape), x.stride(), dtype)
+    entry = _LAYOUTS.get(key)
+    size = _extent(*key) if entry is None else entry[0]
     owner = x.detach() if x.requires_grad else x  # results that view it come back without autograd history
     memory = driver.MemoryPointer(devices.get_context(), device_pointer(x.data_ptr()), size=size, owner=owner)
     memory._cuda_memsize_ = size  # the extent numba would otherwise ask the driver for
-    key = (shape, strides, dtype)
-    layout = _LAYOUTS.get(key)
-    if layout is None:
-        made = devicearray.DeviceNDArray(shape, strides, dtype, gpu_data=memory)
+    if entry is None:
+        shape, steps, _ = key
+        made = devicearray.DeviceNDArray(shape, _byte_strides(shape, steps, dtype.itemsize, x.is_contiguous()), dtype,
+                                         gpu_data=memory)
         if len(_LAYOUTS) >= _LAYOUTS_MAX:
             _LAYOUTS.clear()
-        layout = _LAYOUTS[key] = {k: v for k, v in vars(made).items() if k != "gpu_data"}
+        entry = _LAYOUTS[key] = (size, {k: v for k, v in vars(made).items() if k != "gpu_data"})
     array = devicearray.DeviceNDArray.__new__(devicearray.DeviceNDArray)
-    vars(array).update(layout)
+    vars(array).update(entry[1])
     array.gpu_data = memory
     return array
+
+
+def _extent(shape, steps, dtype):
+    """Bytes spanned by a tensor of this shape and element strides (torch's strides are never negative)."""
+    return dtype.itemsize * (1 + sum((n - 1) * s for n, s in zip(shape, steps)))
+
+
+def _byte_strides(shape, steps, item, contiguous):
+    """The byte strides numba gives the tensor's import: C strides for a contiguous tensor (its interface says
+    strides=None, so size-1 dims get C strides too), else torch's strides in bytes."""
+    if not contiguous:
+        return tuple(s * item for s in steps)
+    strides, step = [], item
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def device_pointer(value):
