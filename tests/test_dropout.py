@@ -255,7 +255,7 @@ def test_manual_seed_errors():
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype,affine", [(np.float32, False), (np.float64, True)])
 def test_cuda_dropout_kernel_matches_naive(dtype, affine):
-    """The register-state, 4-loads-in-flight kernel draws what its oracle (state in global memory, one element per
+    """The register-state, 8-loads-in-flight kernel draws what its oracle (state in global memory, one element per
     step) draws: same outputs and same final states, over unrolled passes and a ragged tail (300 elements, one
     block of 32 threads)."""
     from numba import cuda
