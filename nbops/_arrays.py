@@ -250,7 +250,7 @@ def empty(shape, dtype, target, kind, like, stream=0):
     if target == "cpu":
         return np.empty(shape, dtype=dtype)
     if kind == TORCH:
-        out = native(sys.modules["torch"].empty(shape, dtype=_torch_dtype(dtype), device=like.device), TORCH)
+        out = native(sys.modules["torch"].empty(shape, dtype=_torch_dtype(dtype), device=like.get_device()), TORCH)
     elif kind == CUPY:
         out = native(sys.modules["cupy"].empty(shape, dtype=dtype), CUPY)
     else:
