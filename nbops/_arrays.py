@@ -1,9 +1,10 @@
 """Array adapters: recognise the caller's array kind, hand kernels a native view, and hand back the caller's kind.
 
 Kernels see two kinds of array only: ``numpy.ndarray`` on the cpu target and a numba device array on the cuda
-target. Everything here is zero-copy: a CPU torch tensor becomes a NumPy view of its memory, a CuPy array or a torch
-CUDA tensor becomes a numba device array over the same device memory (through ``__cuda_array_interface__``), and
-results travel back the same way. Nothing is copied between host and device, and nothing waits for the device:
+target. Everything here is zero-copy: a CPU torch tensor becomes a NumPy view of its memory, a CuPy array becomes a
+numba device array over the same device memory (through ``__cuda_array_interface__``), a torch CUDA tensor too (built
+from its data pointer, shape and strides, which is cheaper; ``_torch_cuda_view``), and results travel back the same
+way. Nothing is copied between host and device, and nothing waits for the device:
 CUDA arrays are imported without the synchronization the CUDA Array Interface does by default, because every kernel
 of the call goes on the caller's own stream (``call_stream``), which orders it after the work that made its inputs.
 
@@ -79,8 +80,8 @@ def _torch_cuda_view(x):
     """A numba device array over torch CUDA tensor ``x``'s memory, built from its data pointer, shape and strides:
     what ``cuda.as_cuda_array(x, sync=False)`` makes, without the interface dict, the external stream object it
     makes on every call, or the driver query of the allocation's extent (~11 us per tensor on an H200 host). The
-    first view is checked against numba's import (pointer, shape, strides, dtype); a mismatch or an error there, a
-    tensor NumPy has no dtype for, or an empty, conjugate or negative view takes numba's import instead."""
+    first view is checked against numba's import (``_same_view``); a mismatch or an error there, a tensor NumPy has
+    no dtype for, or an empty, conjugate or negative view takes numba's import instead."""
     dtype = None if _FAST_VIEWS[0] is False else _numpy_dtype(x.dtype)
     if dtype is None or x.is_conj() or x.is_neg() or x.numel() == 0:
         return _cuda().as_cuda_array(x.detach(), sync=False)
@@ -96,6 +97,8 @@ def _torch_cuda_view(x):
 
 
 _NUMBA = []  # numba.cuda.cudadrv's devicearray, devices and driver modules, imported on the first CUDA tensor
+
+
 def _numba_parts():
     if not _NUMBA:
         from numba.cuda.cudadrv import devicearray, devices, driver
