@@ -445,6 +445,27 @@ def test_cuda_fast_kernels_fit_the_resident_blocks(monkeypatch):
     assert not over, f"registers over {budget}: {over} (all: {regs})"
 
 
+def test_cuda_grid_fits_the_blocks_a_kernel_keeps_resident(monkeypatch):
+    """The launch grid is capped by the kernel's registers once it is compiled (a stand-in for a compiled
+    dispatcher: 132 SMs, 256-thread blocks): up to 64 registers 4 blocks an SM, 72 three, 112 two."""
+    import nbops.cuda.reduction as cr
+
+    class Compiled:
+        def __init__(self, regs):
+            self.overloads = {"sig": None} if regs else {}
+            self.regs = regs
+
+        def get_regs_per_thread(self):
+            return {"sig": self.regs}
+
+    monkeypatch.setattr(cr.config, "ENABLE_CUDASIM", False)
+    monkeypatch.setattr(cr, "_SMS", [132])
+    monkeypatch.setattr(cr, "TPB", 256)
+    assert cr._fit(Compiled(0), 1000) == 1000
+    assert [cr._fit(Compiled(r), 1000) for r in (32, 64, 72, 112)] == [528, 528, 396, 264]
+    assert cr._fit(Compiled(72), 100) == 100
+
+
 def _compile_fast_kernels():
     from numba import types
 

@@ -44,6 +44,7 @@ SIM_SMS = 2  # the SM count the simulator stands in with
 BIG = np.iinfo(np.int64).max  # "no index yet" of the argmax kernels
 _SMS = []
 _PLANS = {}
+_RESIDENT = {}
 
 
 def _sms():
@@ -60,6 +61,23 @@ def _cdiv(a, b):
 def _use(tasks, slots):
     """The share of ``slots`` busy over the rounds ``tasks`` take."""
     return tasks / (_cdiv(tasks, slots) * slots)
+
+
+def _fit(kernel, grid):
+    """``grid`` capped at the blocks of ``kernel`` the SMs hold at once, by its registers once it is compiled:
+    a kernel that needs more than 64 registers (float64 ones may) holds fewer than BLOCKS_PER_SM blocks an SM, and
+    a grid sized for BLOCKS_PER_SM would leave its last blocks a second, mostly idle round. Plans (and so results)
+    do not depend on it: only which block takes which task does."""
+    if config.ENABLE_CUDASIM:
+        return grid
+    key = (kernel, len(kernel.overloads))
+    held = _RESIDENT.get(key)
+    if held is None:
+        if not key[1]:
+            return grid
+        regs = max(kernel.get_regs_per_thread().values())
+        held = _RESIDENT[key] = max(1, min(BLOCKS_PER_SM, 65536 // (TPB * _cdiv(regs, 8) * 8)))
+    return min(grid, _sms() * held)
 
 
 def _chunks(units, R, lanes, slots, max_chunks):
@@ -347,11 +365,11 @@ def _reduce(name, out, x, div=1):
     if I == 1:
         G, L, C, grid = _rows_plan(O, R)
         part = out.reshape(O, 1) if C == 1 else empty((O, C), x.dtype)
-        rows[grid, TPB, stream()](part, flat(x), R, L, G, ident, x.dtype.type(div if C == 1 else 1))
+        rows[_fit(rows, grid), TPB, stream()](part, flat(x), R, L, G, ident, x.dtype.type(div if C == 1 else 1))
     else:
         block, L, C, grid = _cols_plan(O, R, I)
         part = out.reshape(O, 1, I) if C == 1 else empty((O, C, I), x.dtype)
-        cols[grid, block, stream()](part, flat(x), R, I, L, ident, x.dtype.type(div if C == 1 else 1))
+        cols[_fit(cols, grid), block, stream()](part, flat(x), R, I, L, ident, x.dtype.type(div if C == 1 else 1))
     if C > 1:
         _reduce(name, out, part.reshape(O, C, I), div)
 
@@ -534,12 +552,12 @@ def reduce_var_mean(var, mean, x, correction=1, take_sqrt=False):
         G, L, C, grid = _rows_plan(O, R)
         a, b = (var.reshape(O, 1), mean.reshape(O, 1)) if C == 1 else (empty((O, C), np.float64),
                                                                       empty((O, C), np.float64))
-        _var_rows[grid, TPB, stream()](a, b, flat(x), R, L, G, denom, take_sqrt, C == 1)
+        _var_rows[_fit(_var_rows, grid), TPB, stream()](a, b, flat(x), R, L, G, denom, take_sqrt, C == 1)
     else:
         block, L, C, grid = _cols_plan(O, R, I)
         a, b = (var.reshape(O, 1, I), mean.reshape(O, 1, I)) if C == 1 else (empty((O, C, I), np.float64),
                                                                             empty((O, C, I), np.float64))
-        _var_cols[grid, block, stream()](a, b, flat(x), R, I, L, denom, take_sqrt, C == 1)
+        _var_cols[_fit(_var_cols, grid), block, stream()](a, b, flat(x), R, I, L, denom, take_sqrt, C == 1)
     if C > 1:
         s1, s2 = empty((O, I), np.float64), empty((O, I), np.float64)
         _reduce("sum", s1, a.reshape(O, C, I))
@@ -749,15 +767,16 @@ def reduce_argmax(vals, idx, x, is_min=False):
         G, L, C, grid = _rows_plan(O, R)
         pv, pi = (vals.reshape(O, 1), idx.reshape(O, 1)) if C == 1 else (empty((O, C), x.dtype),
                                                                         empty((O, C), np.int64))
-        _argmax_rows[grid, TPB, stream()](pv, pi, flat(x), R, L, G, is_min, lo)
+        _argmax_rows[_fit(_argmax_rows, grid), TPB, stream()](pv, pi, flat(x), R, L, G, is_min, lo)
         if C > 1:
             G2, _, _, grid2 = _rows_plan(O, C, 1)
-            _argmax_merge_rows[grid2, TPB, stream()](vals.reshape(O, 1), idx.reshape(O, 1), pv, pi, G2, is_min, lo)
+            _argmax_merge_rows[_fit(_argmax_merge_rows, grid2), TPB, stream()](vals.reshape(O, 1), idx.reshape(O, 1),
+                                                                               pv, pi, G2, is_min, lo)
     else:
         block, L, C, grid = _cols_plan(O, R, I)
         pv, pi = (vals.reshape(O, 1, I), idx.reshape(O, 1, I)) if C == 1 else (empty((O, C, I), x.dtype),
                                                                                empty((O, C, I), np.int64))
-        _argmax_cols[grid, block, stream()](pv, pi, flat(x), R, I, L, is_min, lo)
+        _argmax_cols[_fit(_argmax_cols, grid), block, stream()](pv, pi, flat(x), R, I, L, is_min, lo)
         if C > 1:
             _argmax_merge_cols[blocks(O * I, TPB), TPB, stream()](vals.reshape(O, I), idx.reshape(O, I), pv, pi,
                                                                   is_min)
@@ -968,15 +987,15 @@ def reduce_logsumexp(out, x):
     if I == 1:
         G, L, C, grid = _rows_plan(O, R)
         a, b = (out.reshape(O, 1),) * 2 if C == 1 else (empty((O, C), np.float64), empty((O, C), np.float64))
-        _lse_rows[grid, TPB, stream()](a, b, flat(x), R, L, G, lo, zero, C == 1)
+        _lse_rows[_fit(_lse_rows, grid), TPB, stream()](a, b, flat(x), R, L, G, lo, zero, C == 1)
         if C > 1:
             G2, _, _, grid2 = _rows_plan(O, C, 1)
-            _lse_merge_rows[grid2, TPB, stream()](out.reshape(O, 1), a, b, G2, lo, zero)
+            _lse_merge_rows[_fit(_lse_merge_rows, grid2), TPB, stream()](out.reshape(O, 1), a, b, G2, lo, zero)
     else:
         block, L, C, grid = _cols_plan(O, R, I, LSE_MAX_CHUNKS)
         a, b = (out.reshape(O, 1, I),) * 2 if C == 1 else (empty((O, C, I), np.float64),
                                                            empty((O, C, I), np.float64))
-        _lse_cols[grid, block, stream()](a, b, flat(x), R, I, L, lo, zero, C == 1)
+        _lse_cols[_fit(_lse_cols, grid), block, stream()](a, b, flat(x), R, I, L, lo, zero, C == 1)
         if C > 1:
             _lse_merge[blocks(O * I, TPB), TPB, stream()](out.reshape(O, I), a.reshape(O, C, I), b.reshape(O, C, I),
                                                           zero)
