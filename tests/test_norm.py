@@ -570,6 +570,8 @@ def test_cuda_row_layouts(shape, ns, dtype, per_block, monkeypatch):
     w, b = make(ns, dtype, seed=1), make(ns, dtype, seed=2)
     check(nbops.layer_norm, F.layer_norm, "cuda", x, ns, w, b)
     check(nbops.rms_norm, F.rms_norm, "cuda", x, ns, w)
+    check(nbops.deep_norm, lambda a, f, al, n, ww, bb: F.layer_norm(al * a + f, n, ww, bb), "cuda", x,
+          make(shape, dtype, seed=3), 0.5, ns, w, b)
 
 
 @pytest.mark.cuda
@@ -580,8 +582,6 @@ def test_cuda_group_layouts(dtype, per_block, monkeypatch):
     x = make((2, 4, 40), dtype)
     check(nbops.group_norm, F.group_norm, "cuda", x, 2, make((4,), dtype, seed=1), make((4,), dtype, seed=2))
     check(nbops.instance_norm, F.instance_norm, "cuda", x)
-    check(nbops.deep_norm, lambda a, f, al, s: F.layer_norm(al * a + f, s), "cuda", x, make((2, 4, 40), dtype,
-          seed=3), 0.5, (40,))
 
 
 @pytest.mark.cuda
@@ -637,7 +637,7 @@ def _compile_norm_kernels():
             (K._bn_apply_kernel, (a2, a2, f3, a1, a1, ar, ar, i, i, f, f)),
             (K._bn_eval_kernel, (a2, a2, ar, ar, a1, a1, i, dt)),
             (K._planes_affine_kernel, (a2, a2, a1, a1, a1)),
-            (K._axpy_kernel, (a1, a1, a1, dt)),
+            (K._deep_rows_kernel, (a2, a2, a2, dt, a1, a1, f, b)),
             (K._dyt_kernel, (a2, a2, a1, a1, a1)),
         ]
         for kernel, sig in sigs:
