@@ -37,7 +37,6 @@ from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
 from .linear import MR, ROW_BYTES, _row_width, _tile_into
 from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel
-from .winograd import OCB as W_OCB
 
 # Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
 # 32-pixel tile is 8 x 4 ymm accumulators and spills. One thread, N8, direct kernel against F.conv2d with 32 / 16
@@ -205,16 +204,15 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
             p0 = min(t * NR, NPIX - NR) if NPIX >= NR else 0
             valid = min(NR, NPIX - p0)
             gp = g * GSTRIDE + p0
-            for k in range(T):
-                row = bp[k * NR:(k + 1) * NR]
+            for k in range(T):  # indexed, not sliced: a slice of a heap array costs two atomic refcount updates
                 s = TAPS[k] + gp
+                d = k * NR
                 if valid == NR:
-                    src = xn[s:s + NR]
                     for j in range(NR):
-                        row[j] = src[j]
+                        bp[d + j] = xn[s + j]
                 else:
                     for j in range(NR):
-                        row[j] = xn[s + j] if j < valid else zero
+                        bp[d + j] = xn[s + j] if j < valid else zero
             q = p0 - base
             for sp in range(NS):
                 _tile_into(wp, (g * NS + sp) * T * MR, MR, 1, T, bp, 0, NR, tmp, sp * MR, q, MR, False)
@@ -427,10 +425,11 @@ def _winograd(out, x, w, bias, PT, PL):
     nb = max(1, min(WINOGRAD_ITEM_BYTES // (E * LANES * (C + OC) * x.itemsize), tiles // (LANES * threads)))
     nw = min(threads, -(-tiles // LANES))
     sl = (nb + 1) * LANES
-    nu = E * OC * -(-C // LANES) * LANES
-    per = E * (C * sl + LANES) + E * (-(-OC // W_OCB) * W_OCB * sl + LANES)  # one worker's V and M
+    ns = -(-OC // MR)  # U's micro-kernel panels per element
+    nu = E * ns * C * MR
+    per = E * (C * sl + LANES) + E * (ns * MR + 1) * sl  # one worker's V and M
     buf = _planes((nu + nw * per,), x.dtype)
-    u = buf[:nu].reshape(E, OC, -1)
+    u = buf[:nu].reshape(E, ns, C, MR)
     _filter_transform_kernel(u, w)
     flags = np.empty(nw, x.dtype)
     _winograd_kernel(out, x, u, bias, PT, PL, nb, buf[nu:].reshape(nw, per), flags)

@@ -7,14 +7,14 @@ on a register-tiled micro-kernel; the transforms are linear, cheap, and vectoris
 
 Two prange kernels:
 
-1. ``_filter_transform_kernel``: U (36, OC, Cp) = G g G^T of every filter, Cp = C rounded up to LANES; per call
-   (a cache keyed on the weight array would go stale when the caller updates the weights in place).
+1. ``_filter_transform_kernel``: U (36, OC, C) = G g G^T of every filter, stored as the micro-kernel's MR-row
+   panels; per call (a cache keyed on the weight array would go stale when the caller updates the weights in place).
 2. ``_winograd_kernel``: tiles are numbered ``n*TH*TW + ti*TW + tj`` (TH x TW tiles per image cover the OH x OW
    outputs) and cut into items of whole 16-tile blocks; each worker runs its items through three steps that keep
    the item's transform-domain data in L2:
    ``_transform_input`` V (36, C, item tiles) = B^T d B, 16 tiles of a tile row at a time on vectors;
-   ``_gemm_tiles`` M (36, OC, item tiles) = U[e] @ V[e], an OCB x LANES register tile per (e, channel block,
-   tile block); ``_transform_output`` out = A^T M A + bias, each tile's 4x4 outputs stored where they fall
+   ``_gemm_tiles`` M (36, OC, item tiles) = U[e] @ V[e], the linear family's MR x NR register tile per (e,
+   channel panel, NR tiles); ``_transform_output`` out = A^T M A + bias, each tile's 4x4 outputs stored where they fall
    inside the output. The last step also flags non-finite outputs: Winograd spreads a NaN or inf over a whole
    tile (inf * 0 = NaN in the transforms), so the launcher that sees the flag recomputes the layer with the
    direct kernel, which gives torch's NaN/inf pattern.
@@ -37,9 +37,9 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 from ._util import stack_empty
+from .linear import MR, _row_width, _tile_into
 
-LANES = 16  # tiles per vector step and per register tile: 2 ymm of float32 (LLVM's preferred width on Intel)
-OCB = 8  # output channels per register tile: 8 x 2 ymm accumulators
+LANES = 16  # tiles per vector step of the transforms: 2 ymm of float32 (LLVM's preferred width on Intel)
 E = 36  # transform-domain elements per tile (6 x 6)
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
 
@@ -72,59 +72,69 @@ def _view(typingctx, a, start, size):
 def _filter_transform_kernel(u, w):
     """u[r*6 + s, oc, c] = (G g G^T)[r, s] for the 3x3 filter g = w[oc, c].
 
-    w: (OC, C, 3, 3); u: (36, OC, Cp), Cp >= C a multiple of LANES (columns past C repeat channel C - 1 and are
-    never read). One prange iteration transforms the filters of one output channel, LANES input channels at a
-    time (9 x LANES loads into a stack tile, the two 1-D transforms on vectors) into a local (36, Cp) row, then
-    copies its 36 rows out one after another (stored LANES at a time straight into u, the 36 rows 4 * OC * Cp
-    bytes apart fell into one cache set and took 3x longer). In w's dtype.
+    w: (OC, C, 3, 3); u: (36, NS, C, MR), the micro-kernel's A panels: ``u[e, oc // MR, c, oc % MR]`` (rows past
+    OC in the last panel repeat channel OC - 1 and are never stored). One prange iteration fills one panel: for each
+    of its MR output channels, LANES input channels at a time (9 x LANES loads into a stack tile, the two 1-D
+    transforms on vectors; channels past C repeat channel C - 1 and are dropped) into a local (36, Cp) row, gathered
+    into a local (36, C, MR) panel that is then copied out whole, 36 contiguous runs (rows stored straight into u
+    4 * OC * Cp bytes apart fell into one cache set and took 3x longer). In w's dtype.
     """
     OC, C = w.shape[0], w.shape[1]
-    Cp = u.shape[2]
+    NS = u.shape[1]
+    Cp = (C + LANES - 1) // LANES * LANES
     dt = w.dtype.type
     kg = (dt(0.25), dt(1.0 / 6.0), dt(1.0 / 12.0), dt(1.0 / 24.0))
-    for oc in prange(OC):
+    for panel in prange(NS):
         loc = np.empty(E * Cp, w.dtype)
+        lp = np.empty(E * C * MR, w.dtype)  # the panel's (36, C, MR) values, gathered here, then copied out whole
         g = stack_empty(144, w)  # (9, LANES): tap kh*3 + kw, lane = channel
         t = stack_empty(288, w)  # (6, 3, LANES): G g
         r = stack_empty(576, w)  # (36, LANES): G g G^T
-        for c0 in range(0, Cp, LANES):
-            for j in range(LANES):
-                wc = _view(w, (oc * C + min(c0 + j, C - 1)) * 9, 9)
-                for k in range(9):
-                    g[k * LANES + j] = wc[k]
-            for kw in range(3):
-                a = g[kw * LANES:(kw + 1) * LANES]
-                b = g[(3 + kw) * LANES:(4 + kw) * LANES]
-                cc = g[(6 + kw) * LANES:(7 + kw) * LANES]
-                t0 = t[(0 * 3 + kw) * LANES:(0 * 3 + kw + 1) * LANES]
-                t1 = t[(1 * 3 + kw) * LANES:(1 * 3 + kw + 1) * LANES]
-                t2 = t[(2 * 3 + kw) * LANES:(2 * 3 + kw + 1) * LANES]
-                t3 = t[(3 * 3 + kw) * LANES:(3 * 3 + kw + 1) * LANES]
-                t4 = t[(4 * 3 + kw) * LANES:(4 * 3 + kw + 1) * LANES]
-                t5 = t[(5 * 3 + kw) * LANES:(5 * 3 + kw + 1) * LANES]
+        for q in range(MR):
+            oc = min(panel * MR + q, OC - 1)  # rows past OC repeat the last channel: finite, never stored
+            for c0 in range(0, Cp, LANES):
                 for j in range(LANES):
-                    t0[j], t1[j], t2[j], t3[j], t4[j], t5[j] = _g6(a[j], b[j], cc[j], kg)
-            for i in range(6):
-                a = t[(i * 3) * LANES:(i * 3 + 1) * LANES]
-                b = t[(i * 3 + 1) * LANES:(i * 3 + 2) * LANES]
-                cc = t[(i * 3 + 2) * LANES:(i * 3 + 3) * LANES]
-                r0 = r[(i * 6) * LANES:(i * 6 + 1) * LANES]
-                r1 = r[(i * 6 + 1) * LANES:(i * 6 + 2) * LANES]
-                r2 = r[(i * 6 + 2) * LANES:(i * 6 + 3) * LANES]
-                r3 = r[(i * 6 + 3) * LANES:(i * 6 + 4) * LANES]
-                r4 = r[(i * 6 + 4) * LANES:(i * 6 + 5) * LANES]
-                r5 = r[(i * 6 + 5) * LANES:(i * 6 + 6) * LANES]
-                for j in range(LANES):
-                    r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _g6(a[j], b[j], cc[j], kg)
+                    wc = _view(w, (oc * C + min(c0 + j, C - 1)) * 9, 9)
+                    for k in range(9):
+                        g[k * LANES + j] = wc[k]
+                for kw in range(3):
+                    a = g[kw * LANES:(kw + 1) * LANES]
+                    b = g[(3 + kw) * LANES:(4 + kw) * LANES]
+                    cc = g[(6 + kw) * LANES:(7 + kw) * LANES]
+                    t0 = t[(0 * 3 + kw) * LANES:(0 * 3 + kw + 1) * LANES]
+                    t1 = t[(1 * 3 + kw) * LANES:(1 * 3 + kw + 1) * LANES]
+                    t2 = t[(2 * 3 + kw) * LANES:(2 * 3 + kw + 1) * LANES]
+                    t3 = t[(3 * 3 + kw) * LANES:(3 * 3 + kw + 1) * LANES]
+                    t4 = t[(4 * 3 + kw) * LANES:(4 * 3 + kw + 1) * LANES]
+                    t5 = t[(5 * 3 + kw) * LANES:(5 * 3 + kw + 1) * LANES]
+                    for j in range(LANES):
+                        t0[j], t1[j], t2[j], t3[j], t4[j], t5[j] = _g6(a[j], b[j], cc[j], kg)
+                for i in range(6):
+                    a = t[(i * 3) * LANES:(i * 3 + 1) * LANES]
+                    b = t[(i * 3 + 1) * LANES:(i * 3 + 2) * LANES]
+                    cc = t[(i * 3 + 2) * LANES:(i * 3 + 3) * LANES]
+                    r0 = r[(i * 6) * LANES:(i * 6 + 1) * LANES]
+                    r1 = r[(i * 6 + 1) * LANES:(i * 6 + 2) * LANES]
+                    r2 = r[(i * 6 + 2) * LANES:(i * 6 + 3) * LANES]
+                    r3 = r[(i * 6 + 3) * LANES:(i * 6 + 4) * LANES]
+                    r4 = r[(i * 6 + 4) * LANES:(i * 6 + 5) * LANES]
+                    r5 = r[(i * 6 + 5) * LANES:(i * 6 + 6) * LANES]
+                    for j in range(LANES):
+                        r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _g6(a[j], b[j], cc[j], kg)
+                for e in range(E):
+                    src = r[e * LANES:(e + 1) * LANES]
+                    dst = _view(loc, e * Cp + c0, LANES)
+                    for j in range(LANES):
+                        dst[j] = src[j]
             for e in range(E):
-                src = r[e * LANES:(e + 1) * LANES]
-                dst = _view(loc, e * Cp + c0, LANES)
-                for j in range(LANES):
-                    dst[j] = src[j]
+                src = _view(loc, e * Cp, C)
+                dst = _view(lp, e * C * MR + q, (C - 1) * MR + 1)
+                for c in range(C):
+                    dst[c * MR] = src[c]
         for e in range(E):
-            src = _view(loc, e * Cp, Cp)
-            dst = _view(u, (e * OC + oc) * Cp, Cp)
-            for j in range(Cp):
+            src = _view(lp, e * C * MR, C * MR)
+            dst = _view(u, (e * NS + panel) * C * MR, C * MR)
+            for j in range(C * MR):
                 dst[j] = src[j]
 
 
@@ -263,95 +273,30 @@ def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows, taps):
                     dst[j] = src[j]
 
 
-@njit(cache=True, fastmath=FM)
-def _gemm_tiles(mi, u, vi, C, NB, SL):
-    """mi[e, :, :NB*LANES] = u[e, :, :C] @ vi[e, :, :NB*LANES] for the 36 elements e: (OC, C) @ (C, tiles).
+@njit(cache=True)
+def _gemm_tiles(mt, u, vi, OC, C, cols):
+    """M[e] = U[e] @ V[e] for the 36 elements e: (OC, C) @ (C, cols) on the linear family's micro-kernel.
 
-    u: (36, OC, Cp); vi: (36, ES), (C, SL) per e as in ``_transform_input``; mi: (36, MS), (OCp, SL) per e, OCp =
-    OC rounded up to OCB. For each e and block of OCB output channels, the block's OCB rows of u[e] stay in L1
-    while NB register tiles of OCB x LANES accumulators (input dtype; 16 ymm for float32) each sum C products: per
-    step one vector load of vi and OCB broadcasts of u (inspect_asm: 8 vbroadcastss, 2 vmovups, 16 vfmadd231ps
-    ymm). A last partial channel block repeats the last channel into mi's padding rows: storing every tile row
-    without a test ran C64 tiles at 98 instead of 64 GFLOP/s (one thread; the test kept the accumulators from
-    going straight to mi).
+    u: (36, NS, C, MR), U[e] as MR-row panels (``_filter_transform_kernel``; rows past OC are never stored,
+    whatever they hold), OCq = NS * MR; vi:
+    (36, ES), (C, SL) per e as in ``_transform_input``; mt: (36 * (OCq + 1), SL), row ``e * (OCq + 1) + oc`` holding
+    M[e][oc] (the spare row per e keeps the 36 blocks from lining up 4 KiB apart). For each e and MR-channel
+    panel, ``linear._tile_into`` runs an MR x NR register tile (MR x 2 full-width vectors, written as vector IR: zmm
+    with AVX-512 whatever LLVM's tuning prefers) over each NR columns of V; the panel's rows of U stay in L1 while it
+    sweeps V from L2. Columns up to ``cols`` rounded up to NR are computed (SL holds them; those past ``cols`` are
+    never read).
     """
-    OC, Cp = u.shape[1], u.shape[2]
-    ES, MS = vi.shape[1], mi.shape[1]
-    acc0 = stack_empty(LANES, vi)
-    acc1 = stack_empty(LANES, vi)
-    acc2 = stack_empty(LANES, vi)
-    acc3 = stack_empty(LANES, vi)
-    acc4 = stack_empty(LANES, vi)
-    acc5 = stack_empty(LANES, vi)
-    acc6 = stack_empty(LANES, vi)
-    acc7 = stack_empty(LANES, vi)
+    NS = u.shape[1]
+    OCq = NS * MR
+    ES = vi.shape[1]
+    SL = mt.shape[1]
+    NR = _row_width(vi)
     for e in range(E):
-        for oc0 in range(0, OC, OCB):
-            last = min(oc0 + OCB, OC) - 1
-            wr0 = _view(u, (e * OC + oc0) * Cp, C)
-            wr1 = _view(u, (e * OC + min(oc0 + 1, last)) * Cp, C)
-            wr2 = _view(u, (e * OC + min(oc0 + 2, last)) * Cp, C)
-            wr3 = _view(u, (e * OC + min(oc0 + 3, last)) * Cp, C)
-            wr4 = _view(u, (e * OC + min(oc0 + 4, last)) * Cp, C)
-            wr5 = _view(u, (e * OC + min(oc0 + 5, last)) * Cp, C)
-            wr6 = _view(u, (e * OC + min(oc0 + 6, last)) * Cp, C)
-            wr7 = _view(u, (e * OC + min(oc0 + 7, last)) * Cp, C)
-            for tb in range(NB):
-                for j in range(LANES):
-                    acc0[j] = 0
-                    acc1[j] = 0
-                    acc2[j] = 0
-                    acc3[j] = 0
-                    acc4[j] = 0
-                    acc5[j] = 0
-                    acc6[j] = 0
-                    acc7[j] = 0
-                vb = e * ES + tb * LANES
-                for c in range(C):
-                    xv = _view(vi, vb + c * SL, LANES)
-                    w0 = wr0[c]
-                    w1 = wr1[c]
-                    w2 = wr2[c]
-                    w3 = wr3[c]
-                    w4 = wr4[c]
-                    w5 = wr5[c]
-                    w6 = wr6[c]
-                    w7 = wr7[c]
-                    for j in range(LANES):
-                        xj = xv[j]
-                        acc0[j] += w0 * xj
-                        acc1[j] += w1 * xj
-                        acc2[j] += w2 * xj
-                        acc3[j] += w3 * xj
-                        acc4[j] += w4 * xj
-                        acc5[j] += w5 * xj
-                        acc6[j] += w6 * xj
-                        acc7[j] += w7 * xj
-                mb = e * MS + oc0 * SL + tb * LANES
-                d0 = _view(mi, mb + 0 * SL, LANES)
-                for j in range(LANES):
-                    d0[j] = acc0[j]
-                d1 = _view(mi, mb + 1 * SL, LANES)
-                for j in range(LANES):
-                    d1[j] = acc1[j]
-                d2 = _view(mi, mb + 2 * SL, LANES)
-                for j in range(LANES):
-                    d2[j] = acc2[j]
-                d3 = _view(mi, mb + 3 * SL, LANES)
-                for j in range(LANES):
-                    d3[j] = acc3[j]
-                d4 = _view(mi, mb + 4 * SL, LANES)
-                for j in range(LANES):
-                    d4[j] = acc4[j]
-                d5 = _view(mi, mb + 5 * SL, LANES)
-                for j in range(LANES):
-                    d5[j] = acc5[j]
-                d6 = _view(mi, mb + 6 * SL, LANES)
-                for j in range(LANES):
-                    d6[j] = acc6[j]
-                d7 = _view(mi, mb + 7 * SL, LANES)
-                for j in range(LANES):
-                    d7[j] = acc7[j]
+        for s in range(NS):
+            rows = min(MR, OC - s * MR)
+            for j0 in range(0, cols, NR):
+                _tile_into(u, (e * NS + s) * C * MR, MR, 1, C, vi, e * ES + j0, SL, mt, e * (OCq + 1) + s * MR, j0,
+                           rows, False)
 
 
 @njit(cache=True, fastmath=FM)
@@ -359,12 +304,12 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
     """out[n, oc, 4*ti + a, 4*tj + b] = (A^T M A)[a, b] + bias[oc] for each tile t = n*TH*TW + ti*TW + tj in
     [tlo, thi), M the 36 values mi[:, oc, t - tlo]; outputs past OH or OW are dropped.
 
-    mi: (36, MS), (OCp, SL) per e as in ``_gemm_tiles``. Per output channel, LANES tiles at a time: the column
-    then row transforms on vectors, then each tile's outputs stored with the bias. Returns 0 if every computed value
-    is finite, else NaN: the check runs on the vectors (a scalar ``bad += v - v`` per stored value made one 4-cycle
-    dependency chain of the whole scatter) and so also covers the lanes past thi and the outputs past OH or OW,
-    which come from the item's finite inputs and zeros, or from an earlier item of the same worker whose NaN has
-    already raised the flag.
+    mi: (36, MS), (OCq + 1, SL) per e as ``_gemm_tiles`` writes them. Per output channel, LANES tiles at a time:
+    the column then row transforms on vectors, then each tile's outputs stored with the bias. Returns 0 if every
+    computed value is finite, else NaN: the check runs on the vectors (a scalar ``bad += v - v`` per stored value
+    made one 4-cycle dependency chain of the whole scatter) and so also covers the lanes past thi and the outputs
+    past OH or OW, which come from the item's finite inputs and zeros, or from an earlier item of the same worker
+    whose NaN has already raised the flag.
     """
     N, OC, OH, OW = out.shape
     MS = mi.shape[1]
@@ -431,15 +376,15 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
 
 @njit(parallel=True, cache=True)
 def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
-    """Winograd F(4x4, 3x3) convolution of x (N, C, H, W) with the transformed filters u (36, OC, Cp) into out
+    """Winograd F(4x4, 3x3) convolution of x (N, C, H, W) with the transformed filters u (36, NS, C, MR) into out
     (N, OC, OH, OW), bias (OC,) added; padding PT top, PL left.
 
     The N * TH * TW tiles (TH = ceil(OH / 4), TW = ceil(OW / 4)) form NTB blocks of LANES; one prange iteration is
     one of NW workers, which takes an equal share of the blocks (to a block) and runs it in items of up to NB
     blocks: transform the item's input tiles
     (``_transform_input``), run the 36 GEMMs (``_gemm_tiles``), transform and store the outputs
-    (``_transform_output``). work: (NW, 36 * (C * SL + LANES) + 36 * (OCp * SL + LANES)), SL = (NB + 1) * LANES,
-    OCp = OC rounded up to OCB: each worker's V and M (no initial values needed: every value a step reads was
+    (``_transform_output``). work: (NW, 36 * (C * SL + LANES) + 36 * (OCq + 1) * SL), SL = (NB + 1) * LANES,
+    OCq = NS * MR: each worker's V and M (no initial values needed: every value a step reads was
     written by the step before it for the same item), which stay in L2 between the steps. flags[w] is 0 when all
     of worker w's outputs are finite, else NaN.
     """
@@ -453,10 +398,12 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
     SL = TPI + LANES
     NW = work.shape[0]
     ES = C * SL + LANES
-    MS = (OC + OCB - 1) // OCB * OCB * SL + LANES
+    OCq = u.shape[1] * u.shape[3]
+    MS = (OCq + 1) * SL
     for w in prange(NW):
         vi = work[w, :E * ES].reshape((E, ES))
         mi = work[w, E * ES:E * (ES + MS)].reshape((E, MS))
+        mt = work[w, E * ES:E * (ES + MS)].reshape((E * (OCq + 1), SL))
         prows = np.zeros((6 * ((TPI - 2) // TW + 2) + 1, 4 * TW + 8), x.dtype)
         taps = np.empty(6 * SL, np.int64)
         bad = x.dtype.type(0)
@@ -465,6 +412,6 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
             tlo = b * LANES
             thi = min(T, min(b + NB, b_hi) * LANES)
             _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows, taps)
-            _gemm_tiles(mi, u, vi, C, (thi - tlo + LANES - 1) // LANES, SL)
+            _gemm_tiles(mt, u, vi, OC, C, thi - tlo)
             bad += _transform_output(out, mi, bias, tlo, thi, TH, TW, SL)
         flags[w] = bad
