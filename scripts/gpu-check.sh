@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one GPU check: on a bare GPU machine with its own python3 (torch with CUDA, numba, numba-cuda), run
 #   1. the CUDA tests on the device (pytest -m "cuda and not gpu", real kernels, no simulator),
-#   2. the real-GPU tests (pytest -m gpu: streams, no syncs inside ops, asynchrony, CUDA graph capture),
+#   2. the real-GPU tests (pytest -m gpu: streams, no syncs inside ops, asynchrony, CUDA graph capture, warp
+#      shuffles, register budgets),
 #   3. each scripts/gpu_*.py (e.g. gpu_calls_profile.py: where an nbops call's host time goes),
 #   4. host and device microseconds per call for a few ops against torch, and a ResNet-18 forward replayed from a
 #      CUDA graph against eager,
@@ -71,7 +72,7 @@ EOF
 # -v prints each result as it lands, so a stage cut short by its limit still names every failure it reached
 stage cuda-tests "${TESTS_S:-240}" "$PY" -m pytest -v --tb=short -p no:cacheprovider -n "${TEST_WORKERS:-8}" \
     --timeout 120 -m "cuda and not gpu" tests
-stage gpu-tests "${GPU_TESTS_S:-90}" "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -m gpu tests/test_cuda_gpu.py
+stage gpu-tests "${GPU_TESTS_S:-90}" "$PY" -m pytest -q -p no:cacheprovider -p no:xdist -m gpu tests
 for extra in scripts/gpu_*.py; do
     [[ -f $extra ]] || continue
     name=$(basename "$extra" .py)

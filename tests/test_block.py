@@ -4,11 +4,11 @@ NVVM without local memory."""
 
 import numpy as np
 import pytest
-from numba import config, cuda
+from numba import cuda
 
 from helpers import gpu_ptx, outside_simulator
 
-PATHS = ["tree", pytest.param("shfl", marks=pytest.mark.skipif(config.ENABLE_CUDASIM, reason="no shuffles"))]
+PATHS = ["tree", pytest.param("shfl", marks=pytest.mark.gpu)]  # the simulator has no shuffles: real-GPU runs only
 BLOCKS = [(32,), (96,), (32, 2)]  # one warp, three warps (not a power of two), two warps along y
 
 

@@ -423,7 +423,7 @@ def test_cuda_reductions_are_deterministic(monkeypatch):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(config.ENABLE_CUDASIM, reason="register counts need a real GPU")
+@pytest.mark.gpu
 def test_cuda_fast_kernels_on_mid_sizes_keep_two_blocks_resident(monkeypatch):
     """On a GPU: the fast kernels on sizes the simulator cannot run (long rows by blocks, chunked rows and strips)
     match torch, and their float32 variants leave room for at least 2 resident blocks of TPB threads (<= 128
