@@ -1,6 +1,6 @@
 """``python -m bench``: nbops' benchmark-and-parity report against torch (and NumPy where it applies).
 
-Per case: median ms of each provider (interleaved rounds, same run), GB/s or GFLOP/s, the speed-up of nbops over
+Per case: median ms of each provider (rounds of turns, same run), GB/s or GFLOP/s, the speed-up of nbops over
 torch and NumPy, nbops' first-call time (compile or cache load, plus one run), and a parity check of nbops'
 output against torch's. Untimed warm-up calls precede the rounds; a row whose times or per-round ratios spread too
 widely to trust (interquartile range above NOISY of the median) prints "noisy" instead of a ratio. Prints a
@@ -22,8 +22,8 @@ import os
 import sys
 
 from .report import render, render_cuda, save
-from .runner import (CUDA_MAX_ROUNDS, CUDA_ROUNDS, CUDA_SECONDS, EXTEND, MIN_ROUNDS, NOISY, WARMUP_CALLS, WARMUP_S,
-                     collect, environment, prepare, run_case, run_references)
+from .runner import (CUDA_MAX_ROUNDS, CUDA_ROUNDS, CUDA_SECONDS, EXTEND, LEAD_S, MIN_ROUNDS, NOISY, TURN_S,
+                     WARMUP_CALLS, WARMUP_S, collect, environment, prepare, run_case, run_references)
 
 
 def parse_args(argv):
@@ -80,8 +80,10 @@ def main(argv=None):
     else:
         method = (f"Per case: the first call of each provider alone (compile), >= {WARMUP_CALLS} untimed warm-up "
                   f"rounds over >= {WARMUP_S:g} s, then >= {MIN_ROUNDS} timed rounds and {seconds:g} s (up to "
-                  f"{EXTEND:g}x that while the rounds spread widely). `x torch` is the median over rounds of torch's "
-                  f"time / nbops' time in the same round; where the (q3 - q1) / median of those ratios or of either "
+                  f"{EXTEND:g}x that while the rounds spread widely). A provider's turn in a round waits until no "
+                  f"other thread spins, makes untimed calls for {1e3 * LEAD_S:g} ms, then times calls for "
+                  f"{1e3 * TURN_S:g} ms (one at least): the round's sample is their median. `x torch` is the median "
+                  f"over rounds of torch's time / nbops' time in the same round; where the (q3 - q1) / median of those ratios or of either "
                   f"provider's times exceeds {100 * NOISY:g}%, the row says noisy (with the widest spread) instead. "
                   f"`spread %` is the wider (q3 - q1) / median of nbops' and torch's times.")
         text = render(env, rows, method)

@@ -28,7 +28,7 @@ def _ratio(row, other):
 def render(env, rows, method=""):
     lines = ["# nbops benchmark and parity report", ""]
     lines += [f"- {k}: {v}" for k, v in env.items()]
-    lines += ["", "Times are medians of interleaved rounds in one run; `x torch` > 1 means nbops is faster. "
+    lines += ["", "Times are medians of rounds (one turn per provider) in one run; `x torch` > 1 means nbops is faster. "
               + method, ""]
     lines.append("| family | case | nbops ms | torch ms | numpy ms | nbops rate | torch rate | x torch | x numpy "
                  "| spread % | rounds | first call s | parity |")

@@ -1,4 +1,4 @@
-"""Collecting cases, moving their inputs to the target, timing providers in interleaved rounds, checking parity."""
+"""Collecting cases, moving their inputs to the target, timing providers in rounds of turns, checking parity."""
 
 import ctypes
 import datetime
@@ -14,7 +14,18 @@ import numpy as np
 
 from . import cases as _cases_pkg
 
-PAUSE_S = 0.005  # between providers: lets the other runtime's spinning OpenMP/OpenBLAS workers go to sleep
+# Before a provider's turn the process must be quiet: after a call, each runtime's worker threads spin on the cores
+# for a while, waiting for more work (on this 2-core VM, CPU time burnt while the main thread slept: OpenBLAS
+# (NumPy's matmul) 105 ms, numba's OpenMP workers 8 ms, torch's 5 ms). A call that starts while another runtime
+# spins shares a core with it: nbops' matmul 256^3 took 7.8 ms right after NumPy's (0.17 ms alone), torch's 4.0 ms;
+# nbops' and torch's 0.37 / 0.32 ms back to back (0.18 / 0.13 alone).
+QUIET_STEP_S = 0.01  # one look at the process's CPU use while the main thread sleeps: long enough for the
+# scheduler tick (4 ms here) to have charged a spinning thread's time (2 ms looks missed spinners)
+QUIET_BUSY = 0.1  # the process is quiet when its threads used less than this fraction of one core during a step
+QUIET_MAX_S = 0.5  # the longest wait for quiet (a process with a thread that never sleeps is timed anyway)
+LEAD_S = 0.015  # a provider's turn in a round starts with untimed calls for at least this long (one at least):
+# after a quiet wait the first two calls wake its pool on an idle vCPU (matmul 256^3 here: 6-8 and 4 ms, then 0.3)
+TURN_S = 0.02  # then timed calls for at least this long (one at least); the round's sample is their median
 WARMUP_S, WARMUP_CALLS = 0.1, 2  # untimed rounds before the timed ones: at least this many, and this long
 MIN_ROUNDS, MAX_ROUNDS = 10, 400
 NOISY = 0.2  # above this (q3 - q1) / median of a row's times or per-round ratios, it says "noisy", not a ratio
@@ -218,32 +229,57 @@ def spread(samples):
     return (q3 - q1) / med if med > 0 else 0.0
 
 
+def _quiesce():
+    """Sleep until no other thread of this process is spinning (``QUIET_BUSY``), at most QUIET_MAX_S."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < QUIET_MAX_S:
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(QUIET_STEP_S)
+        if time.process_time() - cpu < QUIET_BUSY * (time.perf_counter() - wall):
+            return
+
+
+def _turn(fn, args, target, turn_s):
+    """One provider's turn in a round: wait for quiet, untimed calls for LEAD_S, then timed calls for at least
+    ``turn_s`` (one at least). Returns (median seconds per call, seconds spent in timed calls)."""
+    _quiesce()
+    lead = time.perf_counter()
+    while True:
+        _timed(fn, args, target)
+        if time.perf_counter() - lead >= LEAD_S:
+            break
+    times = []
+    while not times or sum(times) < turn_s:
+        times.append(_timed(fn, args, target)[0])
+    return statistics.median(times), sum(times)
+
+
 def _warm_up(providers, target):
-    """Call every provider untimed, interleaved, in at least WARMUP_CALLS rounds and for at least WARMUP_S: the
-    thread pools are up, the code and data are in cache, and the clock has ramped before the first timed round."""
+    """Call every provider untimed, in turns, in at least WARMUP_CALLS rounds and for at least WARMUP_S: the thread
+    pools are up, the code and data are in cache, and the clock has ramped before the first timed round."""
     start = time.perf_counter()
     calls = 0
     while calls < WARMUP_CALLS or time.perf_counter() - start < WARMUP_S:
         for fn, args in providers.values():
+            _quiesce()
             _timed(fn, args, target)
-            time.sleep(PAUSE_S)
         calls += 1
 
 
-def _rounds(providers, target, seconds):
-    """Timed samples per provider: interleaved rounds (one call of each, a pause between calls) until there were
-    MIN_ROUNDS and one provider has spent ``seconds`` (or the rounds took twice that, for calls much shorter than
-    the pauses); while any provider's times or its per-round ratios to nbops spread above NOISY, rounds go on up to
-    EXTEND times those limits (more samples steady the median on a noisy machine), never beyond MAX_ROUNDS."""
+def _rounds(providers, target, seconds, turn_s=TURN_S):
+    """Timed samples per provider: rounds of one turn per provider (``_turn``: quiet, a wake-up call, then the
+    median of ``turn_s`` of calls) until there were MIN_ROUNDS and one provider has spent ``seconds`` in timed calls
+    (or the rounds took twice that, for calls much shorter than the waits); while any provider's samples or their
+    per-round ratios to nbops spread above NOISY, rounds go on up to EXTEND times those limits (more samples steady
+    the median on a noisy machine), never beyond MAX_ROUNDS."""
     samples = {p: [] for p in providers}
     spent = {p: 0.0 for p in providers}
     start = time.perf_counter()
     for r in range(MAX_ROUNDS):
         for p, (fn, args) in providers.items():
-            dt, _ = _timed(fn, args, target)
-            samples[p].append(dt)
-            spent[p] += dt
-            time.sleep(PAUSE_S)
+            median, used = _turn(fn, args, target, turn_s)
+            samples[p].append(median)
+            spent[p] += used
         used = max(max(spent.values()) / seconds, (time.perf_counter() - start) / (2 * seconds)) if seconds else 1
         if r + 1 < MIN_ROUNDS or used < 1:
             continue

@@ -2,6 +2,7 @@
 driven by a stand-in timer on CPU tensors, and the cuda report's format (no timings are asserted; the rows are built
 from given samples or from the stand-in's clock)."""
 
+import threading
 import time
 
 import numpy as np
@@ -60,6 +61,25 @@ def test_run_case_warms_up_and_times_enough_rounds():
     row = run_case(_case(), "cpu", 0.0)
     assert row.parity == "ok" and row.rounds >= MIN_ROUNDS
     assert set(row.samples) == {"nbops", "torch", "numpy"} and all(len(s) == row.rounds for s in row.samples.values())
+
+
+def test_turn_waits_until_no_other_thread_spins():
+    # a thread that burns a core for 80 ms, as OpenBLAS's workers do after NumPy's matmul: the provider's turn
+    # starts only once it has stopped
+    done = threading.Event()
+
+    def spin():
+        end = time.perf_counter() + 0.08
+        while time.perf_counter() < end:
+            pass
+        done.set()
+
+    worker = threading.Thread(target=spin)
+    worker.start()
+    calls = []
+    median, spent = runner._turn(lambda: calls.append(done.is_set()), (), "cpu", 0.0)
+    worker.join()
+    assert calls and all(calls) and median >= 0 and spent >= 0
 
 
 class FakeTimer:
