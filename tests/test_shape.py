@@ -224,9 +224,11 @@ TRANSPOSES = [
 
 
 @pytest.mark.parametrize("shape,dims,dtype,cut,tiled", TRANSPOSES)
-def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled):
+def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled, monkeypatch):
     from nbops.cpu import shape as cpu_shape
 
+    kernel, launches = cpu_shape._transpose_kernel, []
+    monkeypatch.setattr(cpu_shape, "_transpose_kernel", lambda *a: launches.append(kernel(*a)))
     x = _data(shape, dtype, seed=3)
     if dtype == np.float32:
         x = x + np.float32(1e4)
@@ -235,6 +237,7 @@ def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled):
     out = check(lambda a: nbops.contiguous(nbops.permute(a, dims)), lambda t: t.permute(dims).contiguous(), "cpu", x)
     assert out.flags.c_contiguous
     assert (cpu_shape._transpose_view(np.empty_like(out), x.transpose(dims)) is not None) == tiled
+    assert len(launches) == tiled  # the public contiguous() copies through the tiled kernel, not NumPy's loop
 
 
 # (shape, dims, dtype, the CUDA kernel that copies it): the tiled transpose (ragged tiles), the grid-stride copy map,
