@@ -21,6 +21,7 @@ from numba import njit, prange, types
 from numba.np.numpy_support import from_dtype
 
 from .._dispatch import register
+from .activation import _exp32
 
 CHUNK = 16384  # elements per prange iteration: amortises scheduling, small enough to balance two to many threads
 SERIAL_BELOW = 65536  # outputs smaller than this run on the calling thread: waking the pool costs more than it saves
@@ -30,17 +31,9 @@ RANK = 8  # every operand is viewed with this many dims
 ADD, MUL, DIV, DIV_TRUNC, DIV_FLOOR, POW, MAXIMUM, MINIMUM = range(8)
 SQRT, EXP, LOG, ABS, NEG, EXP_F32 = range(6)
 
-# float32 exp without libm (numba has no vector expf unless Intel SVML is installed): Cody-Waite reduction
-# x = n ln2 + r, |r| <= ln2 / 2, Cephes' degree-7 polynomial for e**r, and 2**n from a table of exact powers of two
-# (a vector gather), 2**n = 2 * 2**(n - 1) so that n = 128 stays finite. Max error ~1 ulp (tested against torch).
-_LOG2E = np.float32(1.4426950408889634)
-_LN2_HI = np.float32(0.693359375)
-_LN2_LO = np.float32(-2.12194440e-4)
-_EXP_P = tuple(np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
-                                          1.6666665459e-1, 5.0000001201e-1))
-_EXP_HI = np.float32(88.72283935546875)  # above: inf
-_EXP_LO = np.float32(-103.97208)  # below: 0
-_POW2 = np.array([2.0 ** (k - 151) for k in range(279)], dtype=np.float32)  # _POW2[n + 150] = 2**(n - 1)
+# float32 exp without libm (numba has no vector expf unless Intel SVML is installed): the activation family's
+# ``_exp32``, whose 2**n comes from exponent bits (a table of powers of two, the gather this family used before,
+# ran exp 4096^2 at 0.69-0.77x torch: 3.6 ns an element a core against sigmoid's 2.7 with a division more).
 
 
 @njit(cache=True)
@@ -232,32 +225,11 @@ def _binary_int_kernel(out, x, y, shape, st, op, alpha):
 
 
 @njit(cache=True, error_model="numpy")
-def _expf(x):
-    """e**x in float32 arithmetic (see _POW2); NaN stays NaN, overflow gives inf, underflow 0 (denormals kept)."""
-    xc = x
-    if not xc >= _EXP_LO:
-        xc = _EXP_LO
-    if xc > _EXP_HI:
-        xc = _EXP_HI
-    fn = np.floor(xc * _LOG2E + np.float32(0.5))
-    r = xc - fn * _LN2_HI - fn * _LN2_LO
-    p0, p1, p2, p3, p4, p5 = _EXP_P
-    y = (((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5) * (r * r) + r + np.float32(1.0)
-    k = min(max(int(fn) + 150, 0), 278)
-    v = (y + y) * _POW2[k]
-    if x > _EXP_HI:
-        v = np.float32(np.inf)
-    if x != x:
-        v = x
-    return v
-
-
-@njit(cache=True, error_model="numpy")
 def _unary_row(o, a, op):
     n = o.shape[0]
     if op == EXP_F32:
         for j in range(n):
-            o[j] = _expf(a[j])
+            o[j] = _exp32(a[j])
     elif op == SQRT:
         for j in range(n):
             o[j] = np.sqrt(a[j])
@@ -278,7 +250,7 @@ def _unary_row(o, a, op):
 @njit(parallel=True, cache=True, error_model="numpy")
 def _unary_kernel(out, x, shape, st, op):
     """out = f(x) for f in sqrt, exp, log, abs, neg; out, x: flat buffers, shape (8,), st (2, 8); computed in
-    x's dtype (float32 exp by ``_expf``, the rest by libm). One prange iteration computes one block."""
+    x's dtype (float32 exp by ``_exp32``, the rest by libm). One prange iteration computes one block."""
     rows, N, per, nch, nblocks = _plan(shape)
     for t in prange(nblocks):
         r0, r1, lo, hi = _block(t, rows, N, per, nch)
