@@ -35,7 +35,7 @@ from numba import get_num_threads, njit, prange
 
 from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
-from .linear import MR, ROW_BYTES, _row_width, _tile_into
+from .linear import MR, ROW_BYTES, _copy_row, _row_width, _tile_into
 from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel
 
 # Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
@@ -167,8 +167,8 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
     Seen as a GEMM, a group's output (OCG, pixels) is its weights (OCG, T) times the (T, pixels) matrix whose row k
     is the packed planes from flat offset TAPS[k]: each row is a contiguous run of the input. One prange iteration
     takes one (n, g, pixel chunk); for each NR-pixel tile it copies the T rows' NR values into a (T, NR) B panel
-    (``bp``, in L1/L2, reused by every output-channel panel) and runs ``_tile_into`` for each MR-channel panel:
-    MR x 2 vector accumulators in registers, each k step 2 vector loads of B, MR broadcasts of A and 2 MR FMAs on
+    (``bp``, in L1/L2, reused by every output-channel panel; ``_copy_row``: vector loads and stores) and runs
+    ``_tile_into`` for each MR-channel panel: MR x 2 vector accumulators in registers, each k step 2 vector loads of B, MR broadcasts of A and 2 MR FMAs on
     full-width vectors (zmm with AVX-512 whatever LLVM's tuning prefers: the loop is written as vector IR). The
     tiles land in a (NS * MR, chunk) buffer whose rows are stored to ``out`` with the bias at the end of the chunk
     (``_store_tile``: dropped columns skipped, phase rows OSH apart). A last partial tile is shifted back to end at
@@ -204,13 +204,13 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
             p0 = min(t * NR, NPIX - NR) if NPIX >= NR else 0
             valid = min(NR, NPIX - p0)
             gp = g * GSTRIDE + p0
-            for k in range(T):  # indexed, not sliced: a slice of a heap array costs two atomic refcount updates
-                s = TAPS[k] + gp
-                d = k * NR
-                if valid == NR:
-                    for j in range(NR):
-                        bp[d + j] = xn[s + j]
-                else:
+            if valid == NR:
+                for k in range(T):
+                    _copy_row(bp, k * NR, xn, TAPS[k] + gp)
+            else:
+                for k in range(T):
+                    s = TAPS[k] + gp
+                    d = k * NR
                     for j in range(NR):
                         bp[d + j] = xn[s + j] if j < valid else zero
             q = p0 - base

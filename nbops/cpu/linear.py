@@ -232,6 +232,34 @@ def _tile_into(typingctx, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows
     return types.none(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulate), codegen
 
 
+@intrinsic
+def _copy_row(typingctx, dst, d, src, s):
+    """dst[d:d + NR] = src[s:s + NR] (NR = ``_row_width``) as ROW_VECTORS unaligned vector loads and stores: a
+    micro-tile row of B gathered from anywhere in ``src``. An indexed loop ``dst[d + j] = src[s + j]`` stays
+    scalar (numba wraps a possibly negative index per element), and a slice costs two atomic reference-count
+    updates. dst, src: C-contiguous 1-D arrays of one float dtype; the caller keeps both ranges in bounds."""
+    if not all(isinstance(x, types.Array) and x.layout == "C" and x.ndim == 1 and x.dtype == dst.dtype
+               for x in (dst, src)) or not isinstance(dst.dtype, types.Float):
+        return None
+    lanes = vector_bytes() * 8 // dst.dtype.bitwidth
+
+    def codegen(context, builder, sig, args):
+        to, frm = (make_array(t)(context, builder, v) for t, v in ((sig.args[0], args[0]), (sig.args[2], args[2])))
+        at_to, at_frm = (context.cast(builder, v, t, types.intp)
+                         for v, t in ((args[1], sig.args[1]), (args[3], sig.args[3])))
+        vty = ir.VectorType(context.get_data_type(dst.dtype), lanes)
+        align = dst.dtype.bitwidth // 8
+        for v in range(ROW_VECTORS):
+            off = at_to.type(v * lanes)
+            value = builder.load(builder.bitcast(cgutils.gep(builder, frm.data, builder.add(at_frm, off)),
+                                                 vty.as_pointer()), align=align)
+            builder.store(value, builder.bitcast(cgutils.gep(builder, to.data, builder.add(at_to, off)),
+                                                 vty.as_pointer()), align=align)
+        return context.get_dummy_value()
+
+    return types.none(dst, d, src, s), codegen
+
+
 @njit(cache=True)
 def _span(size, parts, index, unit):
     """[lo, hi) of part ``index`` when ``size`` is cut into ``parts`` nearly equal runs of whole ``unit``s."""
