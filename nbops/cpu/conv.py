@@ -168,12 +168,12 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
     is the packed planes from flat offset TAPS[k]: each row is a contiguous run of the input. One prange iteration
     takes one (n, g, pixel chunk); for each NR-pixel tile it copies the T rows' NR values into a (T, NR) B panel
     (``bp``, in L1/L2, reused by every output-channel panel; ``_copy_row``: vector loads and stores) and runs
-    ``_tile_into`` for each MR-channel panel: MR x 2 vector accumulators in registers, each k step 2 vector loads of B, MR broadcasts of A and 2 MR FMAs on
-    full-width vectors (zmm with AVX-512 whatever LLVM's tuning prefers: the loop is written as vector IR). The
-    tiles land in a (NS * MR, chunk) buffer whose rows are stored to ``out`` with the bias at the end of the chunk
-    (``_store_tile``: dropped columns skipped, phase rows OSH apart). A last partial tile is shifted back to end at
-    the last pixel (recomputing a few pixels with identical results), so no read passes the last pixel's taps;
-    fewer than NR pixels in all are zero-filled in ``bp``.
+    ``_tile_into`` for each MR-channel panel: MR x 2 vector accumulators in registers, each k step 2 vector loads
+    of B, MR broadcasts of A and 2 MR FMAs on full-width vectors (zmm with AVX-512 whatever LLVM's tuning
+    prefers: the loop is written as vector IR). The tiles land in a (NS * MR, chunk) buffer whose rows are stored
+    to ``out`` with the bias at the end of the chunk (``_store_tile``: dropped columns skipped, phase rows OSH
+    apart). A last partial tile is shifted back to end at the last pixel (recomputing a few pixels with identical
+    results), so no read passes the last pixel's taps; fewer than NR pixels in all are zero-filled in ``bp``.
 
     Work per tile: 2 * OCG * T * NR flops for T * NR copied values, so the copy costs 1 / OCG of the FMAs.
     """
