@@ -412,7 +412,13 @@ def _silu(v):
 
 @njit(inline="always", fastmath={"contract"}, error_model="numpy")
 def _mish(v):
-    return v * _tanh(_log1p(_exp(v)))
+    """v * tanh(log1p(exp(v))) as v * n / (n + 2) with e = exp(v), n = e * (e + 2) (tanh(log(u)) = (u^2 - 1) /
+    (u^2 + 1) at u = 1 + e): one exp and one division instead of exp, log1p and tanh's exp and division (4096^2
+    float32, 2 threads: 7.4 ns an element a core, 0.9x torch, before). No cancellation: n + 2 >= 2; for v > 20
+    the ratio is 1 in float64 too (2 / (n + 2) < 1e-17), and e * e would overflow float32 past 44, so v itself."""
+    e = _exp(v)
+    n = e * (e + _like(v, 2.0))
+    return v if v > _like(v, 20.0) else v * (n / (n + _like(v, 2.0)))
 
 
 @njit(inline="always", fastmath={"contract"}, error_model="numpy")
