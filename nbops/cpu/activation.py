@@ -604,12 +604,18 @@ def _mish_kernel(out, x):
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _tanh_kernel(out, x):
-    """out[i] = tanh(x[i])."""
+    """out[i] = tanh(x[i]), each chunk as two interleaved halves (see ``_gelu_kernel``; out may be x: each
+    element is read before it is written, at its own index)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        xs, os = x[lo:hi], out[lo:hi]
-        for i in range(hi - lo):
-            os[i] = _tanh(xs[i])
+        h = (hi - lo) // 2
+        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
+        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
+        for i in range(h):
+            oa[i] = _tanh(xa[i])
+            ob[i] = _tanh(xb[i])
+        for i in range(lo + 2 * h, hi):
+            out[i] = _tanh(x[i])
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
