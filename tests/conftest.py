@@ -11,16 +11,25 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 
-def _simulator_shared_arrays_under_a_lock():
-    """numba's CUDA simulator finds a block's shared array by the calling source line in a dict it checks and fills
-    without a lock: two threads of a block that interleave between the check and the fill each get an array of
-    their own, and the kernel computes garbage: with the switch interval below and without this lock, 4 of 1614
-    simulator tests failed (linear, conv_transpose2d, a fuzzed conv2d: a few elements off by ~1). The same
-    lookup, made under a lock."""
+def _simulator_thread_safety():
+    """Two races in numba's CUDA simulator that the switch interval below makes common; both patched here.
+
+    Shared arrays: ``cuda.shared.array`` finds a block's array by the calling source line in a dict it checks and
+    fills without a lock, so two threads of a block that interleave between the check and the fill each get an
+    array of their own and the kernel computes garbage (with the short interval and no lock, 4 of 1614 simulator
+    tests failed: linear, conv_transpose2d, a fuzzed conv2d, a few elements off by ~1). The same lookup, made
+    under a lock.
+
+    Device function calls: ``swapped_cuda_module`` walks the function's module globals in a generator while other
+    threads run Python code that can add a global (the warnings module, for one, adds ``__warningregistry__`` on a
+    module's first warning): "dictionary changed size during iteration" (a fuzzed linear, once in a CI run). The same swap from
+    a copy of the globals, which ``dict.copy`` makes without a thread switch."""
+    import contextlib
     import threading
     import traceback
 
     from numba.core import types
+    from numba.cuda.simulator import kernel as simkernel
     from numba.cuda.simulator import kernelapi
     from numba.np import numpy_support
 
@@ -41,6 +50,21 @@ def _simulator_shared_arrays_under_a_lock():
 
     kernelapi.FakeCUDAShared.array = array
 
+    @contextlib.contextmanager
+    def swapped_cuda_module(fn, fake_cuda_module):
+        from numba import cuda
+
+        globs = fn.__globals__
+        orig = {k: v for k, v in globs.copy().items() if v is cuda}
+        globs.update(dict.fromkeys(orig, fake_cuda_module))
+        try:
+            yield
+        finally:
+            globs.update(orig)
+
+    kernelapi.swapped_cuda_module = swapped_cuda_module
+    simkernel.swapped_cuda_module = swapped_cuda_module
+
 
 # The CUDA simulator runs every GPU thread as a Python thread while its launching thread polls them in a loop that
 # holds the GIL; a thread waiting at syncthreads or for the GIL gets it back only at the interpreter's switch
@@ -48,7 +72,7 @@ def _simulator_shared_arrays_under_a_lock():
 # 0.2 ms: batch_norm training (2, 3, 4) 4.7 / 1.4 / 0.96 / 0.86 s, conv2d 3x3 (2, 3, 7, 7) 1.7 / 1.1 / 1.2 /
 # 1.1 s, matmul 9 x 13 @ 13 x 7 0.53 / 0.38 / 0.30 / 0.29 s). Real GPUs and CPU kernels are unaffected.
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    _simulator_shared_arrays_under_a_lock()
+    _simulator_thread_safety()
     sys.setswitchinterval(5e-4)
 
 
