@@ -31,6 +31,7 @@ ROWS = [
     (3, 33, 40, 6, 5, (1, 1, 1, 1), False),  # 2x2 tiles per image: LANES-tile steps run across images
     (1, 16, 3, 3, 3, (1, 1, 1, 1), True),
     (2, 70, 20, 30, 66, (1, 1, 1, 1), True),  # rows of 17 tiles (two vector steps), several worker items
+    (2, 24, 37, 13, 11, (1, 1, 1, 1), True),  # more output channels than tiles; a ragged last channel panel
 ]
 
 
@@ -42,12 +43,12 @@ def _inputs(row, dtype, seed, offset=0.0):
     return x, w, b
 
 
-def _winograd(x, w, b, pad):
+def _winograd(x, w, b, pad, split=None):
     PT, PB, PL, PR = pad
     N, C, H, W = x.shape
     out = np.empty((N, w.shape[0], H + PT + PB - 2, W + PL + PR - 2), x.dtype)
     bias = np.zeros(w.shape[0], x.dtype) if b is None else b
-    assert cpu_conv._winograd(out, x, w, bias, PT, PL)
+    assert cpu_conv._winograd(out, x, w, bias, PT, PL, split)
     return out
 
 
@@ -57,12 +58,14 @@ def _torch(x, w, b, pad):
     return F.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b))
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["per-item", "split"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("row", ROWS)
-def test_winograd_matches_torch(row, dtype):
+def test_winograd_matches_torch(row, dtype, split):
+    # both schedules on every row: the per-item one (stored U) and the split one (U made per channel panel)
     x, w, b = _inputs(row, dtype, 20)
     tol = TOL32 if dtype == np.float32 else {}
-    assert_same(_winograd(x, w, b, row[5]), _torch(x, w, b, row[5]), **tol)
+    assert_same(_winograd(x, w, b, row[5], split), _torch(x, w, b, row[5]), **tol)
 
 
 def test_winograd_matches_naive_oracle():
@@ -74,13 +77,14 @@ def test_winograd_matches_naive_oracle():
     assert_same(_winograd(x, w, b, row[5]), ref)
 
 
-def test_winograd_large_offset():
+@pytest.mark.parametrize("split", [False, True], ids=["per-item", "split"])
+def test_winograd_large_offset(split):
     # inputs of mean 1e4: the transforms combine terms of ~1e4 (B's rows sum to 10 in absolute value), so float32
     # errors are a few ulps of 1e4 x 10, not of the result, as for the direct kernel (test_conv's large-offset case)
     for dtype, tol in ((np.float32, dict(rtol=1e-4, atol=2e-1)), (np.float64, {})):
         row = ROWS[3]
         x, w, b = _inputs(row, dtype, 22, offset=1e4)
-        assert_same(_winograd(x, w, b, row[5]), _torch(x, w, b, row[5]), **tol)
+        assert_same(_winograd(x, w, b, row[5], split), _torch(x, w, b, row[5]), **tol)
 
 
 def test_winograd_dispatch_rule():
@@ -88,6 +92,9 @@ def test_winograd_dispatch_rule():
     assert cpu_conv._winograd_pays(8, 256, 256, 14, 14)
     assert not cpu_conv._winograd_pays(8, 16, 64, 56, 56)  # too few input channels to pay for the transforms
     assert not cpu_conv._winograd_pays(1, 64, 64, 8, 8)  # too few tiles
+    assert cpu_conv._winograd_splits(8, 512, 7, 7)  # 32 tiles for 512 output channels: U made panel by panel
+    assert cpu_conv._winograd_splits(8, 256, 14, 14)
+    assert not cpu_conv._winograd_splits(8, 128, 28, 28)  # 392 tiles: U stored once, read per item
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -111,3 +118,22 @@ def test_conv2d_winograd_nan_inf_falls_back_to_direct():
     w = make((32, 32, 3, 3), np.float32, 27, scale=1 / 17)
     assert cpu_conv._winograd_pays(2, 32, 32, 20, 20)
     check(nbops.conv2d, F.conv2d, "cpu", x, w, padding=1, **TOL32)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["per-item", "split"])
+def test_winograd_flags_non_finite_outputs(split):
+    # the launcher reports a NaN or inf anywhere in the layer (False), which sends conv2d to the direct kernel
+    row = ROWS[-1]
+    x, w, b = _inputs(row, np.float32, 28)
+    x[1, 5, 12, 3] = np.inf
+    PT, PB, PL, PR = row[5]
+    out = np.empty((x.shape[0], w.shape[0], x.shape[2] + PT + PB - 2, x.shape[3] + PL + PR - 2), x.dtype)
+    assert not cpu_conv._winograd(out, x, w, b, PT, PL, split)
+
+
+def test_conv2d_takes_split_winograd():
+    # a deep layer on a small image (ResNet's last stage) through the public function: the split schedule
+    x = make((8, 64, 8, 8), np.float32, 29, layout="transposed")
+    w = make((80, 64, 3, 3), np.float32, 30, scale=1 / 24)
+    assert cpu_conv._winograd_pays(8, 64, 80, 8, 8) and cpu_conv._winograd_splits(8, 80, 8, 8)
+    check(nbops.conv2d, F.conv2d, "cpu", x, w, make((80,), np.float32, 31), padding=1, **TOL32)

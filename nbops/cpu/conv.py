@@ -36,7 +36,7 @@ from numba import get_num_threads, njit, prange
 from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
 from .linear import MR, ROW_BYTES, _copy_row, _row_width, _tile_into
-from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel
+from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel, _winograd_split_kernel
 
 # Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
 # 32-pixel tile is 8 x 4 ymm accumulators and spills. One thread, N8, direct kernel against F.conv2d with 32 / 16
@@ -412,24 +412,43 @@ def _winograd_pays(N, C, OC, OH, OW):
     return min(C, OC) >= WINOGRAD_MIN_CHANNELS and N * -(-OH // 4) * -(-OW // 4) >= WINOGRAD_MIN_TILES
 
 
-def _winograd(out, x, w, bias, PT, PL):
+def _winograd_splits(N, OC, OH, OW):
+    """Whether a Winograd layer runs the split schedule: at least as many output channels as 4x4 tiles, so that U
+    (36 x OC x C values) would outweigh V (36 x C x tiles). N8, 2 threads, float32, ms, per-item / split: C64 56^2
+    4.2 / 9.7, C128 28^2 3.7 / 7.9, C256 14^2 5.7 / 5.5, C512 7^2 15.1 / 5.6 (torch 5.4)."""
+    return OC >= N * -(-OH // 4) * -(-OW // 4)
+
+
+def _winograd(out, x, w, bias, PT, PL, split=None):
     """out = the 3x3, stride-1 convolution of x (N, C, H, W) with w (OC, C, 3, 3) by Winograd's F(4x4, 3x3) (see
-    winograd.py), padding PT top and PL left (bottom and right follow from out's shape). The transformed filters
-    and each worker's V and M are carved from the per-thread scratch buffer. False, with out overwritten, when an
-    output is not finite: the caller then recomputes the layer with the direct kernel, whose NaN/inf pattern is
-    torch's."""
+    winograd.py), padding PT top and PL left (bottom and right follow from out's shape). Layers with at least as many
+    output channels as tiles run the split schedule (``_winograd_split_kernel``, U made panel by panel, never
+    stored), the rest the per-item one over stored transformed filters (``split`` forces one, for the tests).
+    Buffers are carved from the per-thread
+    scratch buffer. False, with out overwritten, when an output is not finite: the caller then recomputes the layer
+    with the direct kernel, whose NaN/inf pattern is torch's."""
     N, C = x.shape[0], x.shape[1]
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     tiles = N * -(-OH // 4) * -(-OW // 4)
     threads = get_num_threads()
+    ns = -(-OC // MR)  # U's micro-kernel panels per element
+    cs = C * MR + LANES  # one panel of U and the slack its last channel's runs overhang into
+    if _winograd_splits(N, OC, OH, OW) if split is None else split:
+        NR = ROW_BYTES // x.itemsize
+        sl = -(-tiles // NR) * NR
+        nv, nm = E * (C * sl + LANES) + sl, E * (ns * MR + 1) * sl + sl
+        buf = _planes((nv + nm + threads * E * cs,), x.dtype)
+        flags = np.empty(threads, x.dtype)
+        _winograd_split_kernel(out, x, w, bias, PT, PL, buf[:nv], buf[nv:nv + nm],
+                               buf[nv + nm:].reshape(threads, E * cs), flags)
+        return not np.isnan(flags).any()
     nb = max(1, min(WINOGRAD_ITEM_BYTES // (E * LANES * (C + OC) * x.itemsize), tiles // (LANES * threads)))
     nw = min(threads, -(-tiles // LANES))
     sl = (nb + 1) * LANES
-    ns = -(-OC // MR)  # U's micro-kernel panels per element
-    nu = E * ns * C * MR
+    nu = E * ns * cs
     per = E * (C * sl + LANES) + E * (ns * MR + 1) * sl  # one worker's V and M
     buf = _planes((nu + nw * per,), x.dtype)
-    u = buf[:nu].reshape(E, ns, C, MR)
+    u = buf[:nu].reshape(E, ns, cs)
     _filter_transform_kernel(u, w)
     flags = np.empty(nw, x.dtype)
     _winograd_kernel(out, x, u, bias, PT, PL, nb, buf[nu:].reshape(nw, per), flags)

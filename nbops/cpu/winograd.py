@@ -5,26 +5,33 @@ A 4x4 block of outputs of a 3x3 filter is ``A^T [(G g G^T) * (B^T d B)] A`` for 
 become 36 independent GEMMs, ``M[e] (OC, T) = U[e] (OC, C) @ V[e] (C, T)`` over the T tiles of the batch, which run
 on a register-tiled micro-kernel; the transforms are linear, cheap, and vectorised over 16 tiles or channels.
 
-Two prange kernels:
+Two schedules, chosen by ``conv._winograd_splits``:
 
-1. ``_filter_transform_kernel``: U (36, OC, C) = G g G^T of every filter, stored as the micro-kernel's MR-row
-   panels; per call (a cache keyed on the weight array would go stale when the caller updates the weights in place).
-2. ``_winograd_kernel``: tiles are numbered ``n*TH*TW + ti*TW + tj`` (TH x TW tiles per image cover the OH x OW
-   outputs) and cut into items of whole 16-tile blocks; each worker runs its items through three steps that keep
-   the item's transform-domain data in L2:
+1. Per item (many tiles for the channels: early layers, large images). ``_filter_transform_kernel`` stores U
+   (36, OC, C) = G g G^T of every filter as the micro-kernel's MR-row panels, per call (a cache keyed on the weight
+   array would go stale when the caller updates the weights in place); ``_winograd_kernel``
+   numbers tiles ``n*TH*TW + ti*TW + tj`` (TH x TW tiles per image cover the OH x OW outputs) and cuts them into
+   items of whole 16-tile blocks; each worker runs its items through three steps that keep the item's
+   transform-domain data in L2:
    ``_transform_input`` V (36, C, item tiles) = B^T d B, 16 tiles of a tile row at a time on vectors;
    ``_gemm_tiles`` M (36, OC, item tiles) = U[e] @ V[e], the linear family's MR x NR register tile per (e,
    channel panel, NR tiles); ``_transform_output`` out = A^T M A + bias, each tile's 4x4 outputs stored where they fall
    inside the output. The last step also flags non-finite outputs: Winograd spreads a NaN or inf over a whole
    tile (inf * 0 = NaN in the transforms), so the launcher that sees the flag recomputes the layer with the
    direct kernel, which gives torch's NaN/inf pattern.
+2. Split (at least as many output channels as tiles: deep layers, small images, where U outweighs V).
+   ``_winograd_split_kernel`` runs the same three steps over the whole layer, the GEMM step split over output
+   channel panels, each panel's filters transformed into L2 just before its tiles run (``_filter_panel``): U is
+   never stored, and every worker reads only its share of the weights.
 
-Memory: U is 36/9 = 4x the weight (9.4 MB for a 256 -> 256 layer in float32, 37.7 MB for ResNet-50's 512 -> 512).
-Each worker's V and M hold 36 x (C + OC) values per tile of its item, items sized to about 2.5 MB
+Memory: U is 36/9 = 4x the weight (9.4 MB for a 256 -> 256 layer in float32, 37.7 MB for ResNet-50's 512 -> 512);
+the split schedule keeps one panel of it per worker (884 KB at C = 512) and the whole layer's V and M instead
+(2.4 MB each at C512 7^2 N8: no more than U would be, by the rule that picks it).
+In the per-item schedule each worker's V and M hold 36 x (C + OC) values per tile of its item, items sized to about 2.5 MB
 (WINOGRAD_ITEM_BYTES in cpu/conv.py; at least one 16-tile block: 2.4 MB for 512 -> 512). The launcher carves U
 and the workers' V and M from a per-thread buffer kept between calls, so a call allocates only its output and a
 few KiB per worker. Staging V and M for the whole layer instead (2.25x the input and the output) ran 2-5x slower
-on this machine: the writes that scatter them are bound by the memory system.
+on those layers: the writes that scatter them are bound by the memory system.
 
 Accuracy: the transforms' constants (up to 5 in B, 8 in A, 1/24 in G) round float32 products a few times more
 than a direct sum does; the max relative error against a float64 reference on the bench's ResNet layers is given in
@@ -68,74 +75,18 @@ def _view(typingctx, a, start, size):
     return view(a, start, size), codegen
 
 
-@njit(parallel=True, cache=True, fastmath=FM)
+@njit(parallel=True, cache=True)
 def _filter_transform_kernel(u, w):
-    """u[r*6 + s, oc, c] = (G g G^T)[r, s] for the 3x3 filter g = w[oc, c].
+    """u[r*6 + s, oc // MR, (oc % MR) + c * MR] = (G g G^T)[r, s] for the 3x3 filter g = w[oc, c].
 
-    w: (OC, C, 3, 3); u: (36, NS, C, MR), the micro-kernel's A panels: ``u[e, oc // MR, c, oc % MR]`` (rows past
-    OC in the last panel repeat channel OC - 1 and are never stored). One prange iteration fills one panel: for each
-    of its MR output channels, LANES input channels at a time (9 x LANES loads into a stack tile, the two 1-D
-    transforms on vectors; channels past C repeat channel C - 1 and are dropped) into a local (36, Cp) row, gathered
-    into a local (36, C, MR) panel that is then copied out whole, 36 contiguous runs (rows stored straight into u
-    4 * OC * Cp bytes apart fell into one cache set and took 3x longer). In w's dtype.
+    w: (OC, C, 3, 3); u: (36, NS, CS), CS >= C * MR + LANES: per element and MR-channel panel the micro-kernel's A
+    panel (C, MR), then slack for ``_filter_panel``'s overhanging runs. One prange iteration is one panel. Per call
+    (a cache keyed on the weight array would go stale when the caller updates the weights in place).
     """
-    OC, C = w.shape[0], w.shape[1]
-    NS = u.shape[1]
-    Cp = (C + LANES - 1) // LANES * LANES
-    dt = w.dtype.type
-    kg = (dt(0.25), dt(1.0 / 6.0), dt(1.0 / 12.0), dt(1.0 / 24.0))
+    NS, CS = u.shape[1], u.shape[2]
+    uf = u.reshape(E * NS * CS)
     for panel in prange(NS):
-        loc = np.empty(E * Cp, w.dtype)
-        lp = np.empty(E * C * MR, w.dtype)  # the panel's (36, C, MR) values, gathered here, then copied out whole
-        g = stack_empty(144, w)  # (9, LANES): tap kh*3 + kw, lane = channel
-        t = stack_empty(288, w)  # (6, 3, LANES): G g
-        r = stack_empty(576, w)  # (36, LANES): G g G^T
-        for q in range(MR):
-            oc = min(panel * MR + q, OC - 1)  # rows past OC repeat the last channel: finite, never stored
-            for c0 in range(0, Cp, LANES):
-                for j in range(LANES):
-                    wc = _view(w, (oc * C + min(c0 + j, C - 1)) * 9, 9)
-                    for k in range(9):
-                        g[k * LANES + j] = wc[k]
-                for kw in range(3):
-                    a = g[kw * LANES:(kw + 1) * LANES]
-                    b = g[(3 + kw) * LANES:(4 + kw) * LANES]
-                    cc = g[(6 + kw) * LANES:(7 + kw) * LANES]
-                    t0 = t[(0 * 3 + kw) * LANES:(0 * 3 + kw + 1) * LANES]
-                    t1 = t[(1 * 3 + kw) * LANES:(1 * 3 + kw + 1) * LANES]
-                    t2 = t[(2 * 3 + kw) * LANES:(2 * 3 + kw + 1) * LANES]
-                    t3 = t[(3 * 3 + kw) * LANES:(3 * 3 + kw + 1) * LANES]
-                    t4 = t[(4 * 3 + kw) * LANES:(4 * 3 + kw + 1) * LANES]
-                    t5 = t[(5 * 3 + kw) * LANES:(5 * 3 + kw + 1) * LANES]
-                    for j in range(LANES):
-                        t0[j], t1[j], t2[j], t3[j], t4[j], t5[j] = _g6(a[j], b[j], cc[j], kg)
-                for i in range(6):
-                    a = t[(i * 3) * LANES:(i * 3 + 1) * LANES]
-                    b = t[(i * 3 + 1) * LANES:(i * 3 + 2) * LANES]
-                    cc = t[(i * 3 + 2) * LANES:(i * 3 + 3) * LANES]
-                    r0 = r[(i * 6) * LANES:(i * 6 + 1) * LANES]
-                    r1 = r[(i * 6 + 1) * LANES:(i * 6 + 2) * LANES]
-                    r2 = r[(i * 6 + 2) * LANES:(i * 6 + 3) * LANES]
-                    r3 = r[(i * 6 + 3) * LANES:(i * 6 + 4) * LANES]
-                    r4 = r[(i * 6 + 4) * LANES:(i * 6 + 5) * LANES]
-                    r5 = r[(i * 6 + 5) * LANES:(i * 6 + 6) * LANES]
-                    for j in range(LANES):
-                        r0[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _g6(a[j], b[j], cc[j], kg)
-                for e in range(E):
-                    src = r[e * LANES:(e + 1) * LANES]
-                    dst = _view(loc, e * Cp + c0, LANES)
-                    for j in range(LANES):
-                        dst[j] = src[j]
-            for e in range(E):
-                src = _view(loc, e * Cp, C)
-                dst = _view(lp, e * C * MR + q, (C - 1) * MR + 1)
-                for c in range(C):
-                    dst[c * MR] = src[c]
-        for e in range(E):
-            src = _view(lp, e * C * MR, C * MR)
-            dst = _view(u, (e * NS + panel) * C * MR, C * MR)
-            for j in range(C * MR):
-                dst[j] = src[j]
+        _filter_panel(uf[panel * CS:], NS * CS, w, panel)
 
 
 @njit(cache=True, inline="always")
@@ -277,7 +228,7 @@ def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows, taps):
 def _gemm_tiles(mt, u, vi, OC, C, cols):
     """M[e] = U[e] @ V[e] for the 36 elements e: (OC, C) @ (C, cols) on the linear family's micro-kernel.
 
-    u: (36, NS, C, MR), U[e] as MR-row panels (``_filter_transform_kernel``; rows past OC are never stored,
+    u: (36, NS, CS), U[e] as MR-row panels (C, MR) (``_filter_transform_kernel``; rows past OC are never stored,
     whatever they hold), OCq = NS * MR; vi:
     (36, ES), (C, SL) per e as in ``_transform_input``; mt: (36 * (OCq + 1), SL), row ``e * (OCq + 1) + oc`` holding
     M[e][oc] (the spare row per e keeps the 36 blocks from lining up 4 KiB apart). For each e and MR-channel
@@ -286,7 +237,7 @@ def _gemm_tiles(mt, u, vi, OC, C, cols):
     sweeps V from L2. Columns up to ``cols`` rounded up to NR are computed (SL holds them; those past ``cols`` are
     never read).
     """
-    NS = u.shape[1]
+    NS, CS = u.shape[1], u.shape[2]
     OCq = NS * MR
     ES = vi.shape[1]
     SL = mt.shape[1]
@@ -295,7 +246,7 @@ def _gemm_tiles(mt, u, vi, OC, C, cols):
         for s in range(NS):
             rows = min(MR, OC - s * MR)
             for j0 in range(0, cols, NR):
-                _tile_into(u, (e * NS + s) * C * MR, MR, 1, C, vi, e * ES + j0, SL, mt, e * (OCq + 1) + s * MR, j0,
+                _tile_into(u, (e * NS + s) * CS, MR, 1, C, vi, e * ES + j0, SL, mt, e * (OCq + 1) + s * MR, j0,
                            rows, False)
 
 
@@ -376,7 +327,7 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
 
 @njit(parallel=True, cache=True)
 def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
-    """Winograd F(4x4, 3x3) convolution of x (N, C, H, W) with the transformed filters u (36, NS, C, MR) into out
+    """Winograd F(4x4, 3x3) convolution of x (N, C, H, W) with the transformed filters u (36, NS, CS) into out
     (N, OC, OH, OW), bias (OC,) added; padding PT top, PL left.
 
     The N * TH * TW tiles (TH = ceil(OH / 4), TW = ceil(OW / 4)) form NTB blocks of LANES; one prange iteration is
@@ -398,7 +349,7 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
     SL = TPI + LANES
     NW = work.shape[0]
     ES = C * SL + LANES
-    OCq = u.shape[1] * u.shape[3]
+    OCq = u.shape[1] * MR
     MS = (OCq + 1) * SL
     for w in prange(NW):
         vi = work[w, :E * ES].reshape((E, ES))
@@ -415,3 +366,108 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
             _gemm_tiles(mt, u, vi, OC, C, thi - tlo)
             bad += _transform_output(out, mi, bias, tlo, thi, TH, TW, SL)
         flags[w] = bad
+
+
+@njit(cache=True, fastmath=FM)
+def _filter_panel(lp, ls, w, panel):
+    """lp[e * ls + c * MR + r] = (G g G^T)[e] for the 3x3 filter g = w[panel * MR + r, c]: one MR-channel panel of
+    U (36, C, MR), the micro-kernel's A operand, each element's (C, MR) block ``ls`` >= C * MR + LANES apart.
+
+    w: (OC, C, 3, 3); rows past OC repeat channel OC - 1 (finite, never stored). Per input channel c, the 9 taps of
+    LANES filters from the panel's first go to a stack tile (one row per tap, one lane per filter), the two 1-D
+    transforms run on those rows as vectors, and each of the 36 results is stored as one LANES-wide run at
+    c * MR: its lanes past MR fall on channel c + 1's run, written next, or for the last channel on the slack
+    past C * MR. Indices are unsigned, so that no wraparound check turns the runs into scatters. In w's dtype.
+    """
+    OC, C = w.shape[0], w.shape[1]
+    dt = w.dtype.type
+    kg = (dt(0.25), dt(1.0 / 6.0), dt(1.0 / 12.0), dt(1.0 / 24.0))
+    wf = w.reshape(OC * C * 9)
+    g = stack_empty(144, w)  # (9, LANES): tap kh*3 + kw, lane = filter
+    t = stack_empty(288, w)  # (6, 3, LANES): G g
+    for c in range(C):
+        for k in range(9):
+            for r in range(LANES):
+                g[k * LANES + r] = wf[np.uint64((min(panel * MR + r, OC - 1) * C + c) * 9 + k)]
+        for kw in range(3):
+            for r in range(LANES):
+                t0, t1, t2, t3, t4, t5 = _g6(g[kw * LANES + r], g[(3 + kw) * LANES + r], g[(6 + kw) * LANES + r],
+                                             kg)
+                t[kw * LANES + r] = t0
+                t[(3 + kw) * LANES + r] = t1
+                t[(6 + kw) * LANES + r] = t2
+                t[(9 + kw) * LANES + r] = t3
+                t[(12 + kw) * LANES + r] = t4
+                t[(15 + kw) * LANES + r] = t5
+        for i in range(6):
+            at = 6 * i * ls + c * MR
+            for r in range(LANES):
+                u0, u1, u2, u3, u4, u5 = _g6(t[3 * i * LANES + r], t[(3 * i + 1) * LANES + r],
+                                             t[(3 * i + 2) * LANES + r], kg)
+                lp[np.uint64(at + r)] = u0
+                lp[np.uint64(at + ls + r)] = u1
+                lp[np.uint64(at + 2 * ls + r)] = u2
+                lp[np.uint64(at + 3 * ls + r)] = u3
+                lp[np.uint64(at + 4 * ls + r)] = u4
+                lp[np.uint64(at + 5 * ls + r)] = u5
+
+
+@njit(parallel=True, cache=True)
+def _winograd_split_kernel(out, x, w, bias, PT, PL, v, m, lbuf, flags):
+    """Winograd F(4x4, 3x3) for layers with few tiles for their channels (deep layers, small images): the same
+    three steps as ``_winograd_kernel``, but over the whole layer, and the GEMM step split over output channels,
+    with the filters transformed inside it. U is never stored.
+
+    x (N, C, H, W), w (OC, C, 3, 3), out (N, OC, OH, OW), bias (OC,); padding PT top, PL left. T = N * TH * TW tiles,
+    SL = T rounded up to NR. v: (36 * ES + SL,) with ES = C * SL + LANES, V of every tile; m: (36 * MS + SL,) with
+    MS = (OCq + 1) * SL, OCq = NS * MR, M of every tile; lbuf: (NW, 36 * LS), LS >= C * MR + LANES, one worker's U panel;
+    flags: (NW,), 0 where a worker's outputs are finite, else NaN.
+
+    1. Tiles in whole LANES blocks, one range per worker: ``_transform_input`` of its tiles into v.
+    2. The NS output-channel panels, one range per worker: each panel's 36 x (C, MR) filters transformed into the
+       worker's lbuf (``_filter_panel``, L2-resident: 884 KB at C = 512), then for each element e its MR x NR
+       register tiles over V[e] (C, SL), into M.
+    3. Tiles again: ``_transform_output`` of its tiles from m into out, bias added.
+
+    Why: the per-item schedule makes every worker read all of U (36 / 9 = 4x the weights) from memory, and a
+    worker's item has at most T / NW tiles, so at C512 7^2 N8 (32 tiles: two items of 16 against NR = 32) each
+    read U whole to fill half of its register tiles. Here U is made in L2 panel by panel and read once, and the
+    price is V (36 * C * SL values, 2.4 MB at C512 7^2 N8) read once per panel from L2 or L3.
+    """
+    N, C = x.shape[0], x.shape[1]
+    OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    TH = (OH + 3) // 4
+    TW = (OW + 3) // 4
+    T = N * TH * TW
+    NR = _row_width(x)
+    SL = (T + NR - 1) // NR * NR
+    ES = C * SL + LANES
+    NS = (OC + MR - 1) // MR
+    OCq = NS * MR
+    MS = (OCq + 1) * SL
+    NW = lbuf.shape[0]
+    LS = lbuf.shape[1] // E
+    NTB = (T + LANES - 1) // LANES
+    NWA = min(NW, NTB)
+    for wk in prange(NWA):
+        tlo = wk * NTB // NWA * LANES
+        thi = min(T, (wk + 1) * NTB // NWA * LANES)
+        prows = np.zeros((6 * ((thi - tlo - 2) // TW + 2) + 1, 4 * TW + 8), x.dtype)
+        taps = np.empty(6 * SL, np.int64)
+        _transform_input(v[tlo:tlo + E * ES].reshape((E, ES)), x, tlo, thi, PT, PL, TH, TW, SL, prows, taps)
+    mt = m[:E * MS].reshape((E * (OCq + 1), SL))
+    for wk in prange(NW):
+        lp = lbuf[wk]
+        for s in range(wk * NS // NW, (wk + 1) * NS // NW):
+            _filter_panel(lp, LS, w, s)
+            rows = min(MR, OC - s * MR)
+            for e in range(E):
+                for j0 in range(0, T, NR):
+                    _tile_into(lp, e * LS, MR, 1, C, v, e * ES + j0, SL, mt, e * (OCq + 1) + s * MR, j0, rows, False)
+    for wk in prange(NW):
+        bad = x.dtype.type(0)
+        if wk < NWA:
+            tlo = wk * NTB // NWA * LANES
+            thi = min(T, (wk + 1) * NTB // NWA * LANES)
+            bad = _transform_output(out, m[tlo:tlo + E * MS].reshape((E, MS)), bias, tlo, thi, TH, TW, SL)
+        flags[wk] = bad
