@@ -93,8 +93,8 @@ def test_winograd_dispatch_rule():
     assert not cpu_conv._winograd_pays(8, 16, 64, 56, 56)  # too few input channels to pay for the transforms
     assert not cpu_conv._winograd_pays(1, 64, 64, 8, 8)  # too few tiles
     assert cpu_conv._winograd_splits(8, 512, 7, 7)  # 32 tiles for 512 output channels: U made panel by panel
-    assert cpu_conv._winograd_splits(8, 256, 14, 14)
-    assert not cpu_conv._winograd_splits(8, 128, 28, 28)  # 392 tiles: U stored once, read per item
+    assert cpu_conv._winograd_splits(32, 512, 7, 7)
+    assert not cpu_conv._winograd_splits(8, 256, 14, 14)  # 128 tiles: U stored once, read per item
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -133,7 +133,19 @@ def test_winograd_flags_non_finite_outputs(split):
 
 def test_conv2d_takes_split_winograd():
     # a deep layer on a small image (ResNet's last stage) through the public function: the split schedule
-    x = make((8, 64, 8, 8), np.float32, 29, layout="transposed")
-    w = make((80, 64, 3, 3), np.float32, 30, scale=1 / 24)
-    assert cpu_conv._winograd_pays(8, 64, 80, 8, 8) and cpu_conv._winograd_splits(8, 80, 8, 8)
-    check(nbops.conv2d, F.conv2d, "cpu", x, w, make((80,), np.float32, 31), padding=1, **TOL32)
+    x = make((8, 32, 8, 8), np.float32, 29, layout="transposed")
+    w = make((130, 32, 3, 3), np.float32, 30, scale=1 / 17)
+    assert cpu_conv._winograd_pays(8, 32, 130, 8, 8) and cpu_conv._winograd_splits(8, 130, 8, 8)
+    check(nbops.conv2d, F.conv2d, "cpu", x, w, make((130,), np.float32, 31), padding=1, **TOL32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_split_blocks(monkeypatch, dtype):
+    # the split schedule's GEMM step in small blocks (2 channel panels a group, 16 input channels a pass), so that
+    # a small layer runs several panel groups per worker, a ragged last group and pass, and M added across passes
+    monkeypatch.setattr(cpu_conv, "SPLIT_PANELS", 2)
+    monkeypatch.setattr(cpu_conv, "SPLIT_DEPTH", 16)
+    for row in (ROWS[1], ROWS[-1], (1, 40, 75, 6, 9, (1, 1, 1, 1), True)):
+        x, w, b = _inputs(row, dtype, 32)
+        tol = TOL32 if dtype == np.float32 else {}
+        assert_same(_winograd(x, w, b, row[5], True), _torch(x, w, b, row[5]), **tol)

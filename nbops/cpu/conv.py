@@ -36,7 +36,8 @@ from numba import get_num_threads, njit, prange
 from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
 from .linear import MR, ROW_BYTES, _copy_row, _row_width, _tile_into
-from .winograd import E, LANES, _filter_transform_kernel, _winograd_kernel, _winograd_split_kernel
+from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _winograd_kernel, \
+    _winograd_split_kernel
 
 # Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
 # 32-pixel tile is 8 x 4 ymm accumulators and spills. One thread, N8, direct kernel against F.conv2d with 32 / 16
@@ -413,10 +414,13 @@ def _winograd_pays(N, C, OC, OH, OW):
 
 
 def _winograd_splits(N, OC, OH, OW):
-    """Whether a Winograd layer runs the split schedule: at least as many output channels as 4x4 tiles, so that U
-    (36 x OC x C values) would outweigh V (36 x C x tiles). N8, 2 threads, float32, ms, per-item / split: C64 56^2
-    4.2 / 9.7, C128 28^2 3.7 / 7.9, C256 14^2 5.7 / 5.5, C512 7^2 15.1 / 5.6 (torch 5.4)."""
-    return OC >= N * -(-OH // 4) * -(-OW // 4)
+    """Whether a Winograd layer runs the split schedule: at least 4 output channels per 4x4 tile, where U (36 x OC x
+    C values), stored and read whole by every worker, outweighs V (36 x C x tiles) read once per channel panel
+    group. 2 threads, float32, ms, per-item / split / torch, by OC per tile: C64 28^2 N8 (0.16) 1.25 / 1.89 / 1.75,
+    C256 14^2 N32 (0.5) 14.3 / 20.2 / 23.9, C128 14^2 N8 (1) 1.74 / 2.30 / 1.77, C256 14^2 N8 (2) 3.94 / 4.76 /
+    5.58, C512 14^2 N8 (4) 28.1 / 15.2 / 23.9, C512 7^2 N32 (4) 27.6 / 17.1 / 21.9, C512 7^2 N8 (16) 15.1 / 4.2 /
+    5.0."""
+    return OC >= 4 * N * -(-OH // 4) * -(-OW // 4)
 
 
 def _winograd(out, x, w, bias, PT, PL, split=None):
@@ -437,10 +441,12 @@ def _winograd(out, x, w, bias, PT, PL, split=None):
         NR = ROW_BYTES // x.itemsize
         sl = -(-tiles // NR) * NR
         nv, nm = E * (C * sl + LANES) + sl, E * (ns * MR + 1) * sl + sl
-        buf = _planes((nv + nm + threads * E * cs,), x.dtype)
+        P, KB = SPLIT_PANELS, SPLIT_DEPTH
+        lp = P * E * (KB * MR + LANES)  # one worker's U blocks
+        buf = _planes((nv + nm + threads * lp,), x.dtype)
         flags = np.empty(threads, x.dtype)
-        _winograd_split_kernel(out, x, w, bias, PT, PL, buf[:nv], buf[nv:nv + nm],
-                               buf[nv + nm:].reshape(threads, E * cs), flags)
+        _winograd_split_kernel(out, x, w, bias, PT, PL, buf[:nv], buf[nv:nv + nm], buf[nv + nm:].reshape(threads, lp),
+                               P, KB, flags)
         return not np.isnan(flags).any()
     nb = max(1, min(WINOGRAD_ITEM_BYTES // (E * LANES * (C + OC) * x.itemsize), tiles // (LANES * threads)))
     nw = min(threads, -(-tiles // LANES))

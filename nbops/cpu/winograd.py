@@ -46,6 +46,10 @@ from numba.np.arrayobj import make_array, populate_array
 from ._util import stack_empty
 from .linear import MR, _row_width, _tile_into
 
+SPLIT_PANELS = 8  # the split schedule's GEMM step: output channel panels (of MR) that share each V tile from L1,
+SPLIT_DEPTH = 64  # and input channels per pass: the group's U blocks (36 x 64 x 8 x MR, 884 KB) stay in L2. Of
+# (panels, depth) = (8, 64), (12, 64), (4, 64), (4, 128), (8, 32), (16, 32), (2, 256) in one process, (8, 64) and
+# (12, 64) ran fastest on C256 14^2 and C512 7^2 at N8 and N32 (C512 7^2 N32: 18.7 ms, against 21.4 at (2, 256))
 LANES = 16  # tiles per vector step of the transforms: 2 ymm of float32 (LLVM's preferred width on Intel)
 E = 36  # transform-domain elements per tile (6 x 6)
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
@@ -86,7 +90,7 @@ def _filter_transform_kernel(u, w):
     NS, CS = u.shape[1], u.shape[2]
     uf = u.reshape(E * NS * CS)
     for panel in prange(NS):
-        _filter_panel(uf[panel * CS:], NS * CS, w, panel)
+        _filter_panel(uf[panel * CS:], NS * CS, w, panel, 0, w.shape[1])
 
 
 @njit(cache=True, inline="always")
@@ -369,15 +373,16 @@ def _winograd_kernel(out, x, u, bias, PT, PL, NB, work, flags):
 
 
 @njit(cache=True, fastmath=FM)
-def _filter_panel(lp, ls, w, panel):
-    """lp[e * ls + c * MR + r] = (G g G^T)[e] for the 3x3 filter g = w[panel * MR + r, c]: one MR-channel panel of
-    U (36, C, MR), the micro-kernel's A operand, each element's (C, MR) block ``ls`` >= C * MR + LANES apart.
+def _filter_panel(lp, ls, w, panel, c0, c1):
+    """lp[e * ls + (c - c0) * MR + r] = (G g G^T)[e] for the 3x3 filter g = w[panel * MR + r, c], c0 <= c < c1:
+    one MR-channel panel of U (36, c1 - c0, MR), the micro-kernel's A operand, each element's block ``ls`` >=
+    (c1 - c0) * MR + LANES apart.
 
     w: (OC, C, 3, 3); rows past OC repeat channel OC - 1 (finite, never stored). Per input channel c, the 9 taps of
     LANES filters from the panel's first go to a stack tile (one row per tap, one lane per filter), the two 1-D
     transforms run on those rows as vectors, and each of the 36 results is stored as one LANES-wide run at
-    c * MR: its lanes past MR fall on channel c + 1's run, written next, or for the last channel on the slack
-    past C * MR. Indices are unsigned, so that no wraparound check turns the runs into scatters. In w's dtype.
+    (c - c0) * MR: its lanes past MR fall on channel c + 1's run, written next, or for the last channel on the
+    slack. Indices are unsigned, so that no wraparound check turns the runs into scatters. In w's dtype.
     """
     OC, C = w.shape[0], w.shape[1]
     dt = w.dtype.type
@@ -385,7 +390,7 @@ def _filter_panel(lp, ls, w, panel):
     wf = w.reshape(OC * C * 9)
     g = stack_empty(144, w)  # (9, LANES): tap kh*3 + kw, lane = filter
     t = stack_empty(288, w)  # (6, 3, LANES): G g
-    for c in range(C):
+    for c in range(c0, c1):
         for k in range(9):
             for r in range(LANES):
                 g[k * LANES + r] = wf[np.uint64((min(panel * MR + r, OC - 1) * C + c) * 9 + k)]
@@ -400,7 +405,7 @@ def _filter_panel(lp, ls, w, panel):
                 t[(12 + kw) * LANES + r] = t4
                 t[(15 + kw) * LANES + r] = t5
         for i in range(6):
-            at = 6 * i * ls + c * MR
+            at = 6 * i * ls + (c - c0) * MR
             for r in range(LANES):
                 u0, u1, u2, u3, u4, u5 = _g6(t[3 * i * LANES + r], t[(3 * i + 1) * LANES + r],
                                              t[(3 * i + 2) * LANES + r], kg)
@@ -413,26 +418,28 @@ def _filter_panel(lp, ls, w, panel):
 
 
 @njit(parallel=True, cache=True)
-def _winograd_split_kernel(out, x, w, bias, PT, PL, v, m, lbuf, flags):
+def _winograd_split_kernel(out, x, w, bias, PT, PL, v, m, lbuf, P, KB, flags):
     """Winograd F(4x4, 3x3) for layers with few tiles for their channels (deep layers, small images): the same
     three steps as ``_winograd_kernel``, but over the whole layer, and the GEMM step split over output channels,
     with the filters transformed inside it. U is never stored.
 
     x (N, C, H, W), w (OC, C, 3, 3), out (N, OC, OH, OW), bias (OC,); padding PT top, PL left. T = N * TH * TW tiles,
     SL = T rounded up to NR. v: (36 * ES + SL,) with ES = C * SL + LANES, V of every tile; m: (36 * MS + SL,) with
-    MS = (OCq + 1) * SL, OCq = NS * MR, M of every tile; lbuf: (NW, 36 * LS), LS >= C * MR + LANES, one worker's U panel;
+    MS = (OCq + 1) * SL, OCq = NS * MR, M of every tile; lbuf: (NW, P * 36 * LS), one worker's U blocks;
     flags: (NW,), 0 where a worker's outputs are finite, else NaN.
 
     1. Tiles in whole LANES blocks, one range per worker: ``_transform_input`` of its tiles into v.
-    2. The NS output-channel panels, one range per worker: each panel's 36 x (C, MR) filters transformed into the
-       worker's lbuf (``_filter_panel``, L2-resident: 884 KB at C = 512), then for each element e its MR x NR
-       register tiles over V[e] (C, SL), into M.
+    2. The NS output-channel panels, one range per worker, in groups of P panels, and the input channels in passes
+       of KB: the group's filters for the pass transformed into the worker's lbuf (``_filter_panel``: P x 36 blocks
+       (KB, MR), LS >= KB * MR + LANES apart), then for each element e and NR tiles, the P panels' MR x NR register
+       tiles over those KB channels of V[e], added into M after the first pass. Each V tile (KB x NR) is read
+       once from L2 or L3 for the P panels, and every filter is transformed once.
     3. Tiles again: ``_transform_output`` of its tiles from m into out, bias added.
 
     Why: the per-item schedule makes every worker read all of U (36 / 9 = 4x the weights) from memory, and a
     worker's item has at most T / NW tiles, so at C512 7^2 N8 (32 tiles: two items of 16 against NR = 32) each
-    read U whole to fill half of its register tiles. Here U is made in L2 panel by panel and read once, and the
-    price is V (36 * C * SL values, 2.4 MB at C512 7^2 N8) read once per panel from L2 or L3.
+    read U whole to fill half of its register tiles. Here U is made in L2 block by block and read once; V
+    (36 * C * SL values, 2.4 MB at C512 7^2 N8) is read once per panel group.
     """
     N, C = x.shape[0], x.shape[1]
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
@@ -446,7 +453,7 @@ def _winograd_split_kernel(out, x, w, bias, PT, PL, v, m, lbuf, flags):
     OCq = NS * MR
     MS = (OCq + 1) * SL
     NW = lbuf.shape[0]
-    LS = lbuf.shape[1] // E
+    LS = lbuf.shape[1] // (P * E)
     NTB = (T + LANES - 1) // LANES
     NWA = min(NW, NTB)
     for wk in prange(NWA):
@@ -457,13 +464,19 @@ def _winograd_split_kernel(out, x, w, bias, PT, PL, v, m, lbuf, flags):
         _transform_input(v[tlo:tlo + E * ES].reshape((E, ES)), x, tlo, thi, PT, PL, TH, TW, SL, prows, taps)
     mt = m[:E * MS].reshape((E * (OCq + 1), SL))
     for wk in prange(NW):
-        lp = lbuf[wk]
-        for s in range(wk * NS // NW, (wk + 1) * NS // NW):
-            _filter_panel(lp, LS, w, s)
-            rows = min(MR, OC - s * MR)
-            for e in range(E):
-                for j0 in range(0, T, NR):
-                    _tile_into(lp, e * LS, MR, 1, C, v, e * ES + j0, SL, mt, e * (OCq + 1) + s * MR, j0, rows, False)
+        lw = lbuf[wk]
+        s_hi = (wk + 1) * NS // NW
+        for g0 in range(wk * NS // NW, s_hi, P):
+            g1 = min(g0 + P, s_hi)
+            for c0 in range(0, C, KB):
+                kc = min(KB, C - c0)
+                for s in range(g0, g1):
+                    _filter_panel(lw[(s - g0) * E * LS:], LS, w, s, c0, c0 + kc)
+                for e in range(E):
+                    for j0 in range(0, T, NR):
+                        for s in range(g0, g1):
+                            _tile_into(lw, ((s - g0) * E + e) * LS, MR, 1, kc, v, e * ES + c0 * SL + j0, SL, mt,
+                                       e * (OCq + 1) + s * MR, j0, min(MR, OC - s * MR), c0 > 0)
     for wk in prange(NW):
         bad = x.dtype.type(0)
         if wk < NWA:
