@@ -86,11 +86,21 @@ def test_elementwise_shapes(target, name, ref, shape):
     check(getattr(nbops, name), ref, target, make(shape, np.float64, seed=2))
 
 
-def test_elementwise_spans_many_chunks():
-    """More elements than one prange chunk, not a multiple of it."""
-    x = make((3 * cpu_act.CHUNK + 17,), np.float32, seed=4)
-    check(nbops.silu, F.silu, "cpu", x)
-    check(nbops.softplus, F.softplus, "cpu", x)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_spans_many_chunks(dtype):
+    """More elements than one prange chunk, not a multiple of it: the kernels that run each chunk as two
+    interleaved halves see an odd last chunk (a tail element past the halves), NaN and inf included."""
+    x = make((3 * cpu_act.CHUNK + 17,), dtype, seed=4)
+    x[::4099] = np.nan
+    x[1::5003] = np.inf
+    x[2::6007] = -np.inf
+    # (not the erf gelu: torch's vectorised float32 GELU gives NaN at +inf, its scalar path and float64 give inf,
+    # as nbops does)
+    for name, ref in (("silu", F.silu), ("softplus", F.softplus), ("sigmoid", torch.sigmoid), ("mish", F.mish),
+                      ("tanh", torch.tanh)):
+        check(getattr(nbops, name), ref, "cpu", x)
+    check(nbops.gelu, F.gelu, "cpu", x, approximate="tanh")
+    check(nbops.exp, torch.exp, "cpu", x)
 
 
 @pytest.mark.parametrize("layout", ["transposed", "strided"])

@@ -552,22 +552,34 @@ def _gelu_kernel(out, x):
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _gelu_tanh_kernel(out, x):
-    """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))."""
+    """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), each chunk as two interleaved halves (see
+    ``_gelu_kernel``; 4096^2 float32, 2 threads, warm output: 15.2 -> 9.8 ms)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        xs, os = x[lo:hi], out[lo:hi]
-        for i in range(hi - lo):
-            os[i] = _gelu_tanh(xs[i])
+        h = (hi - lo) // 2
+        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
+        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
+        for i in range(h):
+            oa[i] = _gelu_tanh(xa[i])
+            ob[i] = _gelu_tanh(xb[i])
+        for i in range(lo + 2 * h, hi):
+            out[i] = _gelu_tanh(x[i])
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _sigmoid_kernel(out, x):
-    """out[i] = 1 / (1 + exp(-x[i]))."""
+    """out[i] = 1 / (1 + exp(-x[i])), each chunk as two interleaved halves (see ``_gelu_kernel``; 4096^2 float32,
+    2 threads, warm output: 10.1 -> 5.7 ms)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        xs, os = x[lo:hi], out[lo:hi]
-        for i in range(hi - lo):
-            os[i] = _sigmoid(xs[i])
+        h = (hi - lo) // 2
+        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
+        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
+        for i in range(h):
+            oa[i] = _sigmoid(xa[i])
+            ob[i] = _sigmoid(xb[i])
+        for i in range(lo + 2 * h, hi):
+            out[i] = _sigmoid(x[i])
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -587,6 +599,23 @@ def _silu_kernel(out, x):
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
+def _silu_halves_kernel(out, x):
+    """``_silu_kernel`` for an out that is not x: each chunk as two interleaved halves, read in place (see
+    ``_gelu_kernel``). With out x the vectorised loop's overlap check fails and it runs scalar, 5x slower, so
+    in-place calls keep the staged kernel (4096^2 float32, 2 threads, warm output, staged / halves: silu 10.3 / 5.7 ms, in place 7.9 / 37)."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        h = (hi - lo) // 2
+        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
+        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
+        for i in range(h):
+            oa[i] = _silu(xa[i])
+            ob[i] = _silu(xb[i])
+        for i in range(lo + 2 * h, hi):
+            out[i] = _silu(x[i])
+
+
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _mish_kernel(out, x):
     """out[i] = x[i] * tanh(log1p(exp(x[i])))."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
@@ -599,6 +628,23 @@ def _mish_kernel(out, x):
             for i in range(BLOCK):
                 os[i] = _mish(buf[i])
         for i in range(full, hi):
+            out[i] = _mish(x[i])
+
+
+@njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
+def _mish_halves_kernel(out, x):
+    """``_mish_kernel`` for an out that is not x: each chunk as two interleaved halves, read in place (see
+    ``_gelu_kernel``). With out x the vectorised loop's overlap check fails and it runs scalar, 5x slower, so
+    in-place calls keep the staged kernel (4096^2 float32, 2 threads, warm output, staged / halves: mish 10.9 / 6.8 ms, in place 8.7 / 43)."""
+    for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
+        lo, hi = _span(c, x.shape[0])
+        h = (hi - lo) // 2
+        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
+        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
+        for i in range(h):
+            oa[i] = _mish(xa[i])
+            ob[i] = _mish(xb[i])
+        for i in range(lo + 2 * h, hi):
             out[i] = _mish(x[i])
 
 
@@ -652,12 +698,18 @@ def _hardswish_kernel(out, x):
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _softplus_kernel(out, x, beta, threshold):
-    """out[i] = x if x * beta > threshold else log1p(exp(x * beta)) / beta."""
+    """out[i] = x if x * beta > threshold else log1p(exp(x * beta)) / beta, each chunk as two interleaved halves
+    (see ``_gelu_kernel``; 4096^2 float32, 2 threads, warm output: 22.6 -> 18.3 ms)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        xs, os = x[lo:hi], out[lo:hi]
-        for i in range(hi - lo):
-            os[i] = _softplus(xs[i], beta, threshold)
+        h = (hi - lo) // 2
+        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
+        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
+        for i in range(h):
+            oa[i] = _softplus(xa[i], beta, threshold)
+            ob[i] = _softplus(xb[i], beta, threshold)
+        for i in range(lo + 2 * h, hi):
+            out[i] = _softplus(x[i], beta, threshold)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -948,12 +1000,12 @@ def sigmoid(out, x):
 
 @register("silu", "cpu")
 def silu(out, x):
-    _map(_silu_kernel, out, x)
+    _map(_silu_kernel if np.may_share_memory(out, x) else _silu_halves_kernel, out, x)
 
 
 @register("mish", "cpu")
 def mish(out, x):
-    _map(_mish_kernel, out, x)
+    _map(_mish_kernel if np.may_share_memory(out, x) else _mish_halves_kernel, out, x)
 
 
 @register("tanh", "cpu")
