@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 import nbops as F  # nbops' top level mirrors torch.nn.functional
+from nbops.ops.linear import _attention
 
 from .. import nn
 from ..nn import _tensors, init
@@ -125,6 +126,10 @@ class MultiheadAttention(nn.Module):
         q = self._project(q_in, 0)
         k = self._project(k_in, 1)
         v = self._project(v_in, 2)
+        if not need_weights and attn_mask is None and key_padding_mask is None and not (
+                self.training and self.dropout > 0.0):
+            out = _attention(q, k, v, 1.0 / math.sqrt(self.head_dim))  # fused on the CPU (N, H, L, D)
+            return self._merge(out, n, length, E, batched), None
         scores = F.matmul(F.mul(q, 1.0 / math.sqrt(self.head_dim)), F.transpose(k, 2, 3))  # (N, H, L, S)
         dtype = _tensors.resolve_dtype(scores.dtype)
         if attn_mask is not None:
@@ -140,19 +145,21 @@ class MultiheadAttention(nn.Module):
         attn = F.softmax(scores, -1)
         if self.training and self.dropout > 0.0:
             attn = F.dropout(attn, self.dropout)
-        out = F.matmul(attn, v)  # (N, H, L, D)
-        out = F.reshape(F.transpose(out, 1, 2), (n, length, E))
-        out = self.out_proj(out)  # (N, L, E)
-        if not batched:
-            out = F.squeeze(out, 0)
-        elif not self.batch_first:
-            out = F.transpose(out, 0, 1)
+        out = self._merge(F.matmul(attn, v), n, length, E, batched)
         weights = None
         if need_weights:
             weights = F.mean(attn, dim=1) if average_attn_weights else attn
             if not batched:
                 weights = F.squeeze(weights, 0)
         return out, weights
+
+    def _merge(self, out, n, length, E, batched):
+        """The heads' outputs (N, H, L, D) merged and projected: (N, L, E), or (L, N, E) when not batch_first, or
+        (L, E) for an unbatched query."""
+        out = self.out_proj(F.reshape(F.transpose(out, 1, 2), (n, length, E)))
+        if not batched:
+            return F.squeeze(out, 0)
+        return out if self.batch_first else F.transpose(out, 0, 1)
 
     def extra_repr(self):
         return ""

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .._arrays import cuda_as_strided
-from .._dispatch import FLOAT_DTYPES, INT_DTYPES, Call, public
+from .._dispatch import FLOAT_DTYPES, INT_DTYPES, Call, declare, public
 from .._shapes import broadcast_shapes
 
 DTYPES = FLOAT_DTYPES + INT_DTYPES
@@ -383,3 +383,32 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
     array([4., 4.])
     """
     return _addmm_like("baddbmm", input, batch1, batch2, beta, alpha, out, 3, ("batch1", "batch2"))
+
+
+declare("attention", "attention")
+
+
+def _attention(query, key, value, scale):
+    """``softmax(query @ key^T * scale) @ value``: query ``(*, L, D)``, key ``(*, S, D)``, value ``(*, S, E)`` with
+    the same leading dims and float dtype -> ``(*, L, E)``.
+
+    Internal: the path of :class:`nbops.models.MultiheadAttention` when it returns no weights and has no masks or
+    dropout. On the CPU one fused kernel (``nbops/cpu/attention.py``) keeps the (L, S) scores in cache; on other
+    targets, and for an empty key, it is matmul, softmax and matmul.
+    """
+    call = Call("attention", query=query, key=key, value=value)
+    q, k, v = call["query"], call["key"], call["value"]
+    batch = tuple(_sh(q)[:-2])
+    L, S, E = _sh(q)[-2], _sh(k)[-2], _sh(v)[-1]
+    if call.target != "cpu" or S == 0 or L == 0 or E == 0:
+        from .activation import softmax
+        from .pointwise import mul
+        from .shape import transpose
+        return matmul(softmax(mul(matmul(query, transpose(key, -2, -1)), scale), -1), value)
+    if len(batch) == 2:  # (N, H): read in place whatever the strides (the heads of a projection)
+        q4, k4, v4 = q, k, v
+    else:
+        q4, k4, v4 = (_batch3(call, x, batch)[None] for x in (q, k, v))
+    out = call.empty(q4.shape[:2] + (L, E), q.dtype)
+    call.launch("attention", out, q4, k4, v4, scale=scale)
+    return call.wrap(out.reshape(batch + (L, E)))
