@@ -17,22 +17,18 @@ from .linear import MR, _edge_tile, _flat, _pack_a, _pack_b, _row_width, _tile_i
 
 
 @njit(fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
-def _softmax_row(row, scale, lanes):
-    """row[:] = softmax(row * scale), in place, in row's dtype. The max ignores NaN (``_block_max``) and the exps
-    are taken from it (``_shift``: 0 while only -inf was seen), so a row holding NaN or +inf gives NaN and a row of
-    -inf gives NaN, as torch's softmax; ``reassoc`` lets the sum vectorise."""
-    n = row.shape[0]
-    for j in range(n):
-        row[j] = row[j] * scale
+def _exp_row(row, lanes):
+    """row[:] = exp(row - max(row)), in place, in row's dtype; returns 1 / the sum, which turns the row into its
+    softmax (the caller scales the row's outputs by it instead: E values, not S). The max ignores NaN
+    (``_block_max``) and the exps are taken from it (``_shift``: 0 while only -inf was seen), so a row holding NaN
+    or +inf gives NaN and a row of -inf gives NaN, as torch's softmax; ``reassoc`` lets the sum vectorise."""
     sh = _shift(_block_max(row, row.dtype.type(-np.inf), lanes))
     s = row.dtype.type(0)
-    for j in range(n):
+    for j in range(row.shape[0]):
         e = _exp(row[j] - sh)
         row[j] = e
         s += e
-    inv = row.dtype.type(1) / s
-    for j in range(n):
-        row[j] *= inv
+    return row.dtype.type(1) / s
 
 
 @njit(parallel=True, cache=True)
@@ -44,9 +40,10 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
     projection, (N, L, H, D) transposed, are read in place; stride 0 broadcasts); S >= 1. One prange iteration
     takes one batch item and one of its QC runs of query blocks. It packs K^T as the micro-kernel's B panels
     (D x NR each, zero past S) and V likewise unless V's rows already hold whole NR panels; then for each block of
-    MR queries (packed, zero rows past L): the scores (MR, S) = Q_blk @ K^T into a row buffer (one MR x NR tile
-    per NR keys, ``_tile_into``), each row's softmax in place (``_softmax_row``), and the block's outputs
-    (MR, E) = P @ V, its NR-column tiles stored straight into out (ragged last columns through ``_edge_tile``).
+    MR queries (packed with the scale folded in, zero rows past L): the scores (MR, S) = Q_blk @ K^T into a row
+    buffer (one MR x NR tile per NR keys, ``_tile_into``), each row's exp(s - max) in place (``_exp_row``), and
+    the block's outputs (MR, E) = P @ V, its NR-column tiles stored straight into out (ragged last columns through
+    ``_edge_tile``), then each output row divided by its row's sum.
 
     Napkin math, 8 x 12 heads of L = S = 512, D = E = 64, float32: 2 x 96 x 512 x 512 x 64 x 2 = 6.4 GFLOP
     (20-25 ms at the GEMM's 270-320 GFLOP/s), and 25 M exps; the inputs and output, 12.6 MB each, are read or
@@ -76,15 +73,19 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
         ap = np.empty((1, D, MR), out.dtype)
         sc = np.zeros((MR, Sp), out.dtype)  # rows past a ragged last block take part in the tiles: keep them finite
         lanes = np.empty(LANES, out.dtype)
+        inv = np.empty(MR, out.dtype)  # 1 / each row's sum of exps
         ob = out[a, h]
         for blk in range(blo, bhi):
             i0 = blk * MR
             rows = min(MR, L - i0)
             _pack_a(ap, q, a * qs[0] + h * qs[1] + i0 * qs[2], qs[2], qs[3], rows, D)
+            apf = ap.reshape(-1)
+            for j in range(apf.shape[0]):
+                apf[j] *= scale
             for j0 in range(0, Sp, NR):
                 _tile_into(ap, 0, MR, 1, D, kp, j0 * D, NR, sc, 0, j0, MR, False)
             for r in range(rows):
-                _softmax_row(sc[r, :S], scale, lanes)
+                inv[r] = _exp_row(sc[r, :S], lanes)
             for j0 in range(0, Ep, NR):
                 if direct_v:
                     _tile_into(sc, 0, 1, Sp, S, v, a * vs[0] + h * vs[1] + j0, vs[2], ob, i0, j0, rows, False)
@@ -92,6 +93,11 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
                     _tile_into(sc, 0, 1, Sp, S, vpf, j0 * S, NR, ob, i0, j0, rows, False)
                 else:
                     _edge_tile(sc, 0, 1, Sp, S, vpf, j0 * S, NR, ob, i0, j0, one, zero, True)
+            for r in range(rows):
+                orow = ob[i0 + r]
+                f = inv[r]
+                for j in range(E):
+                    orow[j] *= f
 
 
 @njit(parallel=True, cache=True)
