@@ -530,56 +530,48 @@ def _elu_kernel(out, x, negcoef, poscoef, negiptcoef):
             out[i] = _elu(x[i], negcoef, poscoef, negiptcoef)
 
 
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _halves(out, x, lo, hi, f):
+    """out[i] = f(x[i]) for lo <= i < hi as two interleaved halves: each iteration maps one element of
+    each half, two independent dependency chains where the division, polynomial and exp of an activation make one
+    long chain a vector (4096^2 float32, 2 threads, same process, warm output, ms: gelu 22.2 -> 15.3, sigmoid
+    10.1 -> 5.7, exp 15.2 -> 5.4). With out the same memory as x the vectorised loop's overlap check fails and it
+    runs scalar, so kernels that ops call in place keep a staged loop for that case."""
+    h = (hi - lo) // 2
+    xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
+    oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
+    for i in range(h):
+        oa[i] = f(xa[i])
+        ob[i] = f(xb[i])
+    for i in range(lo + 2 * h, hi):
+        out[i] = f(x[i])
+
+
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _gelu_kernel(out, x):
-    """out[i] = x/2 * (1 + erf(x / sqrt(2))).
-
-    Each chunk runs as two halves in one loop: erf's division, polynomial and exp make one long dependency chain
-    per vector, and two independent chains an iteration keep more of the core busy (4096^2 float32, 2 threads,
-    same process, medians: 22.2 -> 15.3 ms into a warm output, 29.1 -> 22.0 ms into a fresh one; torch 22.2).
-    """
+    """out[i] = x/2 * (1 + erf(x / sqrt(2))), each chunk as two interleaved halves (``_halves``: 4096^2 float32,
+    2 threads, 22.2 -> 15.3 ms into a warm output, 29.1 -> 22.0 ms into a fresh one; torch 22.2)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        h = (hi - lo) // 2
-        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
-        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
-        for i in range(h):
-            oa[i] = _gelu(xa[i])
-            ob[i] = _gelu(xb[i])
-        for i in range(lo + 2 * h, hi):
-            out[i] = _gelu(x[i])
+        _halves(out, x, lo, hi, _gelu)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _gelu_tanh_kernel(out, x):
-    """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), each chunk as two interleaved halves (see
-    ``_gelu_kernel``; 4096^2 float32, 2 threads, warm output: 15.2 -> 9.8 ms)."""
+    """out[i] = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))), each chunk as two interleaved halves
+    (``_halves``; 4096^2 float32, 2 threads, warm output: 15.2 -> 9.8 ms)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        h = (hi - lo) // 2
-        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
-        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
-        for i in range(h):
-            oa[i] = _gelu_tanh(xa[i])
-            ob[i] = _gelu_tanh(xb[i])
-        for i in range(lo + 2 * h, hi):
-            out[i] = _gelu_tanh(x[i])
+        _halves(out, x, lo, hi, _gelu_tanh)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _sigmoid_kernel(out, x):
-    """out[i] = 1 / (1 + exp(-x[i])), each chunk as two interleaved halves (see ``_gelu_kernel``; 4096^2 float32,
-    2 threads, warm output: 10.1 -> 5.7 ms)."""
+    """out[i] = 1 / (1 + exp(-x[i])), each chunk as two interleaved halves (``_halves``; 4096^2 float32, 2
+    threads, warm output: 10.1 -> 5.7 ms)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        h = (hi - lo) // 2
-        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
-        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
-        for i in range(h):
-            oa[i] = _sigmoid(xa[i])
-            ob[i] = _sigmoid(xb[i])
-        for i in range(lo + 2 * h, hi):
-            out[i] = _sigmoid(x[i])
+        _halves(out, x, lo, hi, _sigmoid)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -600,19 +592,12 @@ def _silu_kernel(out, x):
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _silu_halves_kernel(out, x):
-    """``_silu_kernel`` for an out that is not x: each chunk as two interleaved halves, read in place (see
-    ``_gelu_kernel``). With out x the vectorised loop's overlap check fails and it runs scalar, 5x slower, so
-    in-place calls keep the staged kernel (4096^2 float32, 2 threads, warm output, staged / halves: silu 10.3 / 5.7 ms, in place 7.9 / 37)."""
+    """``_silu_kernel`` for an out apart from x: each chunk as two interleaved halves (``_halves``). In-place
+    calls keep the staged kernel, which the halves would run scalar (4096^2 float32, 2 threads, warm output, ms,
+    staged / halves: silu 10.3 / 5.7 ms, in place 7.9 / 37)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        h = (hi - lo) // 2
-        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
-        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
-        for i in range(h):
-            oa[i] = _silu(xa[i])
-            ob[i] = _silu(xb[i])
-        for i in range(lo + 2 * h, hi):
-            out[i] = _silu(x[i])
+        _halves(out, x, lo, hi, _silu)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -633,35 +618,21 @@ def _mish_kernel(out, x):
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _mish_halves_kernel(out, x):
-    """``_mish_kernel`` for an out that is not x: each chunk as two interleaved halves, read in place (see
-    ``_gelu_kernel``). With out x the vectorised loop's overlap check fails and it runs scalar, 5x slower, so
-    in-place calls keep the staged kernel (4096^2 float32, 2 threads, warm output, staged / halves: mish 10.9 / 6.8 ms, in place 8.7 / 43)."""
+    """``_mish_kernel`` for an out apart from x: each chunk as two interleaved halves (``_halves``). In-place
+    calls keep the staged kernel, which the halves would run scalar (4096^2 float32, 2 threads, warm output, ms,
+    staged / halves: mish 10.9 / 6.8 ms, in place 8.7 / 43)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        h = (hi - lo) // 2
-        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
-        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
-        for i in range(h):
-            oa[i] = _mish(xa[i])
-            ob[i] = _mish(xb[i])
-        for i in range(lo + 2 * h, hi):
-            out[i] = _mish(x[i])
+        _halves(out, x, lo, hi, _mish)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _tanh_kernel(out, x):
-    """out[i] = tanh(x[i]), each chunk as two interleaved halves (see ``_gelu_kernel``; out may be x: each
-    element is read before it is written, at its own index)."""
+    """out[i] = tanh(x[i]), each chunk as two interleaved halves (``_halves``; out may be x: each element is read
+    before it is written, at its own index)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        h = (hi - lo) // 2
-        xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
-        oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
-        for i in range(h):
-            oa[i] = _tanh(xa[i])
-            ob[i] = _tanh(xb[i])
-        for i in range(lo + 2 * h, hi):
-            out[i] = _tanh(x[i])
+        _halves(out, x, lo, hi, _tanh)
 
 
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
@@ -699,10 +670,10 @@ def _hardswish_kernel(out, x):
 @njit(parallel=True, fastmath={"contract"}, error_model="numpy", cache=True)
 def _softplus_kernel(out, x, beta, threshold):
     """out[i] = x if x * beta > threshold else log1p(exp(x * beta)) / beta, each chunk as two interleaved halves
-    (see ``_gelu_kernel``; 4096^2 float32, 2 threads, warm output: 22.6 -> 18.3 ms)."""
+    (``_halves``; 4096^2 float32, 2 threads, warm output: 22.6 -> 18.3 ms)."""
     for c in prange((x.shape[0] + CHUNK - 1) // CHUNK):
         lo, hi = _span(c, x.shape[0])
-        h = (hi - lo) // 2
+        h = (hi - lo) // 2  # ``_halves`` with the parameters (numba's inliner takes no *args)
         xa, xb = x[lo:lo + h], x[lo + h:lo + 2 * h]
         oa, ob = out[lo:lo + h], out[lo + h:lo + 2 * h]
         for i in range(h):

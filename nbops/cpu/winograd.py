@@ -27,8 +27,8 @@ Two schedules, chosen by ``conv._winograd_splits``:
 Memory: U is 36/9 = 4x the weight (9.4 MB for a 256 -> 256 layer in float32, 37.7 MB for ResNet-50's 512 -> 512);
 the split schedule keeps one panel of it per worker (884 KB at C = 512) and the whole layer's V and M instead
 (2.4 MB each at C512 7^2 N8: no more than U would be, by the rule that picks it).
-In the per-item schedule each worker's V and M hold 36 x (C + OC) values per tile of its item, items sized to about 2.5 MB
-(WINOGRAD_ITEM_BYTES in cpu/conv.py; at least one 16-tile block: 2.4 MB for 512 -> 512). The launcher carves U
+In the per-item schedule each worker's V and M hold 36 x (C + OC) values per tile of its item, items sized to about
+2.5 MB (WINOGRAD_ITEM_BYTES in cpu/conv.py; at least one 16-tile block: 2.4 MB for 512 -> 512). The launcher carves U
 and the workers' V and M from a per-thread buffer kept between calls, so a call allocates only its output and a
 few KiB per worker. Staging V and M for the whole layer instead (2.25x the input and the output) ran 2-5x slower
 on those layers: the writes that scatter them are bound by the memory system.
