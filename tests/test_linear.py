@@ -49,6 +49,8 @@ CPU_CASES = [
     ((130, 33), (33, 64), "transposed", "transposed"),  # full tiles from registers, a ragged row panel, K = 2 * 16 + 1
     ((40, 1), (1, 70), "contiguous", "contiguous"),  # K == 1: an outer product
     ((2, 25, 40), (2, 40, 96), "contiguous", "contiguous"),  # whole NR panels: B read in place, not packed
+    ((16, 700), (700, 40), "contiguous", "contiguous"),  # a 4-row last panel (short tile), added over K blocks
+    ((20, 70), (70, 33), "transposed", "contiguous"),  # an 8-row last panel (short tile)
 ]
 
 

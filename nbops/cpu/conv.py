@@ -35,7 +35,7 @@ from numba import get_num_threads, njit, prange
 
 from .._dispatch import kernel, register
 from ._util import stack_empty, vector_bytes
-from .linear import MR, ROW_BYTES, _copy_row, _row_width, _tile_into
+from .linear import MR, ROW_BYTES, _copy_row, _row_width, _rows_tile
 from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _winograd_kernel, \
     _winograd_split_kernel
 
@@ -216,7 +216,8 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
                         bp[d + j] = xn[s + j] if j < valid else zero
             q = p0 - base
             for sp in range(NS):
-                _tile_into(wp, (g * NS + sp) * T * MR, MR, 1, T, bp, 0, NR, tmp, sp * MR, q, MR, False)
+                _rows_tile(wp, (g * NS + sp) * T * MR, MR, 1, T, bp, 0, NR, tmp, sp * MR, q, min(MR, OCG - sp * MR),
+                           False)
         start = t_lo * NR
         stop = min(t_hi * NR, NPIX) - base
         for o in range(OCG):

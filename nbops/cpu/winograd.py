@@ -44,7 +44,7 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 from ._util import stack_empty
-from .linear import MR, _row_width, _tile_into
+from .linear import MR, _row_width, _rows_tile
 
 SPLIT_PANELS = 8  # the split schedule's GEMM step: output channel panels (of MR) that share each V tile from L1,
 SPLIT_DEPTH = 64  # and input channels per pass: the group's U blocks (36 x 64 x 8 x MR, 884 KB) stay in L2. Of
@@ -250,7 +250,7 @@ def _gemm_tiles(mt, u, vi, OC, C, cols):
         for s in range(NS):
             rows = min(MR, OC - s * MR)
             for j0 in range(0, cols, NR):
-                _tile_into(u, (e * NS + s) * CS, MR, 1, C, vi, e * ES + j0, SL, mt, e * (OCq + 1) + s * MR, j0,
+                _rows_tile(u, (e * NS + s) * CS, MR, 1, C, vi, e * ES + j0, SL, mt, e * (OCq + 1) + s * MR, j0,
                            rows, False)
 
 
@@ -475,7 +475,7 @@ def _winograd_split_kernel(out, x, w, bias, PT, PL, v, m, lbuf, P, KB, flags):
                 for e in range(E):
                     for j0 in range(0, T, NR):
                         for s in range(g0, g1):
-                            _tile_into(lw, ((s - g0) * E + e) * LS, MR, 1, kc, v, e * ES + c0 * SL + j0, SL, mt,
+                            _rows_tile(lw, ((s - g0) * E + e) * LS, MR, 1, kc, v, e * ES + c0 * SL + j0, SL, mt,
                                        e * (OCq + 1) + s * MR, j0, min(MR, OC - s * MR), c0 > 0)
     for wk in prange(NW):
         bad = x.dtype.type(0)
