@@ -240,6 +240,47 @@ def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled, monkeypatch):
     assert len(launches) == tiled  # the public contiguous() copies through the tiled kernel, not NumPy's loop
 
 
+# (what is copied, dtype, whether _rows_kernel copies it): cat along dims 0 and 1 (every piece >= 512 KiB), a
+# ragged 1-D copy over several chunks, a large-offset 2-D slice, 1-byte items, a 3-row-axis layout, and the
+# layouts it leaves to NumPy (a reversed axis, four axes that do not merge, a small copy)
+ROW_COPIES = [
+    ("cat0", (3, 331, 517), np.float32, True),
+    ("cat1", (2, 257, 613), np.float64, True),
+    ("cat0", (2, 200003), np.float32, True),
+    ("slice", (900, 700), np.float64, True),
+    ("slice", (1100, 1000), np.bool_, True),
+    ("slice", (6, 130, 170), np.int32, True),
+    ("flip", (700, 300), np.float32, False),
+    ("four", (3, 4, 5, 8000), np.float32, False),
+    ("cat0", (2, 31, 67), np.float32, False),
+]
+
+
+@pytest.mark.parametrize("what,shape,dtype,rows", ROW_COPIES)
+def test_row_contiguous_copy_cpu(what, shape, dtype, rows, monkeypatch):
+    from nbops.cpu import shape as cpu_shape
+
+    kernel, launches = cpu_shape._rows_kernel, []
+    monkeypatch.setattr(cpu_shape, "_rows_kernel", lambda *a: launches.append(kernel(*a)))
+    if what.startswith("cat"):
+        d = int(what[3])
+        parts = [_data(shape[1:], dtype, seed=5 + i) for i in range(shape[0])]
+        check(lambda *a: nbops.cat(list(a), dim=d), lambda *a: torch.cat(a, dim=d), "cpu", *parts)
+        assert len(launches) == (shape[0] if rows else 0)
+        return
+    big = _data(shape[:-2] + (shape[-2] + 9, shape[-1] + 9), dtype, seed=6)
+    if what == "slice":  # a large offset into ``big`` and rows 9 items apart
+        x = big[..., 5:5 + shape[-2], 7:7 + shape[-1]]
+    elif what == "flip":
+        x = big[:shape[0], :shape[1]][::-1]
+    else:  # no two axes merge: each is cut short in its parent
+        big = _data((shape[0], shape[1] + 1, shape[2] + 1, shape[3] + 2), dtype, seed=6)
+        x = big[:, :shape[1], :shape[2], 2:2 + shape[3]]
+    out = check(lambda a: nbops.contiguous(a), lambda t: t.contiguous(), "cpu", x)
+    assert out.flags.c_contiguous and out.shape == shape
+    assert len(launches) == rows
+
+
 # (shape, dims, dtype, the CUDA kernel that copies it): the tiled transpose (ragged tiles), the grid-stride copy map,
 # the 8-D fallback (a layout folding to 4 dims), a one-element and an empty copy
 CUDA_COPIES = [
