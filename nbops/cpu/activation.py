@@ -209,33 +209,43 @@ def _log1p32(x):
 
 
 def _erf32(x):
-    """erf(x) for float32: odd Taylor polynomial for |x| < 1/2, 1 - erfc(|x|) with Numerical Recipes' Chebyshev
-    fit for erfc (relative error < 1.2e-7) elsewhere, x's sign restored; branch-free."""
+    """erf(x) for float32 by two polynomials, no division and no exp: within 2.5 ulp of libm's float64 erf on every
+    float32 from 1e-6 to 8 and its negative (the worst at |x| = 0.9944; the tests hold it to 3). |x| < 1: x * P(x^2), P of degree 6 with its constant split into a float32 pair so the
+    leading product rounds once. 1 <= |x| < 3.92: 1 - Q(t) with Q of degree 12 fitting erfc in t = (|x| - 2.46) /
+    1.46, which spans [-1, 1] there. From 3.92 on, erfc is below half an ulp of 1 and erf(x) is +-1. Both fits are
+    Chebyshev interpolants converted to the power basis (``scripts/fit_erf32.py`` reproduces the coefficients).
+    Branch-free: both polynomials run and selects pick one, so loops over it vectorise; NaN stays NaN.
+
+    Cost per element: 22 multiply-adds and 7 other operations, where 1 - erfc from a Chebyshev fit of erfc times
+    exp(-x^2) took a division, an exp and 29 more (gelu 4096^2 float32, one thread in L2: 1.20 -> 0.55 ns)."""
     f = np.float32
     z = x * x
-    p = f(-1.0 / 75600.0)
-    p = p * z + f(1.0 / 9360.0)
-    p = p * z - f(1.0 / 1320.0)
-    p = p * z + f(1.0 / 216.0)
-    p = p * z - f(1.0 / 42.0)
-    p = p * z + f(1.0 / 10.0)
-    p = p * z - f(1.0 / 3.0)
-    small = (p * z * x + x) * f(1.1283791670955126)
+    p = f(7.882500358391553e-05)
+    p = p * z - f(0.0008018859080038965)
+    p = p * z + f(0.005189312621951103)
+    p = p * z - f(0.02685432881116867)
+    p = p * z + f(0.11283597350120544)
+    p = p * z - f(0.3761262595653534)
+    p = p * z + f(5.936172442488896e-08)
+    small = x * f(1.1283791065216064) + x * p
     a = abs(x)
-    t = f(1.0) / (f(1.0) + f(0.5) * a)
-    q = f(0.17087277)
-    q = q * t - f(0.82215223)
-    q = q * t + f(1.48851587)
-    q = q * t - f(1.13520398)
-    q = q * t + f(0.27886807)
-    q = q * t - f(0.18628806)
-    q = q * t + f(0.09678418)
-    q = q * t + f(0.37409196)
-    q = q * t + f(1.00002368)
-    q = q * t - f(1.26551223)
-    big = f(1.0) - t * _exp32(q - z)
+    t = (a - f(2.46)) * f(0.6849315166473389)
+    q = f(0.000859892345033586)
+    q = q * t - f(0.0016296114772558212)
+    q = q * t - f(0.0022837661672383547)
+    q = q * t + f(0.009083875454962254)
+    q = q * t - f(0.008065786212682724)
+    q = q * t - f(0.006526901386678219)
+    q = q * t + f(0.028699008747935295)
+    q = q * t - f(0.04509779065847397)
+    q = q * t + f(0.04500536620616913)
+    q = q * t - f(0.030601097270846367)
+    q = q * t + f(0.013931602239608765)
+    q = q * t - f(0.0038780649192631245)
+    q = q * t + f(0.0005033268826082349)
+    big = f(1.0) if a >= f(3.92) else f(1.0) - q
     big = big if x >= f(0.0) else -big
-    return small if a < f(0.5) else big
+    return small if a < f(1.0) else big
 
 
 @njit(fastmath={"contract"}, error_model="numpy")
