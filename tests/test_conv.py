@@ -186,6 +186,19 @@ def test_conv_transpose1d_output_size():
                     layer(torch.from_numpy(x), output_size=[n]).detach())
 
 
+@pytest.mark.parametrize("OC,T,G", [(512, 2304, 1), (10, 7, 2), (13, 9, 1), (36, 5, 3), (1, 1, 1)])
+def test_weight_panels(OC, T, G):
+    # _panels_kernel against the layout spelled out in NumPy: MR-channel panels per group, zero-padded channels
+    from nbops.cpu.conv import MR, _panels
+
+    w = make((OC, T), np.float32, 20)
+    ocg = OC // G
+    ns = -(-ocg // MR)
+    ref = np.zeros((G, ns * MR, T), np.float32)
+    ref[:, :ocg] = w.reshape(G, ocg, T)
+    assert np.array_equal(_panels(w, G), ref.reshape(G, ns, MR, T).transpose(0, 1, 3, 2).reshape(-1))
+
+
 @pytest.mark.parametrize("case", [
     dict(stride=1, padding=1, groups=1, dilation=1, wshape=(6, 4, 3, 3)),
     dict(stride=(2, 1), padding=(0, 2), groups=2, dilation=(1, 2), wshape=(10, 2, 3, 2)),
