@@ -186,10 +186,11 @@ def test_conv_transpose1d_output_size():
                     layer(torch.from_numpy(x), output_size=[n]).detach())
 
 
-@pytest.mark.parametrize("OC,T,G", [(512, 2304, 1), (10, 7, 2), (13, 9, 1), (36, 5, 3), (1, 1, 1)])
+@pytest.mark.parametrize("OC,T,G", [(512, 2304, 1), (10, 7, 2), (13, 9, 1), (36, 5, 3), (1, 1, 1), (6, 0, 2)])
 def test_weight_panels(OC, T, G):
-    # _panels_kernel against the layout spelled out in NumPy: MR-channel panels per group, zero-padded channels
-    from nbops.cpu.conv import MR, _panels
+    # the weight panels (serial below PARALLEL_PANEL_BYTES, parallel above: the first case) against the layout
+    # spelled out in NumPy: MR-channel panels per group, zero-padded channels
+    from nbops.cpu.conv import MR, PARALLEL_PANEL_BYTES, _panels
 
     w = make((OC, T), np.float32, 20)
     ocg = OC // G
@@ -197,6 +198,7 @@ def test_weight_panels(OC, T, G):
     ref = np.zeros((G, ns * MR, T), np.float32)
     ref[:, :ocg] = w.reshape(G, ocg, T)
     assert np.array_equal(_panels(w, G), ref.reshape(G, ns, MR, T).transpose(0, 1, 3, 2).reshape(-1))
+    assert (ref.nbytes >= PARALLEL_PANEL_BYTES) == (OC == 512)
 
 
 @pytest.mark.parametrize("case", [

@@ -64,6 +64,7 @@ DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 8 or 4 ymm: more FM
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
 CHUNK_BYTES = 512 * 1024  # output bytes of one pixel chunk, buffered in L2 until the chunk is stored
+PARALLEL_PANEL_BYTES = 1 << 20  # weight panels from this size are interleaved on every thread
 # a Winograd item's V and M (36 x (C + OC) values per tile) stay in L2 between its steps; one thread, N8, by V + M
 # per item: C256 14^2 1.2 MB 10.0 ms, 2.4 MB 8.1, 4.7 MB 8.2; C128 28^2 0.6 MB 9.1, 1.8-2.4 MB 7.8; C64 56^2 0.3 MB
 # 11.2, 0.9-1.8 MB 10.6
@@ -225,35 +226,51 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
             _store_tile(out[n, c], tmp[o, start - base:stop], bias[c], start, NPIX, WQ, NB, OH0, OSH)
 
 
-@njit(parallel=True, cache=True)
-def _panels_kernel(wp, w, G):
-    """wp[((g * NS + s) * T + k) * MR + r] = w[g * OCG + s * MR + r, k], zero past each group's OCG channels;
-    w: (OC, T), wp: (G * NS * T * MR,). One prange iteration fills one MR-channel panel: it reads MR weight rows
-    and writes them interleaved, one T x MR block (110 KiB for a C256 3x3 layer's panel)."""
+@njit(inline="always")
+def _fill_panel(wp, w, G, gs):
+    """Panel gs = g * NS + s of the weights' A panels: wp[(gs * T + k) * MR + r] = w[g * OCG + s * MR + r, k], zero
+    past the group's OCG channels; w: (OC, T), wp: (G * NS * T * MR,). Reads MR weight rows and writes them
+    interleaved, one T x MR block (110 KiB for a C256 3x3 layer's panel)."""
     OC, T = w.shape
     OCG = OC // G
     NS = (OCG + MR - 1) // MR
-    for gs in prange(G * NS):
-        g = gs // NS
-        s = gs - g * NS
-        dst = wp[gs * T * MR:(gs + 1) * T * MR]
-        for r in range(MR):
-            o = s * MR + r
-            if o < OCG:
-                src = w[g * OCG + o]
-                for k in range(T):
-                    dst[k * MR + r] = src[k]
-            else:
-                for k in range(T):
-                    dst[k * MR + r] = 0
+    g = gs // NS
+    s = gs - g * NS
+    dst = wp[gs * T * MR:(gs + 1) * T * MR]
+    for r in range(MR):
+        o = s * MR + r
+        if o < OCG:
+            src = w[g * OCG + o]
+            for k in range(T):
+                dst[k * MR + r] = src[k]
+        else:
+            for k in range(T):
+                dst[k * MR + r] = 0
+
+
+@njit(cache=True)
+def _panels_serial(wp, w, G, panels):
+    """Every panel (``_fill_panel``) on one thread: a small layer's, where a parallel launch costs more."""
+    for gs in range(panels):
+        _fill_panel(wp, w, G, gs)
+
+
+@njit(parallel=True, cache=True)
+def _panels_parallel(wp, w, G, panels):
+    """Every panel (``_fill_panel``), one per prange iteration."""
+    for gs in prange(panels):
+        _fill_panel(wp, w, G, gs)
 
 
 def _panels(w, G):
-    """(OC, T) weights -> the A panels of ``_conv_gemm_kernel`` (``_panels_kernel``), made on every call: 4.7 MB
-    for a C256 -> 512 3x3 layer, 0.1 ms where NumPy's transposing copy took 1.1 ms."""
+    """(OC, T) weights -> the A panels of ``_conv_gemm_kernel`` (``_fill_panel``), made on every call: 4.7 MB for a
+    C256 -> 512 3x3 layer, 0.3-0.4 ms on two threads where NumPy's transposing copy took 1.1 ms. Below
+    PARALLEL_PANEL_BYTES one thread does it (a parallel launch costs more than the copy)."""
     OC, T = w.shape
-    wp = np.empty(G * -(-(OC // G) // MR) * MR * T, w.dtype)
-    _panels_kernel(wp, np.ascontiguousarray(w), G)
+    panels = G * -(-(OC // G) // MR)
+    wp = np.empty(panels * MR * T, w.dtype)
+    fill = _panels_parallel if wp.nbytes >= PARALLEL_PANEL_BYTES else _panels_serial
+    fill(wp, np.ascontiguousarray(w), G, panels)
     return wp
 
 
