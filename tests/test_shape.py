@@ -241,7 +241,7 @@ def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled, monkeypatch):
 
 
 # (what is copied, dtype, whether _rows_kernel copies it): cat along dims 0 and 1 (every piece >= 512 KiB), a
-# ragged 1-D copy over several chunks, a large-offset 2-D slice, 1-byte items, a 3-row-axis layout, and the
+# ragged 1-D copy over several chunks, a large-offset 2-D slice, 1-byte items, a 3-row-axis layout, a stride-0 row, and the
 # layouts it leaves to NumPy (a reversed axis, four axes that do not merge, a small copy)
 ROW_COPIES = [
     ("cat0", (3, 331, 517), np.float32, True),
@@ -250,6 +250,7 @@ ROW_COPIES = [
     ("slice", (900, 700), np.float64, True),
     ("slice", (1100, 1000), np.bool_, True),
     ("slice", (6, 130, 170), np.int32, True),
+    ("expand", (700, 400), np.float32, True),
     ("flip", (700, 300), np.float32, False),
     ("four", (3, 4, 5, 8000), np.float32, False),
     ("cat0", (2, 31, 67), np.float32, False),
@@ -273,6 +274,8 @@ def test_row_contiguous_copy_cpu(what, shape, dtype, rows, monkeypatch):
         x = big[..., 5:5 + shape[-2], 7:7 + shape[-1]]
     elif what == "flip":
         x = big[:shape[0], :shape[1]][::-1]
+    elif what == "expand":  # every row read from one source row (stride 0)
+        x = np.broadcast_to(big[3:4, 2:2 + shape[1]], shape)
     else:  # no two axes merge: each is cut short in its parent
         big = _data((shape[0], shape[1] + 1, shape[2] + 1, shape[3] + 2), dtype, seed=6)
         x = big[:, :shape[1], :shape[2], 2:2 + shape[3]]
