@@ -241,8 +241,8 @@ def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled, monkeypatch):
 
 
 # (what is copied, dtype, whether _rows_kernel copies it): cat along dims 0 and 1 (every piece >= 512 KiB), a
-# ragged 1-D copy over several chunks, a large-offset 2-D slice, 1-byte items, a 3-row-axis layout, a stride-0 row, and the
-# layouts it leaves to NumPy (a reversed axis, four axes that do not merge, a small copy)
+# ragged 1-D copy over several chunks, a large-offset 2-D slice, 1-byte items, a 3-row-axis layout, a stride-0
+# row, and the layouts it leaves to NumPy (a reversed axis, four axes that do not merge, a small copy)
 ROW_COPIES = [
     ("cat0", (3, 331, 517), np.float32, True),
     ("cat1", (2, 257, 613), np.float64, True),
