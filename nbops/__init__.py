@@ -11,6 +11,7 @@ from ._cache import ensure_cache_dir as _ensure_cache_dir
 
 _ensure_cache_dir(_os.path.dirname(__file__))
 
+from ._hostpool import empty_cache, set_host_cache_limit  # noqa: E402
 from ._runtime import get_num_threads, set_num_threads  # noqa: E402
 
 # public ops, one import line per family, sorted by family
@@ -29,4 +30,5 @@ from ._arrays import cuda_stream  # noqa: E402
 from ._dispatch import PUBLIC_OPS as _PUBLIC_OPS  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["cuda_stream", "get_num_threads", "manual_seed", "set_num_threads"] + sorted(_PUBLIC_OPS)
+__all__ = ["cuda_stream", "empty_cache", "get_num_threads", "manual_seed", "set_host_cache_limit",
+           "set_num_threads"] + sorted(_PUBLIC_OPS)

@@ -18,6 +18,8 @@ import threading
 
 import numpy as np
 
+from . import _hostpool
+
 NUMPY, TORCH, NUMBA, CUPY, CAI = "numpy", "torch", "numba", "cupy", "cuda_array_interface"
 
 
@@ -245,13 +247,14 @@ def _torch_dtype(dtype):
 
 
 def empty(shape, dtype, target, kind, like, stream=0):
-    """A new uninitialised kernel-side array on ``target``, taken from the caller's own allocator on CUDA
+    """A new uninitialised kernel-side array on ``target``: on the CPU from nbops' cache of large host buffers
+    (``_hostpool``), on CUDA from the caller's own allocator
     (torch's caching allocator for torch tensors, CuPy's pool for CuPy arrays) so that memory is managed as the
     caller expects. On CUDA the array is bound to ``stream`` (the call's stream), so that numba's own transfers of
     it (``copy_to_host()`` without a stream) are ordered after the call's kernels."""
     dtype = np.dtype(dtype)
     if target == "cpu":
-        return np.empty(shape, dtype=dtype)
+        return _hostpool.empty(shape, dtype)
     if kind == TORCH:
         out = native(sys.modules["torch"].empty(shape, dtype=_torch_dtype(dtype), device=like.get_device()), TORCH)
     elif kind == CUPY:
