@@ -48,14 +48,15 @@ def _reset_lock_in_child():
 os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
-def _is_free(i):
-    return sys.getrefcount(_buffers[i]) == _FREE_REFS
+def _free():
+    """Indices of the tracked buffers no array refers to, least recently handed out first (lock held)."""
+    return [i for i in range(len(_buffers)) if sys.getrefcount(_buffers[i]) == _FREE_REFS]
 
 
 def _trim(limit):
     """Drop free buffers, least recently used first, until at most ``limit`` free bytes remain; then untrack the
     oldest buffers beyond MAX_TRACKED. Called with the lock held."""
-    free = [i for i in range(len(_buffers)) if _is_free(i)]
+    free = _free()
     excess = sum(_buffers[i].size for i in free) - limit
     drop = set()
     for i in free:
@@ -75,12 +76,9 @@ def empty(shape, dtype):
     if nbytes < MIN_BYTES or _limit[0] == 0:
         return np.empty(shape, dtype)
     with _lock:
-        best = -1
-        for i in range(len(_buffers)):
-            size = _buffers[i].size - ALIGN
-            if nbytes <= size <= 2 * nbytes and _is_free(i) and (best < 0 or size < _buffers[best].size - ALIGN):
-                best = i
-        buf = _buffers.pop(best) if best >= 0 else np.empty(nbytes + ALIGN, np.uint8)
+        fits = [i for i in _free() if nbytes <= _buffers[i].size - ALIGN <= 2 * nbytes]
+        best = min(fits, key=lambda i: _buffers[i].size, default=None)
+        buf = _buffers.pop(best) if best is not None else np.empty(nbytes + ALIGN, np.uint8)
         _buffers.append(buf)
         _trim(_limit[0])
     start = -buf.ctypes.data % ALIGN
@@ -105,11 +103,13 @@ def set_host_cache_limit(nbytes):
     with _lock:
         previous, _limit[0] = _limit[0], int(nbytes)
         _trim(_limit[0])
+        if not nbytes:
+            _buffers.clear()  # off: buffers still in use become ordinary arrays, freed with their last view
     return previous
 
 
 def cached():
     """(buffers tracked, of which free, free bytes): the cache's state, for tests and diagnostics."""
     with _lock:
-        free = [i for i in range(len(_buffers)) if _is_free(i)]
+        free = _free()
         return len(_buffers), len(free), sum(_buffers[i].size for i in free)

@@ -98,7 +98,8 @@ def test_free_buffers_beyond_the_limit_are_released():
 def test_limit_zero_turns_the_cache_off():
     kept = nbops.add(make(BIG, seed=10), 1.0)
     assert nbops.set_host_cache_limit(0) == _hostpool.CACHE_BYTES
-    assert _hostpool.cached()[1] == 0  # the free ones went; the one in use is still tracked
+    assert _hostpool.cached()[1] == 0
+    assert _hostpool.cached() == (0, 0, 0)  # the one in use is no longer tracked: its last view frees it
     out = nbops.add(make(BIG, seed=11), 1.0)
     assert out.flags.owndata
     np.testing.assert_array_equal(kept, make(BIG, seed=10) + np.float32(1))
