@@ -201,6 +201,44 @@ def test_weight_panels(OC, T, G):
     assert (ref.nbytes >= PARALLEL_PANEL_BYTES) == (OC == 512)
 
 
+@pytest.mark.parametrize("H,W,SH,SW,PT,PL,WQ,extra", [
+    (7, 9, 2, 2, 1, 1, 5, 3),  # column pairs (_pack_pairs): odd W, the odd column's phase first
+    (6, 10, 2, 2, 0, 0, 5, 0),  # even W, no padding: both phases full, no tail
+    (5, 8, 1, 2, 3, 3, 7, 9),  # PL 3: even columns to phase 1, a tail longer than a row
+    (9, 11, 3, 2, 2, 2, 8, 2),  # row stride 3, PL 2
+    (4, 9, 2, 2, 1, 1, 4, 1),  # WQ too narrow for the last column: the generic loop clips it
+    (8, 13, 2, 3, 1, 2, 5, 4),  # column stride 3: the generic strided loop
+    (5, 6, 1, 1, 2, 1, 9, 3),  # stride 1
+])
+def test_pack_plane_phases(H, W, SH, SW, PT, PL, WQ, extra):
+    # each phase plane against the layout spelled out in NumPy: the plane zero-padded, its phase (i, j) taken
+    # with steps (SH, SW), flattened to rows of WQ, zeros past the rows. dst starts as NaN, so a cell left
+    # unwritten fails; with borders False only the pixels are written, over the zeros of an earlier plane.
+    from nbops.cpu.conv import _pack_plane
+
+    for dtype in DTYPES:
+        src = make((H, W), dtype, 21)
+        L = (-(-(H + PT) // SH)) * WQ + extra
+        rows = L // WQ
+        padded = np.zeros((rows * SH, WQ * SW), dtype)
+        h, w = min(H, rows * SH - PT), min(W, WQ * SW - PL)
+        padded[PT:PT + h, PL:PL + w] = src[:h, :w]
+        ref = np.zeros((SH * SW, L), dtype)
+        for i in range(SH):
+            for j in range(SW):
+                ref[i * SW + j, :rows * WQ] = padded[i::SH, j::SW].reshape(-1)
+        dst = np.full((SH * SW, L), np.nan, dtype)
+        _pack_plane(dst, src, SH, SW, PT, PL, WQ, True)
+        assert np.array_equal(dst, ref)
+        again = make((H, W), dtype, 22)
+        _pack_plane(dst, again, SH, SW, PT, PL, WQ, False)
+        padded[PT:PT + h, PL:PL + w] = again[:h, :w]
+        for i in range(SH):
+            for j in range(SW):
+                ref[i * SW + j, :rows * WQ] = padded[i::SH, j::SW].reshape(-1)
+        assert np.array_equal(dst, ref)
+
+
 @pytest.mark.parametrize("case", [
     dict(stride=1, padding=1, groups=1, dilation=1, wshape=(6, 4, 3, 3)),
     dict(stride=(2, 1), padding=(0, 2), groups=2, dilation=(1, 2), wshape=(10, 2, 3, 2)),
