@@ -241,29 +241,37 @@ def test_torch_tensors_in_torch_out():
     torch.testing.assert_close(nbops.matmul(x, w.T), x @ w.T)
 
 
+@pytest.mark.parametrize("a_rows", [False, True], ids=["a-transposed", "a-rows"])
+@pytest.mark.parametrize("biased", [False, True], ids=["", "bias"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, tiles, alpha, beta", [
     ((1, 1, 1, 1), (1, 1), 2, -1), ((1, 7, 300, 33), (2, 3), 2, -1), ((1, 149, 257, 1041), (1, 2), 2, -1),
     ((3, 13, 40, 70), (3, 1), 2, -1), ((2, 23, 1100, 61), (2, 1), 2, -1),  # 3 K blocks (5 in float64)
     ((2, 30, 800, 70), (1, 1), 1, 0), ((2, 30, 800, 70), (2, 1), 1, 1),  # full tiles stored from the registers
     ((1, 40, 50, 96), (1, 2), 1, 1),  # every column panel full: B read in place
-    ((2, 13, 40, 64), (1, 1), 2, -1)])  # B read in place, blended through the buffer
-def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta):
+    ((2, 13, 40, 64), (1, 1), 2, -1),  # B read in place, blended through the buffer
+    ((1, 28, 600, 96), (1, 1), 1, 0), ((1, 20, 70, 64), (1, 1), 1, 0),  # 4-row and 8-row last panels
+    ((2, 5, 0, 40), (1, 1), 1, 0)])  # K == 0: beta * out (+ bias)
+def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta, biased, a_rows):
     """The packed, blocked kernel against the triple-loop oracle, with ragged edges, forced task splits, and
-    both stores: from the registers (alpha 1, beta 0 or 1) and through the blend buffer (any other alpha/beta)."""
+    both stores: from the registers (alpha 1, beta 0 or 1) and through the blend buffer (any other alpha/beta).
+    A transposed A is packed; a row-major one is read in place where a task has few column panels. With a bias
+    (linear's), the first K block adds it as it stores (``_tile_into_bias`` or ``_edge_tile_bias``), once."""
     from nbops.cpu import linear as L
 
     BATCH, M, K, N = shape
-    a = make((BATCH, K, M), dtype, 0).swapaxes(1, 2)  # transposed operand, read through strides
+    a = make((BATCH, M, K), dtype, 0) if a_rows else make((BATCH, K, M), dtype, 0).swapaxes(1, 2)
     b = make((1, K, N), dtype, 1)
     b = np.broadcast_to(b, (BATCH, K, N))  # batch stride 0
+    bias = make((N,), dtype, 4) if biased else np.empty(0, dtype)
     expected = np.empty((BATCH, M, N), dtype)
     L._matmul_naive(expected, np.ascontiguousarray(a), np.ascontiguousarray(b[:1]), dtype(1), dtype(0))
     (af, ast), (bf, bst) = L._flat(a), L._flat(b)
     got = np.full((BATCH, M, N), 7, dtype)
-    L._matmul_kernel(got, af, ast, bf, bst, K, dtype(alpha), dtype(beta), *tiles)
+    L._matmul_kernel(got, af, ast, bf, bst, K, dtype(alpha), dtype(beta), *tiles, bias)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(got, alpha * expected + 7 * beta, rtol=rtol, atol=rtol * K)
+    np.testing.assert_allclose(got, alpha * expected + 7 * beta + (bias if biased else 0), rtol=rtol,
+                               atol=rtol * max(K, 1))
 
 
 def test_tiles_fill_threads():

@@ -203,8 +203,10 @@ def _tile_product(typingctx, a, a_at, astep, lda, kc, b, b_at, ldb, acc):
     return types.none(a, a_at, astep, lda, kc, b, b_at, ldb, acc), codegen
 
 
-def _tile_into_codegen(mr, c):
-    """The codegen of ``_tile_into`` / ``_short_tile_into`` for an mr-row tile and the output array type c."""
+def _tile_into_codegen(mr, c, biased=False):
+    """The codegen of ``_tile_into`` / ``_short_tile_into`` for an mr-row tile and the output array type c; with
+    ``biased``, of ``_tile_into_bias`` / ``_short_tile_into_bias``, whose arguments 12 and 13 are the bias array and
+    the index in it of the tile's first column (in place of ``accumulate``)."""
 
     def codegen(context, builder, sig, args):
         out = make_array(c)(context, builder, args[8])
@@ -212,7 +214,6 @@ def _tile_into_codegen(mr, c):
         kcv = context.cast(builder, args[4], sig.args[4], types.intp)
         brows, b_rows = _pointer_and_steps(context, builder, sig.args[5:8], args[5:8])
         row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[9:12], sig.args[9:12]))
-        add = context.cast(builder, args[12], sig.args[12], types.boolean)
         finals, lanes, align, vector_at = _tile_loop(context, builder, sig.args[0].dtype, arows, a_step, a_rows,
                                                      kcv, brows, b_rows, mr)
         ldc = builder.extract_value(out.shape, 1)
@@ -224,13 +225,19 @@ def _tile_into_codegen(mr, c):
                 with builder.if_then(builder.icmp_signed("<", valid.type(r), valid), likely=True):
                     for v in range(ROW_VECTORS):
                         target = vector_at(start, v * lanes)
-                        builder.store(update(target, finals[r * ROW_VECTORS + v]), target, align=align)
+                        builder.store(update(target, finals[r * ROW_VECTORS + v], v), target, align=align)
 
+        if biased:
+            (bias,) = _pointer_and_steps(context, builder, sig.args[12:14], args[12:14])
+            bvecs = [builder.load(vector_at(bias, v * lanes), align=align) for v in range(ROW_VECTORS)]
+            store_rows(lambda target, final, v: builder.fadd(final, bvecs[v]))
+            return context.get_dummy_value()
+        add = context.cast(builder, args[12], sig.args[12], types.boolean)
         with builder.if_else(add) as (then, otherwise):
             with then:
-                store_rows(lambda target, final: builder.fadd(builder.load(target, align=align), final))
+                store_rows(lambda target, final, v: builder.fadd(builder.load(target, align=align), final))
             with otherwise:
-                store_rows(lambda target, final: final)
+                store_rows(lambda target, final, v: final)
         return context.get_dummy_value()
 
     return codegen
@@ -269,6 +276,37 @@ def _short_tile_into(typingctx, mr, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0
     return sig, codegen
 
 
+def _bias_args(a, b, c, bias):
+    return _tile_into_args(a, b, c) and isinstance(bias, types.Array) and bias.layout == "C" and bias.ndim == 1 and \
+        bias.dtype == a.dtype
+
+
+@intrinsic
+def _tile_into_bias(typingctx, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias, bias_at):
+    """``_tile_into`` that stores tile + bias[bias_at:bias_at + NR] (one vector add a row): the first K block of a
+    product with a bias along its columns (linear's), so that no pass has to fill the output with the bias first
+    and the first block need not read it back. bias: C-contiguous 1-D, the operands' dtype; the caller keeps
+    bias_at + NR inside it."""
+    if not _bias_args(a, b, c, bias):
+        return None
+    return types.none(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias, bias_at), \
+        _tile_into_codegen(MR, c, True)
+
+
+@intrinsic
+def _short_tile_into_bias(typingctx, mr, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias, bias_at):
+    """``_tile_into_bias`` on an mr-row register tile (see ``_short_tile_into``)."""
+    if not (isinstance(mr, types.IntegerLiteral) and 0 < mr.literal_value < MR and _bias_args(a, b, c, bias)):
+        return None
+    sig = types.none(mr, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias, bias_at)
+    inner = _tile_into_codegen(mr.literal_value, c, True)
+
+    def codegen(context, builder, signature, args):
+        return inner(context, builder, signature.replace(args=signature.args[1:]), args[1:])
+
+    return sig, codegen
+
+
 @njit(inline="always")
 def _rows_tile(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulate):
     """``_tile_into`` for ``rows`` valid rows, on the shortest tile that holds them: 4 rows (6 loads and 8 FMAs a k
@@ -281,6 +319,17 @@ def _rows_tile(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulat
         _short_tile_into(8, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulate)
     else:
         _tile_into(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulate)
+
+
+@njit(inline="always")
+def _rows_tile_bias(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias):
+    """``_tile_into_bias`` (bias from column j0) on the shortest tile that holds ``rows`` rows, as ``_rows_tile``."""
+    if rows <= 4:
+        _short_tile_into_bias(4, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias, j0)
+    elif rows <= 8 and MR > 8:
+        _short_tile_into_bias(8, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias, j0)
+    else:
+        _tile_into_bias(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, bias, j0)
 
 
 @intrinsic
@@ -486,23 +535,43 @@ def _edge_tile(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, alpha, beta, fi
 
 
 @njit(cache=True)
-def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, alpha, beta, first):
+def _edge_tile_bias(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, alpha, beta, bias):
+    """``_edge_tile`` for the first K block of a product with a bias along its columns: c[i, j] = alpha * tile +
+    bias[j], plus beta * c[i, j] where beta != 0 (c not read when beta == 0)."""
+    NR = _row_width(a)
+    M, N = c.shape
+    acc = _tile_buffer(a)
+    _tile_product(a, a_at, astep, lda, kc, b, b_at, ldb, acc)
+    j1 = min(j0 + NR, N)
+    brow = bias[j0:j1]
+    for r in range(min(MR, M - i0)):
+        crow = c[i0 + r, j0:j1]
+        arow = acc[r * NR:(r + 1) * NR]
+        for j in range(j1 - j0):
+            v = alpha * arow[j] + brow[j]
+            crow[j] = v if beta == 0 else beta * crow[j] + v
+
+
+@njit(cache=True)
+def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, alpha, beta, first, bias):
     """c[ic:ic+mc, jc:jc+nc] gets alpha * A @ B for one block of A and one block of B, blended with beta.
 
     A: packed panels ap (mc / MR, KC, MR) when lda == 0; else its whole MR-row panels are read in place,
     a[a_at + r * lda + p] (k contiguous), and only a ragged last panel comes packed, in ap[0]. B's column panel q
     has its rows of NR at b[b_at + q * panel + p * ldb] (packed panels: panel = KC * NR, ldb = NR; B read in
     place: panel = NR, ldb = B's row stride); c: (M, N); first kc rows / k steps used. Each A panel sweeps every
-    B panel, one MR x NR register tile each. Tiles with alpha == 1 and beta 0 or 1 (matmul, linear's preloaded
+    B panel, one MR x NR register tile each. Tiles with alpha == 1 and beta 0 or 1 (matmul, a preloaded
     bias, every later K block) whose NR columns lie inside c are stored from the registers (``_tile_into``, which
     skips the missing rows of a ragged last row panel); the rest go through ``_edge_tile``. The tiles run in this
     one function: a call per tile with its array slices (reference counts, a dozen arguments an array) cost 15 %
     of a 128-deep tile. The packed and in-place calls are written apart so that the packed one's steps are
-    constants (12 broadcasts at fixed offsets).
+    constants (12 broadcasts at fixed offsets). bias: (N,) added on the first K block (``_tile_into_bias``, or
+    ``_edge_tile_bias``), or empty.
     """
     NR = _row_width(ap)
     M, N = c.shape
-    fast = alpha == 1 and (not first or beta == 0 or beta == 1)
+    biased = first and bias.shape[0] > 0
+    fast = alpha == 1 and (beta == 0 if biased else not first or beta == 0 or beta == 1)
     accumulate = not first or beta == 1
     stride = ap.shape[1] * MR  # elements from one packed panel to the next
     for s in range((mc + MR - 1) // MR):
@@ -514,7 +583,15 @@ def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, 
             j0 = jc + q * NR
             bq = b_at + q * panel
             full = fast and j0 + NR <= N
-            if inplace and full:
+            if biased and full and inplace:
+                _tile_into_bias(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, rows, bias, j0)
+            elif biased and full:
+                _rows_tile_bias(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, rows, bias)
+            elif biased and inplace:
+                _edge_tile_bias(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, alpha, beta, bias)
+            elif biased:
+                _edge_tile_bias(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, alpha, beta, bias)
+            elif inplace and full:
                 _tile_into(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, rows, accumulate)
             elif inplace:
                 _edge_tile(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, alpha, beta, first)
@@ -525,8 +602,9 @@ def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, 
 
 
 @njit(parallel=True, cache=True)
-def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, tiles_n):
-    """out[n] = alpha * A[n] @ B[n] + beta * out[n] (out not read when beta == 0), blocked and packed.
+def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, tiles_n, bias):
+    """out[n] = alpha * A[n] @ B[n] + beta * out[n] (+ bias[j] on column j), blocked and packed; out not read when
+    beta == 0; bias: (N,) C-contiguous, or empty for none.
 
     out: (BATCH, M, N) C-contiguous; a, b: flat buffers holding A (BATCH, M, K) and B (BATCH, K, N) at element
     strides ``a_strides`` / ``b_strides`` (batch, row, column; batch stride 0 broadcasts). One prange iteration is
@@ -568,11 +646,11 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
                     b_at = n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2]
                     if direct:
                         _block_kernel(ap, a, a_at, lda, b, b_at, b_strides[1], NR, c, ic, jc, mc, nc, kc, alpha,
-                                      beta, pc == 0)
+                                      beta, pc == 0, bias)
                     else:
                         _pack_b(bp, b, b_at, b_strides[1], b_strides[2], kc, nc)
                         _block_kernel(ap, a, a_at, lda, bp, 0, NR, kcb * NR, c, ic, jc, mc, nc, kc, alpha, beta,
-                                      pc == 0)
+                                      pc == 0, bias)
 
 
 @njit(parallel=True, cache=True)
@@ -636,19 +714,21 @@ def _tiles(batch, M, N, NR, threads):
 
 
 @register("matmul", "cpu")
-def matmul(out, a, b, alpha=1, beta=0):
-    """out = alpha * a @ b + beta * out, batched (out not read when beta == 0).
+def matmul(out, a, b, alpha=1, beta=0, bias=None):
+    """out = alpha * a @ b + beta * out (+ bias), batched (out not read when beta == 0).
 
-    out: (BATCH, M, N) C-contiguous; a: (BATCH, M, K), b: (BATCH, K, N), any strides (stride 0 broadcasts).
-    float32/float64 run the blocked kernel on the operands in place; integers run the simple kernel in int64
-    (wrapping products and sums reduce to out's dtype exactly as torch's do).
+    out: (BATCH, M, N) C-contiguous; a: (BATCH, M, K), b: (BATCH, K, N), any strides (stride 0 broadcasts); bias:
+    (N,) added as the first K block's tiles are stored (float dtypes only), or None. float32/float64 run the
+    blocked kernel on the operands in place; integers run the simple kernel in int64 (wrapping products and sums
+    reduce to out's dtype exactly as torch's do).
     """
     if out.dtype.kind == "f":
         (af, a_st), (bf, b_st) = _flat(a), _flat(b)
         tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], ROW_BYTES // out.itemsize,
                                   numba.get_num_threads())
+        bias = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, out.dtype)
         _matmul_kernel(out, af, a_st, bf, b_st, a.shape[2], out.dtype.type(alpha), out.dtype.type(beta),
-                       tiles_m, tiles_n)
+                       tiles_m, tiles_n, bias)
         return
     wide = np.asarray(out, dtype=np.int64) if beta else np.empty(out.shape, np.int64)
     _matmul_naive(wide, _batch_or_one(a).astype(np.int64), _batch_or_one(b).astype(np.int64), np.int64(alpha),

@@ -96,7 +96,7 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
 
     a: ``batch_a + (M, K)``, b: ``batch_b + (K, N)`` kernel-side arrays whose batch dims broadcast to ``batch``;
     ``shape`` is the public result's shape (``batch + (M, N)`` with 1-D dims dropped), ``init`` broadcasts to it.
-    ``bias``: a (N,) array the cuda kernel adds in its epilogue, or None.
+    ``bias``: a (N,) array the kernel adds as it stores its first tiles (float dtypes), or None.
     ``out``: the caller's ``out=`` array, or None; the kernel writes straight into it when it is C-contiguous and
     apart from the inputs (cpu), else the result is computed apart and copied in, so ``out`` may alias an input.
     An empty result is allocated in its public shape: numba's device arrays refuse to reshape an empty array.
@@ -309,7 +309,7 @@ def linear(input, weight, bias=None):
     if bias is None:
         return _product(call, "linear", a, b, batch, shape, dtype)
     _check_expand("linear", "bias", _sh(call["bias"]), shape)
-    if call.target == "cuda" and dtype.kind == "f" and len(ws) == 2 and _sh(call["bias"]) == (ws[0],):
+    if dtype.kind == "f" and len(ws) == 2 and _sh(call["bias"]) == (ws[0],):
         return _product(call, "linear", a, b, batch, shape, dtype, bias=call["bias"])  # added in the epilogue
     return _product(call, "linear", a, b, batch, shape, dtype, beta=1, init=call["bias"])
 
