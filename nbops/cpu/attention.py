@@ -12,17 +12,17 @@ import numpy as np
 from numba import njit, prange
 
 from .._dispatch import register
-from .activation import LANES, _block_max, _exp, _shift
+from .activation import _block_max, _exp, _shift
 from .linear import MR, _edge_tile, _flat, _pack_a, _pack_b, _row_width, _tile_into
 
 
 @njit(fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
-def _exp_row(row, lanes):
+def _exp_row(row):
     """row[:] = exp(row - max(row)), in place, in row's dtype; returns 1 / the sum, which turns the row into its
     softmax (the caller scales the row's outputs by it instead: E values, not S). The max ignores NaN
     (``_block_max``) and the exps are taken from it (``_shift``: 0 while only -inf was seen), so a row holding NaN
     or +inf gives NaN and a row of -inf gives NaN, as torch's softmax; ``reassoc`` lets the sum vectorise."""
-    sh = _shift(_block_max(row, row.dtype.type(-np.inf), lanes))
+    sh = _shift(_block_max(row, row.dtype.type(-np.inf)))
     s = row.dtype.type(0)
     for j in range(row.shape[0]):
         e = _exp(row[j] - sh)
@@ -72,7 +72,6 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
         vpf = vp.reshape(-1)
         ap = np.empty((1, D, MR), out.dtype)
         sc = np.zeros((MR, Sp), out.dtype)  # rows past a ragged last block take part in the tiles: keep them finite
-        lanes = np.empty(LANES, out.dtype)
         inv = np.empty(MR, out.dtype)  # 1 / each row's sum of exps
         ob = out[a, h]
         for blk in range(blo, bhi):
@@ -85,7 +84,7 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
             for j0 in range(0, Sp, NR):
                 _tile_into(ap, 0, MR, 1, D, kp, j0 * D, NR, sc, 0, j0, MR, False)
             for r in range(rows):
-                inv[r] = _exp_row(sc[r, :S], lanes)
+                inv[r] = _exp_row(sc[r, :S])
             for j0 in range(0, Ep, NR):
                 if direct_v:
                     _tile_into(sc, 0, 1, Sp, S, v, a * vs[0] + h * vs[1] + j0, vs[2], ob, i0, j0, rows, False)
