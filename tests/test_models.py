@@ -200,6 +200,16 @@ def test_multihead_attention_weights_match_torch():
     out_n, w_n = n(q[0], kv[0], kv[0])
     assert_same(out_n, out_t, rtol=1e-5, atol=1e-5)
     assert w_n.shape == (5, 7)
+    # self-attention (query is key is value): one packed in-projection whose q, k, v are views of one array,
+    # batched and unbatched, with weights (matmul and softmax on the views) and without (the fused kernel)
+    for x in (q, q[1]):
+        for need_weights in (True, False):
+            with torch.no_grad():
+                out_t, w_t = t(*(torch.from_numpy(x),) * 3, need_weights=need_weights)
+            out_n, w_n = n(x, x, x, need_weights=need_weights)
+            assert_same(out_n, out_t, rtol=1e-5, atol=1e-5)
+            if need_weights:
+                assert_same(w_n, w_t, rtol=1e-5, atol=1e-5)
     mask3 = make((2 * NHEAD, 5, 7), np.float32, seed=9)  # a per-head additive mask, (N * H, L, S)
     with torch.no_grad():
         out_t, w_t = t(torch.from_numpy(q), torch.from_numpy(kv), torch.from_numpy(kv),

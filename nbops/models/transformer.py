@@ -105,6 +105,16 @@ class MultiheadAttention(nn.Module):
         n, length = int(x.shape[0]), int(x.shape[1])
         return F.transpose(F.reshape(y, (n, length, self.num_heads, self.head_dim)), 1, 2)
 
+    def _project_packed(self, x):
+        """Self-attention's three projections of ``x`` (N, L, E) as one GEMM against the whole in_proj_weight
+        (N, L, 3E): one pass over x and one output array for the three, as torch's packed in-projection. Returns
+        (N, H, L, D) views of q, k and v in it (the fused attention kernel reads them in place). Each value is
+        the same sum as ``_project``'s, bit for bit (same K order)."""
+        n, length = int(x.shape[0]), int(x.shape[1])
+        y = F.reshape(F.linear(x, self.in_proj_weight, self.in_proj_bias), (n, length, 3, self.num_heads,
+                                                                            self.head_dim))
+        return tuple(F.transpose(F.squeeze(F.narrow(y, 2, i, 1), 2), 1, 2) for i in range(3))
+
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
         if is_causal and attn_mask is None:
@@ -123,9 +133,12 @@ class MultiheadAttention(nn.Module):
         src = int(k_in.shape[1])
         if E != self.embed_dim:
             raise ValueError(f"was expecting embedding dimension of {self.embed_dim}, but got {E}")
-        q = self._project(q_in, 0)
-        k = self._project(k_in, 1)
-        v = self._project(v_in, 2)
+        if query is key and key is value:  # self-attention: one GEMM for the three projections
+            q, k, v = self._project_packed(q_in)
+        else:
+            q = self._project(q_in, 0)
+            k = self._project(k_in, 1)
+            v = self._project(v_in, 2)
         if not need_weights and attn_mask is None and key_padding_mask is None and not (
                 self.training and self.dropout > 0.0):
             out = _attention(q, k, v, 1.0 / math.sqrt(self.head_dim))  # fused on the CPU (N, H, L, D)
