@@ -143,13 +143,15 @@ def _randomise(module, seed):
     return module
 
 
-@pytest.mark.parametrize("batch_first,norm_first,activation", [(True, False, "gelu"), (False, True, "relu")])
-def test_encoder_layer_matches_torch(batch_first, norm_first, activation):
+@pytest.mark.parametrize("batch_first,norm_first,activation,bias", [
+    (True, False, "gelu", True), (False, True, "relu", True),
+    (True, False, "relu", False)])  # post-norm residuals (one deep_norm pass each) without norm biases
+def test_encoder_layer_matches_torch(batch_first, norm_first, activation, bias):
     t = torch.nn.TransformerEncoderLayer(D_MODEL, NHEAD, FF, dropout=0.0, activation=activation,
-                                         batch_first=batch_first, norm_first=norm_first)
+                                         batch_first=batch_first, norm_first=norm_first, bias=bias)
     _randomise(t, 0)
     n = TransformerEncoderLayer(D_MODEL, NHEAD, FF, dropout=0.0, activation=activation, batch_first=batch_first,
-                                norm_first=norm_first)
+                                norm_first=norm_first, bias=bias)
     n.load_state_dict(t.state_dict())
     shape = (3, 10, D_MODEL) if batch_first else (10, 3, D_MODEL)
     x = make(shape, np.float32, seed=5)

@@ -222,7 +222,10 @@ class TransformerEncoderLayer(nn.Module):
         return nn.LayerNorm(d_model, eps=eps, bias=bias, dtype=dtype)
 
     def _add_norm(self, norm, x, fx):
-        """Post-norm residual: ``norm(x + fx)``."""
+        """Post-norm residual: ``norm(x + fx)``; with a LayerNorm, one pass (``deep_norm`` with alpha 1: the sum
+        is never written, and 1 * x + fx rounds as x + fx, so the result is add-then-layer_norm's, bit for bit)."""
+        if isinstance(norm, nn.LayerNorm):
+            return F.deep_norm(x, fx, 1.0, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
         return norm(F.add(x, fx))
 
     def _sa_block(self, x, attn_mask, key_padding_mask, is_causal):
