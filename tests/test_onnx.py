@@ -397,3 +397,46 @@ def test_matmul_then_scalar_div_or_mul_runs_as_one_scaled_gemm(a_shape, b_shape,
     want = ReferenceEvaluator(model).run(None, {"a": np.ascontiguousarray(a), "b": b})[0]
     got = to_numpy(session.run(None, {"a": to_target(a, target), "b": to_target(b, target)})[0])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+ATTENTION = [  # (q, kT, v shapes, scale node (op, constant first) or None, softmax axis, extra output, fused)
+    ((2, 3, 5, 4), (2, 3, 4, 7), (2, 3, 7, 6), ("Div", False), -1, None, True),  # (N, H, L, D): read in place
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Mul", True), -1, None, True),
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), None, -1, None, True),
+    ((1, 5, 4), (3, 4, 7), (3, 7, 6), ("Mul", False), -1, None, True),  # batch dims broadcast: nodes one by one
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", False), 1, None, False),  # softmax over another axis
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", False), -1, "w", False),  # the weights are a graph output
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", True), -1, None, False),  # constant / scores: not a scale
+    ((5, 4), (4, 7), (7, 6), ("Div", False), -1, None, True),  # no batch dim: nodes one by one
+    ((4,), (4, 7), (7, 6), None, -1, None, True),  # a 1-D query
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("q_shape, k_shape, v_shape, scale, axis, extra, fused", ATTENTION)
+def test_matmul_softmax_matmul_runs_as_one_attention(q_shape, k_shape, v_shape, scale, axis, extra, fused, target):
+    """softmax(q @ kT [/ or * c]) @ v as one fused step where every intermediate is read once; v is computed
+    after the scores (a Neg of the graph input, listed last), so the fused step must sit at the last MatMul."""
+    nodes = [helper.make_node("MatMul", ["q", "kt"], ["s"])]
+    scores = "s"
+    if scale is not None:
+        op, const_first = scale
+        nodes.append(helper.make_node(op, ["c", "s"] if const_first else ["s", "c"], ["s2"]))
+        scores = "s2"
+    nodes += [helper.make_node("Softmax", [scores], ["w"], axis=axis), helper.make_node("Neg", ["v_in"], ["v"]),
+              helper.make_node("MatMul", ["w", "v"], ["y"])]
+    out = list(np.broadcast_shapes(q_shape[:-2], v_shape[:-2])) + list(q_shape[-2:-1]) + [v_shape[-1]]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)]
+    if extra:
+        outputs.append(helper.make_tensor_value_info("w", TensorProto.FLOAT, out[:-1] + [k_shape[-1]]))  # (N, L, S)
+    model = _graph(nodes, [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s))
+                           for n, s in (("q", q_shape), ("kt", k_shape), ("v_in", v_shape))], outputs,
+                   [helper.make_tensor("c", TensorProto.FLOAT, (), [2.0])])
+    session = nbops.onnx.load(model)
+    assert ("Attention" in [s.op for s in session._steps]) == fused
+    feeds = {"q": make(q_shape, seed=21), "kt": make(k_shape, seed=22, layout="transposed"),
+             "v_in": make(v_shape, seed=23)}
+    want = ReferenceEvaluator(model).run(None, {n: np.ascontiguousarray(a) for n, a in feeds.items()})
+    got = session.run(None, {n: to_target(a, target) for n, a in feeds.items()})
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(to_numpy(g), w, rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ import numpy as np
 import nbops
 
 from .._dispatch import Call
+from ..ops.linear import _attention
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _CONVERTERS = {}
@@ -345,11 +346,32 @@ def scaled_matmul(rt, a, b, scale, divide):
     return nbops.div(y, c) if divide else nbops.mul(y, c)
 
 
+def attention(rt, q, k_t, v, scale, divide):
+    """MatMul(q, k_t), Div or Mul by ``scale`` (None: neither), Softmax over the last axis, MatMul by v: fused by
+    the session into nbops' attention, which on the CPU keeps the scores in cache (one kernel instead of a GEMM, a
+    softmax and a GEMM over an (L, S) array per head) and reads k_t as its (S, D) transpose in place. q (*, L, D),
+    k_t (*, D, S), v (*, S, E) of one float dtype with the same batch dims (at least one); anything else runs
+    the nodes one by one. The scale multiplies q before the product instead of the product after it: a rounding
+    apart."""
+    qs, ks, vs = (tuple(int(n) for n in x.shape) for x in (q, k_t, v))  # (the simulator's shapes index >= 0 only)
+    nd = len(qs)
+    if np.dtype(q.dtype) in FLOATS and q.dtype == k_t.dtype == v.dtype and \
+            (scale is None or scale.dtype == q.dtype) and nd >= 3 and len(ks) == len(vs) == nd and \
+            qs[:nd - 2] == ks[:nd - 2] == vs[:nd - 2] and qs[nd - 1] == ks[nd - 2] and ks[nd - 1] == vs[nd - 2]:
+        alpha = 1.0 if scale is None else 1.0 / float(scale) if divide else float(scale)
+        return _attention(q, nbops.transpose(k_t, nd - 2, nd - 1), v, alpha)
+    y = nbops.matmul(q, k_t)
+    if scale is not None:
+        c = rt.like(y, scale)
+        y = nbops.div(y, c) if divide else nbops.mul(y, c)
+    return nbops.matmul(nbops.softmax(y, dim=-1), v)
+
+
 # The session lets these activations overwrite their input when it dies at them and was produced, as a buffer of
 # its own, by one of FRESH_OUTPUT (never a view of another value, an input or a constant).
 IN_PLACE = {"Relu": lambda rt, x: nbops.relu(x, inplace=True)}
-FRESH_OUTPUT = {"Conv", "Gemm", "MatMul", "MatMul+Add", "MatMul+Mul", "MatMul+Div", "Add", "Sub", "Mul", "Div",
-                "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
+FRESH_OUTPUT = {"Conv", "Gemm", "MatMul", "MatMul+Add", "MatMul+Mul", "MatMul+Div", "Attention", "Add", "Sub",
+                "Mul", "Div", "BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
 
 
 @converter("MatMul")

@@ -153,6 +153,51 @@ def _fuse(steps, constants, outputs, slot):
     return fused
 
 
+def _fuse_attention(steps, constants, outputs, last_axis):
+    """Attention as one step: MatMul(q, kT), optionally Div or Mul by a constant one-element float (Mul either
+    way round, Div with the product as numerator), Softmax over the last axis (``last_axis``: ids of such
+    steps), MatMul of the weights by v; each intermediate read once and not a graph output. The fused step
+    (``converters.attention``: on the CPU one kernel that keeps the scores in cache) takes (q, kT, v) and sits
+    at the last MatMul's place, where v is known to be computed."""
+    readers = {}
+    for step in steps:
+        for s in set(step.inputs):
+            readers.setdefault(s, []).append(step)
+
+    def only_reader(step):
+        out = step.outputs[0]
+        r = readers.get(out, ())
+        return r[0] if out not in outputs and len(r) == 1 and len(step.outputs) == 1 else None
+
+    at, dropped = {}, set()
+    for step in steps:
+        if step.op != "MatMul":
+            continue
+        chain, scale, divide = [step], None, False
+        nxt = only_reader(step)
+        if nxt is not None and nxt.op in ("Mul", "Div") and len(set(nxt.inputs)) == 2:
+            other = nxt.inputs[1] if nxt.inputs[0] == step.outputs[0] else nxt.inputs[0]
+            c = constants.get(other)
+            if c is None or c.size != 1 or c.dtype not in converters.FLOATS or \
+                    (nxt.op == "Div" and nxt.inputs[0] != step.outputs[0]):
+                continue
+            chain.append(nxt)
+            scale, divide = c.reshape(()), nxt.op == "Div"
+            nxt = only_reader(nxt)
+        if nxt is None or nxt.op != "Softmax" or id(nxt) not in last_axis:
+            continue
+        weights = nxt.outputs[0]
+        last = only_reader(nxt)
+        if last is None or last.op != "MatMul" or last.inputs[0] != weights or last.inputs[1] == weights:
+            continue
+        chain += [nxt, last]
+        fn = functools.partial(converters.attention, scale=scale, divide=divide)
+        at[id(last)] = _Step("+".join(s.name for s in chain), "Attention", fn, frozenset(),
+                             (step.inputs[0], step.inputs[1], last.inputs[1]), last.outputs)
+        dropped.update(id(s) for s in chain[:-1])
+    return [at.get(id(step), step) for step in steps if id(step) not in dropped]
+
+
 class Runtime:
     """What a converter's function may ask of the run it is part of: the run's target, moving a host array there
     (``put``), reading a parameter array on the host (``host``) and making a constant next to another array.
@@ -258,6 +303,7 @@ class Session:
         for vi in inputs:
             slot(vi.name)
         steps = []
+        last_axis = set()  # the Softmax steps over the last axis whatever the rank
         cpu = Runtime("cpu")
         for node in graph.node:
             info = converters.NodeInfo(node, self.opset, types, {n: constants[slots[n]] for n in node.input
@@ -273,7 +319,10 @@ class Session:
                         constants[s] = v
                 continue
             steps.append(step)
-        steps = _fuse(steps, constants, {slots[vi.name] for vi in graph.output}, slot)
+            if node.op_type == "Softmax" and self.opset >= 13 and info.attr("axis", -1) == -1:
+                last_axis.add(id(step))
+        graph_outputs = {slots[vi.name] for vi in graph.output}
+        steps = _fuse(_fuse_attention(steps, constants, graph_outputs, last_axis), constants, graph_outputs, slot)
         self._slots = slots
         self._constants = constants
         self._device_copies = {}
