@@ -27,6 +27,7 @@ CONV2D = [
     ((1, 2, 6, 3), (2, 1, 1, 3), True, dict(groups=2, padding=(0, 4), dilation=(1, 4)), False),
     ((3, 24, 16, 16), (24, 1, 3, 3), False, dict(groups=24, padding="same"), False),
     ((2, 16, 9, 9), (13, 16, 1, 1), True, dict(), False),
+    ((2, 12, 12, 11), (5, 12, 1, 1), True, dict(), False),  # a channel reduction over 132 pixels: the tiles
     ((2, 8, 3, 3), (10, 8, 1, 1), True, dict(), True),
     # strided 1x1: a small plane (one GEMM over all images' pixels) and a large one (a GEMM per image)
     ((2, 6, 17, 16), (5, 6, 1, 1), True, dict(stride=2), False),
@@ -245,6 +246,7 @@ def test_pack_plane_phases(H, W, SH, SW, PT, PL, WQ, extra):
     dict(stride=2, padding=1, groups=4, dilation=1, wshape=(8, 1, 3, 3)),
     dict(stride=1, padding=(2, 3), groups=4, dilation=(1, 3), wshape=(8, 1, 3, 3)),
     dict(stride=1, padding=0, groups=1, dilation=1, wshape=(9, 4, 1, 1)),
+    dict(stride=1, padding=0, groups=1, dilation=1, wshape=(3, 4, 1, 1)),  # 1x1 reducing channels: the tiles
 ])
 def test_fast_kernels_match_naive(case):
     # the cpu launcher picks the tile kernel (packed or no-copy) or the depthwise kernel; all must agree with the

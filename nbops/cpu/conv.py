@@ -13,7 +13,8 @@ LLVM vector IR, so it is full-width zmm code on AVX-512 even where LLVM's tuning
 packed once per call as MR-channel panels. On this machine's Xeon (one of its two threads busy elsewhere, same
 process, medians) against the register-blocked direct kernel it replaced, float32: 3x3 s2 C64->128 56^2 113 ->
 174 GFLOP/s, 7x7 s2 C3->64 224^2 62 -> 76, 3x3 C64 56^2 84 -> 102, 3x3 C128 28^2 147 -> 216. Unpadded 1x1
-convolutions run the linear family's GEMM itself (a strided one on the rows and columns it reads, gathered first).
+convolutions run the linear family's GEMM itself (a strided one on the rows and columns it reads, gathered first),
+but for unstrided channel reductions over large planes, which run the tile kernel (DIRECT_1X1_PIXELS).
 
 conv_transpose2d is the same gather: for each output phase ``(oh + PH) % SH, (ow + PW) % SW`` the taps that reach it
 form a stride-1 correlation with a sub-kernel over the zero-padded input, computed with its own tap table. With
@@ -63,6 +64,14 @@ PB = 8 if vector_bytes() == 32 else 16 if _prefers_ymm() else 32
 DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 8 or 4 ymm: more FMAs per tap's address arithmetic)
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
+# Unstrided 1x1 convolutions that reduce channels (C > OC) over planes of at least this many pixels run the tile
+# kernel, not the GEMM: the GEMM packs all of its B (the input, the larger operand here) before few output-channel
+# panels use it, where the tiles copy each 32-pixel panel into L1 and use it at once. 2 threads, N8, float32,
+# GEMM / tiles, ms: C256->64 56^2 6.4-7.4 / 5.6-5.8, C512->128 28^2 5.8-6.2 / 4.8-5.4, C1024->256 14^2 6.2-6.5 /
+# 5.1, C128->64 56^2 4.0-4.2 / 3.7-4.0, C96->64 56^2 3.5 / 3.2-3.4; C2048->512 7^2 5.6-5.9 / 5.9-6.0 (2 tiles a
+# plane, 23 % of them padding); and where C <= OC the GEMM wins: C64->256 56^2 4.9-5.5 / 7.7, C64->64 56^2
+# 1.5-2.0 / 1.6-2.1, C256->256 14^2 1.2 / 1.5.
+DIRECT_1X1_PIXELS = 128
 CHUNK_BYTES = 512 * 1024  # output bytes of one pixel chunk, buffered in L2 until the chunk is stored
 PARALLEL_PANEL_BYTES = 1 << 20  # weight panels from this size are interleaved on every thread
 # a Winograd item's V and M (36 x (C + OC) values per tile) stay in L2 between its steps; one thread, N8, by V + M
@@ -443,11 +452,11 @@ def _planes(shape, dtype):
 
 def _gemm(out, x, w, b):
     """An unpadded 1x1 convolution as the linear family's GEMM (its cache-blocked kernel beats the conv tiles when
-    there is one tap per input channel). x: (N, C, OH, OW), the pixels the convolution reads (a strided view for a
-    strided one). Planes of SMALL_PLANE pixels or more run out[n] = w @ x[n] per image; smaller ones, where a GEMM
-    over so few columns wastes most of its register tiles, run one GEMM over the pixels of all images,
-    (OC, C) @ (C, N*OH*OW), and transpose the result into place. False when the linear family is not available
-    (the caller then runs the conv tiles)."""
+    there is one tap per input channel, but for the channel reductions of DIRECT_1X1_PIXELS). x: (N, C, OH, OW),
+    the pixels the convolution reads (a strided view for a strided one). Planes of SMALL_PLANE pixels or more run
+    out[n] = w @ x[n] per image; smaller ones, where a GEMM over so few columns wastes most of its register tiles,
+    run one GEMM over the pixels of all images, (OC, C) @ (C, N*OH*OW), and transpose the result into place. False
+    when the linear family is not available (the caller then runs the conv tiles)."""
     try:
         matmul = kernel("matmul", "cpu")
     except (KeyError, ImportError, NotImplementedError):
@@ -556,7 +565,8 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         nch = min(N * OC, 8 * ITEMS_PER_THREAD * get_num_threads())
         _depthwise_kernel(out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ, HQ * WQ + DW_PB, nch)
         return
-    if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1:
+    if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1 and not (
+            SH == SW == 1 and C > OC and OH * OW >= DIRECT_1X1_PIXELS):
         if _gemm(out, x[:, :, ::SH, ::SW], w, b):  # a strided one reads every SH-th row and SW-th column only
             return
     if KH == KW == 3 and SH == SW == DH == DW == 1 and groups == 1 and _winograd_pays(N, C, OC, OH, OW):
