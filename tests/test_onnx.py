@@ -399,21 +399,30 @@ def test_matmul_then_scalar_div_or_mul_runs_as_one_scaled_gemm(a_shape, b_shape,
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-ATTENTION = [  # (q, kT, v shapes, scale node (op, constant first) or None, softmax axis, extra output, fused)
-    ((2, 3, 5, 4), (2, 3, 4, 7), (2, 3, 7, 6), ("Div", False), -1, None, True),  # (N, H, L, D): read in place
-    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Mul", True), -1, None, True),
-    ((3, 5, 4), (3, 4, 7), (3, 7, 6), None, -1, None, True),
-    ((1, 5, 4), (3, 4, 7), (3, 7, 6), ("Mul", False), -1, None, True),  # batch dims broadcast: nodes one by one
-    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", False), 1, None, False),  # softmax over another axis
-    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", False), -1, "w", False),  # the weights are a graph output
-    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", True), -1, None, False),  # constant / scores: not a scale
-    ((5, 4), (4, 7), (7, 6), ("Div", False), -1, None, True),  # no batch dim: nodes one by one
-    ((4,), (4, 7), (7, 6), None, -1, None, True),  # a 1-D query
+ATTENTION = [  # (q, kT, v shapes, scale node (op, constant first) or None, softmax axis, extra output, fused, on cuda)
+    ((2, 3, 5, 4), (2, 3, 4, 7), (2, 3, 7, 6), ("Div", False), -1, None, True, True),  # (N, H, L, D): in place
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Mul", True), -1, None, True, False),
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), None, -1, None, True, False),
+    ((1, 5, 4), (3, 4, 7), (3, 7, 6), ("Mul", False), -1, None, True, True),  # broadcast batch: nodes one by one
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", False), 1, None, False, False),  # softmax over another axis
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", False), -1, "w", False, False),  # the weights are a graph output
+    ((3, 5, 4), (3, 4, 7), (3, 7, 6), ("Div", True), -1, None, False, False),  # constant / scores: not a scale
+    ((5, 4), (4, 7), (7, 6), ("Div", False), -1, None, True, False),  # no batch dim: nodes one by one
+    ((4,), (4, 7), (7, 6), None, -1, None, True, False),  # a 1-D query
 ]
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("q_shape, k_shape, v_shape, scale, axis, extra, fused", ATTENTION)
+def _attention_params():
+    # every form on the cpu; on the simulator (Python per thread) the fused step and one fallback
+    out = []
+    for i, (*row, on_cuda) in enumerate(ATTENTION):
+        out.append(pytest.param(*row, "cpu", id=f"cpu-{i}"))
+        if on_cuda:
+            out.append(pytest.param(*row, "cuda", id=f"cuda-{i}", marks=pytest.mark.cuda))
+    return out
+
+
+@pytest.mark.parametrize("q_shape, k_shape, v_shape, scale, axis, extra, fused, target", _attention_params())
 def test_matmul_softmax_matmul_runs_as_one_attention(q_shape, k_shape, v_shape, scale, axis, extra, fused, target):
     """softmax(q @ kT [/ or * c]) @ v as one fused step where every intermediate is read once; v is computed
     after the scores (a Neg of the graph input, listed last), so the fused step must sit at the last MatMul."""
