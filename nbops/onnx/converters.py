@@ -351,8 +351,8 @@ def attention(rt, q, k_t, v, scale, divide):
     the session into nbops' attention, which on the CPU keeps the scores in cache (one kernel instead of a GEMM, a
     softmax and a GEMM over an (L, S) array per head) and reads k_t as its (S, D) transpose in place. q (*, L, D),
     k_t (*, D, S), v (*, S, E) of one float dtype with the same batch dims (at least one); anything else runs
-    the nodes one by one. The scale multiplies q before the product instead of the product after it: a rounding
-    apart."""
+    the nodes one by one (the scaled product as ``scaled_matmul``, as the session would have fused it). The scale
+    multiplies q before the product instead of the product after it: a rounding apart."""
     qs, ks, vs = (tuple(int(n) for n in x.shape) for x in (q, k_t, v))  # (the simulator's shapes index >= 0 only)
     nd = len(qs)
     if np.dtype(q.dtype) in FLOATS and q.dtype == k_t.dtype == v.dtype and \
@@ -360,10 +360,7 @@ def attention(rt, q, k_t, v, scale, divide):
             qs[:nd - 2] == ks[:nd - 2] == vs[:nd - 2] and qs[nd - 1] == ks[nd - 2] and ks[nd - 1] == vs[nd - 2]:
         alpha = 1.0 if scale is None else 1.0 / float(scale) if divide else float(scale)
         return _attention(q, nbops.transpose(k_t, nd - 2, nd - 1), v, alpha)
-    y = nbops.matmul(q, k_t)
-    if scale is not None:
-        c = rt.like(y, scale)
-        y = nbops.div(y, c) if divide else nbops.mul(y, c)
+    y = nbops.matmul(q, k_t) if scale is None else scaled_matmul(rt, q, k_t, scale, divide)
     return nbops.matmul(nbops.softmax(y, dim=-1), v)
 
 

@@ -110,41 +110,64 @@ class _Step:
         self.inputs, self.outputs, self.release = inputs, outputs, ()
 
 
+def _readers(steps):
+    """Each value's reading steps (a step reading a value twice counts once)."""
+    readers = {}
+    for step in steps:
+        for s in set(step.inputs):
+            readers.setdefault(s, []).append(step)
+    return readers
+
+
+def _only_reader(readers, outputs, step):
+    """The one step that reads ``step``'s single output, where that output is not a graph output; else None."""
+    out = step.outputs[0]
+    r = readers.get(out, ())
+    return r[0] if out not in outputs and len(r) == 1 and len(step.outputs) == 1 else None
+
+
+def _scale(out, reader, constants):
+    """The constant one-element float (0-d) that ``reader`` multiplies ``out`` by, or divides it by (``out`` the
+    numerator); None when ``reader`` is anything else."""
+    if reader.op not in ("Mul", "Div") or len(set(reader.inputs)) != 2 or \
+            (reader.op == "Div" and reader.inputs[0] != out):
+        return None
+    c = constants.get(reader.inputs[1] if reader.inputs[0] == out else reader.inputs[0])
+    return c.reshape(()) if c is not None and c.size == 1 and c.dtype in converters.FLOATS else None
+
+
 def _fuse(steps, constants, outputs, slot):
     """Two rewrites of a MatMul whose output has one reader and is not a graph output; the fused step sits at the
     MatMul's place and writes the reader's output.
 
     - MatMul by a constant 2-D float weight, then Add of a constant bias of one entry per column: one
-      ``nbops.linear`` (the bias preloaded into the output: one pass over the result fewer).
+      ``nbops.linear`` (the bias added as the GEMM stores its first tiles: one pass over the result fewer).
     - MatMul, then Div or Mul by a constant one-element float (attention's 1/sqrt(d)): one GEMM whose store scales
       by alpha (``converters.scaled_matmul``), instead of a second pass over the product.
     """
-    readers = {}
-    for step in steps:
-        for s in set(step.inputs):
-            readers.setdefault(s, []).append(step)
+    readers = _readers(steps)
     fused, dropped = [], set()
     for step in steps:
         if id(step) in dropped:
             continue
         out = step.outputs[0]
-        reader = readers[out][0] if step.op == "MatMul" and out not in outputs and \
-            len(readers.get(out, ())) == 1 else None
-        other = None
-        if reader is not None and reader.op in ("Add", "Mul", "Div") and len(set(reader.inputs)) == 2:
-            other = reader.inputs[1] if reader.inputs[0] == out else reader.inputs[0]
-        c = constants.get(other) if other is not None else None
-        w = constants.get(step.inputs[1]) if reader is not None else None
-        name = f"{step.name}+{reader.name}" if reader is not None else None
-        if c is not None and reader.op == "Add" and w is not None and w.ndim == 2 and \
-                w.dtype in converters.FLOATS and c.shape == (w.shape[1],) and c.dtype == w.dtype:
+        reader = _only_reader(readers, outputs, step) if step.op == "MatMul" else None
+        if reader is None:
+            fused.append(step)
+            continue
+        name = f"{step.name}+{reader.name}"
+        bias = (reader.inputs[1] if reader.inputs[0] == out else reader.inputs[0]) \
+            if reader.op == "Add" and len(set(reader.inputs)) == 2 else None
+        c, w = constants.get(bias), constants.get(step.inputs[1])
+        scale = _scale(out, reader, constants)
+        if c is not None and w is not None and w.ndim == 2 and w.dtype in converters.FLOATS and \
+                c.shape == (w.shape[1],) and c.dtype == w.dtype:
             w_t = slot(f"{step.name}/weight.T (fused)")
             constants[w_t] = w.T
-            fused.append(_Step(name, "MatMul+Add", converters.linear, frozenset(), (step.inputs[0], w_t, other),
+            fused.append(_Step(name, "MatMul+Add", converters.linear, frozenset(), (step.inputs[0], w_t, bias),
                                reader.outputs))
-        elif c is not None and reader.op in ("Mul", "Div") and c.size == 1 and c.dtype in converters.FLOATS and \
-                (reader.op == "Mul" or reader.inputs[0] == out):
-            fn = functools.partial(converters.scaled_matmul, scale=c.reshape(()), divide=reader.op == "Div")
+        elif scale is not None:
+            fn = functools.partial(converters.scaled_matmul, scale=scale, divide=reader.op == "Div")
             fused.append(_Step(name, f"MatMul+{reader.op}", fn, frozenset(), step.inputs, reader.outputs))
         else:
             fused.append(step)
@@ -154,40 +177,27 @@ def _fuse(steps, constants, outputs, slot):
 
 
 def _fuse_attention(steps, constants, outputs, last_axis):
-    """Attention as one step: MatMul(q, kT), optionally Div or Mul by a constant one-element float (Mul either
-    way round, Div with the product as numerator), Softmax over the last axis (``last_axis``: ids of such
-    steps), MatMul of the weights by v; each intermediate read once and not a graph output. The fused step
-    (``converters.attention``: on the CPU one kernel that keeps the scores in cache) takes (q, kT, v) and sits
-    at the last MatMul's place, where v is known to be computed."""
-    readers = {}
-    for step in steps:
-        for s in set(step.inputs):
-            readers.setdefault(s, []).append(step)
-
-    def only_reader(step):
-        out = step.outputs[0]
-        r = readers.get(out, ())
-        return r[0] if out not in outputs and len(r) == 1 and len(step.outputs) == 1 else None
-
+    """Attention as one step: MatMul(q, kT), optionally Div or Mul by a constant one-element float (``_scale``),
+    Softmax over the last axis (``last_axis``: ids of such steps), MatMul of the weights by v; each intermediate
+    read once and not a graph output. The fused step (``converters.attention``: on the CPU one kernel that keeps
+    the scores in cache) takes (q, kT, v) and sits at the last MatMul's place, where v is known to be computed."""
+    readers = _readers(steps)
     at, dropped = {}, set()
     for step in steps:
         if step.op != "MatMul":
             continue
         chain, scale, divide = [step], None, False
-        nxt = only_reader(step)
-        if nxt is not None and nxt.op in ("Mul", "Div") and len(set(nxt.inputs)) == 2:
-            other = nxt.inputs[1] if nxt.inputs[0] == step.outputs[0] else nxt.inputs[0]
-            c = constants.get(other)
-            if c is None or c.size != 1 or c.dtype not in converters.FLOATS or \
-                    (nxt.op == "Div" and nxt.inputs[0] != step.outputs[0]):
+        nxt = _only_reader(readers, outputs, step)
+        if nxt is not None and nxt.op in ("Mul", "Div"):
+            scale, divide = _scale(step.outputs[0], nxt, constants), nxt.op == "Div"
+            if scale is None:
                 continue
             chain.append(nxt)
-            scale, divide = c.reshape(()), nxt.op == "Div"
-            nxt = only_reader(nxt)
+            nxt = _only_reader(readers, outputs, nxt)
         if nxt is None or nxt.op != "Softmax" or id(nxt) not in last_axis:
             continue
         weights = nxt.outputs[0]
-        last = only_reader(nxt)
+        last = _only_reader(readers, outputs, nxt)
         if last is None or last.op != "MatMul" or last.inputs[0] != weights or last.inputs[1] == weights:
             continue
         chain += [nxt, last]
