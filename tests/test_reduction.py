@@ -195,6 +195,32 @@ def test_max_min_family(target, dtype, shape, dim, keepdim):
     check(nbops.amin, torch.amin, target, x, dim=amd, keepdim=keepdim)
 
 
+@pytest.mark.parametrize("n", [63, 64, 65, 130, 1000, 4099])
+@pytest.mark.parametrize("dtype", DTYPES + [np.int64])
+def test_argmax_rows_ties_across_lanes_and_blocks(dtype, n):
+    """Rows longer than the CPU kernel's 64 register lanes, from few distinct values: the extreme occurs in many
+    lanes and blocks and the first one must win; one row holds NaNs, another only -0.0 and 0.0 (int64: rows at
+    the type's limits), another its extreme only in the tail and in an early lane of a late block."""
+    rng = np.random.default_rng(n)
+    x = rng.integers(-3, 4, size=(6, n)).astype(dtype)
+    x[1, :] = -3
+    x[1, n - 1] = 3
+    x[1, (n // 64 - 1) * 64 + 1 if n >= 128 else 0] = 3
+    if dtype != np.int64:
+        x[2, [n // 3, n // 2]] = np.nan
+        x[3] = -0.0
+        x[3, rng.integers(0, n, size=3)] = 0.0
+    else:  # the smallest keys there are: a lane that never improves on its start must still be right
+        x[2] = np.iinfo(np.int64).min
+        x[2, n - 60] = np.iinfo(np.int64).min + 1
+        x[3] = np.iinfo(np.int64).max
+        x[3, n - 60] = np.iinfo(np.int64).max - 1
+    for fn, ref in [(nbops.argmax, torch.argmax), (nbops.argmin, torch.argmin), (nbops.max, torch.max),
+                    (nbops.min, torch.min)]:
+        check(fn, ref, "cpu", x, 1)
+    check(nbops.argmax, torch.argmax, "cpu", x[::2, ::3], 1)
+
+
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_max_nan_ties_and_infinities(target, dtype):
