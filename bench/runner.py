@@ -248,10 +248,11 @@ def _turn(fn, args, target, turn_s):
         _timed(fn, args, target)
         if time.perf_counter() - lead >= LEAD_S:
             break
-    times = []
-    while not times or sum(times) < turn_s:
+    times, total = [], 0.0
+    while not times or total < turn_s:  # a running total (summing the list after each call was quadratic)
         times.append(_timed(fn, args, target)[0])
-    return statistics.median(times), sum(times)
+        total += times[-1]
+    return statistics.median(times), total
 
 
 def _warm_up(providers, target):
@@ -271,7 +272,7 @@ def _rounds(providers, target, seconds, turn_s=TURN_S):
     median of ``turn_s`` of calls) until there were MIN_ROUNDS and one provider has spent ``seconds`` in timed calls
     (or the rounds took twice that, for calls much shorter than the waits); while any provider's samples or their
     per-round ratios to nbops spread above NOISY, rounds go on up to EXTEND times those limits (more samples steady
-    the median on a noisy machine), never beyond MAX_ROUNDS."""
+    the median on a noisy machine), never beyond MAX_ROUNDS. ``seconds`` 0: MIN_ROUNDS rounds, however noisy."""
     samples = {p: [] for p in providers}
     spent = {p: 0.0 for p in providers}
     start = time.perf_counter()
@@ -280,7 +281,7 @@ def _rounds(providers, target, seconds, turn_s=TURN_S):
             median, used = _turn(fn, args, target, turn_s)
             samples[p].append(median)
             spent[p] += used
-        used = max(max(spent.values()) / seconds, (time.perf_counter() - start) / (2 * seconds)) if seconds else 1
+        used = max(max(spent.values()) / seconds, (time.perf_counter() - start) / (2 * seconds)) if seconds else EXTEND
         if r + 1 < MIN_ROUNDS or used < 1:
             continue
         ratios = [[t / n for n, t in zip(samples["nbops"], s)] for p, s in samples.items() if p != "nbops"]
