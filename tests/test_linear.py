@@ -256,7 +256,7 @@ def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta, biased, 
     """The packed, blocked kernel against the triple-loop oracle, with ragged edges, forced task splits, and
     both stores: from the registers (alpha 1, beta 0 or 1) and through the blend buffer (any other alpha/beta).
     A transposed A is packed; a row-major one is read in place where a task has few column panels. With a bias
-    (linear's), the first K block adds it as it stores (``_tile_into_bias`` or ``_edge_tile_bias``), once."""
+    (linear's), the first K block adds it as it stores (``_tile_into_bias`` or ``_edge_tile``), once."""
     from nbops.cpu import linear as L
 
     BATCH, M, K, N = shape

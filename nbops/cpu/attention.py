@@ -56,6 +56,7 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
     nblk = (L + MR - 1) // MR
     direct_v = vs[3] == 1 and E % NR == 0
     one, zero = out.dtype.type(1), out.dtype.type(0)
+    nobias = np.empty(0, out.dtype)  # ``_edge_tile`` adds no bias
     for t in prange(A * H * QC):
         a = t // (H * QC)
         h = t // QC - a * H
@@ -91,7 +92,7 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
                 elif j0 + NR <= E:
                     _tile_into(sc, 0, 1, Sp, S, vpf, j0 * S, NR, ob, i0, j0, rows, False)
                 else:
-                    _edge_tile(sc, 0, 1, Sp, S, vpf, j0 * S, NR, ob, i0, j0, one, zero, True)
+                    _edge_tile(sc, 0, 1, Sp, S, vpf, j0 * S, NR, ob, i0, j0, one, zero, True, nobias)
             for r in range(rows):
                 orow = ob[i0 + r]
                 f = inv[r]

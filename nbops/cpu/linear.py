@@ -506,50 +506,39 @@ def _pack_b(bp, b, off, sk, sn, kc, nc):
 
 
 @njit(cache=True)
-def _store_row(crow, acc, alpha, beta, first):
-    """crow[j] = beta * crow[j] + alpha * acc[j] on the first K block (crow not read when beta == 0), then
-    crow[j] += alpha * acc[j]."""
+def _store_row(crow, acc, alpha, beta, first, brow):
+    """crow[j] = beta * crow[j] + (alpha * acc[j] + brow[j]) on the first K block (crow not read when beta == 0;
+    brow empty: no bias term), then crow[j] += alpha * acc[j]."""
     if not first:
         for j in range(crow.shape[0]):
             crow[j] += alpha * acc[j]
-    elif beta == 0:
+    elif brow.shape[0] == 0 and beta == 0:
         for j in range(crow.shape[0]):
             crow[j] = alpha * acc[j]
-    else:
+    elif brow.shape[0] == 0:
         for j in range(crow.shape[0]):
             crow[j] = beta * crow[j] + alpha * acc[j]
+    elif beta == 0:
+        for j in range(crow.shape[0]):
+            crow[j] = alpha * acc[j] + brow[j]
+    else:
+        for j in range(crow.shape[0]):
+            crow[j] = beta * crow[j] + (alpha * acc[j] + brow[j])
 
 
 @njit(cache=True)
-def _edge_tile(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, alpha, beta, first):
-    """c[i0:i0+MR, j0:j0+NR] clipped to c gets alpha * the tile of ``_tile_product``, blended with beta: the tile
-    through a stack buffer that ``_store_row`` blends into c row by row, for ragged column panels and alpha/beta
-    blends."""
+def _edge_tile(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, alpha, beta, first, bias):
+    """c[i0:i0+MR, j0:j0+NR] clipped to c gets alpha * the tile of ``_tile_product``, blended with beta, plus
+    bias[j0:j0+NR] on the first K block (bias: (N,), or empty for none): the tile through a stack buffer that
+    ``_store_row`` blends into c row by row, for ragged column panels and alpha/beta blends."""
     NR = _row_width(a)
     M, N = c.shape
     acc = _tile_buffer(a)
     _tile_product(a, a_at, astep, lda, kc, b, b_at, ldb, acc)
     j1 = min(j0 + NR, N)
+    brow = bias[j0:j1] if bias.shape[0] else bias
     for r in range(min(MR, M - i0)):
-        _store_row(c[i0 + r, j0:j1], acc[r * NR:(r + 1) * NR], alpha, beta, first)
-
-
-@njit(cache=True)
-def _edge_tile_bias(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, alpha, beta, bias):
-    """``_edge_tile`` for the first K block of a product with a bias along its columns: c[i, j] = alpha * tile +
-    bias[j], plus beta * c[i, j] where beta != 0 (c not read when beta == 0)."""
-    NR = _row_width(a)
-    M, N = c.shape
-    acc = _tile_buffer(a)
-    _tile_product(a, a_at, astep, lda, kc, b, b_at, ldb, acc)
-    j1 = min(j0 + NR, N)
-    brow = bias[j0:j1]
-    for r in range(min(MR, M - i0)):
-        crow = c[i0 + r, j0:j1]
-        arow = acc[r * NR:(r + 1) * NR]
-        for j in range(j1 - j0):
-            v = alpha * arow[j] + brow[j]
-            crow[j] = v if beta == 0 else beta * crow[j] + v
+        _store_row(c[i0 + r, j0:j1], acc[r * NR:(r + 1) * NR], alpha, beta, first, brow)
 
 
 @njit(cache=True)
@@ -566,7 +555,7 @@ def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, 
     one function: a call per tile with its array slices (reference counts, a dozen arguments an array) cost 15 %
     of a 128-deep tile. The packed and in-place calls are written apart so that the packed one's steps are
     constants (12 broadcasts at fixed offsets). bias: (N,) added on the first K block (``_tile_into_bias``, or
-    ``_edge_tile_bias``), or empty.
+    ``_edge_tile``), or empty.
     """
     NR = _row_width(ap)
     M, N = c.shape
@@ -587,18 +576,14 @@ def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, 
                 _tile_into_bias(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, rows, bias, j0)
             elif biased and full:
                 _rows_tile_bias(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, rows, bias)
-            elif biased and inplace:
-                _edge_tile_bias(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, alpha, beta, bias)
-            elif biased:
-                _edge_tile_bias(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, alpha, beta, bias)
             elif inplace and full:
                 _tile_into(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, rows, accumulate)
             elif inplace:
-                _edge_tile(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, alpha, beta, first)
+                _edge_tile(a, at, 1, lda, kc, b, bq, ldb, c, i0, j0, alpha, beta, first, bias)
             elif full:
                 _rows_tile(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, rows, accumulate)
             else:
-                _edge_tile(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, alpha, beta, first)
+                _edge_tile(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, alpha, beta, first, bias)
 
 
 @njit(parallel=True, cache=True)
