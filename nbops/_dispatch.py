@@ -8,6 +8,7 @@ target, so ``numba.cuda`` loads only when a CUDA array arrives.
 """
 
 import importlib
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -188,7 +189,7 @@ class Call:
         out = self.empty(shape, dtype)
         if self.target == "cpu":
             out.fill(0)
-        elif int(np.prod(shape)) > 0:
+        elif math.prod(shape) > 0:
             self.launch("fill", out, value=0)
         return out
 

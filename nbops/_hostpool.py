@@ -23,6 +23,7 @@ False; ``ndarray.resize`` in place refuses them, as it refuses any view), and up
 with the process after its arrays are gone, as with torch's CUDA caching allocator.
 """
 
+import math
 import os
 import sys
 import threading
@@ -72,7 +73,7 @@ def empty(shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype``: from the cache when it is MIN_BYTES or
     larger and the cache is on (``set_host_cache_limit``), else from ``np.empty``."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize  # not np.prod: 3 us on a small shape, 10x the np.empty
     if nbytes < MIN_BYTES or _limit[0] == 0:
         return np.empty(shape, dtype)
     with _lock:

@@ -27,6 +27,7 @@ convolution (one input channel per group) has its own kernel, ``_depthwise_kerne
 thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
 """
 
+import math
 import threading
 
 import numba
@@ -441,7 +442,7 @@ _SCRATCH = threading.local()
 def _planes(shape, dtype):
     """An uninitialised array for packed planes, carved from a per-thread buffer kept between calls: a fresh
     multi-MiB array costs page faults on every call, often more than the packing itself."""
-    size = int(np.prod(shape))
+    size = math.prod(shape)
     key = np.dtype(dtype).str
     buf = getattr(_SCRATCH, key, None)
     if buf is None or buf.size < size:

@@ -12,6 +12,7 @@ cuda device-array views of the same device memory. A copy is made only where tor
 family's strided-copy kernel on the input's target. Pure views launch no kernel (``kernels=()``).
 """
 
+import math
 import numbers
 import sys
 
@@ -109,7 +110,7 @@ def _infer_shape(op, shape, numel):
 def _view_strides(oldshape, oldstride, newshape):
     """Strides that let ``newshape`` view memory laid out as (oldshape, oldstride), or None when no strides can
     (torch's ``computeStride``: dims merge or split only inside runs that are contiguous with each other)."""
-    numel = int(np.prod(oldshape, dtype=np.int64))
+    numel = math.prod(oldshape)
     if numel == 0:
         return tuple(oldstride) if tuple(oldshape) == tuple(newshape) else _contiguous_strides(newshape)
     if not oldshape:
@@ -145,7 +146,7 @@ def _reshape(call, x, shape):
 
 
 def _size(x):
-    return int(np.prod(x.shape, dtype=np.int64))
+    return math.prod(x.shape)
 
 
 @public("shape", kernels=("copy",))
@@ -573,7 +574,7 @@ def flatten(input, start_dim=0, end_dim=-1):
     if s == e:
         return call.wrap(x)
     shape = tuple(x.shape)
-    inner = int(np.prod(shape[s:e + 1], dtype=np.int64))
+    inner = math.prod(shape[s:e + 1])
     return call.wrap(_reshape(call, x, shape[:s] + (inner,) + shape[e + 1:]))
 
 
