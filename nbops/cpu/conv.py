@@ -36,9 +36,9 @@ from llvmlite import binding as llvm
 from numba import get_num_threads, njit, prange
 
 from .._dispatch import kernel, register
-from ._util import stack_empty, vector_bytes
+from ._util import flat_view, stack_empty, vector_bytes
 from .linear import MR, ROW_BYTES, _copy_row, _row_width, _rows_tile
-from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _view, _winograd_kernel, \
+from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _winograd_kernel, \
     _winograd_split_kernel
 
 # Intel's AVX-512 cores that LLVM tunes to prefer 256-bit vectors: the njit kernels compile to ymm there, so a
@@ -321,7 +321,7 @@ def _depthwise_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
     out: (N, OC, OH, OW). One prange iteration computes a chunk of
     the N * OC output planes: per plane it packs input channel oc // M into a thread-local (SH*SW, L) buffer (see
     ``_pack_plane``; the zero borders are written once per chunk), then sums the KH*KW taps into a DW_PB-pixel
-    accumulator (input dtype) per tile. Rows and tiles are borrowed views (``winograd._view``), not slices: a
+    accumulator (input dtype) per tile. Rows and tiles are borrowed views (``_util.flat_view``), not slices: a
     slice costs two atomic reference-count updates, about 130 of them per 28^2 plane (2 threads, same process, N8
     C256 28^2 3x3: 0.955 -> 0.876 ms).
     """
@@ -340,7 +340,7 @@ def _depthwise_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
             n = it // OC
             oc = it - n * OC
             _pack_plane(buf, x[n, oc // M], SH, SW, PT, PL, WQ, it == ch * per)
-            wk = _view(w, oc * K, K)
+            wk = flat_view(w, oc * K, K)
             bv = bias[oc]
             for t in range(NT):
                 p0 = min(t * DW_PB, NPIX - DW_PB) if NPIX >= DW_PB else 0
@@ -348,16 +348,16 @@ def _depthwise_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
                     acc[j] = 0
                 for k in range(K):
                     s = TOFF[k] + p0
-                    xv = _view(buf, TPL[k] * L + s, DW_PB)
+                    xv = flat_view(buf, TPL[k] * L + s, DW_PB)
                     wv = wk[k]
                     for j in range(DW_PB):
                         acc[j] += wv * xv[j]
-                tv = _view(tmp, p0, DW_PB)
+                tv = flat_view(tmp, p0, DW_PB)
                 for j in range(DW_PB):
                     tv[j] = acc[j] + bv
             for a in range(OH):
-                orow = _view(out, ((n * OC + oc) * OH + a) * OW, OW)
-                trow = _view(tmp, a * WQ, OW)
+                orow = flat_view(out, ((n * OC + oc) * OH + a) * OW, OW)
+                trow = flat_view(tmp, a * WQ, OW)
                 for b in range(OW):
                     orow[b] = trow[b]
 

@@ -39,11 +39,9 @@ bench/cases/conv.py's accuracy report.
 """
 
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
+from numba import njit, prange
 
-from ._util import stack_empty
+from ._util import flat_view, stack_empty
 from .linear import MR, _row_width, _rows_tile
 
 SPLIT_PANELS = 8  # the split schedule's GEMM step: output channel panels (of MR) that share each V tile from L1,
@@ -53,30 +51,6 @@ SPLIT_DEPTH = 64  # and input channels per pass: the group's U blocks (36 x 64 x
 LANES = 16  # tiles per vector step of the transforms: 2 ymm of float32 (LLVM's preferred width on Intel)
 E = 36  # transform-domain elements per tile (6 x 6)
 FM = {"contract"}  # FMA contraction only: NaN/inf propagate as in separate multiply-add
-
-
-@intrinsic
-def _view(typingctx, a, start, size):
-    """A borrowed 1-D view of the flat elements [start, start + size) of the C-contiguous array ``a``.
-
-    A slice of a heap array costs two atomic reference-count updates; the transforms take ~100 short views per 16
-    tiles, and those updates cost more than the arithmetic. This view carries no meminfo: it must not outlive ``a``
-    or the function that made it.
-    """
-    if not isinstance(a, types.Array) or a.layout != "C" or not isinstance(size, types.Integer):
-        return None
-    view = types.Array(a.dtype, 1, "C")
-
-    def codegen(context, builder, sig, args):
-        src = make_array(a)(context, builder, args[0])
-        itemsize = context.get_abi_sizeof(context.get_data_type(a.dtype))
-        intp = context.get_value_type(types.intp)
-        out = make_array(view)(context, builder)
-        populate_array(out, data=builder.gep(src.data, [args[1]]), shape=[context.cast(builder, args[2], size,
-                       types.intp)], strides=[intp(itemsize)], itemsize=intp(itemsize), meminfo=None)
-        return out._getvalue()
-
-    return view(a, start, size), codegen
 
 
 @njit(parallel=True, cache=True)
@@ -177,53 +151,53 @@ def _transform_input(vi, x, tlo, thi, PT, PL, TH, TW, SL, prows, taps):
             h0 = 4 * (r - n * TH) - PT
             for m in range(6):
                 if 0 <= h0 + m < H:
-                    src = _view(x, ((n * C + c) * H + h0 + m) * W, W)
-                    dst = _view(prows, (6 * (r - r0) + m) * RL + PL, W)
+                    src = flat_view(x, ((n * C + c) * H + h0 + m) * W, W)
+                    dst = flat_view(prows, (6 * (r - r0) + m) * RL + PL, W)
                     for k in range(W):
                         dst[k] = src[k]
         for q0 in range(0, thi - tlo, LANES):
             for m in range(6):
-                tm = _view(taps, m * SL + q0, LANES)
+                tm = flat_view(taps, m * SL + q0, LANES)
                 for j in range(LANES):
-                    g = _view(prows, tm[j], 6)
+                    g = flat_view(prows, tm[j], 6)
                     d[j] = g[0]
                     d[LANES + j] = g[1]
                     d[2 * LANES + j] = g[2]
                     d[3 * LANES + j] = g[3]
                     d[4 * LANES + j] = g[4]
                     d[5 * LANES + j] = g[5]
-                s0 = _view(d, 0, LANES)
-                s1 = _view(d, LANES, LANES)
-                s2 = _view(d, 2 * LANES, LANES)
-                s3 = _view(d, 3 * LANES, LANES)
-                s4 = _view(d, 4 * LANES, LANES)
-                s5 = _view(d, 5 * LANES, LANES)
-                r0_ = _view(rt, (m * 6) * LANES, LANES)
-                r1 = _view(rt, (m * 6 + 1) * LANES, LANES)
-                r2 = _view(rt, (m * 6 + 2) * LANES, LANES)
-                r3 = _view(rt, (m * 6 + 3) * LANES, LANES)
-                r4 = _view(rt, (m * 6 + 4) * LANES, LANES)
-                r5 = _view(rt, (m * 6 + 5) * LANES, LANES)
+                s0 = flat_view(d, 0, LANES)
+                s1 = flat_view(d, LANES, LANES)
+                s2 = flat_view(d, 2 * LANES, LANES)
+                s3 = flat_view(d, 3 * LANES, LANES)
+                s4 = flat_view(d, 4 * LANES, LANES)
+                s5 = flat_view(d, 5 * LANES, LANES)
+                r0_ = flat_view(rt, (m * 6) * LANES, LANES)
+                r1 = flat_view(rt, (m * 6 + 1) * LANES, LANES)
+                r2 = flat_view(rt, (m * 6 + 2) * LANES, LANES)
+                r3 = flat_view(rt, (m * 6 + 3) * LANES, LANES)
+                r4 = flat_view(rt, (m * 6 + 4) * LANES, LANES)
+                r5 = flat_view(rt, (m * 6 + 5) * LANES, LANES)
                 for j in range(LANES):
                     r0_[j], r1[j], r2[j], r3[j], r4[j], r5[j] = _bt6(s0[j], s1[j], s2[j], s3[j], s4[j], s5[j], one)
             for k in range(6):
-                a0 = _view(rt, k * LANES, LANES)
-                a1 = _view(rt, (6 + k) * LANES, LANES)
-                a2 = _view(rt, (12 + k) * LANES, LANES)
-                a3 = _view(rt, (18 + k) * LANES, LANES)
-                a4 = _view(rt, (24 + k) * LANES, LANES)
-                a5 = _view(rt, (30 + k) * LANES, LANES)
-                c0 = _view(ct, k * LANES, LANES)
-                c1 = _view(ct, (6 + k) * LANES, LANES)
-                c2 = _view(ct, (12 + k) * LANES, LANES)
-                c3 = _view(ct, (18 + k) * LANES, LANES)
-                c4 = _view(ct, (24 + k) * LANES, LANES)
-                c5 = _view(ct, (30 + k) * LANES, LANES)
+                a0 = flat_view(rt, k * LANES, LANES)
+                a1 = flat_view(rt, (6 + k) * LANES, LANES)
+                a2 = flat_view(rt, (12 + k) * LANES, LANES)
+                a3 = flat_view(rt, (18 + k) * LANES, LANES)
+                a4 = flat_view(rt, (24 + k) * LANES, LANES)
+                a5 = flat_view(rt, (30 + k) * LANES, LANES)
+                c0 = flat_view(ct, k * LANES, LANES)
+                c1 = flat_view(ct, (6 + k) * LANES, LANES)
+                c2 = flat_view(ct, (12 + k) * LANES, LANES)
+                c3 = flat_view(ct, (18 + k) * LANES, LANES)
+                c4 = flat_view(ct, (24 + k) * LANES, LANES)
+                c5 = flat_view(ct, (30 + k) * LANES, LANES)
                 for j in range(LANES):
                     c0[j], c1[j], c2[j], c3[j], c4[j], c5[j] = _bt6(a0[j], a1[j], a2[j], a3[j], a4[j], a5[j], one)
             for e in range(E):
-                src = _view(ct, e * LANES, LANES)
-                dst = _view(vi, e * ES + c * SL + q0, LANES)
+                src = flat_view(ct, e * LANES, LANES)
+                dst = flat_view(vi, e * ES + c * SL + q0, LANES)
                 for j in range(LANES):
                     dst[j] = src[j]
 
@@ -280,29 +254,29 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
         for q0 in range(0, thi - tlo, LANES):
             for k in range(6):
                 mo = oc * SL + q0
-                m0 = _view(mi, k * MS + mo, LANES)
-                m1 = _view(mi, (6 + k) * MS + mo, LANES)
-                m2 = _view(mi, (12 + k) * MS + mo, LANES)
-                m3 = _view(mi, (18 + k) * MS + mo, LANES)
-                m4 = _view(mi, (24 + k) * MS + mo, LANES)
-                m5 = _view(mi, (30 + k) * MS + mo, LANES)
-                s0 = _view(st, k * LANES, LANES)
-                s1 = _view(st, (6 + k) * LANES, LANES)
-                s2 = _view(st, (12 + k) * LANES, LANES)
-                s3 = _view(st, (18 + k) * LANES, LANES)
+                m0 = flat_view(mi, k * MS + mo, LANES)
+                m1 = flat_view(mi, (6 + k) * MS + mo, LANES)
+                m2 = flat_view(mi, (12 + k) * MS + mo, LANES)
+                m3 = flat_view(mi, (18 + k) * MS + mo, LANES)
+                m4 = flat_view(mi, (24 + k) * MS + mo, LANES)
+                m5 = flat_view(mi, (30 + k) * MS + mo, LANES)
+                s0 = flat_view(st, k * LANES, LANES)
+                s1 = flat_view(st, (6 + k) * LANES, LANES)
+                s2 = flat_view(st, (12 + k) * LANES, LANES)
+                s3 = flat_view(st, (18 + k) * LANES, LANES)
                 for j in range(LANES):
                     s0[j], s1[j], s2[j], s3[j] = _at4(m0[j], m1[j], m2[j], m3[j], m4[j], m5[j], one)
             for a in range(4):
-                q0_ = _view(st, (a * 6) * LANES, LANES)
-                q1 = _view(st, (a * 6 + 1) * LANES, LANES)
-                q2 = _view(st, (a * 6 + 2) * LANES, LANES)
-                q3 = _view(st, (a * 6 + 3) * LANES, LANES)
-                q4 = _view(st, (a * 6 + 4) * LANES, LANES)
-                q5 = _view(st, (a * 6 + 5) * LANES, LANES)
-                y0 = _view(y, (a * 4) * LANES, LANES)
-                y1 = _view(y, (a * 4 + 1) * LANES, LANES)
-                y2 = _view(y, (a * 4 + 2) * LANES, LANES)
-                y3 = _view(y, (a * 4 + 3) * LANES, LANES)
+                q0_ = flat_view(st, (a * 6) * LANES, LANES)
+                q1 = flat_view(st, (a * 6 + 1) * LANES, LANES)
+                q2 = flat_view(st, (a * 6 + 2) * LANES, LANES)
+                q3 = flat_view(st, (a * 6 + 3) * LANES, LANES)
+                q4 = flat_view(st, (a * 6 + 4) * LANES, LANES)
+                q5 = flat_view(st, (a * 6 + 5) * LANES, LANES)
+                y0 = flat_view(y, (a * 4) * LANES, LANES)
+                y1 = flat_view(y, (a * 4 + 1) * LANES, LANES)
+                y2 = flat_view(y, (a * 4 + 2) * LANES, LANES)
+                y3 = flat_view(y, (a * 4 + 3) * LANES, LANES)
                 for j in range(LANES):
                     y0[j], y1[j], y2[j], y3[j] = _at4(q0_[j], q1[j], q2[j], q3[j], q4[j], q5[j], one)
                     chk[j] += (y0[j] - y0[j]) + (y1[j] - y1[j]) + (y2[j] - y2[j]) + (y3[j] - y3[j])
@@ -317,9 +291,9 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
                 full = min(run, OW // 4 - tj)  # tiles whose 4 columns all lie inside
                 for a in range(min(4, OH - 4 * ti)):
                     at = ((n * OC + oc) * OH + 4 * ti + a) * OW + 4 * tj
-                    _store_row(_view(out, at, 4 * full), y, a, j, full, bv)
+                    _store_row(flat_view(out, at, 4 * full), y, a, j, full, bv)
                     if full < run:  # the row's last tile, with fewer than 4 columns inside
-                        last = _view(out, at + 4 * full, OW - 4 * (tj + full))
+                        last = flat_view(out, at + 4 * full, OW - 4 * (tj + full))
                         for b in range(OW - 4 * (tj + full)):
                             last[b] = y[(a * 4 + b) * LANES + j + full] + bv
                 j += run
@@ -342,10 +316,10 @@ def _store_row(dst, y, a, j, full, bv):
     (lanes j, j + 1, ...), whose outputs lie side by side in one output row. A loop over k with the 4 columns as one
     group of interleaved stores, which LLVM vectorises as shuffles and full-width stores, where one scalar store per
     output took about 15 ns a tile and output channel."""
-    y0 = _view(y, (a * 4) * LANES + j, full)
-    y1 = _view(y, (a * 4 + 1) * LANES + j, full)
-    y2 = _view(y, (a * 4 + 2) * LANES + j, full)
-    y3 = _view(y, (a * 4 + 3) * LANES + j, full)
+    y0 = flat_view(y, (a * 4) * LANES + j, full)
+    y1 = flat_view(y, (a * 4 + 1) * LANES + j, full)
+    y2 = flat_view(y, (a * 4 + 2) * LANES + j, full)
+    y3 = flat_view(y, (a * 4 + 3) * LANES + j, full)
     for k in range(full):
         dst[4 * k] = y0[k] + bv
         dst[4 * k + 1] = y1[k] + bv
