@@ -297,7 +297,7 @@ def _transform_output(out, mi, bias, tlo, thi, TH, TW, SL):
                         for b in range(OW - 4 * (tj + full)):
                             last[b] = y[(a * 4 + b) * LANES + j + full] + bv
                 j += run
-                tj += run  # the next tile row: (n, ti, tj) advance without a division per tile
+                tj += run  # the next run: (n, ti, tj) advance without a division per tile
                 if tj == TW:
                     tj = 0
                     ti += 1
