@@ -214,9 +214,11 @@ def test_weight_panels(OC, T, G):
 def test_pack_plane_phases(H, W, SH, SW, PT, PL, WQ, extra):
     # each phase plane against the layout spelled out in NumPy: the plane zero-padded, its phase (i, j) taken
     # with steps (SH, SW), flattened to rows of WQ, zeros past the rows. dst starts as NaN, so a cell left
-    # unwritten fails; with borders False only the pixels are written, over the zeros of an earlier plane.
+    # unwritten fails; with borders False only the pixels are written, over the zeros of an earlier plane. The
+    # plane and the rows sit at offsets inside larger flat arrays, whose other elements must stay untouched.
     from nbops.cpu.conv import _pack_plane
 
+    G = 5  # guard elements before and after
     for dtype in DTYPES:
         src = make((H, W), dtype, 21)
         L = (-(-(H + PT) // SH)) * WQ + extra
@@ -228,16 +230,19 @@ def test_pack_plane_phases(H, W, SH, SW, PT, PL, WQ, extra):
         for i in range(SH):
             for j in range(SW):
                 ref[i * SW + j, :rows * WQ] = padded[i::SH, j::SW].reshape(-1)
-        dst = np.full((SH * SW, L), np.nan, dtype)
-        _pack_plane(dst, src, SH, SW, PT, PL, WQ, True)
-        assert np.array_equal(dst, ref)
+        store = np.full(SH * SW * L + 2 * G, np.nan, dtype)
+        flat = np.concatenate([make((G + 2,), dtype, 23), src.reshape(-1), make((G,), dtype, 24)])
+        _pack_plane(store, G, L, flat, G + 2, H, W, SH, SW, PT, PL, WQ, True)
+        assert np.array_equal(store[G:-G].reshape(SH * SW, L), ref)
+        assert np.isnan(store[:G]).all() and np.isnan(store[-G:]).all()
         again = make((H, W), dtype, 22)
-        _pack_plane(dst, again, SH, SW, PT, PL, WQ, False)
+        _pack_plane(store, G, L, again, 0, H, W, SH, SW, PT, PL, WQ, False)
         padded[PT:PT + h, PL:PL + w] = again[:h, :w]
         for i in range(SH):
             for j in range(SW):
                 ref[i * SW + j, :rows * WQ] = padded[i::SH, j::SW].reshape(-1)
-        assert np.array_equal(dst, ref)
+        assert np.array_equal(store[G:-G].reshape(SH * SW, L), ref)
+        assert np.isnan(store[:G]).all() and np.isnan(store[-G:]).all()
 
 
 @pytest.mark.parametrize("case", [
