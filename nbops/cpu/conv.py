@@ -99,12 +99,13 @@ def _pack_plane(dst, d0, L, src, s0, H, W, SH, SW, PT, PL, WQ, borders):
     False only the input pixels are written (the zeros of a previous plane of the same geometry are kept). With
     SW == 2 both column phases of a row are filled by one loop over the input's column pairs (``_pack_pairs``),
     which LLVM turns into two vector loads and an even/odd shuffle per vector of output; a strided loop per phase
-    stays scalar. 2 threads, same process, ``_pack_kernel`` before / after: N8 C64 56^2 pad 1 0.53 / 0.30 ms, N8
-    C3 224^2 pad 3 0.33 / 0.12 ms. Rows are borrowed views (``_util.flat_view``), not slices (two slices a row,
+    stays scalar (``_pack_kernel``, 2 threads, same process, strided loops / pairs: N8 C64 56^2 pad 1 0.53 / 0.30
+    ms, N8 C3 224^2 pad 3 0.33 / 0.12 ms). Rows are borrowed views (``_util.flat_view``), not slices (two slices a row,
     each two atomic reference-count updates), and a row's source is a view that starts at its first pixel, so the
-    copy loop indexes from 0 and needs no negative-index wrap-around (with it the loop stayed scalar). Inlined into
-    its callers: the depthwise kernel packs one small plane per output plane. That kernel, N8 C256 28^2 3x3, 2
-    threads, same process, medians of back-to-back calls: 0.60-0.67 -> 0.53-0.60 ms (1.12-1.14x).
+    copy loop indexes from 0 and needs no negative-index wrap-around (with it the loop stayed scalar); medians of
+    back-to-back calls, same process, slices / views: ``_pack_kernel`` N8 C64 56^2 s2 pad 1 0.48 / 0.28 ms, N8 C3
+    224^2 s2 pad 3 0.17 / 0.13 ms, N8 C256 28^2 s1 pad 1 0.39 / 0.21 ms; the depthwise kernel (N8 C256 28^2 3x3),
+    which packs one small plane per output plane and so has this function inlined, 0.60-0.67 / 0.53-0.60 ms.
     """
     if borders:
         zeros = flat_view(dst, d0, SH * SW * L)
