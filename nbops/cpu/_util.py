@@ -4,7 +4,7 @@ that LLVM can keep in registers."""
 import numba
 from llvmlite import binding as llvm
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, ir_utils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
@@ -77,3 +77,13 @@ def flat_view(typingctx, a, start, size):
         return out._getvalue()
 
     return view(a, start, size), codegen
+
+
+def _flat_view_aliases(lhs, args, alias_map, arg_aliases):
+    """Tell numba's alias analysis that a flat_view aliases its array: without it the parallel passes take the
+    view for a fresh array, and a store through it whose value is not read again in the loop is dead code to them
+    (a prange loop that wrote one element per row through a view wrote nothing)."""
+    ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
+
+
+ir_utils.alias_func_extensions[("flat_view", __name__)] = _flat_view_aliases
