@@ -390,3 +390,22 @@ def test_conv_kernels_compile_without_local_memory():
     from helpers import outside_simulator
 
     outside_simulator(_conv_resources)
+
+
+def test_flat_view_store_in_prange_is_kept():
+    # numba's parallel passes must see that a flat_view aliases its array: taken for a fresh array, a store
+    # through it whose value the loop never reads was dropped as dead code (one element per row, nothing written)
+    from numba import njit, prange
+
+    from nbops.cpu._util import flat_view
+
+    @njit(parallel=True)
+    def last_of_rows(a):
+        R, W = a.shape
+        for r in prange(R):
+            row = flat_view(a, r * W, W)
+            row[W - 1] = r
+
+    a = np.full((5, 3), np.nan)
+    last_of_rows(a)
+    assert np.array_equal(a[:, -1], np.arange(5)) and np.isnan(a[:, :-1]).all()

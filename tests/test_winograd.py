@@ -149,3 +149,98 @@ def test_winograd_split_blocks(monkeypatch, dtype):
         x, w, b = _inputs(row, dtype, 32)
         tol = TOL32 if dtype == np.float32 else {}
         assert_same(_winograd(x, w, b, row[5], True), _torch(x, w, b, row[5]), **tol)
+
+
+# transposed convolutions whose four stride-2 phases are one 3x3 convolution (cpu_conv._phases_as_3x3), run as
+# Winograd over 4 * OC channels and shuffled into place: (xshape, wshape (C, OC, K, K), padding, output_padding)
+PHASE_ROWS = [
+    ((2, 32, 19, 21), (32, 33, 4, 4), 1, 0),  # a decoder's 4x4 upsampling; odd sizes, OC not a multiple of MR
+    ((2, 40, 19, 21), (40, 32, 4, 4), 1, 1),  # output padding: odd outputs, the last row and column cropped
+    ((1, 32, 30, 17), (32, 8, 4, 4), (1, 1), (1, 0)),  # one image, output padding on one side only
+    ((2, 32, 19, 21), (32, 16, 4, 4), 3, 0),  # padding 3: the window starts at the input row itself
+    ((2, 48, 20, 20), (48, 16, 5, 5), 2, 1),  # 5x5: even output rows take 3 taps, odd ones 2
+    ((2, 32, 18, 17), (32, 16, 6, 6), 2, 0),  # 6x6: every phase a full 3x3
+]
+
+
+def _phase_out(xs, ws, padding, op):
+    p, o = (padding, padding) if isinstance(padding, int) else padding, (op, op) if isinstance(op, int) else op
+    return [(xs[2 + d] - 1) * 2 - 2 * p[d] + ws[2] + o[d] for d in range(2)]
+
+
+@pytest.mark.parametrize("row", PHASE_ROWS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_conv_transpose2d_phases_as_winograd(row, dtype):
+    xs, ws, padding, op = row
+    pads = (padding, padding) if isinstance(padding, int) else padding
+    assert cpu_conv._phases_as_3x3(ws[2], ws[3], (2, 2), pads, (1, 1), 1) is not None
+    OH, OW = _phase_out(xs, ws, padding, op)
+    assert cpu_conv._winograd_pays(xs[0], xs[1], 4 * ws[1], -(-OH // 2), -(-OW // 2))
+    x = make(xs, dtype, 40, layout="transposed")
+    w = make(ws, dtype, 41, scale=1 / (3 * xs[1] ** 0.5))
+    tol = TOL32 if dtype == np.float32 else {}
+    check(nbops.conv_transpose2d, F.conv_transpose2d, "cpu", x, w, make((ws[1],), dtype, 42), stride=2,
+          padding=padding, output_padding=op, **tol)
+
+
+@pytest.mark.parametrize("K,stride,padding,dilation,groups", [
+    (4, (1, 1), (1, 1), (1, 1), 1),  # stride 1
+    (6, (3, 3), (2, 2), (1, 1), 1),  # stride 3
+    (4, (2, 1), (1, 1), (1, 1), 1),  # stride 2 one way only
+    (4, (2, 2), (1, 1), (2, 2), 1),  # dilation
+    (4, (2, 2), (1, 1), (1, 1), 2),  # groups
+    (3, (2, 2), (1, 1), (1, 1), 1),  # a 2x2 window: as 3x3, Winograd would multiply as often as the phases do
+    (4, (2, 2), (0, 0), (1, 1), 1),  # a 2x2 window
+    (2, (2, 2), (0, 0), (1, 1), 1),  # one tap a phase
+    (4, (2, 2), (4, 4), (1, 1), 1),  # the window starts below the input row: it would need negative padding
+])
+def test_phases_as_3x3_rejects(K, stride, padding, dilation, groups):
+    assert cpu_conv._phases_as_3x3(K, K, stride, padding, dilation, groups) is None
+
+
+@pytest.mark.parametrize("K,padding", [(4, 1), (5, 2), (6, 2), (4, 3)])
+def test_phase_weights(K, padding):
+    # the 3x3 weights of the four phases against the definition: output 2i + r reads input i + d through tap k
+    # where d = (r + padding - k) / 2 is whole; w3[4*oc + 2*rh + rw, c, dh + th, dw + tw] = w[c, oc, kh, kw]
+    w = make((5, 3, K, K), np.float64, 43)
+    offs = cpu_conv._phases_as_3x3(K, K, (2, 2), (padding, padding), (1, 1), 1)
+    t = -min(d for r, k, d in offs[0])
+    ref = np.zeros((12, 5, 3, 3))
+    for rh in range(2):
+        for kh in range(K):
+            for rw in range(2):
+                for kw in range(K):
+                    if (rh + padding - kh) % 2 == 0 and (rw + padding - kw) % 2 == 0:
+                        dh, dw = (rh + padding - kh) // 2, (rw + padding - kw) // 2
+                        for oc in range(3):
+                            ref[4 * oc + 2 * rh + rw, :, dh + t, dw + t] = w[:, oc, kh, kw]
+    taps = np.full((2, 2, 3), -1, np.int64)
+    for dim in range(2):
+        for r, k, d in offs[dim]:
+            taps[dim, r, d + t] = k
+    got = np.full((12, 5, 3, 3), np.nan)
+    cpu_conv._phase_weights_kernel(got, w, taps)
+    assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("OH,OW", [(39, 43), (40, 44), (1, 1), (2, 3), (5, 2)])
+def test_shuffle2(OH, OW):
+    # out[n, c, 2i + rh, 2j + rw] = comb[n, 4c + 2rh + rw, i, j], cropped to out; every output element written
+    for dtype in DTYPES:
+        I, J = -(-OH // 2), -(-OW // 2)
+        comb = make((2, 12, I, J), dtype, 44)
+        out = np.full((2, 3, OH, OW), np.nan, dtype)
+        cpu_conv._shuffle2_kernel(out, comb)
+        ref = comb.reshape(2, 3, 2, 2, I, J).transpose(0, 1, 4, 2, 5, 3).reshape(2, 3, 2 * I, 2 * J)
+        assert np.array_equal(out, ref[:, :, :OH, :OW])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")
+def test_conv_transpose2d_phases_nan_inf_fall_back():
+    # a non-finite input spreads over Winograd tiles; the launcher recomputes with the phase kernels, whose NaN/inf
+    # pattern is torch's
+    x = make((2, 32, 19, 21), np.float32, 45)
+    x[0, 3, 5, 6] = np.nan
+    x[1, 7, 0, 0] = np.inf
+    w = make((32, 33, 4, 4), np.float32, 46, scale=1 / 17)
+    check(nbops.conv_transpose2d, F.conv_transpose2d, "cpu", x, w, stride=2, padding=1, **TOL32)

@@ -35,6 +35,7 @@ import numpy as np
 from llvmlite import binding as llvm
 from numba import get_num_threads, njit, prange
 
+from .. import _hostpool
 from .._dispatch import kernel, register
 from ._util import flat_view, stack_empty, vector_bytes
 from .linear import MR, ROW_BYTES, _copy_row, _row_width, _rows_tile
@@ -395,6 +396,54 @@ def _interleave_kernel(out, ph):
 
 
 @njit(parallel=True, cache=True)
+def _shuffle2_kernel(out, comb):
+    """Spread the four stride phases of a stride-2 transposed convolution into place: ``out[n, c, 2*i + rh, 2*j +
+    rw] = comb[n, 4*c + 2*rh + rw, i, j]`` (a pixel shuffle by 2, cropped to out).
+
+    out: (N, OC, OH, OW); comb: (N, 4 * OC, I, J), I = ceil(OH / 2), J = ceil(OW / 2). One prange iteration writes
+    one (n, c) plane, row by row; each row is one loop over the column pairs of two phase rows, which LLVM turns
+    into interleaving vector stores, as in ``_interleave_kernel``. Rows are borrowed views (``_util.flat_view``).
+    Napkin: N8 OC64 56^2 float32 moves 6.4 MB in and out, about 0.5 ms at the 29 GB/s copy rate of this machine.
+    """
+    N, OC, OH, OW = out.shape
+    I, J = comb.shape[2], comb.shape[3]
+    NF = OW // 2
+    for it in prange(N * OC):
+        for oh in range(OH):
+            i = oh // 2
+            src = ((it * 4 + 2 * (oh - 2 * i)) * I + i) * J  # phase (oh % 2, 0) at row i; phase (oh % 2, 1) follows
+            p0 = flat_view(comb, src, J)
+            p1 = flat_view(comb, src + I * J, J)
+            row = flat_view(out, (it * OH + oh) * OW, OW)
+            for b in range(NF):
+                row[2 * b] = p0[b]
+                row[2 * b + 1] = p1[b]
+            if OW % 2:
+                row[OW - 1] = p0[NF]
+
+
+@njit(parallel=True, cache=True)
+def _phase_weights_kernel(w3, w, taps):
+    """The 3x3 weights of a stride-2 transposed convolution's four phases (``_phases_winograd``):
+    ``w3[4*oc + 2*rh + rw, c, a, b] = w[c, oc, taps[0, rh, a], taps[1, rw, b]]``, zero where a tap is -1.
+
+    w: (C, OC, KH, KW); w3: (4 * OC, C, 3, 3); taps: (2, 2, 3). One prange iteration fills one output channel's
+    four phases, every element written (w3 comes from np.empty). NumPy's 16 strided block copies into a zeroed
+    array took 0.43 ms for C128 -> 64 4x4, 5 % of the layer.
+    """
+    C, OC = w.shape[0], w.shape[1]
+    for oc in prange(OC):
+        for rh in range(2):
+            for rw in range(2):
+                for c in range(C):
+                    for a in range(3):
+                        kh = taps[0, rh, a]
+                        for b in range(3):
+                            kw = taps[1, rw, b]
+                            w3[4 * oc + 2 * rh + rw, c, a, b] = w[c, oc, kh, kw] if kh >= 0 and kw >= 0 else 0
+
+
+@njit(parallel=True, cache=True)
 def _conv2d_naive(out, x, w, bias, SH, SW, PT, PL, DH, DW, G):
     """Reference convolution, one output value at a time with bounds checks (the oracle of the fast kernels).
 
@@ -609,6 +658,56 @@ def _phase_taps(K, S, D, P, r):
     return ks, (ks * D - r) // S
 
 
+def _phase_offsets(K, S, P):
+    """For output index ``o = S*i + r`` of a transposed convolution (kernel K, stride S, padding P, dilation 1),
+    the taps that reach it: triples (r, k, d), input index ``i + d``."""
+    return [(r, k, (r + P - k) // S) for r in range(S) for k in range(K) if (r + P - k) % S == 0]
+
+
+def _phases_as_3x3(KH, KW, stride, padding, dilation, groups):
+    """The tap offsets of each dimension (``_phase_offsets``) when a transposed convolution is, phase by phase, one
+    stride-1 3x3 convolution: stride 2 both ways, dilation 1, one group, and the input offsets of all phases
+    spanning exactly three rows and columns, the lowest at most 0 (the top and left padding). None otherwise.
+
+    A 4x4 stride-2 padding-1 layer (a decoder's upsampling) is one: output 2i reads inputs i and i - 1, output
+    2i + 1 inputs i + 1 and i, so the four phases are four output channels of a 3x3 convolution whose taps are
+    zero where a phase does not reach (4 of 9 used). Winograd F(4x4, 3x3) does it with 36 / 16 = 2.25 multiplies
+    per output and input channel, where the phases' direct kernels do 4."""
+    if tuple(stride) != (2, 2) or tuple(dilation) != (1, 1) or groups != 1:
+        return None
+    offs = _phase_offsets(KH, 2, padding[0]), _phase_offsets(KW, 2, padding[1])
+    for o in offs:
+        d = [t[2] for t in o]
+        if min(d) > 0 or max(d) - min(d) != 2 or {t[0] for t in o} != {0, 1}:
+            return None
+    return offs
+
+
+def _phases_winograd(out, x, w, bias, offs):
+    """The transposed convolution of x (N, C, H, W) with w (C, OC, KH, KW) as one stride-1 3x3 convolution over
+    x to 4 * OC channels, channel ``4*oc + 2*rh + rw`` the output phase (rh, rw) of channel oc (``_phases_as_3x3``
+    gives the tap offsets ``offs``), by Winograd, then ``_shuffle2_kernel`` into out. The phases' buffer (N, 4*OC,
+    ceil(OH/2), ceil(OW/2)) is the size of out (within a row and a column), from the host cache. False, with out
+    unset, when Winograd does not pay or an output is not finite (the caller then runs the phase kernels)."""
+    N, C = x.shape[0], x.shape[1]
+    OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    I, J = -(-OH // 2), -(-OW // 2)
+    if not _winograd_pays(N, C, 4 * OC, I, J):
+        return False
+    pads = [-min(t[2] for t in o) for o in offs]  # the 3x3 convolution's top and left padding
+    taps = np.full((2, 2, 3), -1, np.int64)  # taps[dim, phase, window position]: the kernel index, or -1
+    for dim in range(2):
+        for r, k, d in offs[dim]:
+            taps[dim, r, d + pads[dim]] = k
+    w3 = np.empty((4 * OC, C, 3, 3), x.dtype)
+    _phase_weights_kernel(w3, w, taps)
+    comb = _hostpool.empty((N, 4 * OC, I, J), x.dtype)
+    if not _winograd(comb, x, w3, np.repeat(bias, 4), pads[0], pads[1]):
+        return False
+    _shuffle2_kernel(out, comb)
+    return True
+
+
 @register("conv_transpose2d", "cpu")
 def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     """out (N, OC, OH, OW) = transposed conv of x (N, C, H, W) with w (C, OC/groups, KH, KW); OH, OW include the
@@ -625,6 +724,9 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     ICG = C // groups
     bias = _bias(b, OC, x.dtype)
+    offs = _phases_as_3x3(KH, KW, stride, padding, dilation, groups)
+    if offs is not None and _phases_winograd(out, x, w, bias, offs):
+        return
     CH, CW = (KH - 1) * DH // SH, (KW - 1) * DW // SW
     HP = CH + max(H, (OH - 1 + PH) // SH + 1)
     # a row holds CW zeros, the W input columns and zeros up to WQ; reads right of it (input columns up to
