@@ -20,7 +20,9 @@ conv_transpose2d is the same gather: for each output phase ``(oh + PH) % SH, (ow
 form a stride-1 correlation with a sub-kernel over the zero-padded input, computed with its own tap table. With
 SW == 1 a phase writes its rows straight into the output (row stride SH); with a column stride SW > 1 it writes them
 into a phase buffer, and ``_interleave_kernel`` merges the SW column phases into the output rows. No zero-dilated
-input is ever built.
+input is ever built. A stride-2 transposed convolution whose phases read a 3x3 window of the input (4x4 padding 1,
+a decoder's upsampling) is instead one 3x3 convolution to 4 * OC channels, one per phase, by Winograd
+(``_phases_winograd``).
 
 3x3 stride-1 layers with enough channels and tiles take Winograd F(4x4, 3x3) (``winograd.py``). Depthwise
 convolution (one input channel per group) has its own kernel, ``_depthwise_kernel``, that pads each plane into a
