@@ -409,3 +409,50 @@ def test_flat_view_store_in_prange_is_kept():
     a = np.full((5, 3), np.nan)
     last_of_rows(a)
     assert np.array_equal(a[:, -1], np.arange(5)) and np.isnan(a[:, :-1]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_taps_tile_into(dtype):
+    # the micro-kernel reading B in place through a tap table: c[i0 + r, j0 + j] (+)= sum_p A[r, p] * b[b_at +
+    # taps[p] + j], for each register-tile height the conv tiles use, rows below the tile's, unaligned offsets
+    from numba import literally, njit
+
+    from nbops.cpu.linear import MR, _row_width, _taps_tile_into
+
+    @njit
+    def tile(mr, a, b, b_at, taps, c, i0, j0, rows, accumulate):
+        _taps_tile_into(literally(mr), a, 0, MR, 1, taps.shape[0], b, b_at, taps, c, i0, j0, rows, accumulate)
+
+    b = make((700,), dtype, 50)
+    NR = _row_width(b)
+    taps = np.array([0, 1, 37, 5, 300, 301, 122, 9, 600 - NR], np.int64)
+    T = taps.shape[0]
+    a = make((T, MR), dtype, 51)  # a packed panel: A[r, p] at p * MR + r
+    B = np.stack([b[7 + t:7 + t + NR] for t in taps])  # (T, NR)
+    for mr in sorted({4, 8, MR} & set(range(1, MR + 1))):
+        for rows, accumulate in ((mr, False), (mr - 1, True)):
+            c = make((MR + 3, NR + 5), dtype, 52)
+            ref = c.copy()
+            prod = a.T[:rows] @ B
+            ref[2:2 + rows, 3:3 + NR] = prod + (ref[2:2 + rows, 3:3 + NR] if accumulate else 0)
+            tile(mr, a.reshape(-1), b, 7, taps, c, 2, 3, rows, accumulate)
+            np.testing.assert_allclose(c, ref, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize("KH,stride", [(3, 1), (3, 2), (1, 1), (7, 2)])
+def test_conv_tiles_in_place_and_copied_agree(monkeypatch, KH, stride):
+    # the tile kernel reads B in place or copies it into a panel (IN_PLACE, by the launchers' rule); both run the
+    # same products in the same order, so their outputs are identical
+    from nbops.cpu import conv as cpu_conv
+
+    kernel = cpu_conv._conv_gemm_kernel
+    for dtype in DTYPES:
+        x = make((2, 5, 23, 29), dtype, 53)
+        w = make((14, 5, KH, KH), dtype, 54)
+        outs = []
+        for in_place in (True, False):
+            monkeypatch.setattr(cpu_conv, "_conv_gemm_kernel", lambda *args, f=in_place: kernel(*args[:-1], f))
+            out = np.full((2, 14, (23 + 2 - KH) // stride + 1, (29 + 2 - KH) // stride + 1), np.nan, dtype)
+            cpu_conv._direct(out, x, w, np.zeros(14, dtype), (stride, stride), (1, 1, 1, 1), (1, 1), 1)
+            outs.append(out)
+        assert np.array_equal(outs[0], outs[1]) and not np.isnan(outs[0]).any()

@@ -40,7 +40,7 @@ from numba import get_num_threads, njit, prange
 from .. import _hostpool
 from .._dispatch import kernel, register
 from ._util import flat_view, stack_empty, vector_bytes
-from .linear import MR, ROW_BYTES, _copy_row, _row_width, _rows_tile
+from .linear import MR, ROW_BYTES, _copy_row, _row_width, _rows_tile, _taps_tile_into
 from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _winograd_kernel, \
     _winograd_split_kernel
 
@@ -195,8 +195,21 @@ def _pack_kernel(xs, x, SH, SW, PT, PL, WQ):
         _pack_plane(xs, it * P * L, L, x, it * H * W, H, W, SH, SW, PT, PL, WQ, True)
 
 
+@njit(inline="always")
+def _taps_rows_tile(wp, w_at, T, xn, gp, TAPS, tmp, i0, j0, rows):
+    """One MR-channel panel's tile of the direct convolution, B read in place: tmp[i0:i0 + rows, j0:j0 + NR] = the
+    panel at wp[w_at:] times the T rows ``xn[gp + TAPS[k]:][:NR]`` (``linear._taps_tile_into``), on the shortest
+    register tile that holds ``rows`` rows (4, 8 where MR is larger, else MR), as ``linear._rows_tile`` picks."""
+    if rows <= 4:
+        _taps_tile_into(4, wp, w_at, MR, 1, T, xn, gp, TAPS, tmp, i0, j0, rows, False)
+    elif rows <= 8 and MR > 8:
+        _taps_tile_into(8, wp, w_at, MR, 1, T, xn, gp, TAPS, tmp, i0, j0, rows, False)
+    else:
+        _taps_tile_into(MR, wp, w_at, MR, 1, T, xn, gp, TAPS, tmp, i0, j0, rows, False)
+
+
 @njit(parallel=True, cache=True)
-def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH, NCH):
+def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH, NCH, IN_PLACE):
     """The direct convolution as a GEMM per pixel tile, on the linear family's vector-IR micro-kernel.
 
     xs: (N, G*ICg*P*L) planes, flat per image; wp: (G * NS * T * MR,) the weights as the micro-kernel's A panels,
@@ -209,16 +222,22 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
 
     Seen as a GEMM, a group's output (OCG, pixels) is its weights (OCG, T) times the (T, pixels) matrix whose row k
     is the packed planes from flat offset TAPS[k]: each row is a contiguous run of the input. One prange iteration
-    takes one (n, g, pixel chunk); for each NR-pixel tile it copies the T rows' NR values into a (T, NR) B panel
-    (``bp``, in L1/L2, reused by every output-channel panel; ``_copy_row``: vector loads and stores) and runs
-    ``_tile_into`` for each MR-channel panel: MR x 2 vector accumulators in registers, each k step 2 vector loads
-    of B, MR broadcasts of A and 2 MR FMAs on full-width vectors (zmm with AVX-512 whatever LLVM's tuning
-    prefers: the loop is written as vector IR). The tiles land in a (NS * MR, chunk) buffer whose rows are stored
-    to ``out`` with the bias at the end of the chunk (``_store_tile``: dropped columns skipped, phase rows OSH
-    apart). A last partial tile is shifted back to end at the last pixel (recomputing a few pixels with identical
-    results), so no read passes the last pixel's taps; fewer than NR pixels in all are zero-filled in ``bp``.
+    takes one (n, g, pixel chunk); for each NR-pixel tile it runs the micro-kernel for each MR-channel panel with
+    B read in place through the tap table (``_taps_rows_tile``): MR x 2 vector accumulators in registers, each k
+    step a tap offset, 2 vector loads of that tap's NR pixels, MR broadcasts of A and 2 MR FMAs on full-width
+    vectors (zmm with AVX-512 whatever LLVM's tuning prefers: the loop is written as vector IR). The tiles land in
+    a (NS * MR, chunk) buffer whose rows are stored to ``out`` with the bias at the end of the chunk
+    (``_store_tile``: dropped columns skipped, phase rows OSH apart). A last partial tile is shifted back to end at
+    the last pixel (recomputing a few pixels with identical results), so no read passes the last pixel's taps;
+    fewer than NR pixels in all are copied into a zero-filled (T, NR) panel ``bp``.
 
-    Work per tile: 2 * OCG * T * NR flops for T * NR copied values, so the copy costs 1 / OCG of the FMAs.
+    B is read in place where ``IN_PLACE`` (the launchers' rule: at least two taps per input channel), else each
+    tile first copies its T rows' NR values into ``bp`` (``_copy_row``) and runs ``_tile_into`` on that panel.
+    The copy is T * NR values a tile, 1 / OCG of its FMAs, but 8-20 % of the time where neighbouring taps share
+    cache lines: 2 threads, same process, copied / in place, ms: 3x3 s2 C64->128 56^2 N8 5.46 / 4.99, 7x7 s2
+    C3->64 224^2 N8 11.4 / 10.6, conv_transpose2d 3x3 s2 op1 C128->64 28^2 N8 8.22 / 7.38, 3x3 C16->32 56^2 N8
+    1.56 / 1.36. With one tap per channel each k step reads new lines one plane apart, and the panel wins: 1x1
+    C256->64 56^2 N8 5.8 / 8.0.
     """
     N = xs.shape[0]
     OC = out.shape[1]
@@ -247,6 +266,12 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
             p0 = min(t * NR, NPIX - NR) if NPIX >= NR else 0
             valid = min(NR, NPIX - p0)
             gp = g * GSTRIDE + p0
+            q = p0 - base
+            if valid == NR and IN_PLACE:
+                for sp in range(NS):
+                    _taps_rows_tile(wp, (g * NS + sp) * T * MR, T, xn, gp, TAPS, tmp, sp * MR, q,
+                                    min(MR, OCG - sp * MR))
+                continue
             if valid == NR:
                 for k in range(T):
                     _copy_row(bp, k * NR, xn, TAPS[k] + gp)
@@ -256,7 +281,6 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
                     d = k * NR
                     for j in range(NR):
                         bp[d + j] = xn[s + j] if j < valid else zero
-            q = p0 - base
             for sp in range(NS):
                 _rows_tile(wp, (g * NS + sp) * T * MR, MR, 1, T, bp, 0, NR, tmp, sp * MR, q, min(MR, OCG - sp * MR),
                            False)
@@ -650,7 +674,7 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
     taps = ((np.arange(ICG)[:, None] * P + tpl[None, :]) * L + toff[None, :]).reshape(-1)
     nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
     _conv_gemm_kernel(out, xs.reshape(N, -1), _panels(w.reshape(OC, -1), groups), bias, taps, groups, ICG * P * L,
-                      WQ, OH, OW, 0, 1, nch)
+                      WQ, OH, OW, 0, 1, nch, KH * KW >= 2)
 
 
 def _phase_taps(K, S, D, P, r):
@@ -762,6 +786,7 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
             # the phase's first output pixel is (oh0, ow0), each in [0, stride); ow0 is 0 when SW == 1
             oh0, ow0 = SH * a0 + rh - PH, SW * b0 + rw - PW
             dst = out if ph is None else ph[ow0]
-            _conv_gemm_kernel(dst, xs2, _panels(sub, groups), bias, taps, groups, ICG * L, WQ, na, nb, oh0, SH, nch)
+            _conv_gemm_kernel(dst, xs2, _panels(sub, groups), bias, taps, groups, ICG * L, WQ, na, nb, oh0, SH, nch,
+                              len(khs) * len(kws) >= 2)
     if ph is not None:
         _interleave_kernel(out, ph)

@@ -98,18 +98,19 @@ def _tile_buffer(typingctx, like):
     return types.Array(dtype, 1, "C")(like), codegen
 
 
-def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb, mr=MR):
+def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb, mr=MR, taps=None):
     """Emit the micro-kernel's k loop: mr x ROW_VECTORS vectors sum over p < kc of A[r, p] * B[p, v * lanes:]
     (mr = MR but for the short tiles of ``_short_tile_into``).
 
     a: a pointer to the tile's A[0, 0], A[r, p] at a + p * astep + r * lda (a packed panel: astep = MR, lda = 1;
     a row-major A read in place: astep = 1, lda = its row stride); b: a pointer to B's first row of NR elements,
-    its rows ``ldb`` elements apart (NR in a packed panel). kc, astep, lda, ldb: intp values. One LLVM loop over p whose accumulators are vector phi
-    values (registers): each step loads ROW_VECTORS vectors of B, broadcasts the MR values of ap, and issues
-    MR x ROW_VECTORS ``llvm.fma`` on <lanes x dtype> vectors (24 ``vfmadd231ps zmm``, 12 broadcasts and 2 loads
-    a step on AVX-512, no spills; checked with ``inspect_asm``), and prefetches B's row PF_STEPS steps ahead:
-    B streams from L2 (a packed panel is KC x NR, 64 KiB in float32), and the hardware prefetcher alone left the
-    loop waiting on it. Returns the final accumulators, row-major
+    its rows ``ldb`` elements apart (NR in a packed panel); or, with ``taps`` (a pointer to kc intp offsets), row p
+    at b + taps[p] (``_taps_tile_into``: B read in place through a tap table). kc, astep, lda, ldb: intp values.
+    One LLVM loop over p whose accumulators are vector phi values (registers): each step loads ROW_VECTORS vectors
+    of B, broadcasts the MR values of ap, and issues MR x ROW_VECTORS ``llvm.fma`` on <lanes x dtype> vectors (24
+    ``vfmadd231ps zmm``, 12 broadcasts and 2 loads a step on AVX-512, no spills; checked with ``inspect_asm``),
+    and prefetches B's row PF_STEPS steps ahead: B streams from L2 (a packed panel is KC x NR, 64 KiB in float32),
+    and the hardware prefetcher alone left the loop waiting on it. Returns the final accumulators, row-major
     (kc == 0 gives zeros), and a function that points a vector at an element address.
     """
     lanes = vector_bytes() * 8 // dtype.bitwidth
@@ -134,12 +135,22 @@ def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb, mr=MR):
     builder.position_at_end(loop)  # one step p: acc[r][v] += ap[p, r] * bp[p, v * lanes: (v + 1) * lanes]
     p = builder.phi(intp)
     accs = [builder.phi(vty) for _ in range(tiles)]
-    brow = cgutils.gep(builder, b, builder.mul(p, ldb))
+    if taps is None:
+        brow = cgutils.gep(builder, b, builder.mul(p, ldb))
+    else:
+        brow = cgutils.gep(builder, b, builder.load(cgutils.gep(builder, taps, p)))
     bvecs = [builder.load(vector_at(brow, v * lanes), align=align) for v in range(ROW_VECTORS)]
     pf = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [
         ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(32), ir.IntType(32)]), "llvm.prefetch.p0i8")
-    # B's row PF_STEPS ahead into L1 (read, keep, data); past the panel's end the hint is harmless, never a fault
-    ahead = cgutils.gep(builder, brow, builder.mul(ldb, intp(PF_STEPS)))
+    # B's row PF_STEPS ahead into L1 (read, keep, data); past the panel's end the hint is harmless, never a fault.
+    # Through a tap table, the row of step min(p + PF_STEPS, kc - 1): the table itself is never read past its end.
+    if taps is None:
+        ahead = cgutils.gep(builder, brow, builder.mul(ldb, intp(PF_STEPS)))
+    else:
+        step = builder.add(p, intp(PF_STEPS))
+        last = builder.sub(kc, intp(1))
+        step = builder.select(builder.icmp_signed("<", step, kc), step, last)
+        ahead = cgutils.gep(builder, b, builder.load(cgutils.gep(builder, taps, step)))
     for v in range(ROW_VECTORS):
         builder.call(pf, [builder.bitcast(cgutils.gep(builder, ahead, intp(v * lanes)), ir.IntType(8).as_pointer()),
                           ir.IntType(32)(0), ir.IntType(32)(3), ir.IntType(32)(1)])
@@ -203,19 +214,26 @@ def _tile_product(typingctx, a, a_at, astep, lda, kc, b, b_at, ldb, acc):
     return types.none(a, a_at, astep, lda, kc, b, b_at, ldb, acc), codegen
 
 
-def _tile_into_codegen(mr, c, biased=False):
+def _tile_into_codegen(mr, c, biased=False, indirect=False):
     """The codegen of ``_tile_into`` / ``_short_tile_into`` for an mr-row tile and the output array type c; with
     ``biased``, of ``_tile_into_bias`` / ``_short_tile_into_bias``, whose arguments 12 and 13 are the bias array and
-    the index in it of the tile's first column (in place of ``accumulate``)."""
+    the index in it of the tile's first column (in place of ``accumulate``); with ``indirect``, of
+    ``_taps_tile_into``, whose argument 7 is the tap table (in place of ``ldb``)."""
 
     def codegen(context, builder, sig, args):
         out = make_array(c)(context, builder, args[8])
         arows, a_step, a_rows = _pointer_and_steps(context, builder, sig.args[0:4], args[0:4])
         kcv = context.cast(builder, args[4], sig.args[4], types.intp)
-        brows, b_rows = _pointer_and_steps(context, builder, sig.args[5:8], args[5:8])
+        if indirect:
+            (brows,) = _pointer_and_steps(context, builder, sig.args[5:7], args[5:7])
+            b_rows = None
+            taps = make_array(sig.args[7])(context, builder, args[7]).data
+        else:
+            brows, b_rows = _pointer_and_steps(context, builder, sig.args[5:8], args[5:8])
+            taps = None
         row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[9:12], sig.args[9:12]))
         finals, lanes, align, vector_at = _tile_loop(context, builder, sig.args[0].dtype, arows, a_step, a_rows,
-                                                     kcv, brows, b_rows, mr)
+                                                     kcv, brows, b_rows, mr, taps)
         ldc = builder.extract_value(out.shape, 1)
 
         def store_rows(update):
@@ -269,6 +287,25 @@ def _short_tile_into(typingctx, mr, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0
         return None
     sig = types.none(mr, a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, rows, accumulate)
     inner = _tile_into_codegen(mr.literal_value, c)
+
+    def codegen(context, builder, signature, args):
+        return inner(context, builder, signature.replace(args=signature.args[1:]), args[1:])
+
+    return sig, codegen
+
+
+@intrinsic
+def _taps_tile_into(typingctx, mr, a, a_at, astep, lda, kc, b, b_at, taps, c, i0, j0, rows, accumulate):
+    """``_short_tile_into`` (mr a literal up to MR) whose B row p is the NR elements from b[b_at + taps[p]]: B read
+    in place through a table of offsets (an int64 C array of at least kc entries), not from a packed panel. The
+    convolution tiles: row p is tap p's run of NR pixels in the packed input planes, where a copy into a panel per
+    tile cost 8-10 % of a 3x3 stride-2 or 7x7 layer. b_at + taps[p] + NR must stay inside b for every p < kc."""
+    if not (isinstance(mr, types.IntegerLiteral) and 0 < mr.literal_value <= MR and _tile_into_args(a, b, c)
+            and isinstance(taps, types.Array) and taps.layout == "C" and taps.ndim == 1
+            and taps.dtype == types.int64):
+        return None
+    sig = types.none(mr, a, a_at, astep, lda, kc, b, b_at, taps, c, i0, j0, rows, accumulate)
+    inner = _tile_into_codegen(mr.literal_value, c, indirect=True)
 
     def codegen(context, builder, signature, args):
         return inner(context, builder, signature.replace(args=signature.args[1:]), args[1:])
