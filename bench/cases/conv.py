@@ -83,20 +83,30 @@ CASES = [
 
 
 def accuracy_report(seed=0):
-    """Rows (case name, direct error, Winograd error) for the 3x3 stride-1 conv2d cases, float32 against float64."""
+    """Rows (case name, direct error, Winograd error), float32 against float64: the 3x3 stride-1 conv2d cases
+    (direct kernel / F(4x4, 3x3)) and the 4x4 stride-2 padding-1 transposed one (its phase kernels / the phases as
+    one 3x3 Winograd layer)."""
     from nbops.cpu import conv as cpu_conv
 
     rows = []
     for case in CASES:
-        if not case.name.startswith("conv2d 3x3 C"):
+        transposed = case.name.startswith("conv_transpose2d 4x4 s2") and "cpu" in case.targets
+        if not (case.name.startswith("conv2d 3x3 C") or transposed):
             continue
         x, w = case.setup(np.random.default_rng(seed), np.float32)
-        ref = F.conv2d(*(torch.from_numpy(a.astype(np.float64)) for a in (x, w)), padding=1).numpy()
-        bias = np.zeros(w.shape[0], np.float32)
+        x64, w64 = (torch.from_numpy(a.astype(np.float64)) for a in (x, w))
+        ref = (F.conv_transpose2d(x64, w64, stride=2, padding=1) if transposed else F.conv2d(x64, w64, padding=1))
+        ref = ref.numpy()
+        bias = np.zeros(ref.shape[1], np.float32)
         errors = []
         for path in ("direct", "winograd"):
             out = np.empty(ref.shape, np.float32)
-            if path == "direct":
+            if transposed and path == "direct":
+                cpu_conv._transposed(out, x, w, bias, (2, 2), (1, 1), (1, 1), 1)
+            elif transposed:
+                offs = cpu_conv._phases_as_3x3(4, 4, (2, 2), (1, 1), (1, 1), 1)
+                assert cpu_conv._phases_winograd(out, x, w, bias, offs)
+            elif path == "direct":
                 cpu_conv._direct(out, x, w, bias, (1, 1), (1, 1, 1, 1), (1, 1), 1)
             else:
                 assert cpu_conv._winograd(out, x, w, bias, 1, 1)

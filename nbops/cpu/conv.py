@@ -737,7 +737,17 @@ def _phases_winograd(out, x, w, bias, offs):
 @register("conv_transpose2d", "cpu")
 def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     """out (N, OC, OH, OW) = transposed conv of x (N, C, H, W) with w (C, OC/groups, KH, KW); OH, OW include the
-    output padding.
+    output padding. Stride-2 layers whose phases form one 3x3 convolution (``_phases_as_3x3``) take Winograd where
+    it pays (``_phases_winograd``); the rest, and those whose Winograd output is not finite, ``_transposed``."""
+    bias = _bias(b, out.shape[1], x.dtype)
+    offs = _phases_as_3x3(w.shape[2], w.shape[3], stride, padding, dilation, groups)
+    if offs is not None and _phases_winograd(out, x, w, bias, offs):
+        return
+    _transposed(out, x, w, bias, stride, padding, dilation, groups)
+
+
+def _transposed(out, x, w, bias, stride, padding, dilation, groups):
+    """The transposed convolution by its output stride phases; arguments as the launcher's, bias an (OC,) array.
 
     Each output stride phase runs the tile kernel once. With a column stride SW > 1 the phases write contiguous
     row segments into a (SW, N, OC, OH, ceil(OW / SW)) buffer, column phase j at column ow // SW of its rows, and
@@ -749,10 +759,6 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     (SH, SW), (PH, PW), (DH, DW) = stride, padding, dilation
     ICG = C // groups
-    bias = _bias(b, OC, x.dtype)
-    offs = _phases_as_3x3(KH, KW, stride, padding, dilation, groups)
-    if offs is not None and _phases_winograd(out, x, w, bias, offs):
-        return
     CH, CW = (KH - 1) * DH // SH, (KW - 1) * DW // SW
     HP = CH + max(H, (OH - 1 + PH) // SH + 1)
     # a row holds CW zeros, the W input columns and zeros up to WQ; reads right of it (input columns up to
