@@ -160,12 +160,15 @@ def _pack_pairs(dst, d0, L, src, s0, H, W, SH, PT, PL, WQ):
                 de[W2] = sr[W - 1]
 
 
-@njit(cache=True)
-def _store_tile(o, acc, bv, p0, NPIX, WQ, NB, OH0, OSH):
-    """Write a tile of flat pixels ``p0 + j`` (row width WQ, the first NB columns real) from ``acc`` plus ``bv``
-    into the plane ``o`` at ``(OH0 + a*OSH, b)``, one contiguous row segment at a time (the copy vectorises; a
-    per-pixel scatter costs more than the taps of a small convolution)."""
-    pend = min(p0 + acc.shape[0], NPIX)
+@njit(inline="always")
+def _store_tile(o, o0, OW, acc, a0, n, bv, p0, NPIX, WQ, NB, OH0, OSH):
+    """Write ``n`` flat pixels ``p0 + j`` (row width WQ, the first NB columns real) from ``acc[a0:]`` plus ``bv``
+    into the plane of row width OW that starts at ``o[o0]`` (C-contiguous arrays, flat indices), pixel (a, b) at
+    row ``OH0 + a*OSH``, column b: one contiguous row segment at a time (the copy vectorises; a per-pixel scatter
+    costs more than the taps of a small convolution). Segments are borrowed views (``_util.flat_view``), not two
+    slices per output row and channel; 2 threads, same process, N8, old / new median ratio: 7x7 s2 C3->64 224^2
+    (112 rows a plane) 1.04, conv_transpose2d 3x3 s2 op1 C128->64 28^2 1.02-1.03, 3x3 s2 C64->128 56^2 1.01-1.02."""
+    pend = min(p0 + n, NPIX)
     a = p0 // WQ
     b = p0 - a * WQ
     p = p0
@@ -173,8 +176,8 @@ def _store_tile(o, acc, bv, p0, NPIX, WQ, NB, OH0, OSH):
         seg = min(WQ - b, pend - p)
         m = min(seg, NB - b)
         if m > 0:
-            src = acc[p - p0:p - p0 + m]
-            d = o[OH0 + a * OSH, b:b + m]
+            src = flat_view(acc, a0 + p - p0, m)
+            d = flat_view(o, o0 + (OH0 + a * OSH) * OW + b, m)
             for q in range(m):
                 d[q] = src[q] + bv
         p += seg
@@ -240,7 +243,8 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
     C256->64 56^2 N8 5.8 / 8.0.
     """
     N = xs.shape[0]
-    OC = out.shape[1]
+    OC, OW = out.shape[1], out.shape[3]
+    OHW = out.shape[2] * OW
     T = TAPS.shape[0]
     OCG = OC // G
     NR = _row_width(xs)
@@ -260,7 +264,8 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
             continue
         xn = xs[n]
         bp = np.empty(T * NR, xs.dtype)
-        tmp = np.empty((NS * MR, per * NR + NR), xs.dtype)
+        TW = per * NR + NR
+        tmp = np.empty((NS * MR, TW), xs.dtype)
         base = min(t_lo * NR, NPIX - NR) if NPIX >= NR else 0
         for t in range(t_lo, t_hi):
             p0 = min(t * NR, NPIX - NR) if NPIX >= NR else 0
@@ -288,7 +293,8 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
         stop = min(t_hi * NR, NPIX) - base
         for o in range(OCG):
             c = g * OCG + o
-            _store_tile(out[n, c], tmp[o, start - base:stop], bias[c], start, NPIX, WQ, NB, OH0, OSH)
+            _store_tile(out, (n * OC + c) * OHW, OW, tmp, o * TW + start - base, stop - start + base, bias[c],
+                        start, NPIX, WQ, NB, OH0, OSH)
 
 
 @njit(inline="always")
