@@ -290,11 +290,11 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
                 _rows_tile(wp, (g * NS + sp) * T * MR, MR, 1, T, bp, 0, NR, tmp, sp * MR, q, min(MR, OCG - sp * MR),
                            False)
         start = t_lo * NR
-        stop = min(t_hi * NR, NPIX) - base
+        stop = min(t_hi * NR, NPIX)
         for o in range(OCG):
             c = g * OCG + o
-            _store_tile(out, (n * OC + c) * OHW, OW, tmp, o * TW + start - base, stop - start + base, bias[c],
-                        start, NPIX, WQ, NB, OH0, OSH)
+            _store_tile(out, (n * OC + c) * OHW, OW, tmp, o * TW + start - base, stop - start, bias[c], start, NPIX,
+                        WQ, NB, OH0, OSH)
 
 
 @njit(inline="always")
