@@ -61,7 +61,10 @@ def flat_view(typingctx, a, start, size):
 
     A slice of a heap array costs two atomic reference-count updates; the Winograd transforms take ~100 short views
     per 16 tiles and the depthwise kernel ~130 per 28^2 plane, and those updates cost more than the arithmetic.
-    This view carries no meminfo: it must not outlive ``a`` or the function that made it.
+    This view carries no meminfo: it must not outlive ``a`` or the function that made it. Assign each view from
+    a call of its own (hence the Winograd transforms' rows of six): numba's alias analysis follows a flat_view
+    assignment (``_flat_view_aliases``) but not a view unpacked from a tuple, so a helper that returned several
+    views would let the parallel passes drop stores through them again.
     """
     if not isinstance(a, types.Array) or a.layout != "C" or not isinstance(size, types.Integer):
         return None
