@@ -65,6 +65,8 @@ def normalize_dims(op, dims, ndim, name="dim"):
 
 def broadcast_shapes(op, *shapes):
     """The broadcast shape of ``shapes`` under NumPy/torch rules, or a ValueError naming the op and the shapes."""
+    if shapes and all(s == shapes[0] for s in shapes):  # equal shapes: the common call, without the walk
+        return tuple(shapes[0])
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for axis in range(-ndim, 0):

@@ -124,6 +124,35 @@ def test_set_num_threads_round_trips():
         nbops.set_num_threads(1.5)
 
 
+def test_run_parallel_goes_serial_below_its_threshold_and_restores_the_count():
+    # a small launch runs its parallel kernel on the calling thread alone, a large one on every thread, and the
+    # caller's thread count comes back either way, also when the kernel raises
+    import numba
+    from numba import njit, prange
+
+    from nbops.cpu._util import SERIAL_BELOW, run_parallel, thread_count
+
+    @njit(parallel=True)
+    def threads_seen(out):
+        for i in prange(out.shape[0]):
+            out[i] = numba.get_num_threads()
+
+    def fails():
+        raise RuntimeError("kernel failed")
+
+    n = nbops.get_num_threads()
+    seen = np.zeros(8, np.int64)
+    run_parallel(threads_seen, SERIAL_BELOW - 1, seen)
+    assert (seen == 1).all() and thread_count() == n
+    run_parallel(threads_seen, SERIAL_BELOW, seen)
+    assert (seen == n).all() and thread_count() == n
+    run_parallel(threads_seen, 10, seen, below=5)
+    assert (seen == n).all()
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        run_parallel(fails, 1)
+    assert thread_count() == n == numba.get_num_threads()
+
+
 def test_cache_falls_back_to_a_temp_dir_when_the_package_is_read_only(monkeypatch):
     from numba.core import config
 

@@ -355,6 +355,23 @@ def test_cpu_kernel_compiles_one_signature_per_dtype():
     assert len(keys) == 1 and len(cpu._binary_kernel.signatures) <= 2
 
 
+
+def test_cpu_flat_layouts_are_shared_per_size_and_scalar_operands():
+    """The flat iteration spaces are cached by (size, which operands are scalars): each pairing of one size gets its
+    own strides, every call the right values, and the cache empties itself when it is full."""
+    from nbops.cpu import pointwise as cpu
+
+    x, y, s = make((5, 7), seed=1), make((5, 7), seed=2), make((1,), seed=3)
+    for a, b in [(x, y), (x, s), (s, y), (x, y), (s, x)]:
+        check(nbops.add, torch.add, "cpu", a, b)
+    assert {k[1] for k in cpu._LAYOUTS if k[0] == 35} >= {(False, False), (False, True), (True, False)}
+    shape, st = cpu._flat_layout(35, (False, True))
+    assert list(shape) == [1] * 7 + [35] and st.tolist() == [[0] * 7 + [1], [0] * 7 + [1], [0] * 8]
+    for n in range(cpu.MAX_LAYOUTS + 1):
+        cpu._flat_layout(n + 1000, (False,))
+    assert len(cpu._LAYOUTS) <= cpu.MAX_LAYOUTS
+    check(nbops.mul, torch.mul, "cpu", x, s)
+
 # --- the grid-stride maps (nbops/cuda/_util.py map_kernels): the flat kernel, the 3-D box kernel, the 8-D fallback
 # 899 elements on one simulated block of 256 threads: threads below 899 - 3 * 256 run the unrolled body (4 elements),
 # the rest the ragged tail

@@ -14,18 +14,16 @@ vectorise; each block is read twice, from L1), then finish the output in a secon
 
 import math
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
 from .._dispatch import register
-from ._util import stack_empty
+from ._util import run_parallel, stack_empty
 
 CHUNK = 16384  # elements per prange iteration: large enough to amortise scheduling, small enough to balance
 BLOCK = 64  # elements of x an in-place-capable kernel stages on the stack at a time (a multiple of the vector)
-SERIAL_BELOW = 65536  # arrays smaller than this run on the calling thread: waking the pool costs more than it saves
 LANES = 16  # independent running maxima that a block-max loop keeps (one AVX-512 register of float32)
 ROW_BLOCK = 1024  # elements of a softmax row per online step (the block is read twice, from L1)
 COL_TILE = 256  # columns (K) of an (O, D, K) softmax handled by one prange iteration
@@ -927,22 +925,9 @@ def _softmax_naive(out, x, log):
 # launchers
 
 
-def _run(kernel, size, *args):
-    """Call a parallel kernel, on the calling thread alone when ``size`` (elements) is small."""
-    threads = numba.get_num_threads()
-    if size >= SERIAL_BELOW or threads == 1:
-        kernel(*args)
-        return
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
-
-
 def _map(kernel, out, x, *params):
     """Run an elementwise kernel over flat views of the C-contiguous ``out`` and ``x``."""
-    _run(kernel, x.size, out.reshape(-1), x.reshape(-1), *params)
+    run_parallel(kernel, x.size, out.reshape(-1), x.reshape(-1), *params)
 
 
 def _scalar(x, value):
@@ -1019,13 +1004,13 @@ def softsign(out, x):
 @register("glu", "cpu")
 def glu(out, x):
     """out: (O, L), x: (O, 2, L)."""
-    _run(_glu_kernel, x.size, out, x)
+    run_parallel(_glu_kernel, x.size, out, x)
 
 
 @register("prelu", "cpu")
 def prelu(out, x, weight):
     """out, x: (N, C, L), weight: (C,)."""
-    _run(_prelu_kernel, x.size, out, x, weight)
+    run_parallel(_prelu_kernel, x.size, out, x, weight)
 
 
 @register("softmax", "cpu")
@@ -1033,9 +1018,9 @@ def softmax(out, x, log):
     """out, x: (O, D, K); ``log`` selects log_softmax."""
     O, D, K = x.shape
     if K == 1:
-        _run(_softmax_lastdim_kernel, x.size, out.reshape(O, D), x.reshape(O, D), log)
+        run_parallel(_softmax_lastdim_kernel, x.size, out.reshape(O, D), x.reshape(O, D), log)
     else:
-        _run(_softmax_inner_kernel, x.size, out, x, log)
+        run_parallel(_softmax_inner_kernel, x.size, out, x, log)
 
 
 @register("store_strided", "cpu")

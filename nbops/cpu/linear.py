@@ -20,7 +20,6 @@ zmm on AVX-512; the k loop alone runs 166-179 GFLOP/s on one core of this machin
 FMAs a cycle at ~2.8 GHz), a whole packed block 155-167.
 """
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -30,9 +29,11 @@ from numba.np.arrayobj import make_array
 from numpy.lib.stride_tricks import as_strided
 
 from .._dispatch import register
-from ._util import stack_array_codegen, vector_bytes
+from ._util import run_parallel, stack_array_codegen, thread_count, vector_bytes
 
 
+SERIAL_MACS = 1 << 19  # products of fewer multiply-adds run on the calling thread (float32, kernel alone, us,
+# two threads / one: 64^3 12.6 / 10.7, 96^3 13.5 / 18.9)
 PF_STEPS = 24  # the micro-kernel prefetches B's rows this many k steps ahead (3 KiB of a packed panel). 2 threads,
 # float32, x torch in one process, two rounds, none / 12 / 16 / 24 / 32 steps: matmul 2048^3 0.84 0.83 / 0.90 0.89 /
 # 0.92 0.86 / 0.91 0.88 / 0.92 0.90; linear 4096x3072 -> 768 0.89 0.91 / 0.98 0.95 / 0.95 0.95 / 0.95 0.95 / 0.92 0.94
@@ -706,14 +707,18 @@ def _matmul_naive(out, a, b, alpha, beta):
 
 
 def _flat(x):
-    """A read-only flat view of the memory under the 3-D array ``x``, and x's strides in elements."""
+    """A read-only flat view of the memory under the array ``x``, and x's strides in elements."""
     item = x.itemsize
     if x.size == 0:
         return as_strided(np.zeros(1, x.dtype), (1,), (item,), writeable=False), (0, 0, 0)
-    if any(s < 0 or s % item for s in x.strides):
+    st = x.strides
+    el = [s // item for s in st]  # list comprehensions, not generators: 0.9 against 1.6 us a call on small inputs
+    if min(st) < 0 or [e * item for e in el] != list(st):
         x = np.ascontiguousarray(x)
-    strides = tuple(s // item for s in x.strides)
-    if x.flags.c_contiguous or x.flags.f_contiguous:
+        el = [s // item for s in x.strides]
+    strides = tuple(el)
+    flags = x.flags
+    if flags.c_contiguous or flags.f_contiguous:
         flat = x.ravel(order="K")  # a view, and much cheaper to make than as_strided's
         flat.flags.writeable = False
         return flat, strides
@@ -746,11 +751,12 @@ def matmul(out, a, b, alpha=1, beta=0, bias=None):
     """
     if out.dtype.kind == "f":
         (af, a_st), (bf, b_st) = _flat(a), _flat(b)
+        macs = out.size * a.shape[2]
         tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], ROW_BYTES // out.itemsize,
-                                  numba.get_num_threads())
+                                  1 if macs < SERIAL_MACS else thread_count())
         bias = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, out.dtype)
-        _matmul_kernel(out, af, a_st, bf, b_st, a.shape[2], out.dtype.type(alpha), out.dtype.type(beta),
-                       tiles_m, tiles_n, bias)
+        run_parallel(_matmul_kernel, macs, out, af, a_st, bf, b_st, a.shape[2],
+                     out.dtype.type(alpha), out.dtype.type(beta), tiles_m, tiles_n, bias, below=SERIAL_MACS)
         return
     wide = np.asarray(out, dtype=np.int64) if beta else np.empty(out.shape, np.int64)
     _matmul_naive(wide, _batch_or_one(a).astype(np.int64), _batch_or_one(b).astype(np.int64), np.int64(alpha),
