@@ -317,3 +317,30 @@ ERROR_CASES = [
 def test_errors(fn, args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_fast_path_matches_the_general_path(dtype):
+    # C-contiguous NumPy float operands skip the general path (ops/linear.py ``_fast``): the same launcher with the
+    # same arguments, so the results are identical to a general-path call (a torch tensor in takes that path), and
+    # every call that is not plain still gets the general path's checks and errors
+    from nbops.ops import linear as ops
+
+    x3, x1, x2 = make((2, 5, 7), dtype, seed=1), make((7,), dtype, seed=2), make((70, 7), dtype, seed=6)
+    w, b = make((9, 7), dtype, seed=3), make((9,), dtype, seed=4)
+    m = make((7, 11), dtype, seed=5)
+    calls = [(nbops.linear, (x3, w, b)), (nbops.linear, (x1, w, b)), (nbops.linear, (x3, w)), (nbops.matmul, (x3, m)),
+             (nbops.matmul, (x1, m)), (nbops.matmul, (x2, m)), (nbops.mm, (x2, m))]
+    for fn, args in calls:
+        assert ops._fast(fn.__name__, args[0], args[1], fn is nbops.linear, *args[2:]) is not None
+        fast = fn(*args)
+        general = fn(*(torch.from_numpy(a) for a in args)).numpy()
+        assert fast.shape == general.shape and np.array_equal(fast, general), fn.__name__
+    other = np.float32 if dtype == np.float64 else np.float64
+    assert ops._fast("matmul", x2, m.astype(other)) is None and ops._fast("matmul", x2, m.T) is None
+    assert ops._fast("linear", x3, w, True, b[:4]) is None and ops._fast("matmul", x2[:0], m) is None
+    with pytest.raises(ValueError, match=r"matmul\(\): mat1 and mat2 shapes cannot be multiplied"):
+        nbops.matmul(x2, w)
+    with pytest.raises(TypeError, match=r"linear\(\)"):
+        nbops.linear(x3, w.astype(other))
+    assert nbops.matmul(x2[:0], m).shape == (0, 11) and nbops.linear(x3, w, b).shape == (2, 5, 9)
