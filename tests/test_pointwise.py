@@ -556,3 +556,32 @@ def test_errors(case):
 def test_mixed_targets_raise():
     with pytest.raises(ValueError, match="add"):
         nbops.add(make((2,)), to_target(make((2,)), "cuda"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_fast_path_matches_the_general_path(dtype):
+    """Plain NumPy float operands of one dtype and shape, or an array and a Python number, skip the general path
+    (ops/pointwise.py ``_fast``): same launcher, same operands, so the values are identical to the general path's
+    (torch tensors in take it); every other call still gets the general path's promotion and checks."""
+    from nbops.ops import pointwise as ops
+
+    x, y = make((5, 7), dtype, seed=1), make((5, 7), dtype, seed=2)
+    x0, y0, e = make((), dtype, seed=3), make((), dtype, seed=4), make((0, 3), dtype, seed=5)
+    calls = [(nbops.add, (x, y), {}), (nbops.add, (x, y), {"alpha": 2.5}), (nbops.add, (x, 3), {}),
+             (nbops.sub, (x, y), {"alpha": -2}), (nbops.sub, (x, 0.1), {}), (nbops.mul, (x, y), {}),
+             (nbops.mul, (x, 1e30), {}), (nbops.div, (x, y), {}), (nbops.div, (x, 7), {}), (nbops.add, (x0, y0), {}),
+             (nbops.mul, (e, e), {})]
+    for fn, args, kw in calls:
+        alpha = -kw.get("alpha", 1) if fn is nbops.sub else kw.get("alpha", 1)
+        assert ops._fast(fn.__name__, fn.__name__ if fn is not nbops.sub else "add", *args, alpha) is not None
+        fast = fn(*args, **kw)
+        general = fn(*(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in args), **kw).numpy()
+        assert fast.dtype == general.dtype == dtype and fast.shape == general.shape
+        assert np.array_equal(fast, general, equal_nan=True), (fn.__name__, args[1:], kw)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for a, b, alpha in [(x, y.astype(other), 1), (x, y[0], 1), (x, True, 1), (x, y, True), (x, y.T, 1), (3, x, 1)]:
+        assert ops._fast("add", "add", a, b, alpha) is None
+    check(nbops.add, torch.add, "cpu", x, y.astype(other))
+    check(nbops.add, torch.add, "cpu", x, y[0])
+    with pytest.raises(TypeError, match=r"add\(\): a boolean 'alpha'"):
+        nbops.add(x, y, alpha=True)
