@@ -200,3 +200,35 @@ def test_reference_rows_time_torch_alone_and_the_launch_floor_against_torch(monk
     assert matmul.case.flops == 2 * 16 ** 3 and matmul.rate("torch")[1] == "GFLOP/s"
     assert floor.parity == "ok" and set(floor.ms) == {"nbops", "torch"}
     assert "| reference | torch copy_ 1 GiB | - |" in render_cuda({}, [], [copy, matmul, floor])
+
+
+def test_ceilings_fma_loop_computes_its_chains_and_the_table_has_every_row(monkeypatch):
+    # the FMA-peak loop is real arithmetic (CHAINS chains of acc = acc * b + c from c + j, summed over the lanes),
+    # and the table measures all four ceilings with positive rates (tiny sizes here)
+    from bench import ceilings
+
+    b, c, steps = np.float32(0.5), np.float32(0.25), 5
+    acc = np.array([c + j for j in range(ceilings.CHAINS)], np.float64)
+    for _ in range(steps):
+        acc = acc * b + c
+    expected = acc.sum() * ceilings.LANES
+    assert np.isclose(ceilings.fma_one(steps, b, c), expected, rtol=1e-6)
+    monkeypatch.setattr(ceilings, "STEPS", 1000)
+    monkeypatch.setattr(ceilings, "MIB", 1)
+    rows = ceilings.measure(rounds=3)
+    assert [r[0].split(",")[0] for r in rows] == ["FMA peak", "FMA peak", "read", "copy"]
+    assert all(lo <= med <= hi and lo > 0 for _, med, lo, hi, _ in rows)
+
+
+def test_calls_table_times_every_small_case_against_torch(monkeypatch):
+    # python -m bench.calls: one row per case, nbops' and torch's median us per call and the per-round ratio
+    from bench import calls
+
+    monkeypatch.setattr(runner, "LEAD_S", 0.0)
+    monkeypatch.setattr(runner, "_quiesce", lambda: None)
+    monkeypatch.setattr(calls, "_rounds", lambda providers, target, seconds: runner._rounds(
+        providers, target, 0, turn_s=0.0005))
+    rows = calls.measure()
+    assert len(rows) == len(calls._cases(np.random.default_rng(0))) >= 10
+    for name, nb, th, ratio, sp in rows:
+        assert nb > 0 and th > 0 and ratio > 0 and sp >= 0, name

@@ -1,0 +1,73 @@
+"""What one call costs on a small input, nbops against torch: ``python -m bench.calls``.
+
+The main report's cases are large enough that the kernels decide them; on small inputs the fixed cost of a call
+decides instead (argument checks, views, allocation, the kernel's dispatch, the thread pool), and a model run on
+small tensors pays it once per op. This table times that: CPU, float32 NumPy arrays for nbops and the same data
+as torch tensors, rounds of interleaved turns as the main report times them (``bench.runner``), median
+microseconds per call and torch's time / nbops' time in the same round.
+
+    python -m bench.calls [--seconds S]
+"""
+
+import argparse
+import statistics
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import nbops
+
+from .runner import _rounds, _warm_up, prepare, spread
+
+
+def _cases(rng):
+    """[(name, nbops call, torch call)] on small float32 inputs."""
+    def arr(*shape):
+        return rng.standard_normal(shape).astype(np.float32)
+
+    x, y, m, img, k = arr(4, 4), arr(4, 4), arr(8, 8), arr(1, 3, 8, 8), arr(4, 3, 3, 3)
+    h, w, b, g = arr(8, 64), arr(64, 64), arr(64), arr(64)
+    t = {name: torch.from_numpy(v) for name, v in dict(x=x, y=y, m=m, img=img, k=k, h=h, w=w, b=b, g=g).items()}
+    return [
+        ("relu 4x4", lambda: nbops.relu(x), lambda: F.relu(t["x"])),
+        ("add 4x4 + 4x4", lambda: nbops.add(x, y), lambda: torch.add(t["x"], t["y"])),
+        ("mul 4x4 * 2.0", lambda: nbops.mul(x, 2.0), lambda: torch.mul(t["x"], 2.0)),
+        ("matmul 8x8", lambda: nbops.matmul(m, m), lambda: torch.matmul(t["m"], t["m"])),
+        ("linear (8,64) -> 64, bias", lambda: nbops.linear(h, w, b), lambda: F.linear(t["h"], t["w"], t["b"])),
+        ("softmax 4x4 dim -1", lambda: nbops.softmax(x, -1), lambda: F.softmax(t["x"], -1)),
+        ("layer_norm (8,64)", lambda: nbops.layer_norm(h, (64,), g, b),
+         lambda: F.layer_norm(t["h"], (64,), t["g"], t["b"])),
+        ("sum 4x4 dim 1", lambda: nbops.sum(x, 1), lambda: torch.sum(t["x"], 1)),
+        ("conv2d 1x3x8x8, 4x3x3x3 pad 1", lambda: nbops.conv2d(img, k, padding=1),
+         lambda: F.conv2d(t["img"], t["k"], padding=1)),
+        ("permute 4x4 (1, 0)", lambda: nbops.permute(x, (1, 0)), lambda: torch.permute(t["x"], (1, 0))),
+    ]
+
+
+def measure(seconds=0.3):
+    """[(case, nbops us, torch us, x torch, spread)]: medians over rounds, the ratio per round then its median."""
+    prepare("cpu")
+    rows = []
+    for name, nb, th in _cases(np.random.default_rng(0)):
+        providers = {"nbops": (nb, ()), "torch": (th, ())}
+        _warm_up(providers, "cpu")
+        samples = _rounds(providers, "cpu", seconds)
+        ratios = [t / n for n, t in zip(samples["nbops"], samples["torch"])]
+        rows.append((name, statistics.median(samples["nbops"]) * 1e6, statistics.median(samples["torch"]) * 1e6,
+                     statistics.median(ratios), max(spread(s) for s in samples.values())))
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.calls", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=0.3, help="timing budget per provider and case")
+    args = p.parse_args(argv)
+    print(f"threads: nbops/numba {nbops.get_num_threads()}, torch {torch.get_num_threads()}")
+    print("| case | nbops us | torch us | x torch | spread % |\n|---|---|---|---|---|")
+    for name, nb, th, ratio, sp in measure(args.seconds):
+        print(f"| {name} | {nb:.1f} | {th:.1f} | {ratio:.2f} | {100 * sp:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

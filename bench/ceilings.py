@@ -1,0 +1,146 @@
+"""The host's ceilings, which the bench's CPU rates are read against: ``python -m bench.ceilings``.
+
+- **FMA peak**: a loop of CHAINS independent vector fused multiply-adds of the widest vector the kernels compile for
+  (``<16 x float>`` with AVX-512, else ``<8 x float>``), written as LLVM IR so that no compiler tuning narrows,
+  merges or reorders it; each chain depends only on itself, enough of them to hide the FMA latency on the cores
+  we run on (4 cycles, 2 pipes). On one thread, then on every numba thread at once.
+- **Read bandwidth**: a plain vectorised prange sum over a 64 MiB float32 array (the single pass that a reduction
+  along the last dim makes), GB/s of bytes read.
+- **Copy bandwidth**: a prange copy between two warm 64 MiB arrays, GB/s of bytes read plus written.
+
+Each figure is the median of ROUNDS timed calls after a warm-up; the spread (min-max) is printed beside it, since
+these hosts are shared. A GEMM that runs at 90 % of the FMA peak is at its ceiling, whatever a ratio to torch says.
+
+    python -m bench.ceilings [--rounds N]
+"""
+
+import argparse
+import time
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from nbops.cpu._util import vector_bytes
+
+CHAINS = 12  # independent accumulators: 2 pipes x 4 cycles of latency = 8 at least
+LANES = vector_bytes() // 4  # float32 lanes of one vector register
+STEPS = 20_000_000  # loop trips of one FMA call (12 x 16 x 2 x 2e7 = 7.7 GFLOP with AVX-512)
+MIB = 64  # size of the bandwidth arrays
+ROUNDS = 7
+
+
+@intrinsic
+def _fma_chains(typingctx, steps, b, c):
+    """Sum of CHAINS vectors after ``steps`` rounds of acc = fma(acc, b, c) each (b, c splatted float32): the
+    loop is CHAINS independent ``llvm.fma`` calls a trip, carried in registers (allocas that LLVM promotes)."""
+    if not (isinstance(steps, types.Integer) and b == types.float32 and c == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        n, bs, cs = args
+        vt = ir.VectorType(ir.FloatType(), LANES)
+        undef = ir.Constant(vt, ir.Undefined)
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES)
+
+        def splat(x):
+            return builder.shuffle_vector(builder.insert_element(undef, x, ir.Constant(ir.IntType(32), 0)), undef,
+                                         zeros)
+
+        bv, cv = splat(bs), splat(cs)
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]), f"llvm.fma.v{LANES}f32")
+        # distinct starting values (c + j): equal chains would be merged into one by LLVM's value numbering
+        accs = [cgutils.alloca_once_value(builder, builder.fadd(cv, splat(ir.Constant(ir.FloatType(), j))))
+                for j in range(CHAINS)]
+        with cgutils.for_range(builder, n):
+            for acc in accs:
+                builder.store(builder.call(fma, [builder.load(acc), bv, cv]), acc)
+        total = builder.load(accs[0])
+        for acc in accs[1:]:
+            total = builder.fadd(total, builder.load(acc))
+        out = builder.extract_element(total, ir.Constant(ir.IntType(32), 0))
+        for i in range(1, LANES):
+            out = builder.fadd(out, builder.extract_element(total, ir.Constant(ir.IntType(32), i)))
+        return out
+
+    return types.float32(steps, b, c), codegen
+
+
+@njit(cache=True)
+def fma_one(steps, b, c):
+    return _fma_chains(steps, b, c)
+
+
+@njit(parallel=True, cache=True)
+def fma_all(out, steps, b, c):
+    """One FMA loop per prange iteration; ``out`` has one slot per thread, so each thread runs one loop."""
+    for t in prange(out.shape[0]):
+        out[t] = _fma_chains(steps, b, c)
+
+
+@njit(parallel=True, fastmath={"reassoc"}, cache=True)
+def read_sum(x):
+    """sum of the (R, C) float32 array x, one row per prange iteration."""
+    s = np.float32(0)
+    for r in prange(x.shape[0]):
+        t = np.float32(0)
+        for i in range(x.shape[1]):
+            t += x[r, i]
+        s += t
+    return s
+
+
+@njit(parallel=True, cache=True)
+def copy_rows(out, x):
+    for r in prange(x.shape[0]):
+        for i in range(x.shape[1]):
+            out[r, i] = x[r, i]
+
+
+def _median_spread(fn, rounds):
+    """(median, min, max) seconds of ``rounds`` calls of ``fn`` after two untimed ones."""
+    fn()
+    fn()
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), min(times), max(times)
+
+
+def measure(rounds=ROUNDS):
+    """[(what, median rate, slowest rate, fastest rate, unit)] of this host, as ``python -m bench.ceilings`` prints."""
+    threads = numba.get_num_threads()
+    b, c = np.float32(0.999999), np.float32(1e-7)
+    flops = CHAINS * LANES * 2.0 * STEPS
+    slots = np.zeros(threads, np.float32)
+    x = np.random.default_rng(0).random(((MIB << 20) // 4 // 4096, 4096), dtype=np.float32)
+    y = np.empty_like(x)
+    rows = []
+    for what, fn, amount, unit in [
+        ("FMA peak, 1 thread", lambda: fma_one(STEPS, b, c), flops, "GFLOP/s"),
+        (f"FMA peak, {threads} threads", lambda: fma_all(slots, STEPS, b, c), flops * threads, "GFLOP/s"),
+        (f"read, prange sum of {MIB} MiB", lambda: read_sum(x), x.nbytes, "GB/s"),
+        (f"copy, prange copy of {MIB} MiB", lambda: copy_rows(y, x), 2 * x.nbytes, "GB/s"),
+    ]:
+        med, lo, hi = _median_spread(fn, rounds)
+        rows.append((what, amount / med / 1e9, amount / hi / 1e9, amount / lo / 1e9, unit))
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.ceilings", description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=ROUNDS)
+    args = p.parse_args(argv)
+    print(f"vector: {LANES} float32 lanes, {CHAINS} FMA chains; numba threads: {numba.get_num_threads()}")
+    print("| ceiling | median | slowest | fastest | unit |\n|---|---|---|---|---|")
+    for what, med, lo, hi, unit in measure(args.rounds):
+        print(f"| {what} | {med:.1f} | {lo:.1f} | {hi:.1f} | {unit} |")
+
+
+if __name__ == "__main__":
+    main()
