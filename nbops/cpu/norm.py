@@ -19,11 +19,11 @@ flag touches NaN or inf). The normalising loops do not reassociate, which would 
 into ``x - (m_hi + m_lo)``.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .._dispatch import register
+from ._util import run_parallel, thread_count
 
 FASTMATH = {"reassoc", "contract"}
 BLOCK = 256  # elements per statistics block (1 KiB of float32): small enough to stay in L1 for the second loop
@@ -410,7 +410,7 @@ def _affine(mean, m2, count, weight, bias, eps, dtype):
 
 def _columns_policy(N, J):
     """Row-group size RB and column block JB for the column kernels: about 4 tasks per thread."""
-    tasks = 4 * numba.get_num_threads()
+    tasks = 4 * thread_count()
     JB = max(256, -(-J // tasks))
     groups = max(1, tasks // -(-J // JB))
     return max(1, -(-N // groups)), JB
@@ -422,7 +422,7 @@ def _columns_policy(N, J):
 
 def _few_long_rows(M, K):
     """Policy: split rows into CHUNK-sized tasks when there are too few rows to share among the threads."""
-    return M < 2 * numba.get_num_threads() and K >= 4 * CHUNK
+    return M < 2 * thread_count() and K >= 4 * CHUNK
 
 
 def _row_chunk_stats(x):
@@ -440,7 +440,7 @@ def layer_norm(out, x, weight, bias, eps):
     """x, out: (M, K) rows; weight, bias: (K,). One task per row, or per row chunk for few long rows."""
     M, K = x.shape
     if not _few_long_rows(M, K):
-        _layer_norm_kernel(out, x, weight, bias, eps)
+        run_parallel(_layer_norm_kernel, x.size, out, x, weight, bias, eps)
         return
     mean, m2 = _row_chunk_stats(x)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -453,7 +453,7 @@ def layer_norm(out, x, weight, bias, eps):
 @register("deep_norm", "cpu")
 def deep_norm(out, x, fx, weight, bias, alpha, eps):
     """x, fx, out: (M, K) rows; weight, bias: (K,)."""
-    _deep_norm_kernel(out, x, fx, x.dtype.type(alpha), weight, bias, eps)
+    run_parallel(_deep_norm_kernel, x.size, out, x, fx, x.dtype.type(alpha), weight, bias, eps)
 
 
 @register("rms_norm", "cpu")
@@ -462,7 +462,7 @@ def rms_norm(out, x, weight, eps):
     then comes from the chunk moments, sum(x^2) = M2 + K mean^2, both terms positive)."""
     M, K = x.shape
     if not _few_long_rows(M, K):
-        _rms_norm_kernel(out, x, weight, eps)
+        run_parallel(_rms_norm_kernel, x.size, out, x, weight, eps)
         return
     mean, m2 = _row_chunk_stats(x)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -478,7 +478,8 @@ def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
     R = N * num_groups
     mean64 = np.empty(R)
     m264 = np.empty(R)
-    _group_norm_kernel(out.reshape(R, -1), mean64, m264, x.reshape(R, -1), weight, bias, num_groups, L, eps)
+    run_parallel(_group_norm_kernel, x.size, out.reshape(R, -1), mean64, m264, x.reshape(R, -1), weight, bias,
+                 num_groups, L, eps)
     mean[...] = mean64
     m2[...] = m264
 
@@ -502,7 +503,7 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
     w = weight.astype(np.float64)
     b = bias.astype(np.float64)
     if training:
-        fused = L >= ROWS_MIN and C >= CHANNEL_TASKS * numba.get_num_threads()
+        fused = L >= ROWS_MIN and C >= CHANNEL_TASKS * thread_count()
         if fused:
             mean = np.empty(C)
             m2 = np.empty(C)
@@ -604,4 +605,4 @@ def _softmax(z):
 @register("dyt", "cpu")
 def dyt(out, x, alpha, weight, bias):
     """x, out: (M, K); alpha: (1,); weight, bias: (K,)."""
-    (_dyt32_kernel if x.dtype == np.float32 else _dyt_kernel)(out, x, alpha, weight, bias)
+    run_parallel(_dyt32_kernel if x.dtype == np.float32 else _dyt_kernel, x.size, out, x, alpha, weight, bias)
