@@ -603,3 +603,21 @@ def test_errors(i):
     fn, exc, match = ERRORS[i]
     with pytest.raises(exc, match=match):
         fn()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_softmax_fast_path_matches_the_general_path(dtype):
+    # a plain NumPy float array with an int dim skips the general path (ops/activation.py ``_fast_softmax``): the
+    # same launcher and views, so the values equal the general path's (torch tensors in take it) bit for bit
+    from nbops.ops import activation as ops
+
+    x = make((3, 5, 7), dtype, seed=1)
+    x[1, 2, 3] = np.nan
+    for fn, dim in [(nbops.softmax, -1), (nbops.softmax, 1), (nbops.log_softmax, 0), (nbops.log_softmax, 2)]:
+        assert ops._fast_softmax(fn.__name__, x, dim) is not None
+        fast, general = fn(x, dim), fn(torch.from_numpy(x), dim).numpy()
+        assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general, equal_nan=True)
+    for bad in [(x, 3), (x, 1.0), (x[..., ::2], 0), (make((), dtype), 0)]:
+        assert ops._fast_softmax("softmax", *bad) is None
+    with pytest.raises(IndexError, match=r"softmax\(\)"):
+        nbops.softmax(x, 3)

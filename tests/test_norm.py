@@ -649,3 +649,26 @@ def _compile_norm_kernels():
 @pytest.mark.cuda
 def test_cuda_norm_kernels_compile_without_local_memory():
     outside_simulator(_compile_norm_kernels)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_layer_norm_fast_path_matches_the_general_path(dtype):
+    # plain NumPy float arrays skip the general path (ops/norm.py ``_fast_layer_norm``): same launcher and operands,
+    # so the values equal the general path's (torch tensors in take it) bit for bit; other calls keep its checks
+    from nbops.ops import norm as ops
+
+    x, w, b = make((3, 4, 6), dtype, seed=1), make((4, 6), dtype, seed=2), make((4, 6), dtype, seed=3)
+    for shape, wb, eps in [(6, (w[0], b[0]), 1e-5), ([4, 6], (w, b), 0.1), ((4, 6), (None, b), 1), ((6,), (), 1e-5)]:
+        assert ops._fast_layer_norm(x, shape, *(wb + (None, None))[:2], eps) is not None
+        fast = nbops.layer_norm(x, shape, *wb, eps=eps)
+        general = nbops.layer_norm(torch.from_numpy(x), shape, *(torch.from_numpy(a) if a is not None else None
+                                                                 for a in wb), eps=eps).numpy()
+        assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for args in [(x, (4.0, 6), None, None, 1e-5), (x, 5, None, None, 1e-5), (x, 6, w[0].astype(other), None, 1e-5),
+                 (x, 6, None, b, 1e-5), (x, 6, None, None, True), (x[:0], 6, None, None, 1e-5), (x, (), None, None, 1)]:
+        assert ops._fast_layer_norm(*args) is None
+    with pytest.raises(ValueError, match=r"layer_norm\(\): Given normalized_shape=\[5\]"):
+        nbops.layer_norm(x, 5)
+    with pytest.raises(TypeError, match=r"layer_norm\(\)"):
+        nbops.layer_norm(x, (4.0, 6))

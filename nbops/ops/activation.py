@@ -11,7 +11,9 @@ import warnings
 
 import numpy as np
 
-from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, public
+from .. import _hostpool
+from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, kernel, plain_float_array, public
+from .._runtime import cpu_guard
 from .._shapes import normalize_dim
 from .pointwise import _as_uint8, _operand, abs, add, div  # noqa: A004
 
@@ -564,7 +566,28 @@ def _dtype_arg(op, dtype):
         raise TypeError(f"{op}(): argument 'dtype' must be a dtype, got {dtype!r}") from None
 
 
+def _fast_softmax(op, input, dim):
+    """The common CPU call without the general path: a C-contiguous float32/float64 NumPy array of rank 1 or more
+    and an int ``dim`` in range, no ``dtype``: the same launcher and views as the general path, without its
+    argument objects and checks (4 us of a 9 us call on a small input). Returns the result, or None for any other
+    call, which then takes the general path."""
+    if not plain_float_array(input) or type(dim) is not int or not -input.ndim <= dim < input.ndim:
+        return None
+    shape = input.shape
+    d = dim % len(shape)
+    out = _hostpool.empty(shape, input.dtype)
+    if out.size:
+        dims = (math.prod(shape[:d]), shape[d], math.prod(shape[d + 1:]))
+        with cpu_guard(op):
+            kernel("softmax", "cpu")(out.reshape(dims), input.reshape(dims), log=op == "log_softmax")
+    return out
+
+
 def _softmax(op, input, dim, stacklevel, dtype):
+    if dtype is None:
+        out = _fast_softmax(op, input, dim)
+        if out is not None:
+            return out
     call = Call(op, input=input)
     if dtype is None:
         dt = call.check_dtype("input", FLOAT_DTYPES)

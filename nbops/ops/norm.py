@@ -13,7 +13,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from .._dispatch import Call, is_scalar, public
+from .. import _hostpool
+from .._dispatch import Call, is_scalar, kernel, plain_float_array, public
+from .._runtime import cpu_guard
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -280,6 +282,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     array([[-1.,  1.],
            [-1.,  1.]], dtype=float32)
     """
+    out = _fast_layer_norm(input, normalized_shape, weight, bias, eps)
+    if out is not None:
+        return out
     op = "layer_norm"
     call = Call(op, input=input, weight=weight, bias=bias)
     dt = call.check_dtype("input")
@@ -291,6 +296,36 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     if out.size:
         call.launch("layer_norm", out, x.reshape(M, K), w, b, eps=eps)
     return call.wrap(out.reshape(call["input"].shape))
+
+
+def _fast_layer_norm(input, normalized_shape, weight, bias, eps):
+    """The common CPU call without the general path: a non-empty C-contiguous float32/float64 NumPy array, an int
+    or a tuple or list of ints equal to its trailing dims, weight and bias None or such arrays of its dtype and
+    exactly that shape, eps a Python int or float. The same launcher and operands as the general path (a missing
+    weight or bias filled with 1 or 0), without its argument objects and checks (~7 us of a 14 us call on a small
+    input). Returns the result, or None for any other call, which then takes the general path."""
+    if not plain_float_array(input) or not input.size or type(eps) not in (int, float):
+        return None
+    shape = (normalized_shape,) if type(normalized_shape) is int else normalized_shape
+    if type(shape) is list:
+        shape = tuple(shape)
+    if (type(shape) is not tuple or not 0 < len(shape) <= input.ndim or input.shape[input.ndim - len(shape):] != shape
+            or not all(type(s) is int for s in shape)):
+        return None
+    K = math.prod(shape)
+    dt = input.dtype
+    params = []
+    for p, fill in ((weight, 1), (bias, 0)):
+        if p is None:
+            params.append(np.full(K, fill, dt))
+        elif plain_float_array(p) and p.dtype is dt and p.shape == shape:
+            params.append(p.reshape(K))
+        else:
+            return None
+    out = _hostpool.empty(input.shape, dt)
+    with cpu_guard("layer_norm"):
+        kernel("layer_norm", "cpu")(out.reshape(-1, K), input.reshape(-1, K), *params, eps=float(eps))
+    return out
 
 
 def _affine_like(call, shape, dt):
