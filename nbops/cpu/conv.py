@@ -29,18 +29,19 @@ convolution (one input channel per group) has its own kernel, ``_depthwise_kerne
 thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
 """
 
+import functools
 import math
 import threading
 
 import numba
 import numpy as np
 from llvmlite import binding as llvm
-from numba import get_num_threads, njit, prange
+from numba import njit, prange
 
 from .. import _hostpool
 from .._dispatch import kernel, register
-from ._util import flat_view, stack_empty, vector_bytes
-from .linear import MR, ROW_BYTES, _copy_row, _row_width, _rows_tile, _taps_tile_into
+from ._util import flat_view, run_parallel, stack_empty, thread_count, vector_bytes
+from .linear import MR, ROW_BYTES, SERIAL_MACS, _copy_row, _row_width, _rows_tile, _taps_tile_into
 from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _winograd_kernel, \
     _winograd_split_kernel
 
@@ -512,7 +513,7 @@ def _chunks(N, G, OCG, NA, NB, WQ, itemsize):
     chunk's pixels) stays in L2 until it is stored (CHUNK_BYTES)."""
     NR = ROW_BYTES // itemsize
     tiles = -(-((NA - 1) * WQ + NB) // NR)
-    balance = -(-ITEMS_PER_THREAD * get_num_threads() // (N * G))
+    balance = -(-ITEMS_PER_THREAD * thread_count() // (N * G))
     fit = max(1, CHUNK_BYTES // (-(-OCG // MR) * MR * NR * itemsize))
     return max(1, min(tiles, max(balance, -(-tiles // fit))))
 
@@ -593,7 +594,7 @@ def _winograd(out, x, w, bias, PT, PL, split=None):
     N, C = x.shape[0], x.shape[1]
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
     tiles = N * -(-OH // 4) * -(-OW // 4)
-    threads = get_num_threads()
+    threads = thread_count()
     ns = -(-OC // MR)  # U's micro-kernel panels per element
     cs = C * MR + LANES  # one panel of U and the slack its last channel's runs overhang into
     if _winograd_splits(N, OC, OH, OW) if split is None else split:
@@ -625,6 +626,16 @@ def _taps(kh, kw, SH, SW, DH, DW, WQ):
     return (kh * DH // SH) * WQ + kw * DW // SW, (kh * DH % SH) * SW + kw * DW % SW
 
 
+@functools.lru_cache(maxsize=256)
+def _tap_table(ICG, P, L, KH, KW, SH, SW, DH, DW, WQ):
+    """The direct kernel's tap table: the flat offset of tap (c, kh, kw) in channel c's packed planes of L elements
+    (P phase planes a channel, rows of WQ), for c < ICG. Kept per geometry and shared (the kernel only reads it):
+    its five NumPy operations on tiny arrays took 7 us of a 41 us call on a 1 x 3 x 8 x 8 input."""
+    kh, kw = np.divmod(np.arange(KH * KW), KW)
+    toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
+    return ((np.arange(ICG)[:, None] * P + tpl[None, :]) * L + toff[None, :]).reshape(-1)
+
+
 def _bias(b, OC, dtype):
     return np.zeros(OC, dtype) if b is None else b
 
@@ -639,12 +650,12 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
     (SH, SW), (PT, PB_, PL, PR), (DH, DW) = stride, padding, dilation
     bias = _bias(b, OC, x.dtype)
     K = KH * KW
-    kh, kw = np.divmod(np.arange(K), KW)
     if ICG == 1 and groups == C:
         WQ = -(-(W + PL + PR) // SW)
         HQ = -(-(H + PT + PB_) // SH)
+        kh, kw = np.divmod(np.arange(K), KW)
         toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
-        nch = min(N * OC, 8 * ITEMS_PER_THREAD * get_num_threads())
+        nch = min(N * OC, 8 * ITEMS_PER_THREAD * thread_count())
         _depthwise_kernel(out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ, HQ * WQ + DW_PB, nch)
         return
     if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1 and not (
@@ -664,8 +675,8 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
     OC, ICG, KH, KW = w.shape
     OH, OW = out.shape[2], out.shape[3]
     (SH, SW), (PT, PB_, PL, PR), (DH, DW) = stride, padding, dilation
-    kh, kw = np.divmod(np.arange(KH * KW), KW)
     NPIX = (OH - 1) * W + OW
+    macs = out.size * ICG * KH * KW  # below SERIAL_MACS the kernels run on the calling thread
     if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:
         P, WQ = 1, W
         xs = x.reshape(N, C, H * W)
@@ -674,13 +685,12 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
         WQ = -(-(W + PL + PR) // SW)
         HQ = -(-(H + PT + PB_) // SH)
         xs = _planes((N, C * P, HQ * WQ + PB), x.dtype)
-        _pack_kernel(xs, x, SH, SW, PT, PL, WQ)
-    toff, tpl = _taps(kh, kw, SH, SW, DH, DW, WQ)
+        run_parallel(_pack_kernel, macs, xs, x, SH, SW, PT, PL, WQ, below=SERIAL_MACS)
     L = xs.shape[2]
-    taps = ((np.arange(ICG)[:, None] * P + tpl[None, :]) * L + toff[None, :]).reshape(-1)
+    taps = _tap_table(ICG, P, L, KH, KW, SH, SW, DH, DW, WQ)
     nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
-    _conv_gemm_kernel(out, xs.reshape(N, -1), _panels(w.reshape(OC, -1), groups), bias, taps, groups, ICG * P * L,
-                      WQ, OH, OW, 0, 1, nch, KH * KW >= 2)
+    run_parallel(_conv_gemm_kernel, macs, out, xs.reshape(N, -1), _panels(w.reshape(OC, -1), groups), bias, taps,
+                 groups, ICG * P * L, WQ, OH, OW, 0, 1, nch, KH * KW >= 2, below=SERIAL_MACS)
 
 
 def _phase_taps(K, S, D, P, r):
