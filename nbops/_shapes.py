@@ -41,7 +41,7 @@ def pair(op, name, value):
 
 def normalize_dim(op, dim, ndim, name="dim"):
     """``dim`` in ``[-ndim, ndim)`` mapped to ``[0, ndim)``; a 0-d array accepts -1 and 0, as torch does."""
-    if not isinstance(dim, (numbers.Integral, np.integer)) or isinstance(dim, bool):
+    if type(dim) is not int and (not isinstance(dim, (numbers.Integral, np.integer)) or isinstance(dim, bool)):
         raise TypeError(f"{op}(): argument '{name}' must be an int, got {dim!r}")
     rank = max(ndim, 1)
     if not -rank <= dim < rank:

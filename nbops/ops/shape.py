@@ -57,7 +57,8 @@ def _view(call, x, shape, strides):
 
 
 def _is_int(v):
-    return isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
+    """An integer that is not a bool (a plain int first: the ABC check costs ~0.3 us a value)."""
+    return type(v) is int or isinstance(v, (numbers.Integral, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _int_sequence(op, name, value):
@@ -237,6 +238,8 @@ def permute(input, dims):
     dims = tuple(normalize_dim("permute", d, nd) for d in dims) if nd else ()
     if len(set(dims)) != len(dims):
         raise ValueError("permute(): duplicate dims are not allowed")
+    if call.target == "cpu":
+        return call.wrap(x.transpose(dims))  # NumPy's own view: 2 us less than as_strided's
     shape, st = tuple(x.shape), _estrides(x)
     return call.wrap(_view(call, x, [shape[d] for d in dims], [st[d] for d in dims]))
 
