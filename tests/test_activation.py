@@ -621,3 +621,22 @@ def test_cpu_softmax_fast_path_matches_the_general_path(dtype):
         assert ops._fast_softmax("softmax", *bad) is None
     with pytest.raises(IndexError, match=r"softmax\(\)"):
         nbops.softmax(x, 3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_elementwise_fast_path_matches_the_general_path(dtype):
+    # a plain NumPy float array, not in place, goes straight to the launcher (ops/activation.py ``_elementwise``):
+    # the values equal the general path's (torch tensors in take it) bit for bit, and in-place calls still write
+    # the caller's array
+    x = make((5, 7), dtype, seed=1) * 4
+    x[0, 0], x[1, 1], x[2, 2] = np.nan, np.inf, -np.inf
+    calls = [(nbops.relu, {}), (nbops.gelu, {"approximate": "tanh"}), (nbops.sigmoid, {}), (nbops.tanh, {}),
+             (nbops.hardtanh, {"min_val": -0.5, "max_val": 2.0}), (nbops.softplus, {"beta": 2.0}), (nbops.elu, {}),
+             (nbops.leaky_relu, {"negative_slope": 0.2}), (nbops.silu, {}), (nbops.mish, {}), (nbops.selu, {})]
+    for fn, kw in calls:
+        fast, general = fn(x, **kw), fn(torch.from_numpy(x), **kw).numpy()
+        assert fast.dtype == general.dtype == dtype and fast is not x, fn.__name__
+        assert np.array_equal(fast, general, equal_nan=True), fn.__name__
+    y = x.copy()
+    assert nbops.relu(y, inplace=True) is y and np.array_equal(y, nbops.relu(x), equal_nan=True)
+    assert nbops.relu(x[:0]).shape == (0, 7)

@@ -39,7 +39,16 @@ def _elementwise(op, launcher, input, inplace=False, integers=None, **consts):
     ``integers`` says what an integer input does, where torch accepts one: ``"float"`` computes in float32 (bool
     too), as torch's sigmoid and tanh do; ``(lo, hi)`` clamps in the input's own dtype (relu, relu6, hardtanh; see
     ``_integer_bounds``). Without it only float32 and float64 are accepted.
+
+    A C-contiguous float32/float64 NumPy array, not in place, goes straight to the launcher: the general path
+    would pass it the same operands after checks that cannot fail for it (~2 us of a 9 us call on a small input).
     """
+    if not inplace and plain_float_array(input):
+        out = _hostpool.empty(input.shape, input.dtype)
+        if out.size:
+            with cpu_guard(op):
+                kernel(launcher, "cpu")(out, input, **consts)
+        return out
     return _run_elementwise(Call(op, input=input), launcher, input, inplace, integers, **consts)
 
 
