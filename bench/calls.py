@@ -2,9 +2,10 @@
 
 The main report's cases are large enough that the kernels decide them; on small inputs the fixed cost of a call
 decides instead (argument checks, views, allocation, the kernel's dispatch, the thread pool), and a model run on
-small tensors pays it once per op. This table times that: CPU, float32 NumPy arrays for nbops and the same data
-as torch tensors, rounds of interleaved turns as the main report times them (``bench.runner``), median
-microseconds per call and torch's time / nbops' time in the same round.
+small tensors pays it once per op (the last row: a small MLP through ``nbops.nn``, torch's under ``no_grad``).
+This table times that: CPU, float32 NumPy arrays for nbops and the same data as torch tensors, rounds of
+interleaved turns as the main report times them (``bench.runner``), median microseconds per call and torch's time
+/ nbops' time in the same round.
 
     python -m bench.calls [--seconds S]
 """
@@ -17,8 +18,24 @@ import torch
 import torch.nn.functional as F
 
 import nbops
+import nbops.nn as nn
 
 from .runner import _rounds, _warm_up, prepare, spread
+
+
+def _mlp():
+    """(nbops model, torch model): Linear 64 -> 128, ReLU, LayerNorm, Linear 128 -> 10, Softmax, eval mode, the same
+    weights on both sides (``nbops.nn.from_torch``)."""
+    torch.manual_seed(0)
+    tnn = torch.nn
+    model = tnn.Sequential(tnn.Linear(64, 128), tnn.ReLU(), tnn.LayerNorm(128), tnn.Linear(128, 10),
+                           tnn.Softmax(-1)).eval()
+    return nn.from_torch(model), model
+
+
+def _inference(model, x):
+    with torch.no_grad():
+        return model(x)
 
 
 def _cases(rng):
@@ -28,7 +45,9 @@ def _cases(rng):
 
     x, y, m, img, k = arr(4, 4), arr(4, 4), arr(8, 8), arr(1, 3, 8, 8), arr(4, 3, 3, 3)
     h, w, b, g = arr(8, 64), arr(64, 64), arr(64), arr(64)
-    t = {name: torch.from_numpy(v) for name, v in dict(x=x, y=y, m=m, img=img, k=k, h=h, w=w, b=b, g=g).items()}
+    v = arr(1, 64)
+    t = {name: torch.from_numpy(a) for name, a in dict(x=x, y=y, m=m, img=img, k=k, h=h, w=w, b=b, g=g, v=v).items()}
+    mlp = _mlp()
     return [
         ("relu 4x4", lambda: nbops.relu(x), lambda: F.relu(t["x"])),
         ("add 4x4 + 4x4", lambda: nbops.add(x, y), lambda: torch.add(t["x"], t["y"])),
@@ -42,6 +61,7 @@ def _cases(rng):
         ("conv2d 1x3x8x8, 4x3x3x3 pad 1", lambda: nbops.conv2d(img, k, padding=1),
          lambda: F.conv2d(t["img"], t["k"], padding=1)),
         ("permute 4x4 (1, 0)", lambda: nbops.permute(x, (1, 0)), lambda: torch.permute(t["x"], (1, 0))),
+        ("MLP 64-128-10 forward, batch 1 (nn modules)", lambda: mlp[0](v), lambda: _inference(mlp[1], t["v"])),
     ]
 
 
