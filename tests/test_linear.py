@@ -251,6 +251,8 @@ def test_torch_tensors_in_torch_out():
     ((1, 40, 50, 96), (1, 2), 1, 1),  # every column panel full: B read in place
     ((2, 13, 40, 64), (1, 1), 2, -1),  # B read in place, blended through the buffer
     ((1, 28, 600, 96), (1, 1), 1, 0), ((1, 20, 70, 64), (1, 1), 1, 0),  # 4-row and 8-row last panels
+    ((1, 29, 150, 300), (1, 1), 2, -1),  # float32: a row-major A read in place over 10 panels (rows 600 B apart)
+    ((1, 29, 1024, 300), (1, 1), 1, 0),  # ... but packed when its rows are 4 KiB apart
     ((2, 5, 0, 40), (1, 1), 1, 0)])  # K == 0: beta * out (+ bias)
 def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta, biased, a_rows):
     """The packed, blocked kernel against the triple-loop oracle, with ragged edges, forced task splits, and

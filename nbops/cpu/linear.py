@@ -64,6 +64,10 @@ def _l2_bytes(default=2 << 20):
 INPLACE_A_PANELS = 4  # a row-major A is read in place, not packed, when a task has at most this many column
 # panels (<= 128 float32 columns): packing A once per K block then costs as much as a quarter of the tiles
 # (P @ V of attention, 512 x 512 @ 512 x 64; a bmm item, 128^3)
+INPLACE_A_WIDE_PANELS = 16  # ... and up to this many (512 float32 columns) when A's rows are not a multiple of
+# 4 KiB apart (rows that are share L1 sets). Zen 5, 2 threads, same process, packed / in place, GFLOP/s: 512^3
+# 124 / 134 and 172 / 203, 768^3 196 / 211, 1000^3 188 / 204, 4096 x 768 @ 768 x 512 173 / 187; 1024^3 (4 KiB
+# rows) 192 / 184 in place, so it stays packed
 DIRECT_B_BYTES = 64 << 10  # a row-major B block spanning at most this is read in place, not packed (one core,
 # interleaved: a 64 x 128^3 bmm 105 -> 109 GFLOP/s; at 256^3 and 512^3 reading in place lost 4-5 %, its rows
 # 1-2 KiB apart crowding L1's sets)
@@ -650,7 +654,8 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
         mcb = _even_block(m1 - m0, MC, MR)
         direct = b_strides[2] == 1 and n1 > n0 and (n1 - n0) % NR == 0 and \
             kcb * b_strides[1] * out.itemsize <= DIRECT_B_BYTES
-        direct_a = a_strides[2] == 1 and a_strides[1] > 0 and n1 - n0 <= INPLACE_A_PANELS * NR
+        direct_a = a_strides[2] == 1 and a_strides[1] > 0 and (n1 - n0 <= INPLACE_A_PANELS * NR or (
+            n1 - n0 <= INPLACE_A_WIDE_PANELS * NR and a_strides[1] * out.itemsize % 4096 != 0))
         ncb = n1 - n0 if direct else _even_block(n1 - n0, NC, NR)
         ap = np.empty((1 if direct_a else mcb // MR, kcb, MR), out.dtype)
         bp = np.empty((0 if direct else ncb // NR, kcb, NR), out.dtype)
