@@ -89,6 +89,14 @@ def kernel(name, target):
     return fn
 
 
+def launch_cpu(op, name, /, *args, **consts):
+    """Run the cpu launcher ``name`` for the public op ``op`` under the CPU launch guard (``_runtime.cpu_guard``):
+    every CPU kernel launch goes through here, a ``Call``'s and an op's fast path for plain NumPy arrays alike.
+    ``op`` and ``name`` are positional-only: launchers take keyword arguments of those names (pointwise ``op=``)."""
+    with _runtime.cpu_guard(op):
+        return kernel(name, "cpu")(*args, **consts)
+
+
 def _describe(x):
     t = type(x)
     return f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__
@@ -221,8 +229,7 @@ class Call:
                 return kernel(name, self.target)(*args, **consts)
             finally:
                 state.call = outer
-        with _runtime.cpu_guard(self.op):
-            return kernel(name, self.target)(*args, **consts)
+        return launch_cpu(self.op, name, *args, **consts)
 
     def wrap(self, out):
         """Return kernel-side result(s) as the caller's array kind, on the caller's device."""

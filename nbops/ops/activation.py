@@ -12,8 +12,7 @@ import warnings
 import numpy as np
 
 from .. import _hostpool
-from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, kernel, plain_float_array, public
-from .._runtime import cpu_guard
+from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, launch_cpu, plain_float_array, public
 from .._shapes import normalize_dim
 from .pointwise import _as_uint8, _operand, abs, add, div  # noqa: A004
 
@@ -46,8 +45,7 @@ def _elementwise(op, launcher, input, inplace=False, integers=None, **consts):
     if not inplace and plain_float_array(input):
         out = _hostpool.empty(input.shape, input.dtype)
         if out.size:
-            with cpu_guard(op):
-                kernel(launcher, "cpu")(out, input, **consts)
+            launch_cpu(op, launcher, out, input, **consts)
         return out
     return _run_elementwise(Call(op, input=input), launcher, input, inplace, integers, **consts)
 
@@ -587,8 +585,7 @@ def _fast_softmax(op, input, dim):
     out = _hostpool.empty(shape, input.dtype)
     if out.size:
         dims = (math.prod(shape[:d]), shape[d], math.prod(shape[d + 1:]))
-        with cpu_guard(op):
-            kernel("softmax", "cpu")(out.reshape(dims), input.reshape(dims), log=op == "log_softmax")
+        launch_cpu(op, "softmax", out.reshape(dims), input.reshape(dims), log=op == "log_softmax")
     return out
 
 

@@ -14,8 +14,7 @@ import numpy as np
 
 from .. import _hostpool
 from .._arrays import cuda_as_strided
-from .._dispatch import FLOAT_DTYPES, INT_DTYPES, Call, declare, kernel, plain_float_array, public
-from .._runtime import cpu_guard
+from .._dispatch import FLOAT_DTYPES, INT_DTYPES, Call, declare, launch_cpu, plain_float_array, public
 from .._shapes import broadcast_shapes
 
 DTYPES = FLOAT_DTYPES + INT_DTYPES
@@ -150,8 +149,7 @@ def _fast(op, a, b, transposed=False, bias=None):
         return None
     M = a.size // K
     out = _hostpool.empty((1, M, N), a.dtype)
-    with cpu_guard(op):
-        kernel("matmul", "cpu")(out, a.reshape(1, M, K), b.T[None] if transposed else b[None], bias=bias)
+    launch_cpu(op, "matmul", out, a.reshape(1, M, K), b.T[None] if transposed else b[None], bias=bias)
     return out.reshape(a.shape[:-1] + (N,))
 
 

@@ -14,8 +14,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _hostpool
-from .._dispatch import Call, is_scalar, kernel, plain_float_array, public
-from .._runtime import cpu_guard
+from .._dispatch import Call, is_scalar, launch_cpu, plain_float_array, public
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -323,8 +322,7 @@ def _fast_layer_norm(input, normalized_shape, weight, bias, eps):
         else:
             return None
     out = _hostpool.empty(input.shape, dt)
-    with cpu_guard("layer_norm"):
-        kernel("layer_norm", "cpu")(out.reshape(-1, K), input.reshape(-1, K), *params, eps=float(eps))
+    launch_cpu("layer_norm", "layer_norm", out.reshape(-1, K), input.reshape(-1, K), *params, eps=float(eps))
     return out
 
 

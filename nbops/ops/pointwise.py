@@ -18,8 +18,7 @@ import numpy as np
 
 from .. import _hostpool
 from .._arrays import cuda_as_strided
-from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, kernel, plain_float_array, public
-from .._runtime import cpu_guard
+from .._dispatch import BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, launch_cpu, plain_float_array, public
 from .._shapes import broadcast_shapes
 
 DTYPES = FLOAT_DTYPES + INT_DTYPES + BOOL_DTYPES
@@ -140,8 +139,7 @@ def _fast(op, kernel_op, input, other, alpha=1):
         return None
     out = _hostpool.empty(input.shape, input.dtype)
     if out.size:
-        with cpu_guard(op):
-            kernel("pointwise_binary", "cpu")(out, input, other, op=kernel_op, alpha=alpha)
+        launch_cpu(op, "pointwise_binary", out, input, other, op=kernel_op, alpha=alpha)
     return out
 
 

@@ -9,8 +9,7 @@ import numbers
 
 import numpy as np
 
-from .._dispatch import FLOAT_DTYPES, Call, kernel, plain_float_array, public
-from .._runtime import cpu_guard
+from .._dispatch import FLOAT_DTYPES, Call, launch_cpu, plain_float_array, public
 from .._shapes import ntuple, pool_out_size
 
 _INT64 = np.dtype(np.int64)
@@ -285,8 +284,7 @@ def _fast_adaptive_avg2d(input, output_size):
     lead = shape[:-2]
     P = math.prod(lead)
     out = np.empty((P, output_size, output_size), input.dtype)
-    with cpu_guard("adaptive_avg_pool2d"):
-        kernel("adaptive_avg_pool", "cpu")(out, input.reshape(P, shape[-2], shape[-1]))
+    launch_cpu("adaptive_avg_pool2d", "adaptive_avg_pool", out, input.reshape(P, shape[-2], shape[-1]))
     return out.reshape(lead + (output_size, output_size))
 
 

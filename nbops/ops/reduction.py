@@ -14,9 +14,8 @@ from collections import namedtuple
 import numpy as np
 
 from .. import _arrays
-from .._dispatch import (BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, dtype_names, kernel, plain_float_array,
+from .._dispatch import (BOOL_DTYPES, FLOAT_DTYPES, INT_DTYPES, Call, dtype_names, launch_cpu, plain_float_array,
                          public)
-from .._runtime import cpu_guard
 from .._shapes import normalize_dim, normalize_dims
 from .pointwise import maximum, minimum
 
@@ -134,8 +133,7 @@ def _fast(op, name, input, dim, mean=False, **consts):
     if mean:
         consts["div"] = R
     out = np.empty((O, I), input.dtype)
-    with cpu_guard(op):
-        kernel(name, "cpu")(out, input.reshape(O, R, I), **consts)
+    launch_cpu(op, name, out, input.reshape(O, R, I), **consts)
     return out.reshape(out_shape)
 
 
