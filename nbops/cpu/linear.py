@@ -145,8 +145,6 @@ def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb, mr=MR, taps=N
     else:
         brow = cgutils.gep(builder, b, builder.load(cgutils.gep(builder, taps, p)))
     bvecs = [builder.load(vector_at(brow, v * lanes), align=align) for v in range(ROW_VECTORS)]
-    pf = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [
-        ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(32), ir.IntType(32)]), "llvm.prefetch.p0i8")
     # B's row PF_STEPS ahead into L1 (read, keep, data); past the panel's end the hint is harmless, never a fault.
     # Through a tap table, the row of step min(p + PF_STEPS, kc - 1): the table itself is never read past its end.
     if taps is None:
@@ -157,8 +155,7 @@ def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb, mr=MR, taps=N
         step = builder.select(builder.icmp_signed("<", step, kc), step, last)
         ahead = cgutils.gep(builder, b, builder.load(cgutils.gep(builder, taps, step)))
     for v in range(ROW_VECTORS):
-        builder.call(pf, [builder.bitcast(cgutils.gep(builder, ahead, intp(v * lanes)), ir.IntType(8).as_pointer()),
-                          ir.IntType(32)(0), ir.IntType(32)(3), ir.IntType(32)(1)])
+        _prefetch(builder, cgutils.gep(builder, ahead, intp(v * lanes)), write=False)
     arow = cgutils.gep(builder, a, builder.mul(p, astep))
     steps = []
     for r in range(mr):
@@ -180,6 +177,15 @@ def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb, mr=MR, taps=N
         final.add_incoming(zero, entry)
         final.add_incoming(step, latch)
     return finals, lanes, align, vector_at
+
+
+def _prefetch(builder, address, write):
+    """Emit a prefetch of the cache line holding ``address`` into L1 (for a later store when ``write``): a hint,
+    never a fault, wherever it points."""
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [
+        ir.IntType(8).as_pointer(), ir.IntType(32), ir.IntType(32), ir.IntType(32)]), "llvm.prefetch.p0i8")
+    builder.call(fn, [builder.bitcast(address, ir.IntType(8).as_pointer()), ir.IntType(32)(int(write)),
+                      ir.IntType(32)(3), ir.IntType(32)(1)])
 
 
 def _operands(a, b):
@@ -237,14 +243,21 @@ def _tile_into_codegen(mr, c, biased=False, indirect=False):
             brows, b_rows = _pointer_and_steps(context, builder, sig.args[5:8], args[5:8])
             taps = None
         row0, col0, valid = (context.cast(builder, v, t, types.intp) for v, t in zip(args[9:12], sig.args[9:12]))
+        ldc = builder.extract_value(out.shape, 1)
+        starts = [cgutils.gep(builder, out.data, builder.add(builder.mul(builder.add(row0, ldc.type(r)), ldc), col0))
+                  for r in range(mr)]
+        # The tile's output rows (first and last element of each) on their way to L1 while the k loop runs: the
+        # store (and the load, accumulating) then finds them there. 2 threads, kernel alone, same process, median
+        # of 9 rounds: linear 4096 x 768 -> 3072 / 2304 +0.8-2.5 % / +1.2-4.2 %, bmm 64 x 128^3 +3 %, 2048^3
+        # +0.2-1.6 %, the rest within +-1 %.
+        for start in starts:
+            for j in (0, ROW_BYTES * 8 // c.dtype.bitwidth - 1):
+                _prefetch(builder, cgutils.gep(builder, start, ldc.type(j)), write=True)
         finals, lanes, align, vector_at = _tile_loop(context, builder, sig.args[0].dtype, arows, a_step, a_rows,
                                                      kcv, brows, b_rows, mr, taps)
-        ldc = builder.extract_value(out.shape, 1)
 
         def store_rows(update):
-            for r in range(mr):
-                start = cgutils.gep(builder, out.data, builder.add(builder.mul(builder.add(row0, ldc.type(r)), ldc),
-                                                                   col0))
+            for r, start in enumerate(starts):
                 with builder.if_then(builder.icmp_signed("<", valid.type(r), valid), likely=True):
                     for v in range(ROW_VECTORS):
                         target = vector_at(start, v * lanes)
