@@ -21,6 +21,7 @@ import argparse
 import os
 import sys
 
+from .ceilings import roofs
 from .report import render, render_cuda, save
 from .runner import (CUDA_MAX_ROUNDS, CUDA_ROUNDS, CUDA_SECONDS, EXTEND, LEAD_S, MIN_ROUNDS, NOISY, TURN_S,
                      WARMUP_CALLS, WARMUP_S, collect, environment, prepare, run_case, run_references)
@@ -56,6 +57,7 @@ def main(argv=None):
         def tqdm(it, **_):
             return it
     references = run_references(seconds) if cuda else []
+    roof = None if cuda else roofs()
     rows = []
     bar = tqdm(cases, desc="bench", unit="case", file=sys.stderr)
     try:
@@ -68,6 +70,9 @@ def main(argv=None):
     env = environment(args.target)
     if len(rows) < len(cases):
         env["interrupted"] = f"after {len(rows)} of {len(cases)} cases"
+    if roof:
+        env["roofs"] = (f"FMA {roof['fma']:.0f} GFLOP/s, read {roof['read']:.1f} GB/s, copy {roof['copy']:.1f} GB/s "
+                        "(read plus written), measured before the cases (python -m bench.ceilings)")
     if cuda:
         env["nbops inputs"] = "numba device arrays" if args.numba_arrays else "torch CUDA tensors"
         method = (f"Per case: the first call of each provider alone and synchronised (nbops' compile), two untimed "
@@ -85,8 +90,13 @@ def main(argv=None):
                   f"{1e3 * TURN_S:g} ms (one at least): the round's sample is their median. `x torch` is the median "
                   f"over rounds of torch's time / nbops' time in the same round; where the (q3 - q1) / median of those ratios or of either "
                   f"provider's times exceeds {100 * NOISY:g}%, the row says noisy (with the widest spread) instead. "
-                  f"`spread %` is the wider (q3 - q1) / median of nbops' and torch's times.")
-        text = render(env, rows, method)
+                  f"`spread %` is the wider (q3 - q1) / median of nbops' and torch's times. `% roof` (nbops / "
+                  f"torch): the shortest time the roofs allow a call over the provider's median, where that time is "
+                  f"the longer of the case's flops at the FMA roof and its bytes read at the read roof plus its "
+                  f"output's bytes at what the copy roof says a written byte costs (bench.ceilings.floor_ms); above "
+                  f"100 the data stayed in cache between calls, or (Winograd convolutions) fewer flops ran than "
+                  f"counted.")
+        text = render(env, rows, method, roof)
     print(text)
     if not args.no_save:
         paths = save(text, rows, env, args.out)

@@ -132,6 +132,28 @@ def measure(rounds=ROUNDS):
     return rows
 
 
+def roofs(rounds=ROUNDS):
+    """{"fma": GFLOP/s on all threads, "read": GB/s, "copy": GB/s read plus written}: the medians of ``measure``,
+    the roofs of the report's ``% roof`` column (``floor_ms``)."""
+    rates = [med for _, med, _, _, _ in measure(rounds)]
+    return {"fma": rates[1], "read": rates[2], "copy": rates[3]}
+
+
+def floor_ms(flops, nbytes, written, roof):
+    """The shortest time in ms one call can take under the roofs ``roof`` (``roofs``): the longer of its flops at
+    the FMA roof and its memory time, or None where the case counts neither. Memory time: the bytes read at the
+    read roof, plus per byte written what the copy roof says a written byte costs beyond a read one (a store to an
+    uncached line reads it first): 2 / copy - 1 / read. ``nbytes`` counts reads and writes, ``written`` the
+    output's bytes (clipped to ``nbytes``). Data the cache holds between calls can beat it (% roof above 100), and
+    so do Winograd convolutions, whose flops are counted as the direct ones."""
+    if not flops and not nbytes:
+        return None
+    written = min(written, nbytes)
+    per_written = max(2.0 / roof["copy"] - 1.0 / roof["read"], 0.0)
+    memory = (nbytes - written) / roof["read"] + written * per_written
+    return max(flops / roof["fma"], memory) / 1e6
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.ceilings", description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=ROUNDS)

@@ -25,14 +25,25 @@ def _ratio(row, other):
     return _fmt(v)
 
 
-def render(env, rows, method=""):
+def _roof_percent(row, provider, roof):
+    """The provider's share of the host's roofline (``bench.ceilings.floor_ms`` / its median ms), in percent."""
+    from .ceilings import floor_ms
+
+    ms = row.ms.get(provider)
+    floor = floor_ms(row.case.flops, row.case.bytes, row.out_bytes, roof) if roof and ms else None
+    return f"{100 * floor / ms:.0f}" if floor else "-"
+
+
+def render(env, rows, method="", roof=None):
+    """The cpu report; ``roof`` (``bench.ceilings.roofs``: this run's FMA, read and copy roofs) fills the ``% roof``
+    column (nbops / torch), "-" without it."""
     lines = ["# nbops benchmark and parity report", ""]
     lines += [f"- {k}: {v}" for k, v in env.items()]
     lines += ["", "Times are medians of rounds (one turn per provider) in one run; `x torch` > 1 means nbops is faster. "
               + method, ""]
-    lines.append("| family | case | nbops ms | torch ms | numpy ms | nbops rate | torch rate | x torch | x numpy "
-                 "| spread % | rounds | first call s | parity |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("| family | case | nbops ms | torch ms | numpy ms | nbops rate | torch rate | % roof | x torch "
+                 "| x numpy | spread % | rounds | first call s | parity |")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         rate_nb, unit = r.rate("nbops")
         rate_t, _ = r.rate("torch")
@@ -40,6 +51,7 @@ def render(env, rows, method=""):
         lines.append(
             f"| {r.case.family} | {r.case.name} | {_fmt(r.ms.get('nbops'))} | {_fmt(r.ms.get('torch'))} "
             f"| {_fmt(r.ms.get('numpy'))} | {_fmt(rate_nb)} {unit} | {_fmt(rate_t)} {unit if rate_t else ''} "
+            f"| {_roof_percent(r, 'nbops', roof)} / {_roof_percent(r, 'torch', roof)} "
             f"| {_ratio(r, 'torch')} | {_ratio(r, 'numpy')} | {_fmt(None if spread is None else 100 * spread, 2)} "
             f"| {r.rounds or '-'} | {_fmt(r.first_call_s)} | {r.parity}{(' ' + r.error) if r.error else ''} |"
         )

@@ -40,6 +40,7 @@ class Row:
     samples: dict = field(default_factory=dict)  # provider -> seconds of each timed round, in round order
     rounds: int = 0
     first_call_s: float = float("nan")
+    out_bytes: float = 0.0  # bytes of nbops' output (cpu): what a call writes, for the report's % roof
     host_us: dict = field(default_factory=dict)  # provider -> median host us per call (cuda)
     calls: dict = field(default_factory=dict)  # provider -> back-to-back calls per timed round (cuda)
     parity_ok: bool = True
@@ -204,6 +205,13 @@ def _host(x):
     return torch.from_numpy(np.asarray(x))
 
 
+def _nbytes(x):
+    """Bytes of an op's result: an array, or the arrays of a tuple or list (a pooling's values and indices)."""
+    if isinstance(x, (tuple, list)):
+        return float(sum(_nbytes(v) for v in x))
+    return float(getattr(x, "nbytes", 0))
+
+
 def _sync(target):
     if target == "cuda":
         import torch
@@ -310,6 +318,7 @@ def run_case(case, target, seconds, numba_arrays=False):
         row.first_call_s, out_nb = _timed(case.nbops, providers["nbops"][1], target)
         _, out_t = _timed(case.torch, providers["torch"][1], target)
         _check_parity(row, _host(out_nb), _host(out_t))
+        row.out_bytes = _nbytes(out_nb)
         del out_nb, out_t
         _warm_up(providers, target)
         samples = _rounds(providers, target, seconds)

@@ -220,6 +220,30 @@ def test_ceilings_fma_loop_computes_its_chains_and_the_table_has_every_row(monke
     assert all(lo <= med <= hi and lo > 0 for _, med, lo, hi, _ in rows)
 
 
+def test_roof_floor_is_the_longer_of_compute_and_memory_time():
+    from bench.ceilings import floor_ms
+
+    roof = {"fma": 200.0, "read": 40.0, "copy": 32.0}  # GFLOP/s, GB/s, GB/s read plus written
+    # a copy of S bytes (2S counted, S written) takes exactly the copy roof's time, 2S / copy
+    assert np.isclose(floor_ms(0.0, 2e9, 1e9, roof), 2e9 / 32.0 / 1e6)
+    # a reduction reads at the read roof (its 4-byte output is next to nothing)
+    assert np.isclose(floor_ms(1e9, 4e9 + 4, 4.0, roof), (4e9 / 40.0 + 4 * (2 / 32.0 - 1 / 40.0)) / 1e6)
+    # a GEMM is bound by its flops; a case that counts nothing has no floor; written never exceeds the bytes
+    assert np.isclose(floor_ms(2e12, 1e8, 4e7, roof), 2e12 / 200.0 / 1e6)
+    assert floor_ms(0.0, 0.0, 0.0, roof) is None
+    assert floor_ms(0.0, 1e9, 5e9, roof) == floor_ms(0.0, 1e9, 1e9, roof)
+
+
+def test_report_prints_each_providers_share_of_the_roofs():
+    row = run_case(_case(), "cpu", 0.0)
+    assert row.out_bytes == 64 * 4  # nbops' float32 sum of two 64-vectors, as run_case measured it
+    row.ms = {"nbops": 1e-3, "torch": 2e-3}  # 768 bytes (256 written) in 1 and 2 us
+    roof = {"fma": 100.0, "read": 1.0, "copy": 1.0}  # GB/s: a written byte costs one read's time more
+    assert "| 77 / 38 |" in render({}, [row], roof=roof)  # 512 read + 256 x (2 - 1) written = 768 ns: of 1 us, 2
+    assert "| - / - |" in render({}, [row])
+    assert runner._nbytes((np.zeros(3), torch.zeros(2, dtype=torch.int64))) == 24 + 16
+
+
 def test_calls_table_times_every_small_case_against_torch(monkeypatch):
     # python -m bench.calls: one row per case, nbops' and torch's median us per call and the per-round ratio
     from bench import calls
