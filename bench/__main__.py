@@ -22,7 +22,7 @@ import os
 import sys
 
 from .ceilings import roofs
-from .report import render, render_cuda, save
+from .report import render, render_cuda, roof_range, save
 from .runner import (CUDA_MAX_ROUNDS, CUDA_ROUNDS, CUDA_SECONDS, EXTEND, LEAD_S, MIN_ROUNDS, NOISY, TURN_S,
                      WARMUP_CALLS, WARMUP_S, collect, environment, prepare, run_case, run_references)
 
@@ -57,22 +57,22 @@ def main(argv=None):
         def tqdm(it, **_):
             return it
     references = run_references(seconds) if cuda else []
-    roof = None if cuda else roofs()
     rows = []
     bar = tqdm(cases, desc="bench", unit="case", file=sys.stderr)
     try:
         for case in bar:
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(case.name[:40])
+            roof = None if cuda else roofs()
             rows.append(run_case(case, args.target, seconds, numba_arrays=args.numba_arrays))
+            rows[-1].roof = roof
     except KeyboardInterrupt:  # a time limit (gpu-check.sh sends SIGINT) still gets the report of the cases done
         print(f"bench: interrupted; reporting the {len(rows)} of {len(cases)} cases done", file=sys.stderr)
     env = environment(args.target)
     if len(rows) < len(cases):
         env["interrupted"] = f"after {len(rows)} of {len(cases)} cases"
-    if roof:
-        env["roofs"] = (f"FMA {roof['fma']:.0f} GFLOP/s, read {roof['read']:.1f} GB/s, copy {roof['copy']:.1f} GB/s "
-                        "(read plus written), measured before the cases (python -m bench.ceilings)")
+    if roof_range(rows):
+        env["roofs"] = roof_range(rows)
     if cuda:
         env["nbops inputs"] = "numba device arrays" if args.numba_arrays else "torch CUDA tensors"
         method = (f"Per case: the first call of each provider alone and synchronised (nbops' compile), two untimed "
@@ -91,12 +91,13 @@ def main(argv=None):
                   f"over rounds of torch's time / nbops' time in the same round; where the (q3 - q1) / median of those ratios or of either "
                   f"provider's times exceeds {100 * NOISY:g}%, the row says noisy (with the widest spread) instead. "
                   f"`spread %` is the wider (q3 - q1) / median of nbops' and torch's times. `% roof` (nbops / "
-                  f"torch): the shortest time the roofs allow a call over the provider's median, where that time is "
+                  f"torch): the shortest time the roofs measured before the case allow a call over the provider's "
+                  f"median, where that time is "
                   f"the longer of the case's flops at the FMA roof and its bytes read at the read roof plus its "
                   f"output's bytes at what the copy roof says a written byte costs (bench.ceilings.floor_ms); above "
                   f"100 the data stayed in cache between calls, or (Winograd convolutions) fewer flops ran than "
                   f"counted.")
-        text = render(env, rows, method, roof)
+        text = render(env, rows, method)
     print(text)
     if not args.no_save:
         paths = save(text, rows, env, args.out)

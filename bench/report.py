@@ -25,18 +25,33 @@ def _ratio(row, other):
     return _fmt(v)
 
 
-def _roof_percent(row, provider, roof):
-    """The provider's share of the host's roofline (``bench.ceilings.floor_ms`` / its median ms), in percent."""
+def _roof_percent(row, provider):
+    """The provider's share of the host's roofline measured before the case (``row.roof``): the shortest time the
+    roofs allow a call (``bench.ceilings.floor_ms``) over the provider's median, in percent; "-" without roofs."""
     from .ceilings import floor_ms
 
     ms = row.ms.get(provider)
-    floor = floor_ms(row.case.flops, row.case.bytes, row.out_bytes, roof) if roof and ms else None
+    floor = floor_ms(row.case.flops, row.case.bytes, row.out_bytes, row.roof) if row.roof and ms else None
     return f"{100 * floor / ms:.0f}" if floor else "-"
 
 
-def render(env, rows, method="", roof=None):
-    """The cpu report; ``roof`` (``bench.ceilings.roofs``: this run's FMA, read and copy roofs) fills the ``% roof``
-    column (nbops / torch), "-" without it."""
+def roof_range(rows):
+    """The header line on the roofs: each one's lowest and highest over the rows that measured them, or None."""
+    measured = [r.roof for r in rows if r.roof]
+    if not measured:
+        return None
+
+    def span(key, digits):
+        lo, hi = min(m[key] for m in measured), max(m[key] for m in measured)
+        return f"{lo:.{digits}f}-{hi:.{digits}f}"
+
+    return (f"FMA {span('fma', 0)} GFLOP/s, read {span('read', 1)} GB/s, copy {span('copy', 1)} GB/s (read plus "
+            "written): before each case, the fastest of a few calls (python -m bench.ceilings), lowest-highest")
+
+
+def render(env, rows, method=""):
+    """The cpu report; each row's ``roof`` (``bench.ceilings.roofs``, measured before its case) fills its ``% roof``
+    column (nbops / torch)."""
     lines = ["# nbops benchmark and parity report", ""]
     lines += [f"- {k}: {v}" for k, v in env.items()]
     lines += ["", "Times are medians of rounds (one turn per provider) in one run; `x torch` > 1 means nbops is faster. "
@@ -51,7 +66,7 @@ def render(env, rows, method="", roof=None):
         lines.append(
             f"| {r.case.family} | {r.case.name} | {_fmt(r.ms.get('nbops'))} | {_fmt(r.ms.get('torch'))} "
             f"| {_fmt(r.ms.get('numpy'))} | {_fmt(rate_nb)} {unit} | {_fmt(rate_t)} {unit if rate_t else ''} "
-            f"| {_roof_percent(r, 'nbops', roof)} / {_roof_percent(r, 'torch', roof)} "
+            f"| {_roof_percent(r, 'nbops')} / {_roof_percent(r, 'torch')} "
             f"| {_ratio(r, 'torch')} | {_ratio(r, 'numpy')} | {_fmt(None if spread is None else 100 * spread, 2)} "
             f"| {r.rounds or '-'} | {_fmt(r.first_call_s)} | {r.parity}{(' ' + r.error) if r.error else ''} |"
         )

@@ -41,6 +41,7 @@ class Row:
     rounds: int = 0
     first_call_s: float = float("nan")
     out_bytes: float = 0.0  # bytes of nbops' output (cpu): what a call writes, for the report's % roof
+    roof: dict = None  # the host's roofs measured just before the case (cpu; ``bench.ceilings.roofs``)
     host_us: dict = field(default_factory=dict)  # provider -> median host us per call (cuda)
     calls: dict = field(default_factory=dict)  # provider -> back-to-back calls per timed round (cuda)
     parity_ok: bool = True

@@ -6,12 +6,13 @@ import itertools
 import threading
 import time
 
+import numba
 import numpy as np
 import torch
 
 from bench import runner
 from bench.core import Case
-from bench.report import render, render_cuda
+from bench.report import render, render_cuda, roof_range
 from bench.runner import (CUDA_ROUNDS, CUDA_SECONDS, MAX_CALLS, MIN_ROUNDS, NOISY, Row, calls_per_round, run_case,
                           run_cuda_case, spread, time_round)
 
@@ -238,10 +239,30 @@ def test_report_prints_each_providers_share_of_the_roofs():
     row = run_case(_case(), "cpu", 0.0)
     assert row.out_bytes == 64 * 4  # nbops' float32 sum of two 64-vectors, as run_case measured it
     row.ms = {"nbops": 1e-3, "torch": 2e-3}  # 768 bytes (256 written) in 1 and 2 us
-    roof = {"fma": 100.0, "read": 1.0, "copy": 1.0}  # GB/s: a written byte costs one read's time more
-    assert "| 77 / 38 |" in render({}, [row], roof=roof)  # 512 read + 256 x (2 - 1) written = 768 ns: of 1 us, 2
-    assert "| - / - |" in render({}, [row])
+    assert "| - / - |" in render({}, [row])  # no roofs measured
+    row.roof = {"fma": 100.0, "read": 1.0, "copy": 1.0}  # GB/s: a written byte costs one read's time more
+    assert "| 77 / 38 |" in render({}, [row])  # 512 read + 256 x (2 - 1) written = 768 ns: of 1 us, of 2 us
     assert runner._nbytes((np.zeros(3), torch.zeros(2, dtype=torch.int64))) == 24 + 16
+    other = _row([1.0] * 4, [1.0] * 4)
+    other.roof = {"fma": 120.0, "read": 3.0, "copy": 0.5}
+    assert roof_range([row, other, _row([1.0] * 4, [1.0] * 4)]).startswith(
+        "FMA 100-120 GFLOP/s, read 1.0-3.0 GB/s, copy 0.5-1.0 GB/s")
+    assert roof_range([_row([1.0] * 4, [1.0] * 4)]) is None
+
+
+def test_roofs_are_the_fastest_of_short_calls(monkeypatch):
+    from bench import ceilings
+
+    monkeypatch.setattr(ceilings, "MIB", 1)
+    # each probe's calls took 1 to 3 s, 2 s the median: the roof is its amount over the fastest call, 1 s
+    monkeypatch.setattr(ceilings, "_median_spread", lambda fn, rounds: (2.0, 1.0, 3.0))
+    roof = ceilings.roofs(rounds=3, steps=10)
+    flops = ceilings.CHAINS * ceilings.LANES * 2.0 * 10 * numba.get_num_threads()
+    assert roof == {"fma": flops / 1e9, "read": (1 << 20) / 1e9, "copy": 2 * (1 << 20) / 1e9}  # amount / 1.0 s
+    monkeypatch.undo()
+    monkeypatch.setattr(ceilings, "MIB", 1)
+    real = ceilings.roofs(rounds=2, steps=1000)
+    assert set(real) == {"fma", "read", "copy"} and min(real.values()) > 0
 
 
 def test_calls_table_times_every_small_case_against_torch(monkeypatch):
