@@ -146,10 +146,12 @@ def measure(rounds=ROUNDS):
 
 def roofs(rounds=ROOF_ROUNDS, steps=ROOF_STEPS):
     """{"fma": GFLOP/s on all threads, "read": GB/s, "copy": GB/s read plus written}: the roofs of the report's
-    ``% roof`` column (``floor_ms``), each the fastest of ``rounds`` short calls (a roof is what the host can do;
-    a shared host's load only slows a call). The report measures them before each case (~0.1 s): one measurement
-    before the run, made in a slow spell, once put the read roof at 18 GB/s and the reductions at 130-200 %."""
-    rates = [amount / _median_spread(fn, rounds)[1] / 1e9 for _, fn, amount, _ in _probes(steps, one_thread=False)]
+    ``% roof`` column (``floor_ms``), each the median of ``rounds`` short calls. The report measures them before
+    each case (~0.1 s), so that a row is compared with what the shared host gave at the time: one measurement
+    before the run, made in a slow spell, put the read roof at 18 GB/s and the reductions at 130-200 %, and the
+    fastest of 5 calls before each case swung with single calls (FMA 117-235 GFLOP/s, read 23-83 GB/s in one run:
+    a call that lost a vCPU, a read that found part of its 64 MiB still in L3)."""
+    rates = [amount / _median_spread(fn, rounds)[0] / 1e9 for _, fn, amount, _ in _probes(steps, one_thread=False)]
     return {"fma": rates[0], "read": rates[1], "copy": rates[2]}
 
 

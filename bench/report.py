@@ -46,7 +46,7 @@ def roof_range(rows):
         return f"{lo:.{digits}f}-{hi:.{digits}f}"
 
     return (f"FMA {span('fma', 0)} GFLOP/s, read {span('read', 1)} GB/s, copy {span('copy', 1)} GB/s (read plus "
-            "written): before each case, the fastest of a few calls (python -m bench.ceilings), lowest-highest")
+            "written): before each case, the median of 5 calls (python -m bench.ceilings), lowest-highest")
 
 
 def render(env, rows, method=""):
