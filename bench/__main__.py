@@ -100,11 +100,10 @@ def main(argv=None):
                   f"provider's times exceeds {100 * NOISY:g}%, the row says noisy (with the widest spread) instead. "
                   f"`spread %` is the wider (q3 - q1) / median of nbops' and torch's times. `% roof` (nbops / "
                   f"torch): the shortest time the roofs measured before the case allow a call over the provider's "
-                  f"median, where that time is "
-                  f"the longer of the case's flops at the FMA roof and its bytes read at the read roof plus its "
-                  f"output's bytes at what the copy roof says a written byte costs (bench.ceilings.floor_ms); above "
-                  f"100 the data stayed in cache between calls, or (Winograd convolutions) fewer flops ran than "
-                  f"counted.")
+                  f"median, where that time is the longer of the case's flops at the FMA roof and its bytes read at "
+                  f"the read roof plus its output's bytes at what the copy roof says a written byte costs "
+                  f"(bench.ceilings.floor_ms); above 100 the data stayed in cache between calls, or (Winograd "
+                  f"convolutions) fewer flops ran than counted.")
         text = render(env, rows, method)
     print(text)
     if not args.no_save:

@@ -10,6 +10,8 @@
 
 Each figure is the median of ROUNDS timed calls after a warm-up; the spread (min-max) is printed beside it, since
 these hosts are shared. A GEMM that runs at 90 % of the FMA peak is at its ceiling, whatever a ratio to torch says.
+The report measures the same probes, shorter, before each case (``roofs``) and prints each row's share of the
+roofline they draw (``floor_ms``): its `% roof` column.
 
     python -m bench.ceilings [--rounds N]
 """
