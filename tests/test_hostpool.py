@@ -54,6 +54,21 @@ def test_a_dropped_output_is_reused_and_overwritten():
     np.testing.assert_array_equal(second, x * np.float32(2))
 
 
+def test_of_equal_free_buffers_the_last_handed_out_is_reused():
+    """Two same-size outputs alive at once leave two free buffers; later calls keep writing the one handed out
+    last (the warmest in cache) instead of alternating between them."""
+    x = make(BIG, seed=14)
+    first, second = nbops.add(x, 1.0), nbops.add(x, 2.0)
+    last = _buffer(second).ctypes.data
+    assert _buffer(first).ctypes.data != last
+    del first, second
+    for k in range(3):
+        out = nbops.mul(x, float(k))
+        assert _buffer(out).ctypes.data == last
+        np.testing.assert_array_equal(out, x * np.float32(k))
+        del out
+
+
 @pytest.mark.parametrize("keep", ["array", "view", "torch", "memoryview"])
 def test_a_referenced_output_is_never_reused(keep):
     """Whatever still refers to an output (itself, a slice of it, a torch tensor over it, a memoryview) keeps its
