@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 def _simulator_thread_safety():
-    """Two races in numba's CUDA simulator that the switch interval below makes common; both patched here.
+    """Three races in numba's CUDA simulator that the switch interval below makes common; all patched here.
 
     Shared arrays: ``cuda.shared.array`` finds a block's array by the calling source line in a dict it checks and
     fills without a lock, so two threads of a block that interleave between the check and the fill each get an
@@ -22,8 +22,12 @@ def _simulator_thread_safety():
 
     Device function calls: ``swapped_cuda_module`` walks the function's module globals in a generator while other
     threads run Python code that can add a global (the warnings module, for one, adds ``__warningregistry__`` on a
-    module's first warning): "dictionary changed size during iteration" (a fuzzed linear, once in a CI run). The same swap from
-    a copy of the globals, which ``dict.copy`` makes without a thread switch."""
+    module's first warning): "dictionary changed size during iteration" (a fuzzed linear, once in a CI run). The
+    same swap from a copy of the globals, which ``dict.copy`` makes without a thread switch. And each simulated
+    thread swapped the module's ``cuda`` for the fake one on entering a device function and back on leaving it, so a
+    thread that left put the real module back under threads still inside, whose next ``cuda.syncthreads`` failed
+    ("module 'numba.cuda' has no attribute 'syncthreads'": a block-wide sum of _block.py, once in a CI run). The
+    swap is counted per module under the lock: the first thread in swaps, the last one out restores."""
     import contextlib
     import threading
     import traceback
@@ -50,17 +54,28 @@ def _simulator_thread_safety():
 
     kernelapi.FakeCUDAShared.array = array
 
+    swaps = {}  # id(module globals) -> [threads inside, the names the first one swapped and their values]
+
     @contextlib.contextmanager
     def swapped_cuda_module(fn, fake_cuda_module):
         from numba import cuda
 
         globs = fn.__globals__
-        orig = {k: v for k, v in globs.copy().items() if v is cuda}
-        globs.update(dict.fromkeys(orig, fake_cuda_module))
+        with lock:
+            entry = swaps.get(id(globs))
+            if entry is None:
+                orig = {k: v for k, v in globs.copy().items() if v is cuda}
+                globs.update(dict.fromkeys(orig, fake_cuda_module))
+                entry = swaps[id(globs)] = [0, orig]
+            entry[0] += 1
         try:
             yield
         finally:
-            globs.update(orig)
+            with lock:
+                entry[0] -= 1
+                if not entry[0]:
+                    globs.update(entry[1])
+                    del swaps[id(globs)]
 
     kernelapi.swapped_cuda_module = swapped_cuda_module
     simkernel.swapped_cuda_module = swapped_cuda_module
