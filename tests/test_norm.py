@@ -652,6 +652,76 @@ def test_cuda_norm_kernels_compile_without_local_memory():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_batch_norm_eval_fast_path_matches_the_general_path(dtype):
+    # plain NumPy arrays in evaluation skip the general path (ops/norm.py ``_fast_batch_norm_eval``): same launcher
+    # and operands, so the values equal the general path's (torch tensors in take it) bit for bit, and torch's
+    from nbops.ops import norm as ops
+
+    t = torch.from_numpy
+    for shape in [(4, 16, 40), (5, 3), (2, 3, 40000), (1, 2, 3, 11), (3, 7, 1, 1)]:
+        C = shape[1]
+        x = make(shape, dtype, seed=5)
+        rm, rv = make((C,), dtype, seed=6), np.abs(make((C,), dtype, seed=7)) + 0.5
+        w, b = make((C,), dtype, seed=8), make((C,), dtype, seed=9)
+        for wb, momentum, eps in [((w, b), 0.1, 1e-5), ((None, b), 0.3, 1), ((w, None), 1, 0.25), ((), 0.1, 1e-3)]:
+            wb = (wb + (None, None))[:2]
+            assert ops._fast_batch_norm_eval(x, rm, rv, *wb, momentum, eps) is not None
+            fast = nbops.batch_norm(x, rm, rv, *wb, momentum=momentum, eps=eps)
+            args = [t(a) if a is not None else None for a in (x, rm, rv) + wb]
+            general = nbops.batch_norm(*args, momentum=momentum, eps=eps).numpy()
+            assert fast.dtype == general.dtype == dtype and fast.shape == shape and np.array_equal(fast, general)
+            assert_same(fast, F.batch_norm(*args, momentum=momentum, eps=eps))
+    x = make((4, 6, 5), dtype, seed=10)
+    rm, rv, w = make((6,), dtype, seed=11), np.abs(make((6,), dtype, seed=12)), make((6,), dtype, seed=13)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for args in [(x, rm.astype(other), rv, None, None, 0.1, 1e-5), (x, rm, rv.reshape(6, 1), None, None, 0.1, 1e-5),
+                 (x, rm, rv, w.reshape(1, 6), None, 0.1, 1e-5), (x, rm, rv, None, w[::-1], 0.1, 1e-5),
+                 (x, rm, rv, None, None, 0.1, True), (x, rm, rv, None, None, None, 1e-5), (x[:0], rm, rv, None, None,
+                 0.1, 1e-5), (x.transpose(0, 2, 1).copy().transpose(0, 2, 1), rm, rv, None, None, 0.1, 1e-5),
+                 (x[0, 0], rm[:5], rv[:5], None, None, 0.1, 1e-5), (t(x), rm, rv, None, None, 0.1, 1e-5)]:
+        assert ops._fast_batch_norm_eval(*args) is None
+    # the general path serves what the fast path declines, with its own checks
+    assert_same(nbops.batch_norm(x, rm, rv, w.reshape(1, 6)), F.batch_norm(t(x), t(rm), t(rv), t(w.reshape(1, 6))))
+    with pytest.raises(TypeError, match=r"batch_norm\(\)"):
+        nbops.batch_norm(x, rm.astype(other), rv)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_group_norm_fast_path_matches_the_general_path(dtype):
+    # plain NumPy arrays skip the general path (ops/norm.py ``_fast_group_norm``): same launcher and operands, so
+    # the values equal the general path's (torch tensors in take it) bit for bit, and torch's
+    from nbops.ops import norm as ops
+
+    t = torch.from_numpy
+    for shape, G in [((2, 6, 5), 3), ((1, 8, 4, 4), 8), ((3, 4), 2), ((2, 4, 20000), 1)]:
+        C = shape[1]
+        x, w, b = make(shape, dtype, seed=5), make((C,), dtype, seed=6), make((C,), dtype, seed=7)
+        for wb, eps in [((w, b), 1e-5), ((None, b), 1), ((w, None), 0.5), ((), 1e-3)]:
+            wb = (wb + (None, None))[:2]
+            assert ops._fast_group_norm(x, G, *wb, eps) is not None
+            fast = nbops.group_norm(x, G, *wb, eps=eps)
+            args = [t(a) if a is not None else None for a in (x,) + wb]
+            general = nbops.group_norm(args[0], G, *args[1:], eps=eps).numpy()
+            assert fast.dtype == general.dtype == dtype and fast.shape == shape and np.array_equal(fast, general)
+            assert_same(fast, F.group_norm(args[0], G, *args[1:], eps=eps))
+    x, w = make((2, 6, 5), dtype, seed=8), make((6,), dtype, seed=9)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for args in [(x, 4, None, None, 1e-5), (x, 0, None, None, 1e-5), (x, 3.0, None, None, 1e-5),
+                 (x, True, None, None, 1e-5), (x, np.int64(3), None, None, 1e-5), (x, 3, w.astype(other), None, 1e-5),
+                 (x, 3, None, w.reshape(1, 6), 1e-5), (x, 3, w[::-1], None, 1e-5), (x, 3, None, None, True),
+                 (x[:0], 3, None, None, 1e-5), (x.transpose(0, 2, 1).copy().transpose(0, 2, 1), 3, None, None, 1e-5),
+                 (x[0, :, :1].reshape(1, 6, 1), 6, None, None, 1e-5), (x[0], 3, None, None, 1e-5),
+                 (t(x), 3, None, None, 1e-5)]:
+        assert ops._fast_group_norm(*args) is None
+    # the general path serves what the fast path declines, with its own checks
+    assert_same(nbops.group_norm(x, np.int64(3)), F.group_norm(t(x), 3))
+    with pytest.raises(ValueError, match=r"group_norm\(\): Expected number of channels"):
+        nbops.group_norm(x, 4)
+    with pytest.raises(ValueError, match=r"group_norm\(\): Expected more than 1 value per channel"):
+        nbops.group_norm(x[0, :, :1].reshape(1, 6, 1), 6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_cpu_layer_norm_fast_path_matches_the_general_path(dtype):
     # plain NumPy float arrays skip the general path (ops/norm.py ``_fast_layer_norm``): same launcher and operands,
     # so the values equal the general path's (torch tensors in take it) bit for bit; other calls keep its checks

@@ -162,7 +162,8 @@ def _rms_norm_kernel(out, x, weight, eps):
 @njit(parallel=True, cache=True)
 def _group_norm_kernel(out, mean, m2, x, weight, bias, G, L, eps):
     """Group norm of rows r = (n, g): x, out: (N * G, Cg * L) with each row's Cg channels of L values contiguous;
-    weight, bias: (G * Cg,); mean, m2: (N * G,) float64 statistics of each row (for running-stat updates).
+    weight, bias: (G * Cg,); mean, m2: (N * G,) statistics of each row (for running-stat updates), computed in
+    float64 and stored in their arrays' dtype.
 
     One prange iteration handles one row: blocked Welford statistics, then per channel c = g * Cg + j the
     affine map (x - m_hi) * scale_c + shift_c with scale_c = rstd * weight[c], shift_c = bias[c] - m_lo * scale_c.
@@ -294,9 +295,19 @@ def _column_moments_kernel(pmean, pm2, x, RB, JB):
 @njit(parallel=True, cache=True)
 def _apply_rows_kernel(out, x, center, scale, shift, CH):
     """out[r, l] = (x[r, l] - center[r]) * scale[r] + shift[r]; x, out: (R, L); center, scale, shift: (R,).
-    One prange iteration handles one chunk of CH values of one row."""
+    One prange iteration handles one row when rows have at most CH values, else one chunk of CH values of one row.
+    Whole rows are indexed in 2-D, without the chunk's slices and division: batch_norm eval over (32, 256, 28, 28)
+    float32 (51 MB moved), 2 threads, same process, 4 rounds: 4-6 % faster than through the chunk loop."""
     R, L = x.shape
     NK = (L + CH - 1) // CH
+    if NK == 1:
+        for r in prange(R):
+            m = center[r]
+            a = scale[r]
+            b = shift[r]
+            for i in range(L):
+                out[r, i] = (x[r, i] - m) * a + b
+        return
     for t in prange(R * NK):
         r = t // NK
         lo = (t % NK) * CH
@@ -473,15 +484,12 @@ def rms_norm(out, x, weight, eps):
 
 @register("group_norm", "cpu")
 def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
-    """x, out: (N, C, L); weight, bias: (C,); mean, m2: (N * num_groups,) statistics per (n, group), x's dtype."""
+    """x, out: (N, C, L); weight, bias: (C,); mean, m2: (N * num_groups,) statistics per (n, group), x's dtype,
+    which the kernel writes itself (rounding its float64 statistics once)."""
     N, C, L = x.shape
     R = N * num_groups
-    mean64 = np.empty(R)
-    m264 = np.empty(R)
-    run_parallel(_group_norm_kernel, x.size, out.reshape(R, -1), mean64, m264, x.reshape(R, -1), weight, bias,
+    run_parallel(_group_norm_kernel, x.size, out.reshape(R, -1), mean, m2, x.reshape(R, -1), weight, bias,
                  num_groups, L, eps)
-    mean[...] = mean64
-    m2[...] = m264
 
 
 @register("running_update", "cpu")
@@ -494,65 +502,93 @@ def running_update(running, stats, divisor, momentum):
 def batch_norm(out, x, weight, bias, running_mean, running_var, training, momentum, eps):
     """x, out: (N, C, L); weight, bias: (C,); running_mean, running_var: (C,) or None, updated in place.
 
-    Policy: the fused per-channel kernel when there are enough channels to share among the threads; else partial
-    statistics of row chunks (long rows) or of column groups (short rows), merged by Chan's formula, and an affine
-    pass parallel over chunks.
+    Policy in training: the fused per-channel kernel when there are enough channels to share among the threads;
+    else partial statistics of row chunks (long rows) or of column groups (short rows), merged by Chan's formula, and
+    an affine pass parallel over chunks. In evaluation: ``_batch_norm_eval``, on the calling thread alone below
+    SERIAL_BELOW elements (``run_parallel``).
     """
     N, C, L = x.shape
+    if not training:
+        run_parallel(_batch_norm_eval, x.size, out, x, running_mean, running_var, weight, bias, eps, CHUNK)
+        return
     dt = x.dtype
     w = weight.astype(np.float64)
     b = bias.astype(np.float64)
-    if training:
-        fused = L >= ROWS_MIN and C >= CHANNEL_TASKS * thread_count()
-        if fused:
-            mean = np.empty(C)
-            m2 = np.empty(C)
-            _batch_norm_channel_kernel(out, mean, m2, x, weight, bias, eps)
-        elif L >= ROWS_MIN:
-            NK = -(-L // CHUNK)
-            pmean = np.empty((N * C, NK))
-            pm2 = np.empty((N * C, NK))
-            _chunk_moments_kernel(pmean, pm2, x.reshape(N * C, L), CHUNK)
-            sizes = np.minimum(CHUNK, L - CHUNK * np.arange(NK))
-            pmean = pmean.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
-            pm2 = pm2.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
-            mean, m2 = _chan_merge(pmean, pm2, np.tile(sizes, N), axis=1)
-        else:
-            RB, JB = _columns_policy(N, C * L)
-            P = -(-N // RB)
-            pmean = np.empty((P, C * L))
-            pm2 = np.empty((P, C * L))
-            _column_moments_kernel(pmean, pm2, x.reshape(N, C * L), RB, JB)
-            rows = np.minimum(RB, N - RB * np.arange(P))
-            pmean = pmean.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
-            pm2 = pm2.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
-            mean, m2 = _chan_merge(pmean, pm2, np.repeat(rows, L), axis=1)
-        count = N * L
-        if running_mean is not None:
-            _update_running(running_mean, mean.reshape(1, C), 1.0, momentum)
-        if running_var is not None:
-            _update_running(running_var, m2.reshape(1, C), count - 1.0, momentum)
-        if fused:
-            return
-        center, scale, shift = _affine(mean, m2, count, w, b, eps, dt)
+    fused = L >= ROWS_MIN and C >= CHANNEL_TASKS * thread_count()
+    if fused:
+        mean = np.empty(C)
+        m2 = np.empty(C)
+        _batch_norm_channel_kernel(out, mean, m2, x, weight, bias, eps)
+    elif L >= ROWS_MIN:
+        NK = -(-L // CHUNK)
+        pmean = np.empty((N * C, NK))
+        pm2 = np.empty((N * C, NK))
+        _chunk_moments_kernel(pmean, pm2, x.reshape(N * C, L), CHUNK)
+        sizes = np.minimum(CHUNK, L - CHUNK * np.arange(NK))
+        pmean = pmean.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
+        pm2 = pm2.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
+        mean, m2 = _chan_merge(pmean, pm2, np.tile(sizes, N), axis=1)
     else:
-        center = np.asarray(running_mean, dt)
-        scale = (w / np.sqrt(np.asarray(running_var, np.float64) + eps)).astype(dt)
-        shift = bias
-    _apply(out, x, center, scale, shift)
+        RB, JB = _columns_policy(N, C * L)
+        P = -(-N // RB)
+        pmean = np.empty((P, C * L))
+        pm2 = np.empty((P, C * L))
+        _column_moments_kernel(pmean, pm2, x.reshape(N, C * L), RB, JB)
+        rows = np.minimum(RB, N - RB * np.arange(P))
+        pmean = pmean.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
+        pm2 = pm2.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
+        mean, m2 = _chan_merge(pmean, pm2, np.repeat(rows, L), axis=1)
+    count = N * L
+    if running_mean is not None:
+        _update_running(running_mean, mean.reshape(1, C), 1.0, momentum)
+    if running_var is not None:
+        _update_running(running_var, m2.reshape(1, C), count - 1.0, momentum)
+    if fused:
+        return
+    center, scale, shift = _affine(mean, m2, count, w, b, eps, dt)
+    _apply(out, x, center, scale, shift, CHUNK)
 
 
-def _apply(out, x, center, scale, shift):
-    """out = (x - center[c]) * scale[c] + shift[c] for x, out: (N, C, L) and per-channel (C,) parameters: by row
-    chunks for long rows, down columns (parameters repeated per column) for short ones."""
+@njit(cache=True)
+def _batch_norm_eval(out, x, mean, var, weight, bias, eps, CH):
+    """Evaluation batch norm in one compiled call: out = (x - mean[c]) * scale[c] + bias[c] with scale[c] =
+    weight[c] / sqrt(var[c] + eps) in float64, rounded to x's dtype, then ``_apply``; x, out: (N, C, L); mean, var,
+    weight, bias: (C,) of x's dtype. No NumPy call on the way: through the astype, sqrt, tile and repeat calls the
+    training path's epilogue made, a (32, 512) float32 call took 27.2 us, 18.8 with this (the general path's
+    argument checks in both)."""
+    C = x.shape[1]
+    scale = np.empty(C, x.dtype)
+    for c in range(C):
+        scale[c] = np.float64(weight[c]) / np.sqrt(np.float64(var[c]) + eps)
+    _apply(out, x, mean, scale, bias, CH)
+
+
+@njit(cache=True)
+def _apply(out, x, center, scale, shift, CH):
+    """out = (x - center[c]) * scale[c] + shift[c] for x, out: (N, C, L) and per-channel (C,) parameters of x's
+    dtype: by rows (parameters laid out per row, ``_apply_rows_kernel``) for rows of at least ROWS_MIN, else down
+    columns (parameters repeated along each row of C * L, ``_apply_columns_kernel``)."""
     N, C, L = x.shape
     if L >= ROWS_MIN:
-        _apply_rows_kernel(out.reshape(N * C, L), x.reshape(N * C, L), np.tile(center, N), np.tile(scale, N),
-                           np.tile(shift, N), CHUNK)
-    else:
-        RB = max(1, CHUNK // max(1, C * L))
-        _apply_columns_kernel(out.reshape(N, C * L), x.reshape(N, C * L), np.repeat(center, L),
-                              np.repeat(scale, L), np.repeat(shift, L), RB)
+        R = N * C
+        ctr = np.empty(R, x.dtype)
+        sc = np.empty(R, x.dtype)
+        sh = np.empty(R, x.dtype)
+        for r in range(R):
+            ctr[r] = center[r % C]
+            sc[r] = scale[r % C]
+            sh[r] = shift[r % C]
+        _apply_rows_kernel(out.reshape(R, L), x.reshape(R, L), ctr, sc, sh, CH)
+        return
+    J = C * L
+    ctr = np.empty(J, x.dtype)
+    sc = np.empty(J, x.dtype)
+    sh = np.empty(J, x.dtype)
+    for j in range(J):
+        ctr[j] = center[j // L]
+        sc[j] = scale[j // L]
+        sh[j] = shift[j // L]
+    _apply_columns_kernel(out.reshape(N, J), x.reshape(N, J), ctr, sc, sh, max(1, CH // max(1, J)))
 
 
 @register("switch_norm", "cpu")

@@ -163,6 +163,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     >>> rm, rv
     (array([0.2, 0.4], dtype=float32), array([1.1, 1.7], dtype=float32))
     """
+    if training is False:
+        out = _fast_batch_norm_eval(input, running_mean, running_var, weight, bias, momentum, eps)
+        if out is not None:
+            return out
     op = "batch_norm"
     call = Call(op, input=input, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
     dt = call.check_dtype("input")
@@ -297,6 +301,21 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return call.wrap(out.reshape(call["input"].shape))
 
 
+def _plain_affine(weight, bias, shape, dt):
+    """[weight, bias] for a fast path, as flat arrays of prod(shape) values: each None (then filled with 1 or 0) or
+    a C-contiguous NumPy array of dtype ``dt`` and exactly ``shape``; None if either is anything else."""
+    n = math.prod(shape)
+    params = []
+    for p, fill in ((weight, 1), (bias, 0)):
+        if p is None:
+            params.append(np.full(n, fill, dt))
+        elif plain_float_array(p) and p.dtype is dt and p.shape == shape:
+            params.append(p.reshape(n))
+        else:
+            return None
+    return params
+
+
 def _fast_layer_norm(input, normalized_shape, weight, bias, eps):
     """The common CPU call without the general path: a non-empty C-contiguous float32/float64 NumPy array, an int
     or a tuple or list of ints equal to its trailing dims, weight and bias None or such arrays of its dtype and
@@ -313,16 +332,62 @@ def _fast_layer_norm(input, normalized_shape, weight, bias, eps):
         return None
     K = math.prod(shape)
     dt = input.dtype
-    params = []
-    for p, fill in ((weight, 1), (bias, 0)):
-        if p is None:
-            params.append(np.full(K, fill, dt))
-        elif plain_float_array(p) and p.dtype is dt and p.shape == shape:
-            params.append(p.reshape(K))
-        else:
-            return None
+    params = _plain_affine(weight, bias, shape, dt)
+    if params is None:
+        return None
     out = _hostpool.empty(input.shape, dt)
     launch_cpu("layer_norm", "layer_norm", out.reshape(-1, K), input.reshape(-1, K), *params, eps=float(eps))
+    return out
+
+
+def _fast_batch_norm_eval(input, running_mean, running_var, weight, bias, momentum, eps):
+    """The common CPU evaluation call without the general path: a non-empty C-contiguous float32/float64 NumPy input
+    of at least 2 dims, running statistics and weight and bias (or None) C-contiguous NumPy arrays of its dtype and
+    shape (C,), momentum and eps Python ints or floats. The same launcher and operands as the general path (a
+    missing weight or bias filled with 1 or 0), without its argument objects and checks: a (32, 512) float32 call
+    18.8 -> 12.0 us, (1, 256, 14, 14) 20.1 -> 13.2 us. Returns the result, or None for any other call, which then
+    takes the general path."""
+    if (not plain_float_array(input) or input.ndim < 2 or not input.size or type(eps) not in (int, float)
+            or type(momentum) not in (int, float)):
+        return None
+    dt = input.dtype
+    C = input.shape[1]
+    for p in (running_mean, running_var):
+        if not (plain_float_array(p) and p.dtype is dt and p.shape == (C,)):
+            return None
+    params = _plain_affine(weight, bias, (C,), dt)
+    if params is None:
+        return None
+    N = input.shape[0]
+    out = _hostpool.empty(input.shape, dt)
+    launch_cpu("batch_norm", "batch_norm", out.reshape(N, C, -1), input.reshape(N, C, -1), *params, running_mean,
+               running_var, training=False, momentum=float(momentum), eps=float(eps))
+    return out
+
+
+def _fast_group_norm(input, num_groups, weight, bias, eps):
+    """The common CPU call without the general path: a C-contiguous float32/float64 NumPy input of at least 2 dims
+    with more than one value per (sample, group), a Python int ``num_groups`` that divides its channels, weight and
+    bias None or C-contiguous NumPy arrays of its dtype and shape (C,), eps a Python int or float. The same launcher
+    and operands as the general path (a missing weight or bias filled with 1 or 0), without its argument objects
+    and checks. float32, us per call, with the launcher's float64 copies of the statistics also gone: (1, 64, 28,
+    28) G = 8 27.5 -> 17.3, (2, 256, 7, 7) G = 32 25.5 -> 16.0 (torch 12.2 and 11.5). Returns the result, or None
+    for any other call, which then takes the general path (and its errors)."""
+    if (not plain_float_array(input) or input.ndim < 2 or not input.size or type(num_groups) is not int
+            or type(eps) not in (int, float)):
+        return None
+    N, C = input.shape[0], input.shape[1]
+    L = input.size // (N * C)
+    if num_groups < 1 or C % num_groups or N * (C // num_groups) * L == 1:
+        return None
+    dt = input.dtype
+    params = _plain_affine(weight, bias, (C,), dt)
+    if params is None:
+        return None
+    out = _hostpool.empty(input.shape, dt)
+    R = N * num_groups
+    launch_cpu("group_norm", "group_norm", out.reshape(N, C, L), np.empty(R, dt), np.empty(R, dt),
+               input.reshape(N, C, L), *params, num_groups=num_groups, eps=float(eps))
     return out
 
 
@@ -355,6 +420,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
     >>> nbops.group_norm(np.array([[1.0, 3.0, 5.0, 9.0]], dtype=np.float32), 2, eps=0.0)
     array([[-1.,  1., -1.,  1.]], dtype=float32)
     """
+    out = _fast_group_norm(input, num_groups, weight, bias, eps)
+    if out is not None:
+        return out
     op = "group_norm"
     call = Call(op, input=input, weight=weight, bias=bias)
     dt = call.check_dtype("input")
