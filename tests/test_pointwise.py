@@ -357,11 +357,13 @@ def test_cpu_kernel_compiles_one_signature_per_dtype():
 
 
 def test_cpu_flat_layouts_are_shared_per_size_and_scalar_operands():
-    """The flat iteration spaces are cached by (size, which operands are scalars): each pairing of one size gets its
-    own strides, every call the right values, and the cache empties itself when it is full."""
+    """The flat iteration spaces of the 8-D kernels are cached by (size, which operands are scalars): each pairing
+    of one size gets its own strides, every call the right values, and the cache empties itself when it is full.
+    Integers: contiguous float operands take the flat kernels instead (next test)."""
     from nbops.cpu import pointwise as cpu
 
-    x, y, s = make((5, 7), seed=1), make((5, 7), seed=2), make((1,), seed=3)
+    x, y, s = make_int((5, 7), -50, 50, np.int32, 1), make_int((5, 7), -50, 50, np.int32, 2), make_int((1,), 1, 9,
+                                                                                                      np.int32, 3)
     for a, b in [(x, y), (x, s), (s, y), (x, y), (s, x)]:
         check(nbops.add, torch.add, "cpu", a, b)
     assert {k[1] for k in cpu._LAYOUTS if k[0] == 35} >= {(False, False), (False, True), (True, False)}
@@ -371,6 +373,52 @@ def test_cpu_flat_layouts_are_shared_per_size_and_scalar_operands():
         cpu._flat_layout(n + 1000, (False,))
     assert len(cpu._LAYOUTS) <= cpu.MAX_LAYOUTS
     check(nbops.mul, torch.mul, "cpu", x, s)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_flat_kernels_match_the_8d_kernels(dtype, monkeypatch):
+    """Float operands laid out like a C-contiguous output (the other operand may be one value) run the flat binary
+    and unary kernels; their values equal the 8-D kernels' on the same operands bit for bit, for every op code,
+    sizes across CHUNK boundaries, size 1 and a float32 exp's two interleaved halves; other layouts keep the 8-D
+    kernels."""
+    from numba import types
+    from numba.np.numpy_support import from_dtype
+
+    from nbops.cpu import pointwise as cpu
+
+    def eight_d(kern, out, xs, *scalars):
+        flats, shape, st = cpu._operands(out, xs)
+        entry = cpu._entry(kern, tuple(f.dtype for f in flats), tuple(t for t, _ in scalars))
+        entry(*flats, shape, st, *(v for _, v in scalars))
+
+    for shape in [(1,), (7, 5), (3, cpu.CHUNK + 13), (2 * cpu.CHUNK + 1,)]:
+        x, y = make(shape, dtype, seed=1), make(shape, dtype, seed=2)
+        x.reshape(-1)[::7] = np.nan
+        y.reshape(-1)[1::5] = 0
+        one = make((1,), dtype, seed=3)
+        for op, code in cpu._BINARY.items():
+            for other in (y, one):
+                flat, ref = np.empty(shape, dtype), np.empty(shape, dtype)
+                alpha = -1.5 if op == "add" else 1
+                cpu.pointwise_binary(flat, x, other, op, alpha)
+                eight_d(cpu._binary_kernel, ref, [x, other], (types.int64, code),
+                        (from_dtype(np.dtype(dtype)), np.dtype(dtype).type(alpha)))
+                assert np.array_equal(flat, ref, equal_nan=True), (op, shape)
+        for op, code in cpu._UNARY.items():
+            code = cpu.EXP_F32 if op == "exp" and dtype == np.float32 else code
+            flat, ref = np.empty(shape, dtype), np.empty(shape, dtype)
+            cpu.pointwise_unary(flat, x, op)
+            eight_d(cpu._unary_kernel, ref, [x], (types.int64, code))
+            assert np.array_equal(flat, ref, equal_nan=True), (op, shape)
+    assert {k[0] for k in cpu._FLAT_ENTRIES if k[1] == np.dtype(dtype)} == {cpu._binary_flat_kernel,
+                                                                           cpu._unary_flat_kernel}
+    x = make((6, 5), dtype, seed=4)
+    ran = []
+    run = cpu._run
+    monkeypatch.setattr(cpu, "_run", lambda kern, *args: ran.append(kern) or run(kern, *args))
+    for a, b in [(x, make((5,), dtype, seed=5)), (x.T.copy().T, x), (make((1, 5), dtype, seed=6), x)]:
+        check(nbops.add, torch.add, "cpu", a, b)
+    assert ran == [cpu._binary_kernel] * 3  # broadcast, transposed, and a broadcast first operand: the 8-D kernel
 
 # --- the grid-stride maps (nbops/cuda/_util.py map_kernels): the flat kernel, the 3-D box kernel, the 8-D fallback
 # 899 elements on one simulated block of 256 threads: threads below 899 - 3 * 256 run the unrolled body (4 elements),
@@ -556,6 +604,35 @@ def test_errors(case):
 def test_mixed_targets_raise():
     with pytest.raises(ValueError, match="add"):
         nbops.add(make((2,)), to_target(make((2,)), "cuda"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_unary_fast_path_matches_the_general_path(dtype, monkeypatch):
+    """A plain NumPy float array skips the general path of sqrt, exp, log, abs and neg (ops/pointwise.py
+    ``_unary``): no ``Call`` is made, and the values equal the general path's (torch tensors in take it) bit for
+    bit, NaN from negative inputs included; empty and 0-d arrays too. Integer and strided inputs keep the general
+    path."""
+    from nbops.ops import pointwise as ops
+
+    fns = [nbops.sqrt, nbops.exp, nbops.log, nbops.abs, nbops.neg]
+    arrays = [make((5, 7), dtype, seed=1, scale=3), make((3, 20000), dtype, seed=2), make((), dtype, seed=3),
+              make((0, 4), dtype, seed=4)]
+    general = {(f, i): f(torch.from_numpy(a)).numpy() for f in fns for i, a in enumerate(arrays)}
+
+    def no_call(*args, **kwargs):
+        raise AssertionError("the general path ran")
+
+    with monkeypatch.context() as m:
+        m.setattr(ops, "Call", no_call)
+        for (f, i), ref in general.items():
+            fast = f(arrays[i])
+            assert type(fast) is np.ndarray and fast.dtype == ref.dtype == dtype and fast.shape == ref.shape
+            assert np.array_equal(fast, ref, equal_nan=True), (f.__name__, arrays[i].shape)
+        for a in (make_int((4, 5), -9, 9, np.int32, 5), make((4, 6), dtype, seed=6)[:, ::2]):
+            with pytest.raises(AssertionError, match="general path ran"):
+                nbops.exp(a)
+    check(nbops.exp, torch.exp, "cpu", make_int((4, 5), -9, 9, np.int32, 5))
+    check(nbops.sqrt, torch.sqrt, "cpu", make((4, 6), dtype, seed=6, offset=3)[:, ::2])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

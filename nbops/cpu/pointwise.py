@@ -211,6 +211,24 @@ def _binary_kernel(out, x, y, shape, st, op, alpha):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
+def _binary_flat_kernel(out, x, y, op, alpha):
+    """out = x <op> y for the common float call: out, x: (n,) C-contiguous; y: (n,) C-contiguous or (1,), a number
+    read at stride 0. The same rows as ``_binary_kernel`` (``_binary_row``, CHUNK values a prange iteration), so the
+    same values, without the 8-D layout: its launcher skips ``_operands`` and passes two arrays fewer, 7.4 -> ~2.5
+    us of a small call."""
+    n = out.shape[0]
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo = t * CHUNK
+        hi = min(lo + CHUNK, n)
+        if y.shape[0] == n:
+            b = y[lo:hi]
+        else:
+            b = np.empty(hi - lo, y.dtype)
+            b[:] = y[0]
+        _binary_row(out[lo:hi], x[lo:hi], b, op, alpha)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
 def _binary_int_kernel(out, x, y, shape, st, op, alpha):
     """Integer out = x <op> y; layout and blocks as ``_binary_kernel``; arithmetic wraps like torch's."""
     rows, N, per, nch, nblocks = _plan(shape)
@@ -262,6 +280,17 @@ def _unary_kernel(out, x, shape, st, op):
         for r in range(r0, r1):
             o = out[_offset(r, shape, st[0]) + lo:_offset(r, shape, st[0]) + hi]
             _unary_row(o, _row(x, r, shape, st[1], lo, hi, sx), op)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _unary_flat_kernel(out, x, op):
+    """out = f(x) for C-contiguous out, x: (n,): the same rows as ``_unary_kernel`` (CHUNK values a prange
+    iteration), without the 8-D layout (see ``_binary_flat_kernel``)."""
+    n = out.shape[0]
+    for t in prange((n + CHUNK - 1) // CHUNK):
+        lo = t * CHUNK
+        hi = min(lo + CHUNK, n)
+        _unary_row(out[lo:hi], x[lo:hi], op)
 
 
 @njit(parallel=True, cache=True)
@@ -427,19 +456,51 @@ _BINARY = {"add": ADD, "mul": MUL, "div": DIV, "div_trunc": DIV_TRUNC, "div_floo
 _UNARY = {"sqrt": SQRT, "exp": EXP, "log": LOG, "abs": ABS, "neg": NEG}
 
 
+_FLAT_ENTRIES = {}  # (kernel, dtype) -> compiled entry of a flat kernel
+
+
+def _flat_entry(kern, dt):
+    """The compiled entry of ``_binary_flat_kernel`` (arrays, op code, alpha) or ``_unary_flat_kernel`` (arrays, op
+    code) for dtype ``dt``: one signature, read-only inputs too, called without the dispatcher's typing."""
+    fn = _FLAT_ENTRIES.get((kern, dt))
+    if fn is None:
+        arr = types.Array(from_dtype(dt), 1, "C")
+        if kern is _binary_flat_kernel:
+            sig = (arr, arr, arr, types.int64, from_dtype(dt))
+        else:
+            sig = (arr, arr, types.int64)
+        fn = _FLAT_ENTRIES[kern, dt] = kern.compile(sig)
+    return fn
+
+
+def _flat_like(out, x):
+    """Whether ``x`` is laid out like the C-contiguous ``out``: the same shape, C-contiguous."""
+    return x.shape == out.shape and x.flags.c_contiguous
+
+
 @register("pointwise_binary", "cpu")
 def pointwise_binary(out, x, y, op, alpha=1):
     """out = x <op> y, op in add (x + alpha * y), mul, div, div_trunc, div_floor, pow, maximum, minimum; x, y and
-    out share one dtype; x and y broadcast to out.shape with any strides."""
+    out share one dtype; x and y broadcast to out.shape with any strides. Float operands laid out like a C-contiguous
+    out (y may be a single value) take ``_binary_flat_kernel``; the rest the 8-D ``_binary_kernel``."""
     dt = out.dtype
+    a = np.array(alpha).astype(dt)[()]
+    if dt.kind == "f" and out.flags.c_contiguous and _flat_like(out, x) and (y.size == 1 or _flat_like(out, y)):
+        run_parallel(_flat_entry(_binary_flat_kernel, dt), out.size, out.reshape(-1), x.reshape(-1), y.reshape(-1),
+                     _BINARY[op], a)
+        return
     kern = _binary_kernel if dt.kind == "f" else _binary_int_kernel
-    _run(kern, out, [x, y], (types.int64, _BINARY[op]), (from_dtype(dt), np.array(alpha).astype(dt)[()]))
+    _run(kern, out, [x, y], (types.int64, _BINARY[op]), (from_dtype(dt), a))
 
 
 @register("pointwise_unary", "cpu")
 def pointwise_unary(out, x, op):
-    """out = f(x), f in sqrt, exp, log, abs, neg; x has out's dtype and shape, any strides."""
+    """out = f(x), f in sqrt, exp, log, abs, neg; x has out's dtype and shape, any strides (C-contiguous x and out
+    take ``_unary_flat_kernel``)."""
     code = EXP_F32 if op == "exp" and out.dtype == np.float32 else _UNARY[op]
+    if out.flags.c_contiguous and _flat_like(out, x):
+        run_parallel(_flat_entry(_unary_flat_kernel, out.dtype), out.size, out.reshape(-1), x.reshape(-1), code)
+        return
     _run(_unary_kernel, out, [x], (types.int64, code))
 
 
