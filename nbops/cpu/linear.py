@@ -730,6 +730,10 @@ def _flat(x):
     if x.size == 0:
         return as_strided(np.zeros(1, x.dtype), (1,), (item,), writeable=False), (0, 0, 0)
     st = x.strides
+    if x.flags.c_contiguous:  # the common operand, cheaply (1.4 -> 0.6 us): a size-1 dim's stride is never used
+        flat = x.reshape(-1)
+        flat.flags.writeable = False
+        return flat, tuple([s // item for s in st])
     el = [s // item for s in st]  # list comprehensions, not generators: 0.9 against 1.6 us a call on small inputs
     if min(st) < 0 or [e * item for e in el] != list(st):
         x = np.ascontiguousarray(x)
@@ -742,6 +746,23 @@ def _flat(x):
         return flat, strides
     extent = 1 + sum((d - 1) * s for d, s in zip(x.shape, strides))
     return as_strided(x, (extent,), (item,), writeable=False), strides
+
+
+_MATMUL_ENTRIES = {}  # dtype -> compiled entry of _matmul_kernel
+
+
+def _matmul_entry(dt):
+    """The compiled entry of ``_matmul_kernel`` for float dtype ``dt``: one signature (A's and B's flat buffers
+    read-only, as ``_flat`` makes them), called without the dispatcher's typing of its eleven arguments (3.0 ->
+    1.6 us of an 8 x 8 product's 12 us)."""
+    fn = _MATMUL_ENTRIES.get(dt)
+    if fn is None:
+        f = types.float32 if dt == np.float32 else types.float64
+        flat = types.Array(f, 1, "C", readonly=True)
+        st = types.UniTuple(types.int64, 3)
+        fn = _MATMUL_ENTRIES[dt] = _matmul_kernel.compile((types.Array(f, 3, "C"), flat, st, flat, st, types.int64,
+                                                           f, f, types.int64, types.int64, types.Array(f, 1, "C")))
+    return fn
 
 
 def _tiles(batch, M, N, NR, threads):
@@ -773,7 +794,7 @@ def matmul(out, a, b, alpha=1, beta=0, bias=None):
         tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], ROW_BYTES // out.itemsize,
                                   1 if macs < SERIAL_MACS else thread_count())
         bias = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, out.dtype)
-        run_parallel(_matmul_kernel, macs, out, af, a_st, bf, b_st, a.shape[2],
+        run_parallel(_matmul_entry(out.dtype), macs, out, af, a_st, bf, b_st, a.shape[2],
                      out.dtype.type(alpha), out.dtype.type(beta), tiles_m, tiles_n, bias, below=SERIAL_MACS)
         return
     wide = np.asarray(out, dtype=np.int64) if beta else np.empty(out.shape, np.int64)
