@@ -640,3 +640,38 @@ def test_cpu_elementwise_fast_path_matches_the_general_path(dtype):
     y = x.copy()
     assert nbops.relu(y, inplace=True) is y and np.array_equal(y, nbops.relu(x), equal_nan=True)
     assert nbops.relu(x[:0]).shape == (0, 7)
+
+
+def test_cpu_wide_vectors_marks_the_function_and_keeps_the_values():
+    """``wide_vectors()`` gives the calling function LLVM's "prefer-vector-width"="512" where the CPU has AVX-512
+    (nothing elsewhere): its exp loop then runs on 512-bit registers instead of LLVM's 256-bit default for this
+    host's tuning, with the same values, element by element, as the same loop without it."""
+    import re
+
+    from nbops.cpu._util import vector_bytes, wide_vectors
+
+    @njit(fastmath={"contract"}, error_model="numpy")
+    def wide(o, a):
+        wide_vectors()
+        for j in range(a.shape[0]):
+            o[j] = cpu_act._exp32(a[j])
+
+    @njit(fastmath={"contract"}, error_model="numpy")
+    def plain(o, a):
+        for j in range(a.shape[0]):
+            o[j] = cpu_act._exp32(a[j])
+
+    x = make((1000,), np.float32, seed=3, scale=20)
+    x[::17] = np.nan
+    o1, o2 = np.empty_like(x), np.empty_like(x)
+    wide(o1, x)
+    plain(o2, x)
+    assert np.array_equal(o1, o2, equal_nan=True)
+    np.testing.assert_allclose(o1, np.exp(x.astype(np.float64)).astype(np.float32), rtol=3e-7)
+    marked = '"prefer-vector-width"="512"' in wide.inspect_llvm(wide.signatures[0])
+    assert '"prefer-vector-width"="512"' not in plain.inspect_llvm(plain.signatures[0])
+    zmm = len(re.findall(r"%zmm", wide.inspect_asm(wide.signatures[0])))
+    if vector_bytes() == 64:
+        assert marked and zmm > 20
+    else:
+        assert not marked and not zmm

@@ -24,6 +24,26 @@ def vector_bytes():
     return 64 if "+avx512f" in features.split(",") else 32
 
 
+@intrinsic
+def wide_vectors(typingctx):
+    """Let LLVM's loop vectoriser use 512-bit vectors in the calling compiled function, where AVX-512 is on.
+
+    LLVM tunes many AVX-512 CPUs to prefer 256-bit vectors (this project's Zen 5 VM reports itself as
+    'rocketlake'), so auto-vectorised loops ran ymm code: half the width the core has, which a compute-bound loop
+    (an exp, an erf) pays in full; the GEMM kernels' explicit vectors were never affected. The function attribute
+    "prefer-vector-width"="512" (what clang's -mprefer-vector-width=512 sets) lifts that for one function; the call
+    itself emits no instruction. It must stand in the function that holds the loop when LLVM vectorises it: a
+    prange body (numba outlines it into its own function) or an njit helper inlined at numba's level
+    (``inline="always"``) into one; a helper LLVM inlines later was vectorised on its own before.
+    """
+    def codegen(context, builder, sig, args):
+        if vector_bytes() == 64:
+            set.add(builder.function.attributes, '"prefer-vector-width"="512"')  # llvmlite lists no string attrs
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 def stack_array_codegen(context, builder, dtype, size, zero):
     """LLVM code for a C-contiguous (size,) array of ``dtype`` on the calling function's stack, zeroed if ``zero``.
 

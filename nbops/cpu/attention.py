@@ -13,6 +13,7 @@ from numba import njit, prange
 
 from .._dispatch import register
 from .activation import _block_max, _exp, _shift
+from ._util import wide_vectors
 from .linear import MR, _edge_tile, _flat, _pack_a, _pack_b, _row_width, _tile_into
 
 
@@ -22,6 +23,7 @@ def _exp_row(row):
     softmax (the caller scales the row's outputs by it instead: E values, not S). The max ignores NaN
     (``_block_max``) and the exps are taken from it (``_shift``: 0 while only -inf was seen), so a row holding NaN
     or +inf gives NaN and a row of -inf gives NaN, as torch's softmax; ``reassoc`` lets the sum vectorise."""
+    wide_vectors()
     sh = _shift(_block_max(row, row.dtype.type(-np.inf)))
     s = row.dtype.type(0)
     for j in range(row.shape[0]):

@@ -20,7 +20,7 @@ from numba import njit, prange, types
 from numba.np.numpy_support import from_dtype
 
 from .._dispatch import register
-from ._util import run_parallel
+from ._util import run_parallel, wide_vectors
 from .activation import _exp32
 
 CHUNK = 16384  # elements per prange iteration: amortises scheduling, small enough to balance two to many threads
@@ -243,6 +243,7 @@ def _binary_int_kernel(out, x, y, shape, st, op, alpha):
 
 @njit(cache=True, error_model="numpy")
 def _unary_row(o, a, op):
+    wide_vectors()
     n = o.shape[0]
     if op == EXP_F32:  # two interleaved halves: two exp chains an iteration (4096^2, 2 threads: 15.2 -> 5.4 ms)
         h = n // 2

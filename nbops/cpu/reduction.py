@@ -37,7 +37,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .._dispatch import register
-from ._util import stack_empty
+from ._util import stack_empty, wide_vectors
 
 BLOCK = 2048  # elements of one leaf of a row: the unit of one vectorised loop (8 KiB of float32, L1-resident)
 SUM_BLOCK = 16384  # elements of one leaf of a row sum: each leaf restart (loop prologue, horizontal add, cascade)
@@ -898,6 +898,7 @@ def reduce_amax(out, x, is_min=False):
 @njit(fastmath={"reassoc"}, **_OPTS)
 def _leaf_expsum(seg, shift, zero):
     """sum(exp(seg - shift)) in seg's dtype, one vectorised pass (float32's exp is a polynomial)."""
+    wide_vectors()
     s = zero
     for i in range(seg.shape[0]):
         s += _exp(seg[i] - shift)
@@ -959,6 +960,7 @@ def _lse_cols_kernel(pm, ps, x, RC):
     C = pm.shape[1]
     NB = (I + IB - 1) // IB
     for t in prange(O * C * NB):
+        wide_vectors()
         o, c, i0, w, r0, r1 = _col_task(t, C, NB, I, R, RC)
         mx = np.full(w, -np.inf)
         s = np.zeros(w)
