@@ -125,29 +125,46 @@ def test_set_num_threads_round_trips():
 
 
 def test_run_parallel_goes_serial_below_its_threshold_and_restores_the_count():
-    # a small launch runs its parallel kernel on the calling thread alone, a large one on every thread, and the
-    # caller's thread count comes back either way, also when the kernel raises
+    # a small launch runs the kernel's serial twin on the calling thread (thread id 0 for every iteration, the
+    # parallel version not even compiled), a large one the parallel kernel on every thread; a compiled entry pair
+    # (Compiled) picks the same way; a plain njit function that launches parallel kernels runs them on one
+    # thread; the caller's thread count comes back either way, also when the kernel raises
     import numba
-    from numba import njit, prange
+    from numba import njit, prange, types
 
-    from nbops.cpu._util import SERIAL_BELOW, run_parallel, thread_count
+    from nbops.cpu._util import SERIAL_BELOW, Compiled, run_parallel, serial, thread_count
 
     @njit(parallel=True)
     def threads_seen(out):
         for i in prange(out.shape[0]):
-            out[i] = numba.get_num_threads()
+            out[i, 0] = numba.get_num_threads()
+            out[i, 1] = numba.get_thread_id()
 
+    @njit
+    def launches(out):
+        threads_seen(out)
+
+    @njit
     def fails():
         raise RuntimeError("kernel failed")
 
     n = nbops.get_num_threads()
-    seen = np.zeros(8, np.int64)
+    seen = np.full((64, 2), -1, np.int64)
     run_parallel(threads_seen, SERIAL_BELOW - 1, seen)
-    assert (seen == 1).all() and thread_count() == n
+    assert (seen[:, 1] == 0).all() and thread_count() == n
+    assert not threads_seen.signatures and serial(threads_seen).signatures and serial(threads_seen) is not threads_seen
     run_parallel(threads_seen, SERIAL_BELOW, seen)
-    assert (seen == n).all() and thread_count() == n
+    assert (seen[:, 0] == n).all() and thread_count() == n and threads_seen.signatures
     run_parallel(threads_seen, 10, seen, below=5)
-    assert (seen == n).all()
+    assert (seen[:, 0] == n).all()
+    pair = Compiled(threads_seen, (types.Array(types.int64, 2, "C"),))
+    seen[:] = -1
+    run_parallel(pair, 1, seen)
+    assert (seen[:, 1] == 0).all() and pair._parallel is None
+    run_parallel(pair, SERIAL_BELOW, seen)
+    assert (seen[:, 0] == n).all() and pair._parallel is not None
+    run_parallel(launches, 1, seen)
+    assert (seen[:, 0] == 1).all() and thread_count() == n
     with pytest.raises(RuntimeError, match="kernel failed"):
         run_parallel(fails, 1)
     assert thread_count() == n == numba.get_num_threads()

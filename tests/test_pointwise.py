@@ -389,7 +389,7 @@ def test_cpu_flat_kernels_match_the_8d_kernels(dtype, monkeypatch):
     def eight_d(kern, out, xs, *scalars):
         flats, shape, st = cpu._operands(out, xs)
         entry = cpu._entry(kern, tuple(f.dtype for f in flats), tuple(t for t, _ in scalars))
-        entry(*flats, shape, st, *(v for _, v in scalars))
+        cpu.run_parallel(entry, out.size, *flats, shape, st, *(v for _, v in scalars))
 
     for shape in [(1,), (7, 5), (3, cpu.CHUNK + 13), (2 * cpu.CHUNK + 1,)]:
         x, y = make(shape, dtype, seed=1), make(shape, dtype, seed=2)

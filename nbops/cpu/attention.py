@@ -7,14 +7,13 @@ its scores computed into an (MR, S) row buffer on the linear family's register-t
 place, and multiplied by v straight away, so the scores stay in L1/L2.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
 from .._dispatch import register
 from .activation import _block_max, _exp, _shift
-from ._util import wide_vectors
-from .linear import MR, _edge_tile, _flat, _pack_a, _pack_b, _row_width, _tile_into
+from ._util import run_parallel, thread_count, wide_vectors
+from .linear import MR, SERIAL_MACS, _edge_tile, _flat, _pack_a, _pack_b, _row_width, _tile_into
 
 
 @njit(fastmath={"contract", "reassoc"}, error_model="numpy", cache=True)
@@ -135,6 +134,8 @@ def attention(out, q, k, v, scale):
     flops)."""
     B, L = out.shape[0] * out.shape[1], out.shape[2]
     blocks = -(-L // MR)
-    QC = max(1, min(blocks, -(-4 * numba.get_num_threads() // max(B, 1))))
+    macs = B * L * k.shape[2] * (q.shape[3] + out.shape[3])  # below SERIAL_MACS: one run an item, calling thread
+    QC = 1 if macs < SERIAL_MACS else max(1, min(blocks, -(-4 * thread_count() // max(B, 1))))
     (qf, q_st), (kf, k_st), (vf, v_st) = _flat(q), _flat(k), _flat(v)
-    _attention_kernel(out, qf, q_st, kf, k_st, vf, v_st, out.dtype.type(scale), q.shape[3], k.shape[2], QC)
+    run_parallel(_attention_kernel, macs, out, qf, q_st, kf, k_st, vf, v_st, out.dtype.type(scale), q.shape[3],
+                 k.shape[2], QC, below=SERIAL_MACS)

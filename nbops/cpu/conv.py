@@ -656,7 +656,8 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         HQ = -(-(H + PT + PB_) // SH)
         toff, tpl = _taps(KH, KW, SH, SW, DH, DW, WQ)
         nch = min(N * OC, 8 * ITEMS_PER_THREAD * thread_count())
-        _depthwise_kernel(out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ, HQ * WQ + DW_PB, nch)
+        run_parallel(_depthwise_kernel, out.size * K, out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ,
+                     HQ * WQ + DW_PB, nch, below=SERIAL_MACS)
         return
     if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1 and not (
             SH == SW == 1 and C > OC and OH * OW >= DIRECT_1X1_PIXELS):

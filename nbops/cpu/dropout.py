@@ -13,6 +13,7 @@ from numba import njit, prange
 
 from .. import _random
 from .._dispatch import register
+from ._util import run_parallel
 
 CHUNK = 16384  # elements per prange iteration of the elementwise kernel
 
@@ -80,6 +81,7 @@ def dropout(out, x, threshold, keep_mul, keep_add, drop_add, affine, per_row, se
     key = np.uint64(_random.next_key("dropout", seed))
     thr = np.uint64(threshold)
     if per_row:
-        _feature_dropout_kernel(out, x, key, thr, keep_mul, keep_add, drop_add, affine)
+        run_parallel(_feature_dropout_kernel, x.size, out, x, key, thr, keep_mul, keep_add, drop_add, affine)
     else:
-        _dropout_kernel(out.reshape(-1), x.reshape(-1), key, thr, keep_mul, keep_add, drop_add, affine)
+        run_parallel(_dropout_kernel, x.size, out.reshape(-1), x.reshape(-1), key, thr, keep_mul, keep_add, drop_add,
+                     affine)

@@ -5,6 +5,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._dispatch import register
+from ._util import run_parallel
 
 ROWS = 64  # output rows per prange iteration of the gather
 
@@ -25,7 +26,7 @@ def _embedding_kernel(out, idx, weight):
 @register("embedding", "cpu")
 def embedding(out, idx, weight):
     """Gather rows of weight: (V, D) by idx: (M,) into out: (M, D)."""
-    _embedding_kernel(out, idx, weight)
+    run_parallel(_embedding_kernel, out.size, out, idx, weight)
 
 
 @register("embedding_bounds", "cpu")

@@ -29,7 +29,7 @@ from numba.np.arrayobj import make_array
 from numpy.lib.stride_tricks import as_strided
 
 from .._dispatch import register
-from ._util import run_parallel, stack_array_codegen, thread_count, vector_bytes
+from ._util import Compiled, run_parallel, stack_array_codegen, thread_count, vector_bytes
 
 
 SERIAL_MACS = 1 << 19  # products of fewer multiply-adds run on the calling thread (float32, kernel alone, us,
@@ -748,20 +748,20 @@ def _flat(x):
     return as_strided(x, (extent,), (item,), writeable=False), strides
 
 
-_MATMUL_ENTRIES = {}  # dtype -> compiled entry of _matmul_kernel
+_MATMUL_ENTRIES = {}  # dtype -> the ``Compiled`` entries of _matmul_kernel
 
 
 def _matmul_entry(dt):
-    """The compiled entry of ``_matmul_kernel`` for float dtype ``dt``: one signature (A's and B's flat buffers
-    read-only, as ``_flat`` makes them), called without the dispatcher's typing of its eleven arguments (3.0 ->
-    1.6 us of an 8 x 8 product's 12 us)."""
+    """The compiled entries (``Compiled``: parallel and serial) of ``_matmul_kernel`` for float dtype ``dt``: one
+    signature (A's and B's flat buffers read-only, as ``_flat`` makes them), called without the dispatcher's typing
+    of its eleven arguments (3.0 -> 1.6 us of an 8 x 8 product's 12 us)."""
     fn = _MATMUL_ENTRIES.get(dt)
     if fn is None:
         f = types.float32 if dt == np.float32 else types.float64
         flat = types.Array(f, 1, "C", readonly=True)
         st = types.UniTuple(types.int64, 3)
-        fn = _MATMUL_ENTRIES[dt] = _matmul_kernel.compile((types.Array(f, 3, "C"), flat, st, flat, st, types.int64,
-                                                           f, f, types.int64, types.int64, types.Array(f, 1, "C")))
+        fn = _MATMUL_ENTRIES[dt] = Compiled(_matmul_kernel, (types.Array(f, 3, "C"), flat, st, flat, st, types.int64,
+                                                             f, f, types.int64, types.int64, types.Array(f, 1, "C")))
     return fn
 
 

@@ -504,8 +504,8 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
 
     Policy in training: the fused per-channel kernel when there are enough channels to share among the threads;
     else partial statistics of row chunks (long rows) or of column groups (short rows), merged by Chan's formula, and
-    an affine pass parallel over chunks. In evaluation: ``_batch_norm_eval``, on the calling thread alone below
-    SERIAL_BELOW elements (``run_parallel``).
+    an affine pass parallel over chunks. In evaluation: ``_batch_norm_eval``. Below SERIAL_BELOW elements all of it
+    runs on the calling thread (``run_parallel``).
     """
     N, C, L = x.shape
     if not training:
@@ -518,12 +518,12 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
     if fused:
         mean = np.empty(C)
         m2 = np.empty(C)
-        _batch_norm_channel_kernel(out, mean, m2, x, weight, bias, eps)
+        run_parallel(_batch_norm_channel_kernel, x.size, out, mean, m2, x, weight, bias, eps)
     elif L >= ROWS_MIN:
         NK = -(-L // CHUNK)
         pmean = np.empty((N * C, NK))
         pm2 = np.empty((N * C, NK))
-        _chunk_moments_kernel(pmean, pm2, x.reshape(N * C, L), CHUNK)
+        run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(N * C, L), CHUNK)
         sizes = np.minimum(CHUNK, L - CHUNK * np.arange(NK))
         pmean = pmean.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
         pm2 = pm2.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
@@ -533,7 +533,7 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
         P = -(-N // RB)
         pmean = np.empty((P, C * L))
         pm2 = np.empty((P, C * L))
-        _column_moments_kernel(pmean, pm2, x.reshape(N, C * L), RB, JB)
+        run_parallel(_column_moments_kernel, x.size, pmean, pm2, x.reshape(N, C * L), RB, JB)
         rows = np.minimum(RB, N - RB * np.arange(P))
         pmean = pmean.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
         pm2 = pm2.reshape(P, C, L).transpose(1, 0, 2).reshape(C, -1)
@@ -546,7 +546,7 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
     if fused:
         return
     center, scale, shift = _affine(mean, m2, count, w, b, eps, dt)
-    _apply(out, x, center, scale, shift, CHUNK)
+    run_parallel(_apply, x.size, out, x, center, scale, shift, CHUNK)
 
 
 @njit(cache=True)
@@ -601,7 +601,7 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     NK = -(-L // CHUNK)
     pmean = np.empty((R, NK))
     pm2 = np.empty((R, NK))
-    _chunk_moments_kernel(pmean, pm2, x.reshape(R, L), CHUNK)
+    run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(R, L), CHUNK)
     mean_in, m2_in = _chan_merge(pmean, pm2, np.minimum(CHUNK, L - CHUNK * np.arange(NK)), axis=1)
     mean_in = mean_in.reshape(N, C)
     var_in = m2_in.reshape(N, C) / (L - 1)
@@ -629,8 +629,8 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     center = mean.astype(dt)
     scale = (weight.astype(np.float64) / np.sqrt(var + eps)).astype(dt)
     shift = (bias - (mean - center) * scale).astype(dt)
-    _apply_rows_kernel(out.reshape(R, L), x.reshape(R, L), center.reshape(-1), scale.reshape(-1),
-                       shift.reshape(-1), CHUNK)
+    run_parallel(_apply_rows_kernel, x.size, out.reshape(R, L), x.reshape(R, L), center.reshape(-1),
+                 scale.reshape(-1), shift.reshape(-1), CHUNK)
 
 
 def _softmax(z):

@@ -20,7 +20,7 @@ from numba import njit, prange, types
 from numba.np.numpy_support import from_dtype
 
 from .._dispatch import register
-from ._util import run_parallel, wide_vectors
+from ._util import Compiled, run_parallel, wide_vectors
 from .activation import _exp32
 
 CHUNK = 16384  # elements per prange iteration: amortises scheduling, small enough to balance two to many threads
@@ -341,19 +341,19 @@ def _clamp_kernel(out, x, lo_, hi_, shape, st):
                 o[j] = m if (v > m or m != m) else v
 
 
-_ENTRIES = {}  # (kernel, dtypes, scalar types) -> compiled entry point
+_ENTRIES = {}  # (kernel, dtypes, scalar types) -> its ``Compiled`` entries
 
 
 def _entry(kern, dtypes, scalars=()):
-    """The compiled entry point of ``kern`` for flat C-contiguous buffers of ``dtypes``, ``shape`` and ``strides``
-    and then ``scalars`` numba types: one signature per dtype, set here rather than inferred from the arguments
-    (which would add one per read-only flag)."""
+    """The compiled entries (``Compiled``: parallel and serial) of ``kern`` for flat C-contiguous buffers of
+    ``dtypes``, ``shape`` and ``strides`` and then ``scalars`` numba types: one signature per dtype, set here rather
+    than inferred from the arguments (which would add one per read-only flag)."""
     key = (kern, dtypes, scalars)
     fn = _ENTRIES.get(key)
     if fn is None:
         sig = tuple(types.Array(from_dtype(d), 1, "C") for d in dtypes)
         sig += (types.Array(types.int64, 1, "C"), types.Array(types.int64, 2, "C")) + scalars
-        fn = _ENTRIES[key] = kern.compile(sig)
+        fn = _ENTRIES[key] = Compiled(kern, sig)
     return fn
 
 
@@ -457,12 +457,13 @@ _BINARY = {"add": ADD, "mul": MUL, "div": DIV, "div_trunc": DIV_TRUNC, "div_floo
 _UNARY = {"sqrt": SQRT, "exp": EXP, "log": LOG, "abs": ABS, "neg": NEG}
 
 
-_FLAT_ENTRIES = {}  # (kernel, dtype) -> compiled entry of a flat kernel
+_FLAT_ENTRIES = {}  # (kernel, dtype) -> the ``Compiled`` entries of a flat kernel
 
 
 def _flat_entry(kern, dt):
-    """The compiled entry of ``_binary_flat_kernel`` (arrays, op code, alpha) or ``_unary_flat_kernel`` (arrays, op
-    code) for dtype ``dt``: one signature, read-only inputs too, called without the dispatcher's typing."""
+    """The compiled entries (``Compiled``) of ``_binary_flat_kernel`` (arrays, op code, alpha) or
+    ``_unary_flat_kernel`` (arrays, op code) for dtype ``dt``: one signature, read-only inputs too, called without
+    the dispatcher's typing."""
     fn = _FLAT_ENTRIES.get((kern, dt))
     if fn is None:
         arr = types.Array(from_dtype(dt), 1, "C")
@@ -470,7 +471,7 @@ def _flat_entry(kern, dt):
             sig = (arr, arr, arr, types.int64, from_dtype(dt))
         else:
             sig = (arr, arr, types.int64)
-        fn = _FLAT_ENTRIES[kern, dt] = kern.compile(sig)
+        fn = _FLAT_ENTRIES[kern, dt] = Compiled(kern, sig)
     return fn
 
 

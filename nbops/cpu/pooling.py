@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._dispatch import register
+from ._util import run_parallel
 
 
 @njit(cache=True, inline="always")
@@ -222,9 +223,9 @@ def _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
 def max_pool(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW):
     """Max pooling of planes x: (P, H, W) into out (and idx when not None): (P, OH, OW)."""
     if idx is None:
-        _max_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, DH, DW)
+        run_parallel(_max_pool_kernel, x.size, out, x, KH, KW, SH, SW, PH, PW, DH, DW)
     else:
-        _max_pool_idx_kernel(out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW)
+        run_parallel(_max_pool_idx_kernel, x.size, out, idx, x, KH, KW, SH, SW, PH, PW, DH, DW)
 
 
 @njit(parallel=True, cache=True)
@@ -292,7 +293,7 @@ def _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor)
 @register("avg_pool", "cpu")
 def avg_pool(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor):
     """Average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
-    _avg_pool_kernel(out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor)
+    run_parallel(_avg_pool_kernel, x.size, out, x, KH, KW, SH, SW, PH, PW, count_include_pad, divisor)
 
 
 @njit(cache=True)
@@ -383,9 +384,9 @@ def _adaptive_avg_pool_kernel(out, x):
 def adaptive_avg_pool(out, x):
     """Adaptive average pooling of planes x: (P, H, W) into out: (P, OH, OW)."""
     if out.shape[2] == 1:
-        _adaptive_avg_rows_kernel(out, x)
+        run_parallel(_adaptive_avg_rows_kernel, x.size, out, x)
     else:
-        _adaptive_avg_pool_kernel(out, x)
+        run_parallel(_adaptive_avg_pool_kernel, x.size, out, x)
 
 
 @njit(parallel=True, cache=True)
@@ -419,4 +420,4 @@ def _adaptive_max_pool_kernel(out, idx, x):
 @register("adaptive_max_pool", "cpu")
 def adaptive_max_pool(out, idx, x):
     """Adaptive max pooling of planes x: (P, H, W) into out and idx: (P, OH, OW)."""
-    _adaptive_max_pool_kernel(out, idx, x)
+    run_parallel(_adaptive_max_pool_kernel, x.size, out, idx, x)

@@ -37,7 +37,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .._dispatch import register
-from ._util import stack_empty, wide_vectors
+from ._util import run_parallel, stack_empty, wide_vectors
 
 BLOCK = 2048  # elements of one leaf of a row: the unit of one vectorised loop (8 KiB of float32, L1-resident)
 SUM_BLOCK = 16384  # elements of one leaf of a row sum: each leaf restart (loop prologue, horizontal add, cascade)
@@ -403,21 +403,22 @@ def _prod_rows_split(out, x, L, C, div):
 
 def _reduce(kernels, out, x, param, split_param, merge_args):
     """Run a reduction of x (O, R, I) into out (O, I) with ``kernels`` = (rows, rows_split, cols, merge): one chunked
-    parallel pass, writing ``out`` itself when nothing was split (C == 1), else partials (the columns kernel then
-    gets ``split_param`` instead of ``param``) that ``merge(out, partials, *merge_args)`` combines. No NumPy call on
-    the way: each one costs tens of microseconds when its code is not in cache."""
+    parallel pass (the kernel's serial twin below SERIAL_BELOW elements, ``run_parallel``), writing ``out`` itself
+    when nothing was split (C == 1), else partials (the columns kernel then gets ``split_param`` instead of
+    ``param``) that ``merge(out, partials, *merge_args)`` combines. No NumPy call on the way: each one costs tens of
+    microseconds when its code is not in cache."""
     rows_kernel, rows_split, cols_kernel, merge = kernels
     O, R, I = x.shape
     if I == 1:
         L, C = _row_chunks(O, R)
         if C == 1:
-            rows_kernel(out.reshape(O, 1), x.reshape(O, R), L, param)
+            run_parallel(rows_kernel, x.size, out.reshape(O, 1), x.reshape(O, R), L, param)
         else:
             rows_split(out.reshape(O, 1), x.reshape(O, R), L, C, param)
         return
     RC, C = _col_chunks(O, R, I)
     part = out.reshape(O, 1, I) if C == 1 else np.empty((O, C, I), out.dtype)
-    cols_kernel(part, x, RC, param if C == 1 else split_param)
+    run_parallel(cols_kernel, x.size, part, x, RC, param if C == 1 else split_param)
     if C > 1:
         merge(out.reshape(O, I), part.reshape(O, C, I), *merge_args)
 
@@ -545,13 +546,13 @@ def reduce_var_mean(var, mean, x, correction=1, take_sqrt=False):
         L, C = _row_chunks(O, R)
         pmean = np.empty((O, C))
         pm2 = np.empty((O, C))
-        _var_rows_kernel(pmean, pm2, x.reshape(O, R), L)
+        run_parallel(_var_rows_kernel, x.size, pmean, pm2, x.reshape(O, R), L)
         size = L
     else:
         size, C = _col_chunks(O, R, I)
         pmean = np.empty((O, C, I))
         pm2 = np.empty((O, C, I))
-        _var_cols_kernel(pmean, pm2, x, size)
+        run_parallel(_var_cols_kernel, x.size, pmean, pm2, x, size)
     counts = np.minimum(size, R - size * np.arange(C)).astype(np.float64)
     _var_merge_kernel(var.reshape(O, I), mean.reshape(O, I), pmean.reshape(O, C, I), pm2.reshape(O, C, I), counts,
                       float(max(0, R - correction)), take_sqrt)
@@ -731,12 +732,12 @@ def reduce_argmax(vals, idx, x, is_min=False):
         L, C = _row_chunks(O, R)
         pidx = np.empty((O, C), np.int64)
         pval = np.empty((O, C), xk.dtype)
-        _argmax_rows_kernel(pidx, pval, xk.reshape(O, R), L, p)
+        run_parallel(_argmax_rows_kernel, x.size, pidx, pval, xk.reshape(O, R), L, p)
     else:
         RC, C = _col_chunks(O, R, I)
         pidx = np.empty((O, C, I), np.int64)
         pval = np.empty((O, C, I), xk.dtype)
-        _argmax_cols_kernel(pidx, pval, xk, RC, p)
+        run_parallel(_argmax_cols_kernel, x.size, pidx, pval, xk, RC, p)
     _argmax_merge_kernel(_as_keys(vals).reshape(O, I), idx.reshape(O, I), pidx.reshape(O, C, I),
                          pval.reshape(O, C, I), p)
 
@@ -1013,10 +1014,11 @@ def reduce_logsumexp(out, x):
         L, C = _row_chunks(O, R)
         pm = np.empty((O, C))
         ps = np.empty((O, C))
-        _lse_rows_kernel(pm, ps, x.reshape(O, R), _as_keys(x).reshape(O, R), L, _key_params(x.dtype, False))
+        run_parallel(_lse_rows_kernel, x.size, pm, ps, x.reshape(O, R), _as_keys(x).reshape(O, R), L,
+                     _key_params(x.dtype, False))
     else:
         RC, C = _col_chunks(O, R, I)
         pm = np.empty((O, C, I))
         ps = np.empty((O, C, I))
-        _lse_cols_kernel(pm, ps, x, RC)
+        run_parallel(_lse_cols_kernel, x.size, pm, ps, x, RC)
     _lse_merge_kernel(out.reshape(O, I), pm.reshape(O, C, I), ps.reshape(O, C, I))

@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._dispatch import register
+from ._util import run_parallel
 
 TILE = 64  # a TILE x TILE tile of a transposing copy: 16 KiB of float32 read (64 lines of 64 columns), L1-resident
 MIN_TRANSPOSE = 1 << 15  # fewest elements worth the tiled kernel (smaller copies stay in cache for NumPy anyway)
@@ -138,7 +139,7 @@ def copy(out, x):
     NumPy."""
     views = _transpose_view(out, x)
     if views is not None:
-        _transpose_kernel(*views)
+        run_parallel(_transpose_kernel, out.size, *views)
         return
     rows = _rows_view(out, x)
     if rows is None:

@@ -15,13 +15,17 @@ FIRST_CALLS = textwrap.dedent("""
     import numba
     import nbops
     x = np.linspace(-3, 3, 60, dtype=np.float32).reshape(6, 10)
+    big = np.linspace(-3, 3, 1 << 17, dtype=np.float32)
     times = {}
-    for name, fn in [("relu", lambda: nbops.relu(x)), ("softmax", lambda: nbops.softmax(x, 1))]:
+    for name, fn in [("relu", lambda: nbops.relu(x)), ("softmax", lambda: nbops.softmax(x, 1)),
+                     ("relu parallel", lambda: nbops.relu(big))]:
         t = time.perf_counter()
         fn()
         times[name] = time.perf_counter() - t
     import nbops.cpu.activation as mod
-    disp = [v for v in vars(mod).values() if isinstance(v, numba.core.registry.CPUDispatcher)]
+    from nbops.cpu._util import _SERIAL
+    # small inputs run the kernels' serial twins (cpu/_util.serial), cached apart from the parallel kernels
+    disp = [v for v in vars(mod).values() if isinstance(v, numba.core.registry.CPUDispatcher)] + list(_SERIAL.values())
     misses = sum(sum(d.stats.cache_misses.values()) for d in disp)
     hits = sum(sum(d.stats.cache_hits.values()) for d in disp)
     print(json.dumps({"times": times, "misses": misses, "hits": hits}))
@@ -43,10 +47,11 @@ def test_warm_cache_loads_without_compiling(tmp_path):
     print(f"first call cold {cold['times']} warm {warm['times']}")
     assert cold["misses"] > 0
     assert warm["misses"] == 0 and warm["hits"] > 0
-    # the first call of a process also starts numba's thread pool (~0.1 s), cached or not
-    for name in cold["times"]:
-        assert warm["times"][name] * 3 < cold["times"][name], (name, cold["times"], warm["times"])
-    assert sum(warm["times"].values()) * 5 < sum(cold["times"].values())
+    # small inputs run serial twins, the large one the parallel kernel; the first call of a process also pays
+    # numba's own start-up (~0.15 s), and the first parallel launch starts its thread pool (~0.1 s), cached or not
+    c, w = cold["times"], warm["times"]
+    assert w["softmax"] * 10 < c["softmax"] and w["relu parallel"] * 3 < c["relu parallel"], (c, w)
+    assert sum(w.values()) * 3 < sum(c.values()), (c, w)
 
 
 KERNEL = textwrap.dedent("""

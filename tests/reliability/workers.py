@@ -81,7 +81,7 @@ def _child(q):
         q.put(("error", str(e)))
 
 
-_X = np.linspace(-5, 5, 20000, dtype=np.float32).reshape(20, 1000)
+_X = np.linspace(-5, 5, 100000, dtype=np.float32).reshape(100, 1000)  # past SERIAL_BELOW: a parallel launch
 
 
 def fork(method):
