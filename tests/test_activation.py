@@ -675,3 +675,29 @@ def test_cpu_wide_vectors_marks_the_function_and_keeps_the_values():
         assert marked and zmm > 20
     else:
         assert not marked and not zmm
+
+
+def test_first_compile_prints_no_numba_ir_warnings(tmp_path):
+    """A fresh process with an empty numba cache compiles softplus, elu, gelu and tanh (both dtypes) without
+    numba's "variable ... is not in scope" warnings about the IR-inlined bodies (silenced by name in
+    cpu/activation.py), while a warning of the same kind about any other variable still shows."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, warnings, numpy as np\n"
+        "from numba.core.errors import NumbaIRAssumptionWarning\n"
+        "import nbops\n"
+        "x = np.linspace(-9, 9, 99, dtype=np.float32)\n"
+        "with warnings.catch_warnings(record=True) as got:\n"
+        "    for f in (nbops.softplus, nbops.elu, nbops.gelu, nbops.tanh):\n"
+        "        f(x), f(x.astype(np.float64))\n"
+        "    warnings.warn(NumbaIRAssumptionWarning(\"variable 'other_v1_x.1' is not in scope.\"))\n"
+        "print(json.dumps([str(w.message).splitlines()[0] for w in got]))\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == ["variable 'other_v1_x.1' is not in scope."]
