@@ -323,16 +323,20 @@ def test_errors(fn, args, kwargs, exc, match):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cpu_fast_path_matches_the_general_path(dtype):
-    # C-contiguous NumPy float operands skip the general path (ops/linear.py ``_fast``): the same launcher with the
-    # same arguments, so the results are identical to a general-path call (a torch tensor in takes that path), and
-    # every call that is not plain still gets the general path's checks and errors
+    # C-contiguous NumPy float operands skip the general path (ops/linear.py ``_fast``): the same kernel entry on the
+    # same operands and thread split (serial products and, past SERIAL_MACS, parallel ones), so the results are
+    # identical to a general-path call (a torch tensor in takes that path), and every call that is not plain still
+    # gets the general path's checks and errors
     from nbops.ops import linear as ops
 
     x3, x1, x2 = make((2, 5, 7), dtype, seed=1), make((7,), dtype, seed=2), make((70, 7), dtype, seed=6)
     w, b = make((9, 7), dtype, seed=3), make((9,), dtype, seed=4)
     m = make((7, 11), dtype, seed=5)
     calls = [(nbops.linear, (x3, w, b)), (nbops.linear, (x1, w, b)), (nbops.linear, (x3, w)), (nbops.matmul, (x3, m)),
-             (nbops.matmul, (x1, m)), (nbops.matmul, (x2, m)), (nbops.mm, (x2, m))]
+             (nbops.matmul, (x1, m)), (nbops.matmul, (x2, m)), (nbops.mm, (x2, m)),
+             (nbops.matmul, (make((300, 70), dtype, seed=7), make((70, 53), dtype, seed=8))),
+             (nbops.linear, (make((2, 32, 129), dtype, seed=9), make((130, 129), dtype, seed=10),
+                             make((130,), dtype, seed=11)))]
     for fn, args in calls:
         assert ops._fast(fn.__name__, args[0], args[1], fn is nbops.linear, *args[2:]) is not None
         fast = fn(*args)

@@ -133,13 +133,17 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
     return out
 
 
+declare("linear", "matmul_plain")  # the CPU fast paths' launcher (no CUDA counterpart: NumPy arrays only)
+
+
 def _fast(op, a, b, transposed=False, bias=None):
     """The common CPU call without the general path: C-contiguous float32/float64 NumPy arrays of one dtype, ``a``
     ``(..., K)`` times ``b`` ``(K, N)`` (``(N, K)`` read transposed when ``transposed``: linear's weight), ``bias``
     None or ``(N,)``, no size zero. Such a call cannot fail a check and is one taller product, ``a``'s leading
-    dims folded into M, as the general path folds it too (same launcher, same arguments, same result); the general
-    path's argument objects, views and shape logic cost 8-10 us of a 19 us 8 x 8 matmul. Returns the result, or
-    None for any other call, which then takes the general path."""
+    dims folded into M, as the general path folds it too: the ``matmul_plain`` launcher runs the general path's
+    kernel entry on the same operands, strides and thread split (the tests compare the two bit for bit); the
+    general path's argument objects, views and shape logic cost 8-10 us of a 19 us 8 x 8 matmul. Returns the
+    result, or None for any other call, which then takes the general path."""
     if not (plain_float_array(a) and plain_float_array(b) and a.dtype is b.dtype and a.ndim and b.ndim == 2):
         return None
     if bias is not None and not (plain_float_array(bias) and bias.dtype is a.dtype and bias.ndim == 1):
@@ -147,9 +151,8 @@ def _fast(op, a, b, transposed=False, bias=None):
     N, K = b.shape if transposed else b.shape[::-1]
     if a.shape[-1] != K or (bias is not None and bias.shape[0] != N) or not (a.size and N):
         return None
-    M = a.size // K
-    out = _hostpool.empty((1, M, N), a.dtype)
-    launch_cpu(op, "matmul", out, a.reshape(1, M, K), b.T[None] if transposed else b[None], bias=bias)
+    out = _hostpool.empty((1, a.size // K, N), a.dtype)
+    launch_cpu(op, "matmul_plain", out, a, b, transposed, bias)
     return out.reshape(a.shape[:-1] + (N,))
 
 
