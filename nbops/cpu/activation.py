@@ -38,6 +38,9 @@ LANES = 16  # independent running maxima that a block-max loop keeps (one AVX-51
 ROW_BLOCK = 1024  # elements of a softmax row per online step (the block is read twice, from L1)
 COL_TILE = 256  # columns (K) of an (O, D, K) softmax handled by one prange iteration
 DEPTH_BLOCK = 64  # rows (D) per online step of an (O, D, K) softmax (fewer steps: each pays a rescale per column)
+SOFTMAX_SERIAL_BELOW = 4096  # elements below which softmax runs its serial twin; rows of 64 float32, us per call,
+# serial twin / both threads, idle 2-core host: 2 Ki 9.7 / 8.8, 4 Ki 15.4 / 11.0, 16 Ki 49.3 / 26.4 (gelu, for the
+# elementwise kernels' SERIAL_BELOW of 64 Ki: 16 Ki 11.4 / 12.8, 32 Ki 21.0 / 15.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1038,9 +1041,10 @@ def softmax(out, x, log):
     """out, x: (O, D, K); ``log`` selects log_softmax."""
     O, D, K = x.shape
     if K == 1:
-        run_parallel(_softmax_lastdim_kernel, x.size, out.reshape(O, D), x.reshape(O, D), log)
+        run_parallel(_softmax_lastdim_kernel, x.size, out.reshape(O, D), x.reshape(O, D), log,
+                     below=SOFTMAX_SERIAL_BELOW)
     else:
-        run_parallel(_softmax_inner_kernel, x.size, out, x, log)
+        run_parallel(_softmax_inner_kernel, x.size, out, x, log, below=SOFTMAX_SERIAL_BELOW)
 
 
 @register("store_strided", "cpu")

@@ -30,6 +30,9 @@ BLOCK = 256  # elements per statistics block (1 KiB of float32): small enough to
 CHUNK = 16384  # elements per prange task where a row is split into tasks
 ROWS_MIN = 32  # batch norm: rows (n, c) shorter than this are reduced down columns instead
 CHANNEL_TASKS = 4  # batch norm: fused per-channel kernel when there are >= this many channels per thread
+ROWS_SERIAL_BELOW = 8192  # elements below which the row-statistics kernels run serial twins: layer_norm over rows
+# of 64 float32, us per call, serial twin / both threads, idle 2-core host: 2 Ki 8.8 / 9.4, 4 Ki 11.2 / 10.0, 8 Ki
+# 15.3 / 11.2, 16 Ki 24.1 / 13.8
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -451,7 +454,7 @@ def layer_norm(out, x, weight, bias, eps):
     """x, out: (M, K) rows; weight, bias: (K,). One task per row, or per row chunk for few long rows."""
     M, K = x.shape
     if not _few_long_rows(M, K):
-        run_parallel(_layer_norm_kernel, x.size, out, x, weight, bias, eps)
+        run_parallel(_layer_norm_kernel, x.size, out, x, weight, bias, eps, below=ROWS_SERIAL_BELOW)
         return
     mean, m2 = _row_chunk_stats(x)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -464,7 +467,7 @@ def layer_norm(out, x, weight, bias, eps):
 @register("deep_norm", "cpu")
 def deep_norm(out, x, fx, weight, bias, alpha, eps):
     """x, fx, out: (M, K) rows; weight, bias: (K,)."""
-    run_parallel(_deep_norm_kernel, x.size, out, x, fx, x.dtype.type(alpha), weight, bias, eps)
+    run_parallel(_deep_norm_kernel, x.size, out, x, fx, x.dtype.type(alpha), weight, bias, eps, below=ROWS_SERIAL_BELOW)
 
 
 @register("rms_norm", "cpu")
@@ -473,7 +476,7 @@ def rms_norm(out, x, weight, eps):
     then comes from the chunk moments, sum(x^2) = M2 + K mean^2, both terms positive)."""
     M, K = x.shape
     if not _few_long_rows(M, K):
-        run_parallel(_rms_norm_kernel, x.size, out, x, weight, eps)
+        run_parallel(_rms_norm_kernel, x.size, out, x, weight, eps, below=ROWS_SERIAL_BELOW)
         return
     mean, m2 = _row_chunk_stats(x)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -489,7 +492,7 @@ def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
     N, C, L = x.shape
     R = N * num_groups
     run_parallel(_group_norm_kernel, x.size, out.reshape(R, -1), mean, m2, x.reshape(R, -1), weight, bias,
-                 num_groups, L, eps)
+                 num_groups, L, eps, below=ROWS_SERIAL_BELOW)
 
 
 @register("running_update", "cpu")
