@@ -213,7 +213,7 @@ def view(input, *shape):
 
 def _fast_permute(x, dims):
     """``x.transpose(dims)`` when ``dims`` holds plain ints that permute x's dims (negative ones from the end), else
-    None: the general path then checks the call and names what is wrong. A NumPy caller's permute, 4.0 -> 1.5 us."""
+    None: the general path then checks the call and names what is wrong. A NumPy caller's permute, 4.0 -> 0.7 us."""
     nd = x.ndim
     if len(dims) != nd:
         return None
