@@ -32,7 +32,9 @@ ROWS_MIN = 32  # batch norm: rows (n, c) shorter than this are reduced down colu
 CHANNEL_TASKS = 4  # batch norm: fused per-channel kernel when there are >= this many channels per thread
 ROWS_SERIAL_BELOW = 8192  # elements below which the row-statistics kernels run serial twins: layer_norm over rows
 # of 64 float32, us per call, serial twin / both threads, idle 2-core host: 2 Ki 8.8 / 9.4, 4 Ki 11.2 / 10.0, 8 Ki
-# 15.3 / 11.2, 16 Ki 24.1 / 13.8
+# 15.3 / 11.2, 16 Ki 24.1 / 13.8; batch_norm training, fused per-channel kernel, (N, 16, 8, 8): 4 Ki 19.9 / 22.1,
+# 16 Ki 31.5 / 22.5. Batch norm's column statistics (rows shorter than ROWS_MIN) keep SERIAL_BELOW: (N, 64, 4), 16
+# Ki 108 / 146
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -521,12 +523,12 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
     if fused:
         mean = np.empty(C)
         m2 = np.empty(C)
-        run_parallel(_batch_norm_channel_kernel, x.size, out, mean, m2, x, weight, bias, eps)
+        run_parallel(_batch_norm_channel_kernel, x.size, out, mean, m2, x, weight, bias, eps, below=ROWS_SERIAL_BELOW)
     elif L >= ROWS_MIN:
         NK = -(-L // CHUNK)
         pmean = np.empty((N * C, NK))
         pm2 = np.empty((N * C, NK))
-        run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(N * C, L), CHUNK)
+        run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(N * C, L), CHUNK, below=ROWS_SERIAL_BELOW)
         sizes = np.minimum(CHUNK, L - CHUNK * np.arange(NK))
         pmean = pmean.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
         pm2 = pm2.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
@@ -604,7 +606,7 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     NK = -(-L // CHUNK)
     pmean = np.empty((R, NK))
     pm2 = np.empty((R, NK))
-    run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(R, L), CHUNK)
+    run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(R, L), CHUNK, below=ROWS_SERIAL_BELOW)
     mean_in, m2_in = _chan_merge(pmean, pm2, np.minimum(CHUNK, L - CHUNK * np.arange(NK)), axis=1)
     mean_in = mean_in.reshape(N, C)
     var_in = m2_in.reshape(N, C) / (L - 1)
