@@ -58,6 +58,28 @@ def test_rms_norm(target, case, dtype, eps):
     check(nbops.rms_norm, F.rms_norm, target, make(shape, dtype, scale=1e-3), ns, w, eps=eps)
 
 
+def test_missing_affine_parameters_are_kept_filled_and_bounded(monkeypatch):
+    # a missing weight or bias is a filled array kept for the next call (ops/norm.py ``_filled``): never changed by a
+    # kernel, at most FILLS_KEPT of them, and none larger than FILLS_MAX_BYTES
+    from nbops.ops import norm as ops
+
+    monkeypatch.setattr(ops, "_fills", {})
+    sizes = list(range(3, 3 + ops.FILLS_KEPT + 3))
+    for _ in range(2):
+        for k in sizes:
+            x = make((5, k), np.float32, seed=k)
+            check(nbops.layer_norm, F.layer_norm, "cpu", x, (k,))
+            check(nbops.group_norm, F.group_norm, "cpu", make((2, 4, k), np.float64, seed=k), 2)
+    assert len(ops._fills) == ops.FILLS_KEPT
+    for (n, fill, dt), a in ops._fills.items():
+        assert a.shape == (n,) and a.dtype == dt and (a == fill).all()
+    assert ops._filled(4, 1, np.dtype(np.float32)) is ops._filled(4, 1, np.dtype(np.float32))
+    monkeypatch.setattr(ops, "FILLS_MAX_BYTES", 64)
+    big = ops._filled(17, 0, np.dtype(np.float32))
+    assert (big == 0).all() and big is not ops._filled(17, 0, np.dtype(np.float32))
+    assert (17, 0, np.dtype(np.float32)) not in ops._fills
+
+
 def test_rms_norm_default_eps_is_the_dtype_epsilon():
     x = np.zeros((2, 4), np.float32)
     x[0, 0] = 1e-4
