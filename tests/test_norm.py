@@ -58,6 +58,20 @@ def test_rms_norm(target, case, dtype, eps):
     check(nbops.rms_norm, F.rms_norm, target, make(shape, dtype, scale=1e-3), ns, w, eps=eps)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_few_long_rows_propagate_nan_and_inf(dtype, monkeypatch):
+    # rows split into chunks (forced: the policy depends on the thread count) take the chunk statistics and
+    # ``_finish_rows`` / ``_finish_rms``; a NaN or inf in one chunk poisons its row only
+    monkeypatch.setattr(cpu_norm, "_few_long_rows", lambda M, K: True)
+    x = make((3, 70000), dtype, seed=4)
+    x[0, 40000] = np.nan
+    x[1, 5] = np.inf
+    check(nbops.layer_norm, F.layer_norm, "cpu", x, (70000,))
+    check(nbops.rms_norm, F.rms_norm, "cpu", x, (70000,))
+    got = nbops.layer_norm(x, (70000,), eps=0.0)
+    assert np.isnan(got[:2]).all() and np.isfinite(got[2]).all()
+
+
 def test_missing_affine_parameters_are_kept_filled_and_bounded(monkeypatch):
     # a missing weight or bias is a filled array kept for the next call (ops/norm.py ``_filled``): never changed by a
     # kernel, at most FILLS_KEPT of them, and none larger than FILLS_MAX_BYTES
@@ -267,6 +281,7 @@ def test_norms_propagate_nan_and_inf(target):
 
 OFFSET_CASES = [  # (op, shape, kwargs, reference reduction dims of a (N, C, L) or (M, K) view)
     ("layer_norm", (16, 1000)),
+    ("layer_norm", (3, 70000)),  # few long rows (2 threads): chunk statistics merged by _finish_rows
     ("group_norm", (4, 8, 300)),
     ("instance_norm", (4, 3, 500)),
     ("batch_norm", (8, 16, 200)),  # fused per-channel path
