@@ -1,6 +1,7 @@
 """Normalization workloads: batch norm (training and evaluation), instance norm and group norm (G = 32) on a
 ResNet-stage activation N32 x C256 x 28 x 28 (25.7 MB float32); layer norm, RMS norm and DyT on transformer rows
-(32768, 1024) (134 MB float32, beyond L3). On cuda only, batch norm also on N64 x C256 x 56 x 56 (205 MB, past the
+(32768, 1024) (134 MB float32, beyond L3); layer norm without weight or bias over all of one sample's C x H x W (one
+row of 200,704 values, 0.8 MB: what ``F.layer_norm(x, x.shape[1:])`` does to a batch of one). On cuda only, batch norm also on N64 x C256 x 56 x 56 (205 MB, past the
 H200's 60 MB L2, where training's second read of the batch comes from DRAM).
 
 Bytes count the input read once and the output written once (the per-channel parameters are negligible), so GB/s
@@ -42,6 +43,10 @@ def _tokens(rng, dtype):
     return x, rng.standard_normal(COLS).astype(dtype), rng.standard_normal(COLS).astype(dtype)
 
 
+def _sample(rng, dtype):
+    return (rng.standard_normal((1, C, H, H)).astype(dtype),)
+
+
 def _torch_dyt(x, w, b):
     return w * torch.tanh(0.5 * x) + b
 
@@ -69,6 +74,9 @@ CASES = [
     Case("layer_norm (32768,1024)", "norm", _tokens,
          lambda x, w, b: nbops.layer_norm(x, (COLS,), w, b),
          lambda x, w, b: F.layer_norm(x, (COLS,), w, b), bytes=8.0 * TOK),
+    Case("layer_norm one row C256 28x28 no affine", "norm", _sample,
+         lambda x: nbops.layer_norm(x, x.shape[1:]),
+         lambda x: F.layer_norm(x, x.shape[1:]), bytes=8.0 * C * H * H),
     Case("rms_norm (32768,1024)", "norm", _tokens,
          lambda x, w, b: nbops.rms_norm(x, (COLS,), w),
          lambda x, w, b: F.rms_norm(x, (COLS,), w), bytes=8.0 * TOK),
