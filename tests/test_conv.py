@@ -456,3 +456,36 @@ def test_conv_tiles_in_place_and_copied_agree(monkeypatch, KH, stride):
             cpu_conv._direct(out, x, w, np.zeros(14, dtype), (stride, stride), (1, 1, 1, 1), (1, 1), 1)
             outs.append(out)
         assert np.array_equal(outs[0], outs[1]) and not np.isnan(outs[0]).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_conv_fast_path_matches_the_general_path(dtype):
+    # plain NumPy calls skip the general path (ops/conv.py ``_fast_conv``): same launcher and operands, so the values
+    # equal the general path's (torch tensors in take it) bit for bit; any other call keeps the general path's checks
+    from nbops.ops import conv as ops
+
+    rows = [(nbops.conv2d, 2, r) for r in CONV2D] + [(nbops.conv1d, 1, r) for r in CONV1D]
+    taken = 0
+    for fn, nd, (xshape, wshape, bias, kwargs, _) in rows:
+        x, w = make(xshape, dtype, 1), make(wshape, dtype, 2)
+        b = make((wshape[0],), dtype, 3) if bias else None
+        args = dict(dict(stride=1, padding=0, dilation=1, groups=1), **kwargs)
+        fast = ops._fast_conv(fn.__name__, nd, x, w, b, *args.values())
+        plain = (len(xshape) == nd + 2 and 0 not in xshape and not isinstance(kwargs.get("padding"), str))
+        assert (fast is not None) == plain, (xshape, kwargs)
+        if fast is None:
+            continue
+        taken += 1
+        general = fn(*(torch.from_numpy(a) if a is not None else None for a in (x, w, b)), **kwargs).numpy()
+        assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general)
+        assert np.array_equal(fn(x, w, b, **kwargs), fast)
+    assert taken >= 20
+    x, w, b = make((1, 4, 6, 6), dtype, 1), make((6, 2, 3, 3), dtype, 2), make((6,), dtype, 3)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for args in [(x, w, b, 1, 1, 1, 1), (x[0], w, b, 1, 1, 1, 2), (x, w, b, 1, 1, 1, True), (x, w, b, 1, 1, 1, 3),
+                 (x, w, b[:5], 1, 1, 1, 2), (x, w.astype(other), b, 1, 1, 1, 2), (x, w, b, np.int64(1), 1, 1, 2),
+                 (x, w, b, (1,), 1, 1, 2), (x, w, b, 0, 1, 1, 2), (x, w, b, 1, -1, 1, 2), (x, w, b, 1, 1, (1, 0), 2),
+                 (x, w, b, 1, "same", 1, 2), (x[:, :, ::2], w, b, 1, 1, 1, 2), (x[:, :, :1, :1], w, b, 1, 0, 1, 2),
+                 (x, w, b.astype(other), 1, 1, 1, 2), (x[:0], w, b, 1, 1, 1, 2)]:
+        assert ops._fast_conv("conv2d", 2, *args) is None, args
+    assert ops._fast_conv("conv2d", 2, x, w, b, [2, 1], (1, 0), [1, 2], 2).shape == (1, 6, 3, 2)

