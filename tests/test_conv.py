@@ -489,3 +489,35 @@ def test_cpu_conv_fast_path_matches_the_general_path(dtype):
                  (x, w, b.astype(other), 1, 1, 1, 2), (x[:0], w, b, 1, 1, 1, 2)]:
         assert ops._fast_conv("conv2d", 2, *args) is None, args
     assert ops._fast_conv("conv2d", 2, x, w, b, [2, 1], (1, 0), [1, 2], 2).shape == (1, 6, 3, 2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_conv_transpose_fast_path_matches_the_general_path(dtype):
+    # as test_cpu_conv_fast_path_matches_the_general_path, for ``_fast_conv_transpose``
+    from nbops.ops import conv as ops
+
+    rows = [(nbops.conv_transpose2d, 2, r) for r in CONV_T2D] + [(nbops.conv_transpose1d, 1, r) for r in CONV_T1D]
+    taken = 0
+    for fn, nd, (xshape, wshape, bias, kwargs, _) in rows:
+        x, w = make(xshape, dtype, 1), make(wshape, dtype, 2)
+        b = make((wshape[1] * kwargs.get("groups", 1),), dtype, 3) if bias else None
+        args = dict(dict(stride=1, padding=0, output_padding=0, groups=1, dilation=1), **kwargs)
+        fast = ops._fast_conv_transpose(fn.__name__, nd, x, w, b, *args.values())
+        assert (fast is not None) == (len(xshape) == nd + 2 and 0 not in xshape), (xshape, kwargs)
+        if fast is None:
+            continue
+        taken += 1
+        general = fn(*(torch.from_numpy(a) if a is not None else None for a in (x, w, b)), **kwargs).numpy()
+        assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general)
+        assert np.array_equal(fn(x, w, b, **kwargs), fast)
+    assert taken >= 15
+    x, w, b = make((1, 4, 5, 5), dtype, 1), make((4, 3, 3, 3), dtype, 2), make((6,), dtype, 3)
+    other = np.float32 if dtype == np.float64 else np.float64
+    tiny = make((1, 4, 1, 1), dtype, 4)
+    for args in [(tiny, w, b, 2, 3, 0, 2, 1), (x, w, b, 2, 1, 2, 2, 1), (x, w, b, 1, 1, 1, 2, 1),
+                 (x, w, b[:5], 2, 1, 0, 2, 1), (x[0], w, b, 2, 1, 0, 2, 1), (x, w, b, 2, 1, 0, 3, 1),
+                 (x, w.astype(other), b, 2, 1, 0, 2, 1), (x, w, b, 2, 3, 0, 1, 1), (x, w, b, (2,), 1, 0, 2, 1),
+                 (x, w, b, 2, 1, 0, 2, np.int32(1)), (x, w, b, 2, "same", 0, 2, 1), (x, w, b, 2, 1, -1, 2, 1),
+                 (x[:, :, ::2], w, b, 2, 1, 0, 2, 1)]:
+        assert ops._fast_conv_transpose("conv_transpose2d", 2, *args) is None, args
+    assert ops._fast_conv_transpose("conv_transpose2d", 2, x, w, b, 2, (1, 0), (1, 0), 2, 1).shape == (1, 6, 10, 11)

@@ -694,6 +694,30 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
                  groups, ICG * P * L, WQ, OH, OW, 0, 1, nch, KH * KW >= 2, below=SERIAL_MACS)
 
 
+@functools.lru_cache(maxsize=256)
+def _phase_plan(KH, KW, SH, SW, DH, DW, PH, PW, OH, OW, WQ, CH, CW, ICG, L):
+    """The output stride phases of ``_transposed`` that have outputs, per geometry: for phase (rh, rw), its output
+    rows and columns (na, nb), its first output pixel (oh0, ow0), each in [0, stride), the kernel row and column
+    indices of its taps as broadcasting index arrays (khs (T_h, 1), kws (1, T_w)), and its tap table (ICG channels
+    of L packed elements, rows of WQ). Kept and shared (the kernels only read the tables): their NumPy operations
+    on tiny arrays took most of a 132 us call on a 1 x 8 x 8 x 8 input (torch 8.7)."""
+    plan = []
+    for rh in range(SH):
+        a0 = -(-(PH - rh) // SH)
+        na = (OH - 1 + PH - rh) // SH - a0 + 1
+        khs, ch = _phase_taps(KH, SH, DH, PH, rh)
+        for rw in range(SW):
+            b0 = -(-(PW - rw) // SW)
+            nb = (OW - 1 + PW - rw) // SW - b0 + 1
+            if na <= 0 or nb <= 0:
+                continue
+            kws, cw = _phase_taps(KW, SW, DW, PW, rw)
+            toff = ((a0 - ch + CH)[:, None] * WQ + (b0 - cw + CW)[None, :]).reshape(-1)
+            taps = (np.arange(ICG)[:, None] * L + toff[None, :]).reshape(-1)
+            plan.append((na, nb, SH * a0 + rh - PH, SW * b0 + rw - PW, khs[:, None], kws[None, :], taps))
+    return tuple(plan)
+
+
 def _phase_taps(K, S, D, P, r):
     """Taps of a transposed conv that reach outputs with (o + P) % S == r: their indices and row shifts c, where
     the input row is a - c for output o = S*a + r - P."""
@@ -707,6 +731,7 @@ def _phase_offsets(K, S, P):
     return [(r, k, (r + P - k) // S) for r in range(S) for k in range(K) if (r + P - k) % S == 0]
 
 
+@functools.lru_cache(maxsize=256)
 def _phases_as_3x3(KH, KW, stride, padding, dilation, groups):
     """The tap offsets of each dimension (``_phase_offsets``) when a transposed convolution is, phase by phase, one
     stride-1 3x3 convolution: stride 2 both ways, dilation 1, one group, and the input offsets of all phases
@@ -715,10 +740,11 @@ def _phases_as_3x3(KH, KW, stride, padding, dilation, groups):
     A 4x4 stride-2 padding-1 layer (a decoder's upsampling) is one: output 2i reads inputs i and i - 1, output
     2i + 1 inputs i + 1 and i, so the four phases are four output channels of a 3x3 convolution whose taps are
     zero where a phase does not reach (4 of 9 used). Winograd F(4x4, 3x3) does it with 36 / 16 = 2.25 multiplies
-    per output and input channel, where the phases' direct kernels do 4."""
+    per output and input channel, where the phases' direct kernels do 4. Kept per geometry (2.6 us to work out;
+    stride, padding and dilation are tuples)."""
     if tuple(stride) != (2, 2) or tuple(dilation) != (1, 1) or groups != 1:
         return None
-    offs = _phase_offsets(KH, 2, padding[0]), _phase_offsets(KW, 2, padding[1])
+    offs = tuple(_phase_offsets(KH, 2, padding[0])), tuple(_phase_offsets(KW, 2, padding[1]))
     for o in offs:
         d = [t[2] for t in o]
         if min(d) > 0 or max(d) - min(d) != 2 or {t[0] for t in o} != {0, 1}:
@@ -789,29 +815,16 @@ def _transposed(out, x, w, bias, stride, padding, dilation, groups):
     # packed planes and (SW > 1) the phase buffer, one carve of the per-thread scratch
     buf = _planes((NX + (SW * N * OC * OH * NQ if SW > 1 else 0),), x.dtype)
     xs = buf[:NX].reshape(N, C, L)
-    _pack_kernel(xs, x, 1, 1, CH, CW, WQ)
+    run_parallel(_pack_kernel, NX, xs, x, 1, 1, CH, CW, WQ)
     xs2 = xs.reshape(N, C * L)
     ph = buf[NX:].reshape(SW, N, OC, OH, NQ) if SW > 1 else None
     # (G, ICg, OCg, KH, KW) -> (G*OCg, ICg, KH, KW): the weights of each output channel, as conv2d lays them out
     wt = w.reshape(groups, ICG, OCG, KH, KW).transpose(0, 2, 1, 3, 4).reshape(OC, ICG, KH, KW)
-    for rh in range(SH):
-        a0 = -(-(PH - rh) // SH)
-        na = (OH - 1 + PH - rh) // SH - a0 + 1
-        khs, ch = _phase_taps(KH, SH, DH, PH, rh)
-        for rw in range(SW):
-            b0 = -(-(PW - rw) // SW)
-            nb = (OW - 1 + PW - rw) // SW - b0 + 1
-            if na <= 0 or nb <= 0:
-                continue
-            kws, cw = _phase_taps(KW, SW, DW, PW, rw)
-            toff = ((a0 - ch + CH)[:, None] * WQ + (b0 - cw + CW)[None, :]).reshape(-1)
-            sub = wt[:, :, khs[:, None], kws[None, :]].reshape(OC, -1)  # the phase's taps, a fresh (OC, T) copy
-            nch = _chunks(N, groups, OCG, na, nb, WQ, x.itemsize)
-            taps = (np.arange(ICG)[:, None] * L + toff[None, :]).reshape(-1)
-            # the phase's first output pixel is (oh0, ow0), each in [0, stride); ow0 is 0 when SW == 1
-            oh0, ow0 = SH * a0 + rh - PH, SW * b0 + rw - PW
-            dst = out if ph is None else ph[ow0]
-            _conv_gemm_kernel(dst, xs2, _panels(sub, groups), bias, taps, groups, ICG * L, WQ, na, nb, oh0, SH, nch,
-                              len(khs) * len(kws) >= 2)
+    for na, nb, oh0, ow0, khs, kws, taps in _phase_plan(KH, KW, SH, SW, DH, DW, PH, PW, OH, OW, WQ, CH, CW, ICG, L):
+        sub = wt[:, :, khs, kws].reshape(OC, -1)  # the phase's taps, a fresh (OC, T) copy
+        nch = _chunks(N, groups, OCG, na, nb, WQ, x.itemsize)
+        dst = out if ph is None else ph[ow0]
+        run_parallel(_conv_gemm_kernel, N * OC * na * nb * sub.shape[1], dst, xs2, _panels(sub, groups), bias, taps,
+                     groups, ICG * L, WQ, na, nb, oh0, SH, nch, khs.size * kws.size >= 2, below=SERIAL_MACS)
     if ph is not None:
-        _interleave_kernel(out, ph)
+        run_parallel(_interleave_kernel, out.size, out, ph)
