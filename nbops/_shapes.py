@@ -31,6 +31,18 @@ def ntuple(op, name, value, n, minimum=None):
     return out
 
 
+def plain_ints(value, n, minimum):
+    """``value`` as a tuple of ``n`` Python ints, each >= ``minimum``, when it is a Python int or a tuple or list of
+    exactly ``n`` of them; else None. The ops' fast paths take only these (no bools, NumPy ints or one-element
+    sequences, no value the general path would refuse): anything else goes to their general path, which parses it
+    and raises its errors."""
+    if type(value) is int:
+        return (value,) * n if value >= minimum else None
+    if type(value) in (tuple, list) and len(value) == n and all(type(v) is int and v >= minimum for v in value):
+        return tuple(value)
+    return None
+
+
 def single(op, name, value):
     return ntuple(op, name, value, 1)
 

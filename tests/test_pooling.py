@@ -156,6 +156,36 @@ def test_adaptive_avg_pool2d_fast_path_matches_general_path():
         assert a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_window_pool_fast_paths_match_the_general_path(dtype):
+    """Plain NumPy calls of max and average pooling skip the general path (ops/pooling.py ``_fast_window``): the
+    same launcher and operands, so the values equal the general path's (torch tensors in take it) bit for bit; any
+    other call keeps the general path's checks."""
+    from nbops.ops import pooling as ops
+
+    rows = [(nbops.max_pool2d, 2, r) for r in MAX2D + MAX2D_CPU] + [(nbops.max_pool1d, 1, r) for r in MAX1D]
+    rows += [(nbops.avg_pool2d, 2, r) for r in AVG2D + AVG2D_CPU] + [(nbops.avg_pool1d, 1, r) for r in AVG1D]
+    taken = 0
+    for fn, nd, (shape, kw) in rows:
+        x = make(shape, dtype, seed=len(shape) + shape[-1])
+        plain = len(shape) == nd + 2 and 0 not in shape  # a divisor_override then leaves it in _avg_pool
+        args = [kw["kernel_size"], kw.get("stride"), kw.get("padding", 0), kw.get("dilation", 1),
+                kw.get("ceil_mode", False)]
+        assert (ops._fast_window(nd, x, *args) is not None) == plain, (fn, shape, kw)
+        got = fn(x, **kw)
+        general = fn(torch.from_numpy(x), **kw).numpy()
+        assert got.dtype == general.dtype == dtype and got.shape == general.shape and np.array_equal(got, general)
+        taken += plain
+    assert taken >= 25
+    x = make((1, 2, 6, 6), dtype, seed=1)
+    for args in [(x[0], 2, None, 0, 1, False), (x, 2, None, 0, 1, 0), (x, True, None, 0, 1, False),
+                 (x, (2,), None, 0, 1, False), (x, 2, (), 0, 1, False), (x, 2, None, 2, 1, False),
+                 (x, 2, 0, 0, 1, False), (x, 2, None, 0, np.int64(1), False), (x, 7, None, 0, 1, False),
+                 (x[:, :, ::2], 2, None, 0, 1, False), (x.astype(np.float16), 2, None, 0, 1, False)]:
+        assert ops._fast_window(2, *args) is None, args[1:]
+    assert ops._fast_window(2, x, [3, 2], [2, 1], (1, 0), 1, True) == ((3, 2), (2, 1), (1, 0), (1, 1), (4, 5))
+
+
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("layout", ["transposed", "strided"])
 def test_pool_noncontiguous(target, layout):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import _hostpool
 from .._dispatch import FLOAT_DTYPES, Call, launch_cpu, plain_float_array, public
-from .._shapes import conv_transpose_out_size, ntuple
+from .._shapes import conv_transpose_out_size, ntuple, plain_ints
 
 
 def _int(op, name, value, minimum, message):
@@ -99,16 +99,6 @@ def _finish(call, out, nd, unbatched):
     return call.wrap(out)
 
 
-def _plain_ints(value, nd, minimum):
-    """``value`` as a tuple of ``nd`` Python ints, each >= ``minimum``, when it is a Python int or a tuple or list of
-    exactly ``nd`` of them; else None (the general path then parses it, and raises its errors)."""
-    if type(value) is int:
-        return (value,) * nd if value >= minimum else None
-    if type(value) in (tuple, list) and len(value) == nd and all(type(v) is int and v >= minimum for v in value):
-        return tuple(value)
-    return None
-
-
 def _fast_conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
     """The common CPU call without the general path: batched non-empty C-contiguous float32/float64 NumPy input and
     weight of one dtype and rank nd + 2, bias None or such an array of shape (OC,), stride, padding and dilation
@@ -126,7 +116,7 @@ def _fast_conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
     if OC % groups or ICG * groups != C or bias is not None and not (
             plain_float_array(bias) and bias.dtype is input.dtype and bias.shape == (OC,)):
         return None
-    stride, pads, dilation = _plain_ints(stride, nd, 1), _plain_ints(padding, nd, 0), _plain_ints(dilation, nd, 1)
+    stride, pads, dilation = plain_ints(stride, nd, 1), plain_ints(padding, nd, 0), plain_ints(dilation, nd, 1)
     if stride is None or pads is None or dilation is None:
         return None
     osz = []
@@ -221,8 +211,8 @@ def _fast_conv_transpose(op, nd, input, weight, bias, stride, padding, output_pa
     if weight.shape[0] != C or C % groups or bias is not None and not (
             plain_float_array(bias) and bias.dtype is input.dtype and bias.shape == (OC,)):
         return None
-    stride, pads, dilation = _plain_ints(stride, nd, 1), _plain_ints(padding, nd, 0), _plain_ints(dilation, nd, 1)
-    opad = _plain_ints(output_padding, nd, 0)
+    stride, pads, dilation = plain_ints(stride, nd, 1), plain_ints(padding, nd, 0), plain_ints(dilation, nd, 1)
+    opad = plain_ints(output_padding, nd, 0)
     if stride is None or pads is None or dilation is None or opad is None:
         return None
     osz = []

