@@ -92,6 +92,31 @@ def test_embedding_out_of_range(target, bad):
 
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding_fast_path_matches_the_general_path(dtype):
+    # plain NumPy lookups skip the general path (ops/embedding.py ``_fast_embedding``): same launcher and operands, so
+    # the values equal the general path's (torch tensors in take it) bit for bit; any other call keeps its checks
+    from nbops.ops import embedding as ops
+
+    for index_dtype in (np.int32, np.int64):
+        for ishape, wshape in LOOKUPS:
+            idx, w = make_int(ishape, 0, max(wshape[0], 1), dtype=index_dtype), make(wshape, dtype)
+            fast = ops._fast_embedding(idx, w, None, None)
+            assert (fast is not None) == (idx.size > 0), ishape
+            if fast is not None:
+                general = nbops.embedding(torch.from_numpy(idx), torch.from_numpy(w)).numpy()
+                assert fast.dtype == dtype and fast.shape == general.shape and np.array_equal(fast, general)
+    idx, w = make_int((3, 4), 0, 50), make((50, 7), dtype)
+    for args in [(idx, w, None, 1.0), (idx, w, 50, None), (idx, w, np.int64(1), None), (idx, w, True, None),
+                 (idx[:, ::2], w, None, None), (idx.astype(np.int16), w, None, None), (idx, w[:, ::2], None, None),
+                 (idx, w.astype(np.float16), None, None), (idx.tolist(), w, None, None), (idx, w[None], None, None),
+                 (np.array([[0, 50]]), w, None, None), (np.array([-1]), w, None, None)]:
+        assert ops._fast_embedding(*args) is None
+    assert ops._fast_embedding(idx, w, -50, None).shape == (3, 4, 7)
+    with pytest.raises(IndexError, match=r"embedding\(\): index out of range in self: got index 50"):
+        nbops.embedding(np.array([3, 50], np.int32), w)
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cuda_embedding_long_rows(dtype):

