@@ -350,3 +350,26 @@ def test_cpu_fast_path_matches_the_general_path(dtype):
     with pytest.raises(TypeError, match=r"linear\(\)"):
         nbops.linear(x3, w.astype(other))
     assert nbops.matmul(x2[:0], m).shape == (0, 11) and nbops.linear(x3, w, b).shape == (2, 5, 9)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_batched_fast_path_matches_the_general_path(dtype):
+    # bmm and matmul of two equal-batch 3-D NumPy arrays skip the general path (ops/linear.py ``_fast_batched``):
+    # the matmul launcher on the same operands, so identical to a general-path call; the rest keeps its checks
+    from nbops.ops import linear as ops
+
+    shapes = [((8, 8, 8), (8, 8, 8)), ((3, 5, 7), (3, 7, 11)), ((1, 13, 1), (1, 1, 4)), ((64, 40, 50), (64, 50, 30))]
+    for sa, sb in shapes:
+        a, b = make(sa, dtype, seed=1), make(sb, dtype, seed=2)
+        assert ops._fast_batched("bmm", a, b) is not None
+        for fn in (nbops.bmm, nbops.matmul):
+            fast, general = fn(a, b), fn(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            assert fast.dtype == dtype and fast.shape == general.shape and np.array_equal(fast, general)
+    a, b = make((3, 5, 7), dtype, seed=1), make((3, 7, 11), dtype, seed=2)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for args in [(a, b[:2]), (a, b[:, :6]), (a[:, :, ::2], b[:, :4]), (a, b.astype(other)), (a[0], b), (a, b[0]),
+                 (a[:, :0], b), (a[None], b[None]), (a.astype(np.int32), b.astype(np.int32))]:
+        assert ops._fast_batched("bmm", *args) is None
+    with pytest.raises(ValueError, match=r"bmm\(\)"):
+        nbops.bmm(a, b[:2])
+    assert nbops.bmm(a[:, :0], b).shape == (3, 0, 11)
