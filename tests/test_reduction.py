@@ -310,6 +310,34 @@ def test_fast_path_matches_general_path():
     assert nbops.sum(x).shape == () and nbops.mean(x.astype(np.float64), 0).dtype == np.float64
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_two_output_fast_paths_match_general_path(dtype):
+    """argmax, argmin, var, std and var_mean of a contiguous float NumPy array over an int dim (or all) skip the
+    general path (``_fast_two``): bit for bit what the general path gives (taken by a NumPy integer dim, or a torch
+    tensor for the flat argmax), ties and NaN included, and the odd cases still take the general path."""
+    from nbops.ops import reduction as ops
+
+    x = make((37, 301), dtype, seed=25, offset=10.0)
+    x[3, 7] = x[3, 9] = x[3].max() + 1  # a tie: the first index wins
+    x[5, 11] = np.nan
+    for fn in (nbops.argmax, nbops.argmin, nbops.var, nbops.std, nbops.var_mean):
+        for d in (0, 1, -2):
+            fast, general = fn(x, d), fn(x, np.int64(d))
+            for f, g in zip(fast if fn is nbops.var_mean else (fast,), general if fn is nbops.var_mean else (general,)):
+                assert f.shape == g.shape and f.dtype == g.dtype and np.array_equal(f, g, equal_nan=True)
+        check(fn, getattr(torch, fn.__name__), "cpu", x, 1)
+    for fn in (nbops.argmax, nbops.argmin):
+        assert np.array_equal(fn(x), fn(torch.from_numpy(x)).numpy()) and fn(x).shape == ()
+    assert np.array_equal(nbops.var(x), nbops.var(x, (0, 1)), equal_nan=True)
+    one = make((4, 1), dtype, seed=3)
+    assert np.isnan(nbops.var(one, 1)).all() and np.array_equal(nbops.var(one, 1, correction=0), np.zeros(4, dtype))
+    for args in [(x, 2), (x, (0,)), (x, True), (x[:, ::2], 0), (x[:0], 0), (x.astype(np.float16), 0), (x.tolist(), 0)]:
+        assert ops._fast_view(*args) is None
+    with pytest.raises(IndexError, match=r"argmax\(\)"):
+        nbops.argmax(x[:, :0], 1)
+    assert nbops.var(x, 1, keepdim=True).shape == (37, 1) and nbops.argmax(x, 0, keepdim=True).shape == (1, 301)
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_max_integer_and_bool_inputs(target):
     xi = make_int((5, 4), -9, 9, np.int32, seed=12)
