@@ -178,6 +178,38 @@ def test_cat_noncontiguous_and_promotion(target):
     check(nbops.cat, torch.cat, target, (make((3,), np.float32, 4), make((2,), np.float32, 5)))
 
 
+def test_cpu_shape_fast_paths_match_the_general_path():
+    # plain NumPy calls of cat, transpose and contiguous skip the general path (ops/shape.py): the same copies and
+    # views as a general-path call (a torch tensor in takes it); the rest keeps the general path's checks
+    from nbops.ops import shape as ops
+
+    for dtype in (np.float32, np.float64, np.int8, np.int64, np.uint8, np.bool_):
+        for shapes, dim in CAT_CASES + [([(3, 4, 5), (3, 2, 5)], -2), ([(2, 3, 4)] * 3, 2)]:
+            xs = [make(s, np.float32, i).astype(dtype) for i, s in enumerate(shapes)]
+            fast = ops._fast_cat(xs, dim)
+            assert (fast is not None) == (len({x.ndim for x in xs}) == 1), shapes
+            general = nbops.cat([torch.from_numpy(x) for x in xs], dim).numpy()
+            got = nbops.cat(xs, dim)
+            assert got.dtype == general.dtype and got.shape == general.shape and np.array_equal(got, general)
+        x = make((3, 4, 5), np.float32, 7).astype(dtype)
+        for d0, d1 in [(0, 1), (-1, 0), (2, 2), (1, -3)]:
+            fast, general = nbops.transpose(x, d0, d1), nbops.transpose(torch.from_numpy(x), d0, d1).numpy()
+            assert fast.shape == general.shape and fast.strides == general.strides and np.array_equal(fast, general)
+            assert np.shares_memory(fast, x)
+            fast, general = nbops.contiguous(fast), nbops.contiguous(torch.from_numpy(x).transpose(d0, d1)).numpy()
+            assert fast.flags.c_contiguous and np.array_equal(fast, general)
+    x = make((2, 3), np.float32, 1)
+    for args in [([x, x.astype(np.float64)], 0), ([x, x[:, :2]], 0), ([x, x], 2), ([x, x], -3), ([x, x], np.int64(0)),
+                 ([x, x], True), ([], 0), ((x for _ in range(2)), 0), ([x, torch.from_numpy(x)], 0), ([x[0, 0]], 0),
+                 ([x.astype(np.float16)], 0), ([x, x.ravel()], 0)]:
+        assert ops._fast_cat(*args) is None
+    with pytest.raises(ValueError, match=r"cat\(\): sizes of arrays must match"):
+        nbops.cat([x, x[:, :2]], 0)
+    with pytest.raises(IndexError, match=r"transpose\(\)"):
+        nbops.transpose(x, 0, 2)
+    assert nbops.cat([x, x.astype(np.float64)]).dtype == np.float64 and nbops.cat((x, x), 1).shape == (2, 6)
+
+
 STACK_CASES = [((3,), 0), ((3,), 1), ((3,), -1), ((2, 3), 1), ((2, 3), -3), ((), 0), ((0, 2), 1)]
 
 
