@@ -662,3 +662,35 @@ def test_cpu_fast_path_matches_the_general_path(dtype):
     check(nbops.add, torch.add, "cpu", x, y[0])
     with pytest.raises(TypeError, match=r"add\(\): a boolean 'alpha'"):
         nbops.add(x, y, alpha=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_clamp_and_where_fast_paths_match_the_general_path(dtype):
+    """Plain NumPy clamp (number bounds) and where (arrays of the condition's shape, or one number) skip the general
+    path (``_fast_clamp``, ``_fast_where``): the same operands through the same launchers, so the values equal the
+    general path's (torch tensors in take it), NaN included; broadcasting, bools and mixed dtypes keep it."""
+    from nbops.ops import pointwise as ops
+
+    x, y = make((5, 7), dtype, seed=1), make((5, 7), dtype, seed=2)
+    x[1, 2] = np.nan
+    c = make((5, 7), np.float32, seed=3) > 0
+    T = torch.from_numpy
+    for lo, hi in [(-0.5, 0.5), (None, 0), (-1, None), (1.0, -1.0), (-1e40, 1e40)]:
+        assert ops._fast_clamp(x, lo, hi) is not None
+        fast, general = nbops.clamp(x, lo, hi), nbops.clamp(T(x), lo, hi).numpy()
+        assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general, equal_nan=True), (lo, hi)
+    for a, b in [(x, y), (x, 0.0), (-2, y), (x, 7)]:
+        assert ops._fast_where(c, a, b) is not None
+        fast = nbops.where(c, a, b)
+        general = nbops.where(T(c), *(T(v) if isinstance(v, np.ndarray) else v for v in (a, b))).numpy()
+        assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general, equal_nan=True)
+    other = np.float32 if dtype == np.float64 else np.float64
+    for args in [(x, None, None), (x, True, None), (x, np.float32(1), None), (x, y, None), (x.T, 0, 1),
+                 (x.astype(np.int32), 0, 1), (3.0, 0, 1)]:
+        assert ops._fast_clamp(*args) is None
+    for args in [(c, x, y[0]), (c, x, y.astype(other)), (c, 1.0, 2.0), (c.astype(np.uint8), x, y), (c.T, x.T, y.T),
+                 (c, x, True), (c[0], x[0], np.float32(0)), (c, x.astype(np.int64), 0)]:
+        assert ops._fast_where(*args) is None
+    check(nbops.where, torch.where, "cpu", c, x, y[0])
+    with pytest.raises(ValueError, match=r"clamp\(\): at least one"):
+        nbops.clamp(x)
