@@ -46,7 +46,10 @@ def _cases(rng):
     x, y, m, img, k = arr(4, 4), arr(4, 4), arr(8, 8), arr(1, 3, 8, 8), arr(4, 3, 3, 3)
     h, w, b, g = arr(8, 64), arr(64, 64), arr(64), arr(64)
     v = arr(1, 64)
-    t = {name: torch.from_numpy(a) for name, a in dict(x=x, y=y, m=m, img=img, k=k, h=h, w=w, b=b, g=g, v=v).items()}
+    fm, kt, bt = arr(1, 8, 8, 8), arr(8, 4, 3, 3), arr(8, 8, 8)
+    ids, table = rng.integers(0, 100, (2, 8)), arr(100, 16)
+    t = {name: torch.from_numpy(a) for name, a in dict(x=x, y=y, m=m, img=img, k=k, h=h, w=w, b=b, g=g, v=v, fm=fm,
+                                                            kt=kt, bt=bt, ids=ids, table=table).items()}
     mlp = _mlp()
     return [
         ("relu 4x4", lambda: nbops.relu(x), lambda: F.relu(t["x"])),
@@ -60,6 +63,14 @@ def _cases(rng):
         ("sum 4x4 dim 1", lambda: nbops.sum(x, 1), lambda: torch.sum(t["x"], 1)),
         ("conv2d 1x3x8x8, 4x3x3x3 pad 1", lambda: nbops.conv2d(img, k, padding=1),
          lambda: F.conv2d(t["img"], t["k"], padding=1)),
+        ("conv_transpose2d 1x8x8x8, 8x4x3x3 s2 pad 1", lambda: nbops.conv_transpose2d(fm, kt, stride=2, padding=1),
+         lambda: F.conv_transpose2d(t["fm"], t["kt"], stride=2, padding=1)),
+        ("max_pool2d 2x2 1x8x8x8", lambda: nbops.max_pool2d(fm, 2), lambda: F.max_pool2d(t["fm"], 2)),
+        ("bmm 8x(8x8)", lambda: nbops.bmm(bt, bt), lambda: torch.bmm(t["bt"], t["bt"])),
+        ("embedding (2,8) ids, 100x16", lambda: nbops.embedding(ids, table), lambda: F.embedding(t["ids"], t["table"])),
+        ("argmax (8,64) dim 1", lambda: nbops.argmax(h, 1), lambda: torch.argmax(t["h"], 1)),
+        ("cat 2x(8,64)", lambda: nbops.cat([h, h]), lambda: torch.cat([t["h"], t["h"]])),
+        ("clamp (8,64) -1..1", lambda: nbops.clamp(h, -1, 1), lambda: torch.clamp(t["h"], -1, 1)),
         ("permute 4x4 (1, 0)", lambda: nbops.permute(x, (1, 0)), lambda: torch.permute(t["x"], (1, 0))),
         ("MLP 64-128-10 forward, batch 1 (nn modules)", lambda: mlp[0](v), lambda: _inference(mlp[1], t["v"])),
     ]
