@@ -458,20 +458,17 @@ def test_conv_tiles_in_place_and_copied_agree(monkeypatch, KH, stride):
         assert np.array_equal(outs[0], outs[1]) and not np.isnan(outs[0]).any()
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_cpu_conv_fast_path_matches_the_general_path(dtype):
-    # plain NumPy calls skip the general path (ops/conv.py ``_fast_conv``): same launcher and operands, so the values
-    # equal the general path's (torch tensors in take it) bit for bit; any other call keeps the general path's checks
-    from nbops.ops import conv as ops
-
-    rows = [(nbops.conv2d, 2, r) for r in CONV2D] + [(nbops.conv1d, 1, r) for r in CONV1D]
+def _fast_rows_match(fast_fn, rows, defaults, channels, dtype):
+    """Run ``fast_fn`` (an ops/conv.py fast path) on every (public fn, nd, row) of ``rows``: it must take exactly the
+    batched, non-empty rows without a padding string, and give there, bit for bit, what the general path gives (a
+    torch tensor in takes it) and what the public call gives. ``channels(wshape, kwargs)`` is the bias length.
+    Returns how many rows it took."""
     taken = 0
     for fn, nd, (xshape, wshape, bias, kwargs, _) in rows:
         x, w = make(xshape, dtype, 1), make(wshape, dtype, 2)
-        b = make((wshape[0],), dtype, 3) if bias else None
-        args = dict(dict(stride=1, padding=0, dilation=1, groups=1), **kwargs)
-        fast = ops._fast_conv(fn.__name__, nd, x, w, b, *args.values())
-        plain = (len(xshape) == nd + 2 and 0 not in xshape and not isinstance(kwargs.get("padding"), str))
+        b = make((channels(wshape, kwargs),), dtype, 3) if bias else None
+        fast = fast_fn(fn.__name__, nd, x, w, b, *dict(defaults, **kwargs).values())
+        plain = len(xshape) == nd + 2 and 0 not in xshape and not isinstance(kwargs.get("padding"), str)
         assert (fast is not None) == plain, (xshape, kwargs)
         if fast is None:
             continue
@@ -479,6 +476,18 @@ def test_cpu_conv_fast_path_matches_the_general_path(dtype):
         general = fn(*(torch.from_numpy(a) if a is not None else None for a in (x, w, b)), **kwargs).numpy()
         assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general)
         assert np.array_equal(fn(x, w, b, **kwargs), fast)
+    return taken
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_conv_fast_path_matches_the_general_path(dtype):
+    # plain NumPy calls skip the general path (ops/conv.py ``_fast_conv``): same launcher and operands, so the values
+    # equal the general path's (torch tensors in take it) bit for bit; any other call keeps the general path's checks
+    from nbops.ops import conv as ops
+
+    rows = [(nbops.conv2d, 2, r) for r in CONV2D] + [(nbops.conv1d, 1, r) for r in CONV1D]
+    taken = _fast_rows_match(ops._fast_conv, rows, dict(stride=1, padding=0, dilation=1, groups=1),
+                             lambda wshape, kwargs: wshape[0], dtype)
     assert taken >= 20
     x, w, b = make((1, 4, 6, 6), dtype, 1), make((6, 2, 3, 3), dtype, 2), make((6,), dtype, 3)
     other = np.float32 if dtype == np.float64 else np.float64
@@ -497,19 +506,9 @@ def test_cpu_conv_transpose_fast_path_matches_the_general_path(dtype):
     from nbops.ops import conv as ops
 
     rows = [(nbops.conv_transpose2d, 2, r) for r in CONV_T2D] + [(nbops.conv_transpose1d, 1, r) for r in CONV_T1D]
-    taken = 0
-    for fn, nd, (xshape, wshape, bias, kwargs, _) in rows:
-        x, w = make(xshape, dtype, 1), make(wshape, dtype, 2)
-        b = make((wshape[1] * kwargs.get("groups", 1),), dtype, 3) if bias else None
-        args = dict(dict(stride=1, padding=0, output_padding=0, groups=1, dilation=1), **kwargs)
-        fast = ops._fast_conv_transpose(fn.__name__, nd, x, w, b, *args.values())
-        assert (fast is not None) == (len(xshape) == nd + 2 and 0 not in xshape), (xshape, kwargs)
-        if fast is None:
-            continue
-        taken += 1
-        general = fn(*(torch.from_numpy(a) if a is not None else None for a in (x, w, b)), **kwargs).numpy()
-        assert fast.dtype == general.dtype == dtype and np.array_equal(fast, general)
-        assert np.array_equal(fn(x, w, b, **kwargs), fast)
+    taken = _fast_rows_match(ops._fast_conv_transpose, rows,
+                             dict(stride=1, padding=0, output_padding=0, groups=1, dilation=1),
+                             lambda wshape, kwargs: wshape[1] * kwargs.get("groups", 1), dtype)
     assert taken >= 15
     x, w, b = make((1, 4, 5, 5), dtype, 1), make((4, 3, 3, 3), dtype, 2), make((6,), dtype, 3)
     other = np.float32 if dtype == np.float64 else np.float64

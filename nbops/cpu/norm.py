@@ -194,6 +194,13 @@ def _group_norm_kernel(out, mean, m2, x, weight, bias, G, L, eps):
                 os[i] = (xs[i] - m_hi) * scale + shift
 
 
+@njit(cache=True)
+def _chunk(t, NK, CH, K):
+    """(row, lo, hi) of task t when rows of K values are cut into NK chunks of CH: chunk t % NK of row t // NK."""
+    lo = (t % NK) * CH
+    return t // NK, lo, min(lo + CH, K)
+
+
 @njit(parallel=True, cache=True)
 def _normalize_rows_kernel(out, x, m_hi, m_lo, rstd, weight, bias, CH):
     """out[r, k] = ((x[r, k] - m_hi[r]) - m_lo[r]) * rstd[r] * weight[k] + bias[k]; x, out: (M, K); m_hi, m_lo,
@@ -201,9 +208,7 @@ def _normalize_rows_kernel(out, x, m_hi, m_lo, rstd, weight, bias, CH):
     M, K = x.shape
     NK = (K + CH - 1) // CH
     for t in prange(M * NK):
-        r = t // NK
-        lo = (t % NK) * CH
-        hi = min(lo + CH, K)
+        r, lo, hi = _chunk(t, NK, CH, K)
         xs = x[r, lo:hi]
         os = out[r, lo:hi]
         ws = weight[lo:hi]
@@ -222,9 +227,7 @@ def _scale_rows_kernel(out, x, rs, weight, CH):
     M, K = x.shape
     NK = (K + CH - 1) // CH
     for t in prange(M * NK):
-        r = t // NK
-        lo = (t % NK) * CH
-        hi = min(lo + CH, K)
+        r, lo, hi = _chunk(t, NK, CH, K)
         xs = x[r, lo:hi]
         os = out[r, lo:hi]
         ws = weight[lo:hi]
@@ -277,9 +280,7 @@ def _chunk_squares_kernel(pss, x, CH):
     R, L = x.shape
     NK = pss.shape[1]
     for t in prange(R * NK):
-        r = t // NK
-        lo = (t % NK) * CH
-        hi = min(lo + CH, L)
+        r, lo, hi = _chunk(t, NK, CH, L)
         ss = 0.0
         for b in range(lo, hi, BLOCK):
             ss += np.float64(_sum_squares(x[r, b:min(b + BLOCK, hi)]))
