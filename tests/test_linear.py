@@ -276,6 +276,42 @@ def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta, biased, 
                                atol=rtol * max(K, 1))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_small_products_match_the_tile_kernel_bit_for_bit(dtype):
+    """``_matmul_small`` (products of at most SMALL_MACS multiply-adds in one K block) gives the tile kernel's
+    bits: the same fused multiply-add chain per output and the same blend, for every alpha/beta/bias store, a
+    transposed (linear's) and a batch-broadcast B, a transposed A; the launchers pick it only where it applies."""
+    from nbops.cpu import linear as L
+
+    shapes = [(1, 1, 1, 1), (8, 8, 8, 8), (1, 1, 128, 10), (3, 5, 7, 11), (2, 1, 100, 20), (1, 12, 10, 32)]
+    for BATCH, M, K, N in shapes:
+        for layout in ("rows", "transposed-b", "transposed-a", "broadcast-b"):
+            a = make((BATCH, M, K), dtype, 0) if layout != "transposed-a" else \
+                make((BATCH, K, M), dtype, 0).swapaxes(1, 2)
+            b = make((BATCH, N, K), dtype, 1).swapaxes(1, 2) if layout == "transposed-b" else \
+                np.broadcast_to(make((1, K, N), dtype, 1), (BATCH, K, N)) if layout == "broadcast-b" else \
+                make((BATCH, K, N), dtype, 1)
+            (af, ast), (bf, bst) = L._flat(a), L._flat(b)
+            for alpha, beta, biased in [(1, 0, False), (1, 0, True), (1, 1, False), (2, -1, False), (2, -1, True),
+                                        (-0.5, 0, True)]:
+                bias = make((N,), dtype, 4) if biased else np.empty(0, dtype)
+                start = make((BATCH, M, N), dtype, 5)
+                small, tiled = start.copy(), start.copy()
+                assert L._small_entry(small.dtype, K, N, small.size * K) is not None
+                L._small_entry(small.dtype, K, N, small.size * K)(small, af, ast, bf, bst, K, dtype(alpha),
+                                                                  dtype(beta), bias)
+                L._matmul_kernel(tiled, af, ast, bf, bst, K, dtype(alpha), dtype(beta), 1, 1, bias)
+                assert np.array_equal(small, tiled), (BATCH, M, K, N, layout, alpha, beta, biased)
+    too_big = L.SMALL_MACS + 1
+    assert L._small_entry(np.dtype(dtype), 1, 1, too_big) is None
+    assert L._small_entry(np.dtype(dtype), L.KC_BYTES // np.dtype(dtype).itemsize + 1, 1, 1) is None
+    assert L._small_entry(np.dtype(dtype), 0, 1, 0) is None
+    assert L._small_entry(np.dtype(dtype), 1, L.MR * L.ROW_BYTES // np.dtype(dtype).itemsize + 1, 1) is None
+    x, w, bias = make((1, 128), dtype, 6), make((10, 128), dtype, 7), make((10,), dtype, 8)
+    check(nbops.linear, F.linear, "cpu", x, w, bias)
+    check(nbops.bmm, torch.bmm, "cpu", make((8, 8, 8), dtype, 9), make((8, 8, 8), dtype, 10))
+
+
 def test_tiles_fill_threads():
     from nbops.cpu.linear import _tiles
 

@@ -34,6 +34,7 @@ from ._util import Compiled, run_parallel, stack_array_codegen, thread_count, ve
 
 SERIAL_MACS = 1 << 19  # products of fewer multiply-adds run on the calling thread (float32, kernel alone, us,
 # two threads / one: 64^3 12.6 / 10.7, 96^3 13.5 / 18.9)
+SMALL_MACS = 1 << 12  # products of at most this many multiply-adds in one K block run ``_matmul_small``
 PF_STEPS = 24  # the micro-kernel prefetches B's rows this many k steps ahead (3 KiB of a packed panel). 2 threads,
 # float32, x torch in one process, two rounds, none / 12 / 16 / 24 / 32 steps: matmul 2048^3 0.84 0.83 / 0.90 0.89 /
 # 0.92 0.86 / 0.91 0.88 / 0.92 0.90; linear 4096x3072 -> 768 0.89 0.91 / 0.98 0.95 / 0.95 0.95 / 0.95 0.95 / 0.92 0.94
@@ -724,6 +725,59 @@ def _matmul_naive(out, a, b, alpha, beta):
                 crow[j] = beta * crow[j] + alpha * acc[j]
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (``llvm.fma``), as each step of the micro-kernel's k loop computes it."""
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lty = context.get_value_type(sig.return_type)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(lty, [lty] * 3), f"llvm.fma.f{a.bitwidth}")
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@njit(cache=True)
+def _matmul_small(out, a, a_strides, b, b_strides, K, alpha, beta, bias):
+    """``_matmul_kernel``'s result, bit for bit, for products of one K block whose rows hold at most MR * NR values:
+    no tasks, no packing, no tiles. Operands as ``_matmul_kernel`` takes them (K >= 1 here).
+
+    Each output row is a (N,) accumulator on the stack (``_tile_buffer``); k outer, j inner, every accumulator a
+    chain of fused multiply-adds in k order from zero (the micro-kernel's own chain), then blended into out as
+    ``_store_row`` blends a first K block (alpha, beta, bias), which is what the tile kernel's stores compute too.
+    The tile kernel spends 1-7 us on a tiny product (two buffer allocations, A and B packed with zero padding to a
+    12 x 32 tile, the ragged edge through a stack buffer), float32, us, tile kernel / this: (1, 128) -> 10 4.1 /
+    1.0, 8 x (8 x 8) 7.1 / 2.9, 8 x 8 x 8 1.3 / 0.7, 4 x (8 x 8) -> 16 3.7 / 2.3, (1, 128) -> 32 1.8 / 1.8 (the
+    end of the range: SMALL_MACS)."""
+    BATCH, M, N = out.shape
+    acc = _tile_buffer(out)
+    flat = out.reshape(-1)  # rows addressed by offset: a view a row cost 0.08 us each (8 x (8 x 8): 5.8 us)
+    zero = out.dtype.type(0)
+    biased = bias.shape[0] > 0
+    for n in range(BATCH):
+        for i in range(M):
+            for j in range(N):
+                acc[j] = zero
+            ai = n * a_strides[0] + i * a_strides[1]
+            for k in range(K):
+                av = a[ai + k * a_strides[2]]
+                bk = n * b_strides[0] + k * b_strides[1]
+                for j in range(N):
+                    acc[j] = _fma(av, b[bk + j * b_strides[2]], acc[j])
+            o = (n * M + i) * N
+            for j in range(N):  # _store_row's first-block blend, element by element
+                if not biased and beta == 0:
+                    flat[o + j] = alpha * acc[j]
+                elif not biased:
+                    flat[o + j] = beta * flat[o + j] + alpha * acc[j]
+                elif beta == 0:
+                    flat[o + j] = alpha * acc[j] + bias[j]
+                else:
+                    flat[o + j] = beta * flat[o + j] + (alpha * acc[j] + bias[j])
+
+
 def _flat(x):
     """A read-only flat view of the memory under the array ``x``, and x's strides in elements."""
     item = x.itemsize
@@ -749,6 +803,23 @@ def _flat(x):
 
 
 _MATMUL_ENTRIES = {}  # dtype -> the ``Compiled`` entries of _matmul_kernel
+_SMALL_ENTRIES = {}  # dtype -> the compiled entry of _matmul_small
+
+
+def _small_entry(dt, K, N, macs):
+    """The compiled entry of ``_matmul_small`` for float dtype ``dt`` (its signature: ``_matmul_entry``'s less the
+    task split) when a product of ``macs`` multiply-adds, depth K and N columns is small enough for it, else None."""
+    itemsize = np.dtype(dt).itemsize
+    if not (macs <= SMALL_MACS and 0 < K <= KC_BYTES // itemsize and N <= MR * ROW_BYTES // itemsize):
+        return None
+    fn = _SMALL_ENTRIES.get(dt)
+    if fn is None:
+        f = types.float32 if dt == np.float32 else types.float64
+        flat = types.Array(f, 1, "C", readonly=True)
+        st = types.UniTuple(types.int64, 3)
+        fn = _SMALL_ENTRIES[dt] = _matmul_small.compile((types.Array(f, 3, "C"), flat, st, flat, st, types.int64, f,
+                                                         f, types.Array(f, 1, "C")))
+    return fn
 
 
 def _matmul_entry(dt):
@@ -794,6 +865,10 @@ def matmul(out, a, b, alpha=1, beta=0, bias=None):
         tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], ROW_BYTES // out.itemsize,
                                   1 if macs < SERIAL_MACS else thread_count())
         bias = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, out.dtype)
+        small = _small_entry(out.dtype, a.shape[2], out.shape[2], macs)
+        if small is not None:
+            small(out, af, a_st, bf, b_st, a.shape[2], out.dtype.type(alpha), out.dtype.type(beta), bias)
+            return
         run_parallel(_matmul_entry(out.dtype), macs, out, af, a_st, bf, b_st, a.shape[2],
                      out.dtype.type(alpha), out.dtype.type(beta), tiles_m, tiles_n, bias, below=SERIAL_MACS)
         return
@@ -825,6 +900,10 @@ def matmul_plain(out, a, b, transposed=False, bias=None):
     entries = _matmul_entry(out.dtype)
     b_st = (0, 1, K) if transposed else (0, N, 1)
     bias = _NO_BIAS[out.dtype.itemsize == 8] if bias is None else bias
+    small = _small_entry(out.dtype, K, N, macs)
+    if small is not None:
+        small(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, bias)
+        return
     if macs < SERIAL_MACS:
         entries.serial()(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, 1, 1, bias)
         return
