@@ -526,12 +526,12 @@ def _row_work(x):
 
 def _row_chunk_moments(x):
     """Float64 (mean, M2) of each CHUNK-value chunk of each row of x (M, K): two (M, ceil(K / CHUNK)) arrays, from
-    one parallel launch."""
+    one launch (serial below ROWS_SERIAL_BELOW elements)."""
     M, K = x.shape
     NK = -(-K // CHUNK)
     pmean = np.empty((M, NK))
     pm2 = np.empty((M, NK))
-    run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x, CHUNK)
+    run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x, CHUNK, below=ROWS_SERIAL_BELOW)
     return pmean, pm2
 
 
@@ -576,9 +576,9 @@ def group_norm(out, mean, m2, x, weight, bias, num_groups, eps):
     """x, out: (N, C, L); weight, bias: (C,); mean, m2: (N * num_groups,) statistics per (n, group), x's dtype,
     which the kernel writes itself (rounding its float64 statistics once)."""
     N, C, L = x.shape
-    R = N * num_groups
-    run_parallel(_group_norm_kernel, x.size if R > 1 else 0, out.reshape(R, -1), mean, m2, x.reshape(R, -1), weight,
-                 bias, num_groups, L, eps, below=ROWS_SERIAL_BELOW)
+    rows = x.reshape(N * num_groups, -1)
+    run_parallel(_group_norm_kernel, _row_work(rows), out.reshape(rows.shape), mean, m2, rows, weight, bias,
+                 num_groups, L, eps, below=ROWS_SERIAL_BELOW)
 
 
 @register("running_update", "cpu")
@@ -609,10 +609,8 @@ def batch_norm(out, x, weight, bias, running_mean, running_var, training, moment
         m2 = np.empty(C)
         run_parallel(_batch_norm_channel_kernel, x.size, out, mean, m2, x, weight, bias, eps, below=ROWS_SERIAL_BELOW)
     elif L >= ROWS_MIN:
-        NK = -(-L // CHUNK)
-        pmean = np.empty((N * C, NK))
-        pm2 = np.empty((N * C, NK))
-        run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(N * C, L), CHUNK, below=ROWS_SERIAL_BELOW)
+        pmean, pm2 = _row_chunk_moments(x.reshape(N * C, L))
+        NK = pmean.shape[1]
         sizes = np.minimum(CHUNK, L - CHUNK * np.arange(NK))
         pmean = pmean.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
         pm2 = pm2.reshape(N, C, NK).transpose(1, 0, 2).reshape(C, -1)
@@ -687,10 +685,8 @@ def switch_norm(out, x, weight, bias, mean_weight, var_weight, running_mean, run
     None, updated in place in training. IN statistics per (n, c) row in one pass; the LN/BN mixing is O(N * C)."""
     N, C, L = x.shape
     R = N * C
-    NK = -(-L // CHUNK)
-    pmean = np.empty((R, NK))
-    pm2 = np.empty((R, NK))
-    run_parallel(_chunk_moments_kernel, x.size, pmean, pm2, x.reshape(R, L), CHUNK, below=ROWS_SERIAL_BELOW)
+    pmean, pm2 = _row_chunk_moments(x.reshape(R, L))
+    NK = pmean.shape[1]
     mean_in, m2_in = _chan_merge(pmean, pm2, np.minimum(CHUNK, L - CHUNK * np.arange(NK)), axis=1)
     mean_in = mean_in.reshape(N, C)
     var_in = m2_in.reshape(N, C) / (L - 1)

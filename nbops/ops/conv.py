@@ -99,6 +99,23 @@ def _finish(call, out, nd, unbatched):
     return call.wrap(out)
 
 
+def _plain_conv_args(nd, input, weight, groups, stride, padding, dilation):
+    """The fast paths' first test: (stride, padding, dilation) as nd-tuples (``plain_ints``) when input and weight
+    are batched non-empty C-contiguous float32/float64 NumPy arrays of one dtype and rank nd + 2 and ``groups`` is a
+    Python int >= 1; else None."""
+    if not (plain_float_array(input) and plain_float_array(weight) and input.dtype is weight.dtype
+            and input.ndim == nd + 2 and weight.ndim == nd + 2 and input.size and weight.size
+            and type(groups) is int and groups >= 1):
+        return None
+    geometry = plain_ints(stride, nd, 1), plain_ints(padding, nd, 0), plain_ints(dilation, nd, 1)
+    return None if None in geometry else geometry
+
+
+def _plain_bias(bias, input, OC):
+    """Whether ``bias`` is None or a C-contiguous NumPy array of input's dtype and shape (OC,)."""
+    return bias is None or (plain_float_array(bias) and bias.dtype is input.dtype and bias.shape == (OC,))
+
+
 def _fast_conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
     """The common CPU call without the general path: batched non-empty C-contiguous float32/float64 NumPy input and
     weight of one dtype and rank nd + 2, bias None or such an array of shape (OC,), stride, padding and dilation
@@ -107,17 +124,13 @@ def _fast_conv(op, nd, input, weight, bias, stride, padding, dilation, groups):
     its argument objects and checks: 1 x 3 x 8 x 8 with 4 x 3 x 3 x 3, padding 1: 26.2-28.0 -> 12.6-14.0 us a call
     (torch 6.3-7.5; the launcher itself 8.2-9.2). Returns the result, or None for any other call, which then takes
     the general path (and its errors)."""
-    if not (plain_float_array(input) and plain_float_array(weight) and input.dtype is weight.dtype
-            and input.ndim == nd + 2 and weight.ndim == nd + 2 and input.size and weight.size
-            and type(groups) is int and groups >= 1):
+    geometry = _plain_conv_args(nd, input, weight, groups, stride, padding, dilation)
+    if geometry is None:
         return None
+    stride, pads, dilation = geometry
     N, C = input.shape[0], input.shape[1]
     OC, ICG = weight.shape[0], weight.shape[1]
-    if OC % groups or ICG * groups != C or bias is not None and not (
-            plain_float_array(bias) and bias.dtype is input.dtype and bias.shape == (OC,)):
-        return None
-    stride, pads, dilation = plain_ints(stride, nd, 1), plain_ints(padding, nd, 0), plain_ints(dilation, nd, 1)
-    if stride is None or pads is None or dilation is None:
+    if OC % groups or ICG * groups != C or not _plain_bias(bias, input, OC):
         return None
     osz = []
     for size, k, st, p, d in zip(input.shape[2:], weight.shape[2:], stride, pads, dilation):
@@ -202,18 +215,14 @@ def _fast_conv_transpose(op, nd, input, weight, bias, stride, padding, output_pa
     output padding below the stride or the dilation on each axis, a positive output size. 1 x 8 x 8 x 8 with 8 x 4
     x 3 x 3, stride 2, padding 1: 61 -> 37-39 us a call, the launcher 32-36 of it (torch 8.1). Returns the result, or
     None for any other call (the general path then parses it and raises its errors)."""
-    if not (plain_float_array(input) and plain_float_array(weight) and input.dtype is weight.dtype
-            and input.ndim == nd + 2 and weight.ndim == nd + 2 and input.size and weight.size
-            and type(groups) is int and groups >= 1):
+    geometry = _plain_conv_args(nd, input, weight, groups, stride, padding, dilation)
+    opad = plain_ints(output_padding, nd, 0)
+    if geometry is None or opad is None:
         return None
+    stride, pads, dilation = geometry
     N, C = input.shape[0], input.shape[1]
     OC = weight.shape[1] * groups
-    if weight.shape[0] != C or C % groups or bias is not None and not (
-            plain_float_array(bias) and bias.dtype is input.dtype and bias.shape == (OC,)):
-        return None
-    stride, pads, dilation = plain_ints(stride, nd, 1), plain_ints(padding, nd, 0), plain_ints(dilation, nd, 1)
-    opad = plain_ints(output_padding, nd, 0)
-    if stride is None or pads is None or dilation is None or opad is None:
+    if weight.shape[0] != C or C % groups or not _plain_bias(bias, input, OC):
         return None
     osz = []
     for size, k, st, p, d, o in zip(input.shape[2:], weight.shape[2:], stride, pads, dilation, opad):
