@@ -65,6 +65,7 @@ def _cases(dt):
         "conv2d": lambda: nbops.conv2d(img, ker, c[:1].repeat(6), padding=1),
         "conv2d s2": lambda: nbops.conv2d(img, ker, stride=2),
         "conv2d depthwise": lambda: nbops.conv2d(img, dw, padding=1, groups=4),
+        "conv_transpose2d s2": lambda: nbops.conv_transpose2d(img, ker.swapaxes(0, 1).copy(), stride=2, padding=1),
         "attention": lambda: _attention(q, k, v, 0.3),
         "sum rows": lambda: nbops.sum(x, -1),
         "sum cols": lambda: nbops.sum(x, 1),
