@@ -312,6 +312,36 @@ def test_small_products_match_the_tile_kernel_bit_for_bit(dtype):
     check(nbops.bmm, torch.bmm, "cpu", make((8, 8, 8), dtype, 9), make((8, 8, 8), dtype, 10))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ["rows", "columns", "strided"])
+@pytest.mark.parametrize("kc, nc", [(13, 70), (8, 64), (1, 5), (21, 100)])
+def test_pack_b_panels(dtype, order, kc, nc):
+    """``_pack_b`` against its definition, bp[q, p, c] = B[p, q * NR + c] and zero past nc, from an offset into a
+    bigger buffer: a row-major B (copied in strips of PACK_STRIP rows; kc not a multiple of it), a column-major one
+    (transposed squares) and one with neither stride 1."""
+    from nbops.cpu.linear import _pack_b, _row_width
+
+    NR = _row_width(np.empty(0, dtype))
+    big = make((3 * kc + 5, 3 * nc + 7), dtype, 11)
+    rows, cols = big.shape
+    if order == "rows":  # B = big[2:2 + kc, 3:3 + nc] in big's C-order buffer
+        flat, off, sk, sn = big.reshape(-1), 2 * cols + 3, cols, 1
+        block = big[2:2 + kc, 3:3 + nc]
+    elif order == "columns":  # the same block of big's Fortran-order copy
+        flat, off, sk, sn = np.asfortranarray(big).ravel(order="F"), 2 + 3 * rows, 1, rows
+        block = big[2:2 + kc, 3:3 + nc]
+    else:
+        flat, off, sk, sn = big.reshape(-1), 2 * cols + 3, 2 * cols, 3
+        block = big[2:2 + 2 * kc:2, 3:3 + 3 * nc:3]
+    panels = -(-nc // NR)
+    bp = np.full((panels, kc + 3, NR), np.nan, dtype)
+    _pack_b(bp, flat, off, sk, sn, kc, nc)
+    expected = np.zeros((kc, panels * NR), dtype)
+    expected[:, :nc] = block
+    np.testing.assert_array_equal(bp[:, :kc], expected.reshape(kc, panels, NR).transpose(1, 0, 2))
+    assert np.isnan(bp[:, kc:]).all()
+
+
 def test_tiles_fill_threads():
     from nbops.cpu.linear import _tiles
 
