@@ -345,7 +345,9 @@ def test_pack_b_panels(dtype, order, kc, nc):
 def test_tiles_fill_threads():
     from nbops.cpu.linear import _tiles
 
-    assert _tiles(1, 1024, 1024, 32, 2) == (1, 2)
+    assert _tiles(1, 1024, 1024, 32, 2) == (2, 1)
+    assert _tiles(1, 1024, 2048, 32, 2) == (2, 1)
+    assert _tiles(1, 128, 4096, 32, 2) == (1, 2)
     assert _tiles(3, 64, 64, 32, 2) in {(1, 2), (2, 1)}
     assert _tiles(64, 128, 128, 32, 2) == (1, 1)
     assert _tiles(1, 8192, 64, 32, 2) == (2, 1)
