@@ -342,6 +342,37 @@ def test_pack_b_panels(dtype, order, kc, nc):
     assert np.isnan(bp[:, kc:]).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", ["rows", "columns", "strided"])
+@pytest.mark.parametrize("mc, kc", [(29, 37), (24, 32), (12, 16), (5, 3), (36, 1)])
+def test_pack_a_panels(dtype, order, mc, kc):
+    """``_pack_a`` against its definition, ap[s, p, r] = A[s * MR + r, p] and zero past mc, from an offset into a
+    bigger buffer: a row-major A (full panels through ``_transpose_panel``, the steps past the last whole vector
+    and a short last panel element by element), a column-major one and one with neither stride 1. The panels
+    fill their buffer exactly, which lies between NaN guards that no store may touch."""
+    from nbops.cpu.linear import MR, _pack_a
+
+    big = make((3 * mc + 5, 3 * kc + 7), dtype, 12)
+    rows, cols = big.shape
+    if order == "rows":  # A = big[2:2 + mc, 3:3 + kc] in big's C-order buffer
+        flat, off, sm, sk = big.reshape(-1), 2 * cols + 3, cols, 1
+        block = big[2:2 + mc, 3:3 + kc]
+    elif order == "columns":
+        flat, off, sm, sk = np.asfortranarray(big).ravel(order="F"), 2 + 3 * rows, 1, rows
+        block = big[2:2 + mc, 3:3 + kc]
+    else:
+        flat, off, sm, sk = big.reshape(-1), 2 * cols + 3, 2 * cols, 3
+        block = big[2:2 + 2 * mc:2, 3:3 + 3 * kc:3]
+    panels = -(-mc // MR)
+    guarded = np.full(panels * kc * MR + 64, np.nan, dtype)
+    ap = guarded[32:-32].reshape(panels, kc, MR)
+    _pack_a(ap, flat, off, sm, sk, mc, kc)
+    expected = np.zeros((panels * MR, kc), dtype)
+    expected[:mc] = block
+    np.testing.assert_array_equal(ap, expected.reshape(panels, MR, kc).transpose(0, 2, 1))
+    assert np.isnan(guarded[:32]).all() and np.isnan(guarded[-32:]).all()
+
+
 def test_tiles_fill_threads():
     from nbops.cpu.linear import _tiles
 
