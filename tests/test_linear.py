@@ -379,6 +379,9 @@ def test_tiles_fill_threads():
     assert _tiles(1, 1024, 1024, 32, 2) == (2, 1)
     assert _tiles(1, 1024, 2048, 32, 2) == (2, 1)
     assert _tiles(1, 128, 4096, 32, 2) == (1, 2)
+    assert _tiles(1, 512, 512, 32, 2, (512, 1)) == (1, 2)  # N parts read A's rows (2 KiB apart) in place
+    assert _tiles(1, 1024, 1024, 32, 2, (1024, 1)) == (2, 1)  # ... but pack rows 4 KiB apart
+    assert _tiles(1, 1024, 256, 32, 2, (1024, 1)) == (1, 2)  # ... except in parts of at most 4 panels
     assert _tiles(3, 64, 64, 32, 2) in {(1, 2), (2, 1)}
     assert _tiles(64, 128, 128, 32, 2) == (1, 1)
     assert _tiles(1, 8192, 64, 32, 2) == (2, 1)

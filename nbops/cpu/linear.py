@@ -727,6 +727,15 @@ def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, 
                 _edge_tile(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, alpha, beta, first, bias)
 
 
+@njit(cache=True)
+def _reads_a_in_place(cols, row_step, col_step, itemsize):
+    """Whether a task of ``cols`` output columns reads A's rows in place instead of packing them (A's element
+    strides row_step, col_step; see INPLACE_A_PANELS)."""
+    NR = ROW_BYTES // itemsize
+    return col_step == 1 and row_step > 0 and (cols <= INPLACE_A_PANELS * NR or (
+        cols <= INPLACE_A_WIDE_PANELS * NR and row_step * itemsize % 4096 != 0))
+
+
 @njit(parallel=True, cache=True)
 def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, tiles_n, bias):
     """out[n] = alpha * A[n] @ B[n] + beta * out[n] (+ bias[j] on column j), blocked and packed; out not read when
@@ -753,8 +762,7 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
         mcb = _even_block(m1 - m0, MC, MR)
         direct = b_strides[2] == 1 and n1 > n0 and (n1 - n0) % NR == 0 and \
             kcb * b_strides[1] * out.itemsize <= DIRECT_B_BYTES
-        direct_a = a_strides[2] == 1 and a_strides[1] > 0 and (n1 - n0 <= INPLACE_A_PANELS * NR or (
-            n1 - n0 <= INPLACE_A_WIDE_PANELS * NR and a_strides[1] * out.itemsize % 4096 != 0))
+        direct_a = _reads_a_in_place(n1 - n0, a_strides[1], a_strides[2], out.itemsize)
         ncb = n1 - n0 if direct else _even_block(n1 - n0, NC, NR)
         ap = np.empty((1 if direct_a else mcb // MR, kcb, MR), out.dtype)
         bp = np.empty((0 if direct else ncb // NR, kcb, NR), out.dtype)
@@ -921,17 +929,18 @@ def _matmul_entry(dt):
     return fn
 
 
-def _tiles(batch, M, N, NR, threads):
+def _tiles(batch, M, N, NR, threads, a_steps=(0, 0)):
     """Split each (M, N) output into tiles_m x tiles_n tasks so that the tasks fill ``threads`` evenly: the
-    smallest split for which batch x split is a multiple of ``threads`` (or at least 8 tasks a thread). The split
-    goes along M unless N is more than twice M: splitting M packs B again per part, splitting N packs A again
-    and leaves each part A's packed rows in full, twice what an M part holds (2 threads, float32, GFLOP/s, split
-    M / N / torch, same process: 1024^3 298 / 274 / 300, 2048^3 303 / 294 / 323, 512 x 1024 @ 1024 x 1024 289 /
-    282 / 305; 256 x 1024 @ 1024 x 2048 271 / 285 / 281, 128 x 1024 @ 1024 x 4096 235 / 281 / 275)."""
+    smallest split for which batch x split is a multiple of ``threads`` (or at least 8 tasks a thread). Splitting
+    M packs B again per part; splitting N packs A again, unless its parts read A in place (``_reads_a_in_place``
+    on A's element steps ``a_steps``, row and column), and leaves each part A's packed rows in full. So the split
+    goes along N where its parts read A in place or N is more than twice M, else along M (2 threads, float32,
+    GFLOP/s, split M / N / torch, same process: 1024^3 298 / 274 / 300, 2048^3 303 / 294 / 323, 512 x 1024 @ 1024
+    x 1024 289 / 282 / 305; 256 x 1024 @ 1024 x 2048 271 / 285 / 281, 128 x 1024 @ 1024 x 4096 235 / 281 / 275)."""
     split = 1
     while (batch * split) % threads and batch * split < 8 * threads:
         split += 1
-    if N > 2 * M:
+    if N > 2 * M or _reads_a_in_place(-(-N // split), a_steps[0], a_steps[1], ROW_BYTES // NR):
         tiles_n = min(split, -(-N // NR))
         return min(-(-split // tiles_n), -(-M // MR)), tiles_n
     tiles_m = min(split, -(-M // MR))
@@ -951,7 +960,7 @@ def matmul(out, a, b, alpha=1, beta=0, bias=None):
         (af, a_st), (bf, b_st) = _flat(a), _flat(b)
         macs = out.size * a.shape[2]
         tiles_m, tiles_n = _tiles(out.shape[0], out.shape[1], out.shape[2], ROW_BYTES // out.itemsize,
-                                  1 if macs < SERIAL_MACS else thread_count())
+                                  1 if macs < SERIAL_MACS else thread_count(), a_st[1:])
         bias = np.empty(0, out.dtype) if bias is None else np.ascontiguousarray(bias, out.dtype)
         small = _small_entry(out.dtype, a.shape[2], out.shape[2], macs)
         if small is not None:
@@ -995,7 +1004,7 @@ def matmul_plain(out, a, b, transposed=False, bias=None):
     if macs < SERIAL_MACS:
         entries.serial()(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, 1, 1, bias)
         return
-    tiles_m, tiles_n = _tiles(1, M, N, ROW_BYTES // out.itemsize, thread_count())
+    tiles_m, tiles_n = _tiles(1, M, N, ROW_BYTES // out.itemsize, thread_count(), (K, 1))
     entries.parallel()(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, tiles_m, tiles_n, bias)
 
 
