@@ -312,6 +312,19 @@ def test_small_products_match_the_tile_kernel_bit_for_bit(dtype):
     check(nbops.bmm, torch.bmm, "cpu", make((8, 8, 8), dtype, 9), make((8, 8, 8), dtype, 10))
 
 
+def _block_in_buffer(rows, cols, order, dtype, seed):
+    """A (rows, cols) block of a bigger random matrix as the packing functions read it: (flat buffer, offset of
+    its first element, row step, column step, the block). order: "rows" (C order), "columns" (Fortran order) or
+    "strided" (rows 2 and columns 3 elements of a C-order matrix apart: neither step 1)."""
+    big = make((3 * rows + 5, 3 * cols + 7), dtype, seed)
+    R, C = big.shape
+    if order == "rows":
+        return big.reshape(-1), 2 * C + 3, C, 1, big[2:2 + rows, 3:3 + cols]
+    if order == "columns":
+        return np.asfortranarray(big).ravel(order="F"), 2 + 3 * R, 1, R, big[2:2 + rows, 3:3 + cols]
+    return big.reshape(-1), 2 * C + 3, 2 * C, 3, big[2:2 + 2 * rows:2, 3:3 + 3 * cols:3]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("order", ["rows", "columns", "strided"])
 @pytest.mark.parametrize("kc, nc", [(13, 70), (8, 64), (1, 5), (21, 100)])
@@ -322,17 +335,7 @@ def test_pack_b_panels(dtype, order, kc, nc):
     from nbops.cpu.linear import _pack_b, _row_width
 
     NR = _row_width(np.empty(0, dtype))
-    big = make((3 * kc + 5, 3 * nc + 7), dtype, 11)
-    rows, cols = big.shape
-    if order == "rows":  # B = big[2:2 + kc, 3:3 + nc] in big's C-order buffer
-        flat, off, sk, sn = big.reshape(-1), 2 * cols + 3, cols, 1
-        block = big[2:2 + kc, 3:3 + nc]
-    elif order == "columns":  # the same block of big's Fortran-order copy
-        flat, off, sk, sn = np.asfortranarray(big).ravel(order="F"), 2 + 3 * rows, 1, rows
-        block = big[2:2 + kc, 3:3 + nc]
-    else:
-        flat, off, sk, sn = big.reshape(-1), 2 * cols + 3, 2 * cols, 3
-        block = big[2:2 + 2 * kc:2, 3:3 + 3 * nc:3]
+    flat, off, sk, sn, block = _block_in_buffer(kc, nc, order, dtype, 11)
     panels = -(-nc // NR)
     bp = np.full((panels, kc + 3, NR), np.nan, dtype)
     _pack_b(bp, flat, off, sk, sn, kc, nc)
@@ -347,22 +350,12 @@ def test_pack_b_panels(dtype, order, kc, nc):
 @pytest.mark.parametrize("mc, kc", [(29, 37), (24, 32), (12, 16), (5, 3), (36, 1)])
 def test_pack_a_panels(dtype, order, mc, kc):
     """``_pack_a`` against its definition, ap[s, p, r] = A[s * MR + r, p] and zero past mc, from an offset into a
-    bigger buffer: a row-major A (full panels through ``_transpose_panel``, the steps past the last whole vector
-    and a short last panel element by element), a column-major one and one with neither stride 1. The panels
-    fill their buffer exactly, which lies between NaN guards that no store may touch."""
+    bigger buffer: a row-major A (full and short panels through ``_transpose_panel``, the steps past the last
+    whole vector element by element), a column-major one and one with neither stride 1. The panels fill their
+    buffer exactly, which lies between NaN guards that no store may touch."""
     from nbops.cpu.linear import MR, _pack_a
 
-    big = make((3 * mc + 5, 3 * kc + 7), dtype, 12)
-    rows, cols = big.shape
-    if order == "rows":  # A = big[2:2 + mc, 3:3 + kc] in big's C-order buffer
-        flat, off, sm, sk = big.reshape(-1), 2 * cols + 3, cols, 1
-        block = big[2:2 + mc, 3:3 + kc]
-    elif order == "columns":
-        flat, off, sm, sk = np.asfortranarray(big).ravel(order="F"), 2 + 3 * rows, 1, rows
-        block = big[2:2 + mc, 3:3 + kc]
-    else:
-        flat, off, sm, sk = big.reshape(-1), 2 * cols + 3, 2 * cols, 3
-        block = big[2:2 + 2 * mc:2, 3:3 + 3 * kc:3]
+    flat, off, sm, sk, block = _block_in_buffer(mc, kc, order, dtype, 12)
     panels = -(-mc // MR)
     guarded = np.full(panels * kc * MR + 64, np.nan, dtype)
     ap = guarded[32:-32].reshape(panels, kc, MR)
