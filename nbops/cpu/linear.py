@@ -122,8 +122,8 @@ def _tile_loop(context, builder, dtype, a, astep, lda, kc, b, ldb, mr=MR, taps=N
     ``inspect_asm``; A's rows addressed from the bases of ROW_BASES: an A read in place keeps its 12 row
     pointers, two of them reloaded from the stack a step), and prefetches B's row PF_STEPS steps ahead: B streams
     from L2 (a packed panel is KC x NR, 64 KiB in float32), and the hardware prefetcher alone left the loop
-    waiting on it. Returns the final accumulators, row-major
-    (kc == 0 gives zeros), and a function that points a vector at an element address.
+    waiting on it. Returns the final accumulators, row-major (kc == 0 gives zeros), and a function that points a
+    vector at an element address.
     """
     lanes = vector_bytes() * 8 // dtype.bitwidth
     tiles = mr * ROW_VECTORS
@@ -547,8 +547,8 @@ def _transpose_panel(typingctx, dst, dst_at, src, src_at, src_stride, rows):
         groups = []
         for g0 in range(0, MR, lanes):
             valid = min(lanes, MR - g0)
-            rows = [row(g0 + r) for r in range(valid)]
-            groups.append((g0, valid, _butterfly_transpose(builder, rows + [undef] * (lanes - valid), lanes)))
+            loaded = [row(g0 + r) for r in range(valid)] + [undef] * (lanes - valid)
+            groups.append((g0, valid, _butterfly_transpose(builder, loaded, lanes)))
         for p in range(lanes):
             for g0, valid, cols in groups:
                 place = builder.add(out_at, out_at.type(p * MR + g0))
