@@ -274,7 +274,9 @@ def test_transposing_copy_cpu(shape, dims, dtype, cut, tiled, monkeypatch):
 
 # (what is copied, dtype, whether _rows_kernel copies it): cat along dims 0 and 1 (every piece >= 512 KiB), a
 # ragged 1-D copy over several chunks, a large-offset 2-D slice, 1-byte items, a 3-row-axis layout, a stride-0
-# row, and the layouts it leaves to NumPy (a reversed axis, four axes that do not merge, a small copy)
+# row, four axes that do not merge, the heads of a projection swapped with its tokens (rows of 64 and of 7 items,
+# many to a task; a 5-D one), and the layouts it leaves to NumPy (a reversed axis, six axes that do not merge, a
+# small copy)
 ROW_COPIES = [
     ("cat0", (3, 331, 517), np.float32, True),
     ("cat1", (2, 257, 613), np.float64, True),
@@ -283,8 +285,12 @@ ROW_COPIES = [
     ("slice", (1100, 1000), np.bool_, True),
     ("slice", (6, 130, 170), np.int32, True),
     ("expand", (700, 400), np.float32, True),
+    ("apart", (3, 4, 5, 8000), np.float32, True),
+    ("heads", (4, 101, 12, 64), np.float32, True),
+    ("heads", (3, 1001, 13, 7), np.float64, True),
+    ("heads", (2, 33, 9, 5, 130), np.int16, True),
     ("flip", (700, 300), np.float32, False),
-    ("four", (3, 4, 5, 8000), np.float32, False),
+    ("apart", (2, 3, 4, 5, 6, 900), np.float32, False),
     ("cat0", (2, 31, 67), np.float32, False),
 ]
 
@@ -308,9 +314,11 @@ def test_row_contiguous_copy_cpu(what, shape, dtype, rows, monkeypatch):
         x = big[:shape[0], :shape[1]][::-1]
     elif what == "expand":  # every row read from one source row (stride 0)
         x = np.broadcast_to(big[3:4, 2:2 + shape[1]], shape)
+    elif what == "heads":  # axes 1 and 2 swapped: (N, L, H, D) read from (N, H, L, D)
+        x = _data((shape[0], shape[2], shape[1]) + shape[3:], dtype, seed=6).swapaxes(1, 2)
     else:  # no two axes merge: each is cut short in its parent
-        big = _data((shape[0], shape[1] + 1, shape[2] + 1, shape[3] + 2), dtype, seed=6)
-        x = big[:, :shape[1], :shape[2], 2:2 + shape[3]]
+        big = _data((shape[0],) + tuple(n + 1 for n in shape[1:-1]) + (shape[-1] + 2,), dtype, seed=6)
+        x = big[(slice(None),) + tuple(slice(0, n) for n in shape[1:-1]) + (slice(2, 2 + shape[-1]),)]
     out = check(lambda a: nbops.contiguous(a), lambda t: t.contiguous(), "cpu", x)
     assert out.flags.c_contiguous and out.shape == shape
     assert len(launches) == rows

@@ -111,6 +111,30 @@ def flat_view(typingctx, a, start, size):
     return view(a, start, size), codegen
 
 
+@intrinsic
+def copy_elements(typingctx, dst, d_at, src, s_at, n):
+    """dst[d_at:d_at + n] = src[s_at:s_at + n] for C-contiguous arrays of one dtype whose ranges do not overlap:
+    one ``llvm.memcpy`` (libc's memcpy for a run-time n), no views made. In range: the caller's to ensure. A
+    loop of element stores through two borrowed views ran a copy of 200,000-element row pieces 14 % slower than
+    this (2 threads, float32)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.layout == src.layout == "C"
+            and dst.dtype == src.dtype and all(isinstance(v, types.Integer) for v in (d_at, s_at, n))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        d = make_array(dst)(context, builder, args[0])
+        s = make_array(src)(context, builder, args[2])
+        at_d, at_s, count = (context.cast(builder, v, t, types.intp) for v, t in
+                             ((args[1], sig.args[1]), (args[3], sig.args[3]), (args[4], sig.args[4])))
+        itemsize = context.get_abi_sizeof(context.get_data_type(dst.dtype))
+        cgutils.raw_memcpy(builder, builder.gep(d.data, [at_d]), builder.gep(s.data, [at_s]), count,
+                           intp(itemsize))
+        return context.get_dummy_value()
+
+    return types.none(dst, d_at, src, s_at, n), codegen
+
+
 def _flat_view_aliases(lhs, args, alias_map, arg_aliases):
     """Tell numba's alias analysis that a flat_view aliases its array: without it the parallel passes take the
     view for a fresh array, and a store through it whose value is not read again in the loop is dead code to them

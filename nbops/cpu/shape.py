@@ -4,16 +4,18 @@ Three paths. A copy that *transposes*, where the input's contiguous axis is not 
 the input with a stride of a whole row for every element, touching a new cache line (and soon a new page) per
 element: it ran permute(0, 2, 1) of a (64, 512, 512) float32 array at 2.7 GB/s (torch: the same), a tenth of a
 plain copy's speed. ``_transpose_kernel`` copies such arrays in tiles that fit L1 instead. A large same-dtype copy
-whose rows are contiguous on both sides (``cat``, ``contiguous`` of a slice, ``out=`` writes) goes through
-``_rows_kernel`` on every thread: NumPy's loop moves it on one core, 64 MiB of float32 in 5.7-6.1 ms where two
-threads take 3.9 ms, as torch's copy_ does. Everything else (casts, broadcasts, small copies) is NumPy's.
+whose rows are contiguous on both sides (``cat``, ``contiguous`` of a slice or of a permute that keeps the last
+axis, as multi-head attention's split and merge of heads, ``out=`` writes) goes through ``_rows_kernel`` on every
+thread: NumPy's loop moves it on one core, 64 MiB of float32 in 5.7-6.1 ms where two threads take 3.9 ms, as
+torch's copy_ does; (8, 512, 12, 64) float32 permuted (0, 2, 1, 3), rows of 64 values, 0.94-0.97 ms in NumPy's
+loop and 0.52-0.54 on the kernel (torch 0.49). Everything else (casts, broadcasts, small copies) is NumPy's.
 """
 
 import numpy as np
 from numba import njit, prange
 
 from .._dispatch import register
-from ._util import run_parallel
+from ._util import copy_elements, run_parallel
 
 TILE = 64  # a TILE x TILE tile of a transposing copy: 16 KiB of float32 read (64 lines of 64 columns), L1-resident
 MIN_TRANSPOSE = 1 << 15  # fewest elements worth the tiled kernel (smaller copies stay in cache for NumPy anyway)
@@ -21,6 +23,7 @@ _BITS = {4: np.uint32, 8: np.uint64}  # the tiled kernel moves bit patterns: one
 MIN_ROWS_BYTES = 1 << 19  # smallest copy worth waking the second thread for (512 KiB: ~20 us on one core)
 CHUNK_BYTES = 1 << 18  # one prange iteration of ``_rows_kernel`` moves at most this much of one row
 _ROW_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+ROW_AXES = 4  # ``_rows_kernel``'s row index: up to four axes (a 5-D copy whose last axis is contiguous on both sides)
 
 
 @njit(parallel=True, cache=True)
@@ -79,32 +82,57 @@ def _transpose_view(out, x):
 
 
 @njit(parallel=True, cache=True)
-def _rows_kernel(out, x, A, B, N, chunk, oa, ob, xa, xb):
-    """out[a * oa + b * ob + n] = x[a * xa + b * xb + n] for a < A, b < B, n < N: an (A, B) batch of rows of N
-    contiguous elements, ``out`` and ``x`` given as 1-D views from each array's first element (strides in items).
+def _rows_kernel(out, x, outer, ostr, xstr, N, chunk):
+    """out[o + n] = x[s + n] for n < N, o = sum_k i[k] * ostr[k] and s = sum_k i[k] * xstr[k] over every index
+    i < outer (ROW_AXES axes, row-major): a batch of rows of N contiguous elements, ``out`` and ``x`` given as 1-D
+    views from each array's first element (strides in items).
 
-    One prange iteration copies ``chunk`` elements (256 KiB) of one row, so a few long rows split over the threads as
-    well as many short ones do, and each thread first-touches the pages it writes. Napkin math, a 64 MiB float32
-    copy: 192 MiB of traffic (read, write-allocate, write) at the ~52 GB/s two threads reach here, 3.9 ms, as
-    torch's copy_ takes; NumPy's one-core loop takes 5.7-6.1 ms in the same run.
+    One prange iteration copies ``chunk`` elements (256 KiB): a run of whole rows where rows are shorter, else a
+    piece of one row, so a few long rows split over the threads as well as many short ones do, and each thread
+    first-touches the pages it writes. Along a run the row index steps like an odometer (an add a row, a carry per
+    wrap), so a row of 64 elements (the heads of a (N, L, H, D) projection turned into (N, H, L, D)) costs its copy
+    and a few adds. Napkin math, a 64 MiB float32 copy: 192 MiB of traffic (read, write-allocate, write) at the
+    ~52 GB/s two threads reach here, 3.9 ms, as torch's copy_ takes; NumPy's one-core loop takes 5.7-6.1 ms in the
+    same run.
     """
-    C = (N + chunk - 1) // chunk
-    for t in prange(A * B * C):
-        r = t // C
-        n0 = (t - r * C) * chunk
-        n1 = min(n0 + chunk, N)
-        a = r // B
-        b = r - a * B
-        o = a * oa + b * ob
-        s = a * xa + b * xb
-        out[o + n0:o + n1] = x[s + n0:s + n1]  # a slice copy: an indexed loop pays a wraparound check per item
+    R = 1
+    for k in range(ROW_AXES):
+        R *= outer[k]
+    per = max(1, chunk // N)  # rows a task
+    P = 1 if per > 1 else (N + chunk - 1) // chunk  # pieces a row
+    for t in prange((R + per - 1) // per * P):
+        r0 = t // P * per
+        n0 = t % P * chunk
+        m = min(n0 + chunk, N) - n0
+        idx = np.empty(ROW_AXES, np.int64)
+        o = 0
+        s = 0
+        q = r0
+        for k in range(ROW_AXES - 1, -1, -1):
+            idx[k] = q % outer[k]
+            q //= outer[k]
+            o += idx[k] * ostr[k]
+            s += idx[k] * xstr[k]
+        for _ in range(r0, min(r0 + per, R)):
+            copy_elements(out, o + n0, x, s + n0, m)
+            k = ROW_AXES - 1
+            while k >= 0:  # the next row: add the last axis' strides, carrying into the axes before it
+                idx[k] += 1
+                o += ostr[k]
+                s += xstr[k]
+                if idx[k] < outer[k]:
+                    break
+                o -= outer[k] * ostr[k]
+                s -= outer[k] * xstr[k]
+                idx[k] = 0
+                k -= 1
 
 
 def _rows_view(out, x):
     """The arguments of ``_rows_kernel`` for ``out[...] = x``, or None when that copy is not one it handles: same
     shape and dtype, at least MIN_ROWS_BYTES, no negative stride and no overlap, and after dropping size-1 axes and
-    merging axes that are contiguous with each other in both arrays, at most three axes of which the last has unit
-    stride in both."""
+    merging axes that are contiguous with each other in both arrays, at most ROW_AXES + 1 axes of which the last
+    has unit stride in both."""
     size = x.dtype.itemsize
     if (x.shape != out.shape or x.dtype != out.dtype or size not in _ROW_BITS or out.nbytes < MIN_ROWS_BYTES
             or np.may_share_memory(out, x)):
@@ -119,17 +147,18 @@ def _rows_view(out, x):
             dims[-1] = (dims[-1][0] * n, so, sx)
         else:
             dims.append((n, so, sx))
-    if len(dims) > 3 or dims[-1][1] != size or dims[-1][2] != size:
+    if len(dims) > ROW_AXES + 1 or dims[-1][1] != size or dims[-1][2] != size:
         return None
-    dims = [(1, 0, 0)] * (3 - len(dims)) + dims
-    (A, oa, xa), (B, ob, xb), (N, _, _) = dims
+    dims = [(1, 0, 0)] * (ROW_AXES + 1 - len(dims)) + dims
     bits = _ROW_BITS[size]
     flat = []
-    for arr, sa, sb in ((out, oa, ob), (x, xa, xb)):
-        span = (A - 1) * sa // size + (B - 1) * sb // size + N
+    for arr, k in ((out, 1), (x, 2)):
+        span = sum((d[0] - 1) * d[k] for d in dims) // size + 1
         flat.append(np.lib.stride_tricks.as_strided(arr.view(bits), (span,), (size,)))
-    chunk = max(CHUNK_BYTES // size, 1)
-    return flat[0], flat[1], A, B, N, chunk, oa // size, ob // size, xa // size, xb // size
+    outer = tuple(d[0] for d in dims[:-1])
+    ostr = tuple(d[1] // size for d in dims[:-1])
+    xstr = tuple(d[2] // size for d in dims[:-1])
+    return flat[0], flat[1], outer, ostr, xstr, dims[-1][0], max(CHUNK_BYTES // size, 1)
 
 
 @register("copy", "cpu")
