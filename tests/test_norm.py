@@ -340,7 +340,7 @@ def test_large_offset_torch_float32_is_less_precise():
     check(nbops.layer_norm, F.layer_norm, "cpu", x, (1000,), atol=2e-3, rtol=0)
 
 
-@pytest.mark.parametrize("n", [1, 7, 256, 257, 1000, 5000])
+@pytest.mark.parametrize("n", [1, 7, 256, 257, 1000, 2048, 2049, 5000, 20000])
 def test_blocked_moments_match_the_naive_welford(n):
     v = make((n,), np.float32, seed=n, offset=100.0)
     cnt, mean, m2 = cpu_norm._accumulate(v, v[0], 0, 0.0, 0.0)
