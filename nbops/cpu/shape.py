@@ -60,8 +60,9 @@ def _transpose_view(out, x):
     with each other in ``x``, the axis ``x`` walks with unit stride is neither the last one nor preceded or
     followed by more than one axis."""
     if (x.shape != out.shape or x.dtype != out.dtype or x.dtype.itemsize not in _BITS or out.size < MIN_TRANSPOSE
-            or not out.flags.c_contiguous or np.may_share_memory(out, x)):
-        return None
+            or not out.flags.c_contiguous or (x.shape[-1] > 1 and x.strides[-1] == x.itemsize)
+            or np.may_share_memory(out, x)):
+        return None  # (a unit-stride last axis stays the last after merging: a row copy, not a transpose)
     dims = [(n, s) for n, s in zip(x.shape, x.strides) if n != 1]
     merged = [dims[0]]
     for n, s in dims[1:]:
@@ -137,28 +138,33 @@ def _rows_view(out, x):
     if (x.shape != out.shape or x.dtype != out.dtype or size not in _ROW_BITS or out.nbytes < MIN_ROWS_BYTES
             or np.may_share_memory(out, x)):
         return None
-    dims = []
+    dims = []  # [count, out step, x step], steps in items, contiguous neighbours merged
     for n, so, sx in zip(out.shape, out.strides, x.strides):
         if n == 1:
             continue
         if so < 0 or sx < 0 or so % size or sx % size:
             return None
+        so //= size
+        sx //= size
         if dims and dims[-1][1] == n * so and dims[-1][2] == n * sx:
-            dims[-1] = (dims[-1][0] * n, so, sx)
+            dims[-1] = [dims[-1][0] * n, so, sx]
         else:
-            dims.append((n, so, sx))
-    if len(dims) > ROW_AXES + 1 or dims[-1][1] != size or dims[-1][2] != size:
+            dims.append([n, so, sx])
+    if len(dims) > ROW_AXES + 1 or dims[-1][1] != 1 or dims[-1][2] != 1:
         return None
-    dims = [(1, 0, 0)] * (ROW_AXES + 1 - len(dims)) + dims
+    N = dims.pop()[0]
+    pad = ROW_AXES - len(dims)
+    counts, osteps, xsteps = zip(*dims) if dims else ((), (), ())
+    outer, ostr, xstr = (1,) * pad + counts, (0,) * pad + osteps, (0,) * pad + xsteps
     bits = _ROW_BITS[size]
     flat = []
-    for arr, k in ((out, 1), (x, 2)):
-        span = sum((d[0] - 1) * d[k] for d in dims) // size + 1
-        flat.append(np.lib.stride_tricks.as_strided(arr.view(bits), (span,), (size,)))
-    outer = tuple(d[0] for d in dims[:-1])
-    ostr = tuple(d[1] // size for d in dims[:-1])
-    xstr = tuple(d[2] // size for d in dims[:-1])
-    return flat[0], flat[1], outer, ostr, xstr, dims[-1][0], max(CHUNK_BYTES // size, 1)
+    for arr, steps in ((out, ostr), (x, xstr)):
+        if arr.flags.c_contiguous:  # a reshape: a third of as_strided's cost
+            flat.append(arr.view(bits).reshape(-1))
+        else:
+            span = sum([(c - 1) * st for c, st in zip(outer, steps)]) + N
+            flat.append(np.lib.stride_tricks.as_strided(arr.view(bits), (span,), (size,)))
+    return flat[0], flat[1], outer, ostr, xstr, N, max(CHUNK_BYTES // size, 1)
 
 
 @register("copy", "cpu")
