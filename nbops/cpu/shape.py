@@ -21,7 +21,7 @@ TILE = 64  # a TILE x TILE tile of a transposing copy: 16 KiB of float32 read (6
 MIN_TRANSPOSE = 1 << 15  # fewest elements worth the tiled kernel (smaller copies stay in cache for NumPy anyway)
 _BITS = {4: np.uint32, 8: np.uint64}  # the tiled kernel moves bit patterns: one compile per item size
 MIN_ROWS_BYTES = 1 << 19  # smallest copy worth waking the second thread for (512 KiB: ~20 us on one core)
-CHUNK_BYTES = 1 << 18  # one prange iteration of ``_rows_kernel`` moves at most this much of one row
+CHUNK_BYTES = 1 << 18  # one prange iteration of ``_rows_kernel`` moves at most this much: whole rows, or a piece of one
 _ROW_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 ROW_AXES = 4  # ``_rows_kernel``'s row index: up to four axes (a 5-D copy whose last axis is contiguous on both sides)
 
