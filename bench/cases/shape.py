@@ -1,7 +1,8 @@
 """Shape workloads that move data: cat of four (1024, 4096) float32 arrays along dim 0 and dim 1, the copy that
 makes a permuted (64, 512, 512) array contiguous, and the one that turns the (8, 512, 12, 64) heads of a BERT-base
-projection into (8, 12, 512, 64) (rows of 64 values on both sides, as every multi-head split and merge). On cuda the cat along dim 1 and the permuted copy run at 4x
-the size (256 MiB moved: well past the H200's 60 MB L2). Bytes count every element read once and written once."""
+projection into (8, 12, 512, 64) (rows of 64 values on both sides, as every multi-head split and merge). On cuda
+the cat along dim 1 and the permuted copy run at 4x the size (256 MiB moved: well past the H200's 60 MB L2). Bytes
+count every element read once and written once."""
 
 import numpy as np
 import torch

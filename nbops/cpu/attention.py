@@ -44,8 +44,8 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
     bytes from each of S rows (256 bytes to 9 KiB apart), the packed one reads on in order: 4-12 % faster (2
     threads, same process, ms: 8 x 12 heads of 512 x 64 contiguous 33.8 -> 32.3, as a packed projection's heads
     35.9 -> 33.6; heads of 1024 x 64 139 -> 124). Then for each block of MR queries (packed with the scale folded
-    in, zero rows past L): the scores (MR, S) = Q_blk @ K^T into a row
-    buffer (one MR x NR tile per NR keys, ``_tile_into``), each row's exp(s - max) in place (``_exp_row``), and
+    in, zero rows past L): the scores (MR, S) = Q_blk @ K^T into a row buffer (one MR x NR tile per NR keys,
+    ``_tile_into``), each row's exp(s - max) in place (``_exp_row``), and
     the block's outputs (MR, E) = P @ V, its NR-column tiles stored straight into out (ragged last columns through
     ``_edge_tile``), then each output row divided by its row's sum.
 
