@@ -275,6 +275,37 @@ def test_fast_kernels_match_naive(case):
         assert_same(fast, slow, rtol=1e-5 if dtype == np.float32 else None, atol=1e-5 if dtype == np.float32 else None)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_depthwise_wide_twin_is_bit_for_bit(dtype):
+    """``_depthwise_wide_kernel`` (512-bit vectors, DW_WIDE_PB-pixel tiles; the launcher's pick for stride-1 layers
+    on AVX-512 CPUs whose LLVM tuning keeps to ymm) against ``_depthwise_kernel``: each output is the same chain of
+    multiply-adds over the taps, so the two agree bit for bit whatever the tile width, here with two outputs per
+    channel, a dilated 5x3 kernel, odd plane sizes and planes both shorter and longer than a wide tile; and both
+    against the bounds-checked oracle."""
+    from nbops.cpu import conv as C
+
+    for shape, (M, KH, KW), (PT, PL), (DH, DW) in [((2, 3, 19, 23), (2, 5, 3), (3, 1), (2, 1)),
+                                                     ((1, 4, 5, 7), (1, 3, 3), (1, 1), (1, 1))]:
+        N, Cc, H, W = shape
+        x = make(shape, dtype, 31)
+        w = make((Cc * M, 1, KH, KW), dtype, 32)
+        b = make((Cc * M,), dtype, 33)
+        OH, OW = H + 2 * PT - DH * (KH - 1), W + 2 * PL - DW * (KW - 1)
+        WQ, HQ = W + 2 * PL, H + 2 * PT
+        toff, tpl = C._taps(KH, KW, 1, 1, DH, DW, WQ)
+        L = HQ * WQ + max(C.DW_PB, C.DW_WIDE_PB)
+        outs = []
+        for kernel in (C._depthwise_kernel, C._depthwise_wide_kernel):
+            out = np.full((N, Cc * M, OH, OW), np.nan, dtype)
+            kernel(out, x, w.reshape(Cc * M, -1), b, toff, tpl, 1, 1, PT, PL, WQ, L, 3)
+            outs.append(out)
+        slow = np.empty_like(outs[0])
+        C._conv2d_naive(slow, x, w, b, 1, 1, PT, PL, DH, DW, Cc)
+        assert outs[0].tobytes() == outs[1].tobytes()
+        assert_same(outs[1], slow, rtol=1e-5 if dtype == np.float32 else None,
+                    atol=1e-5 if dtype == np.float32 else None)
+
+
 # ---- errors: each names the op and the argument
 
 

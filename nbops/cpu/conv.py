@@ -26,7 +26,8 @@ a decoder's upsampling) is instead one 3x3 convolution to 4 * OC channels, one p
 
 3x3 stride-1 layers with enough channels and tiles take Winograd F(4x4, 3x3) (``winograd.py``). Depthwise
 convolution (one input channel per group) has its own kernel, ``_depthwise_kernel``, that pads each plane into a
-thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps.
+thread-local buffer and accumulates ``DW_PB``-pixel tiles over the taps (stride-1 layers on AVX-512 CPUs that LLVM
+tunes for ymm: ``_depthwise_wide_kernel``, its twin on zmm).
 """
 
 import functools
@@ -40,7 +41,7 @@ from numba import njit, prange
 
 from .. import _hostpool
 from .._dispatch import kernel, register
-from ._util import flat_view, run_parallel, stack_empty, thread_count, vector_bytes
+from ._util import flat_view, run_parallel, stack_empty, thread_count, vector_bytes, wide_vectors
 from .linear import MR, ROW_BYTES, SERIAL_MACS, _copy_row, _pack_a, _row_width, _rows_tile, _taps_tile_into
 from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _winograd_kernel, \
     _winograd_split_kernel
@@ -67,6 +68,12 @@ def _prefers_ymm():
 # of AVX2's; also the zeros kept past the packed planes
 PB = 8 if vector_bytes() == 32 else 16 if _prefers_ymm() else 32
 DW_PB = 4 * PB  # output pixels per depthwise tile (8 zmm or 8 or 4 ymm: more FMAs per tap's address arithmetic)
+DW_WIDE = vector_bytes() == 64 and _prefers_ymm()  # the depthwise kernel has a 512-bit twin for such CPUs
+DW_WIDE_PB = 128  # ... with tiles of this many pixels (``_depthwise_wide_kernel``)
+DW_WIDE_PIXELS = 256  # ... taken by stride-1 layers with at least this many pixels a plane (flattened rows). 2
+# threads, N8, float32, same process, ms, ymm / zmm: 3x3 C256 28^2 0.62 / 0.53, C144 56^2 1.33 / 1.18, C32 112^2
+# 1.27 / 1.15, 5x5 C256 28^2 1.18 / 1.01, float64 3x3 C256 28^2 1.13 / 1.02; tiles of 64 on zmm gained half as
+# much; stride 2 lost 1-18 % (C128 56^2, C512 14^2, C96 112^2); smaller planes were not measured on zmm
 ITEMS_PER_THREAD = 4  # split pixels into chunks until there are this many prange items per thread
 SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one GEMM over all images' pixels
 # Unstrided 1x1 convolutions that reduce channels (C > OC) over planes of at least this many pixels run the tile
@@ -339,53 +346,70 @@ def _panels(w, G):
     return wp.reshape(-1)
 
 
+@njit(inline="always", fastmath=FM)
+def _depthwise_chunk(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, ch, per, acc):
+    """Chunk ``ch`` (``per`` output planes) of ``_depthwise_kernel``: per plane, input channel oc // M packed into a
+    (SH*SW, L) buffer (see ``_pack_plane``; the zero borders are written once per chunk), then the KH*KW taps summed
+    into the stack accumulator ``acc``, a tile of acc.shape[0] output pixels (input dtype). Rows and tiles are
+    borrowed views (``_util.flat_view``), not slices: a slice costs two atomic reference-count updates, about 130
+    of them per 28^2 plane (2 threads, same process, N8 C256 28^2 3x3: 0.955 -> 0.876 ms)."""
+    N, C, H, W = x.shape
+    OC, K = w.shape
+    OH, OW = out.shape[2], out.shape[3]
+    M = OC // C
+    P = acc.shape[0]
+    NPIX = (OH - 1) * WQ + OW
+    NT = (NPIX + P - 1) // P
+    buf = np.empty((SH * SW, L), x.dtype)
+    tmp = np.empty(L, x.dtype)
+    for it in range(ch * per, min(N * OC, (ch + 1) * per)):
+        n = it // OC
+        oc = it - n * OC
+        _pack_plane(buf, 0, L, x, (n * C + oc // M) * H * W, H, W, SH, SW, PT, PL, WQ, it == ch * per)
+        wk = flat_view(w, oc * K, K)
+        bv = bias[oc]
+        for t in range(NT):
+            p0 = min(t * P, NPIX - P) if NPIX >= P else 0
+            for j in range(P):
+                acc[j] = 0
+            for k in range(K):
+                s = TOFF[k] + p0
+                xv = flat_view(buf, TPL[k] * L + s, P)
+                wv = wk[k]
+                for j in range(P):
+                    acc[j] += wv * xv[j]
+            tv = flat_view(tmp, p0, P)
+            for j in range(P):
+                tv[j] = acc[j] + bv
+        for a in range(OH):
+            orow = flat_view(out, ((n * OC + oc) * OH + a) * OW, OW)
+            trow = flat_view(tmp, a * WQ, OW)
+            for b in range(OW):
+                orow[b] = trow[b]
+
+
 @njit(parallel=True, cache=True, fastmath=FM)
 def _depthwise_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
     """Depthwise convolution: one input channel per group, M = OC // C output channels per input channel.
 
     x: (N, C, H, W); w: (OC, K); bias: (OC,); TOFF, TPL: (K,) tap offsets and planes as ``_taps`` gives them;
-    out: (N, OC, OH, OW). One prange iteration computes a chunk of
-    the N * OC output planes: per plane it packs input channel oc // M into a thread-local (SH*SW, L) buffer (see
-    ``_pack_plane``; the zero borders are written once per chunk), then sums the KH*KW taps into a DW_PB-pixel
-    accumulator (input dtype) per tile. Rows and tiles are borrowed views (``_util.flat_view``), not slices: a
-    slice costs two atomic reference-count updates, about 130 of them per 28^2 plane (2 threads, same process, N8
-    C256 28^2 3x3: 0.955 -> 0.876 ms).
+    out: (N, OC, OH, OW); L: a packed phase plane's length, DW_PB past its last pixel. One prange iteration
+    computes a chunk of the N * OC output planes (``_depthwise_chunk``), DW_PB pixels a tile.
     """
-    N, C, H, W = x.shape
-    OC, K = w.shape
-    OH, OW = out.shape[2], out.shape[3]
-    M = OC // C
-    NPIX = (OH - 1) * WQ + OW
-    NT = (NPIX + DW_PB - 1) // DW_PB
-    per = (N * OC + NCH - 1) // NCH
+    per = (x.shape[0] * w.shape[0] + NCH - 1) // NCH
     for ch in prange(NCH):
-        buf = np.empty((SH * SW, L), x.dtype)
-        tmp = np.empty(L, x.dtype)
-        acc = stack_empty(DW_PB, x)
-        for it in range(ch * per, min(N * OC, (ch + 1) * per)):
-            n = it // OC
-            oc = it - n * OC
-            _pack_plane(buf, 0, L, x, (n * C + oc // M) * H * W, H, W, SH, SW, PT, PL, WQ, it == ch * per)
-            wk = flat_view(w, oc * K, K)
-            bv = bias[oc]
-            for t in range(NT):
-                p0 = min(t * DW_PB, NPIX - DW_PB) if NPIX >= DW_PB else 0
-                for j in range(DW_PB):
-                    acc[j] = 0
-                for k in range(K):
-                    s = TOFF[k] + p0
-                    xv = flat_view(buf, TPL[k] * L + s, DW_PB)
-                    wv = wk[k]
-                    for j in range(DW_PB):
-                        acc[j] += wv * xv[j]
-                tv = flat_view(tmp, p0, DW_PB)
-                for j in range(DW_PB):
-                    tv[j] = acc[j] + bv
-            for a in range(OH):
-                orow = flat_view(out, ((n * OC + oc) * OH + a) * OW, OW)
-                trow = flat_view(tmp, a * WQ, OW)
-                for b in range(OW):
-                    orow[b] = trow[b]
+        _depthwise_chunk(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, ch, per, stack_empty(DW_PB, x))
+
+
+@njit(parallel=True, cache=True, fastmath=FM)
+def _depthwise_wide_kernel(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, NCH):
+    """``_depthwise_kernel`` on 512-bit vectors (``wide_vectors`` in the prange body) and tiles of DW_WIDE_PB
+    pixels (8 zmm of float32), for the stride-1 layers of an AVX-512 CPU whose LLVM tuning keeps to ymm (see
+    DW_WIDE_PB); L: DW_WIDE_PB past the plane's last pixel."""
+    per = (x.shape[0] * w.shape[0] + NCH - 1) // NCH
+    for ch in prange(NCH):
+        wide_vectors()
+        _depthwise_chunk(out, x, w, bias, TOFF, TPL, SH, SW, PT, PL, WQ, L, ch, per, stack_empty(DW_WIDE_PB, x))
 
 
 @njit(parallel=True, cache=True)
@@ -649,8 +673,10 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
         HQ = -(-(H + PT + PB_) // SH)
         toff, tpl = _taps(KH, KW, SH, SW, DH, DW, WQ)
         nch = min(N * OC, 8 * ITEMS_PER_THREAD * thread_count())
-        run_parallel(_depthwise_kernel, out.size * K, out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ,
-                     HQ * WQ + DW_PB, nch, below=SERIAL_MACS)
+        wide = DW_WIDE and SH == SW == 1 and (OH - 1) * WQ + OW >= DW_WIDE_PIXELS
+        kernel, tile = (_depthwise_wide_kernel, DW_WIDE_PB) if wide else (_depthwise_kernel, DW_PB)
+        run_parallel(kernel, out.size * K, out, x, w.reshape(OC, K), bias, toff, tpl, SH, SW, PT, PL, WQ,
+                     HQ * WQ + tile, nch, below=SERIAL_MACS)
         return
     if KH == KW == 1 and PT == PB_ == PL == PR == 0 and groups == 1 and not (
             SH == SW == 1 and C > OC and OH * OW >= DIRECT_1X1_PIXELS):
