@@ -623,6 +623,38 @@ def test_exp64_is_within_one_ulp():
     assert (np.abs(out - np.exp(x)) / np.spacing(np.exp(x))).max() <= 1.0
 
 
+@njit(error_model="numpy")
+def _row_maxima(x, lengths, out):
+    at = 0
+    for i in range(lengths.shape[0]):
+        out[i] = cpu_act._block_max(x[at:at + lengths[i]], x.dtype.type(-np.inf))
+        at += lengths[i]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_block_max_ignores_nan_over_every_lane_and_tail(dtype):
+    """``_block_max`` (LANES register lanes merged by halving, then the tail) against nanmax, on rows of every
+    length 0-200 and a few long ones, with the largest value planted at each lane and tail position in turn, and
+    rows holding NaN (ignored) or only -inf."""
+    rng = np.random.default_rng(41)
+    lengths = np.concatenate([np.arange(0, 201), [511, 512, 513, 4097]])
+    x = rng.standard_normal(lengths.sum()).astype(dtype) - 10
+    ends = np.cumsum(lengths)
+    for i, (n, end) in enumerate(zip(lengths, ends)):
+        if n:
+            x[end - n + i % n] = i  # the row's max, at a different position in every row
+        if n > 3 and i % 5 == 0:
+            x[end - n + (i * 7) % n] = np.nan
+        if n and i % 11 == 0:
+            x[end - n:end] = -np.inf
+    out = np.empty(len(lengths), dtype)
+    _row_maxima(x, lengths, out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = [np.nanmax(x[e - n:e]) if n else -np.inf for n, e in zip(lengths, ends)]
+    np.testing.assert_array_equal(out, np.array(expected, dtype))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # errors
 
