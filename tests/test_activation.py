@@ -624,6 +624,41 @@ def test_exp64_is_within_one_ulp():
 
 
 @njit(error_model="numpy")
+def _shifted_and_plain(x, shifted, plain):
+    for i in range(x.shape[0]):
+        shifted[i] = cpu_act._exp_shifted(x[i])
+        plain[i] = cpu_act._exp(x[i])
+
+
+def test_exp_shifted32_is_exp32_where_normal_and_zero_below():
+    """The softmax exp of float32 x <= 0: every 7th float32 from -0.0 down to -88 and the specials. Within 1.02
+    ulp of float64 exp and ``_exp32``'s bits wherever 2 ** n is normal (n >= -126, x >= -87.68; a few ties of
+    x * log2(e) may round n the other way), 0 where ``_exp32`` gives a subnormal of 2 ** -127 scale or less,
+    NaN for NaN, 0 for -inf."""
+    bits = np.arange(np.float32(-0.0).view(np.uint32), np.float32(-88.0).view(np.uint32) + 1, 7, dtype=np.uint32)
+    specials = np.array([np.nan, -np.inf, -0.0, 0.0, -87.68, -87.69, -88.0, -103.9, -1e30], np.float32)
+    x = np.concatenate([bits.view(np.float32), specials])
+    shifted, plain = np.empty_like(x), np.empty_like(x)
+    _shifted_and_plain(x, shifted, plain)
+    n = np.rint(x.astype(np.float64) * np.log2(np.e))
+    scaled = n >= -126
+    assert np.count_nonzero(shifted[scaled] != plain[scaled]) <= 1e-6 * x.size
+    exact = np.exp(x[scaled].astype(np.float64))
+    assert (np.abs(shifted[scaled] - exact) / np.spacing(shifted[scaled]).astype(np.float64)).max() <= 1.02
+    low = (n < -126) | (x < -88)
+    assert low.sum() > 1000 and (shifted[low] == 0).all() and (plain[low] > 0).any()
+    assert np.isnan(shifted[0 - len(specials)]) and shifted[1 - len(specials)] == 0
+    assert shifted[2 - len(specials)] == 1 and shifted[3 - len(specials)] == 1
+
+
+def test_exp_shifted64_is_exp64():
+    x = -np.geomspace(1e-300, 800.0, 20001)
+    shifted, plain = np.empty_like(x), np.empty_like(x)
+    _shifted_and_plain(x, shifted, plain)
+    assert shifted.tobytes() == plain.tobytes()
+
+
+@njit(error_model="numpy")
 def _row_maxima(x, lengths, out):
     at = 0
     for i in range(lengths.shape[0]):
