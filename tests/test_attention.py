@@ -65,6 +65,29 @@ def test_attention_batch_dims_and_large_offset():
     assert_same(_attention(q4, k4, v4, 0.25), _torch(q4, k4, v4, 0.25), rtol=1e-5, atol=2e-2)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row", ROWS)
+def test_attention_merged_heads_are_the_heads_side_by_side(row, dtype):
+    """``merged``: the (N, L, H * E) layout written by the kernel itself (ragged E through the edge buffer, ragged
+    L through the row count), bit for bit the (N, H, L, E) result transposed; strided (projection) heads too."""
+    A, H, L, S, D, E = row
+    q, k, v = (make((A, H, n, d), dtype, seed) for n, d, seed in ((L, D, 31), (S, D, 32), (S, E, 33)))
+    out = _attention(q, k, v, 0.3, merged=True)
+    plain = _attention(q, k, v, 0.3)
+    assert out.shape == (A, L, H * E) and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, plain.transpose(0, 2, 1, 3).reshape(A, L, H * E))
+    assert_same(out, _torch(q, k, v, 0.3).transpose(1, 2).reshape(A, L, H * E))
+    qs = make((A, L, H, D), dtype, 34).transpose(0, 2, 1, 3)
+    np.testing.assert_array_equal(_attention(qs, k, v, 0.3, merged=True),
+                                  _attention(qs, k, v, 0.3).transpose(0, 2, 1, 3).reshape(A, L, H * E))
+
+
+def test_attention_merged_needs_heads():
+    q = make((2, 3, 4), np.float32, 35)
+    with pytest.raises(ValueError, match=r"attention\(\): merged heads need 4-D inputs"):
+        _attention(q, q, q, 0.5, merged=True)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered")
 def test_attention_nan_and_inf_rows():
     # a NaN score poisons its row, as in torch's softmax (and in the unfused chain); +inf too (inf - inf). torch's
@@ -86,6 +109,9 @@ def test_attention_empty_and_targets(target):
     q = make((2, 3, 4), np.float32, 19)
     out = _attention(to_target(q, target), to_target(k, target), to_target(v, target), 0.5)
     assert_same(to_numpy(out), _torch(q, k, v, 0.5))
+    q4, k4, v4 = (x.reshape((1,) + x.shape) for x in (q, k, v))
+    out = _attention(to_target(q4, target), to_target(k4, target), to_target(v4, target), 0.5, merged=True)
+    assert_same(to_numpy(out), _torch(q4, k4, v4, 0.5).transpose(1, 2).reshape(1, 3, 10))
 
 
 @pytest.mark.parametrize("batch_first", [True, False])

@@ -36,10 +36,14 @@ def _exp_row(row):
 
 
 @njit(parallel=True, cache=True)
-def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
+def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC, H, L, E, merged):
     """out[a, h] = softmax(Q[a, h] @ K[a, h]^T * scale) @ V[a, h] for each batch item (a, h).
 
-    out: (A, H, L, E) C-contiguous; q, k, v: flat buffers holding Q (A, H, L, D), K (A, H, S, D), V (A, H, S, E)
+    out: the (A, H, L, E) result as a C-contiguous 2-D array, (A * H * L, E), or where ``merged`` in the layout of
+    the heads merged back side by side, (A, L, H, E) as (A * L, H * E): row i of item (a, h) is out row
+    ``(a * H + h) * L + i`` at column 0, or out row ``a * L + i`` at column ``h * E`` (what the output projection
+    of a multi-head attention reads: the transposing copy into that layout, 1.5 ms of a BERT-base layer, is
+    not needed). q, k, v: flat buffers holding Q (A, H, L, D), K (A, H, S, D), V (A, H, S, E)
     at element strides qs, ks, vs (two batch dims, row, column; any strides, so that the heads of a multi-head
     projection, (N, L, H, D) transposed, are read in place; stride 0 broadcasts); S >= 1. One prange iteration
     takes one batch item and one of its QC runs of query blocks. It packs K^T as the micro-kernel's B panels
@@ -56,7 +60,7 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
     (20-25 ms at the GEMM's 270-320 GFLOP/s), and 25 M exps; the inputs and output, 12.6 MB each, are read or
     written once, where the unfused chain also writes and reads two 100 MB arrays.
     """
-    A, H, L, E = out.shape
+    A = out.shape[0] // (L if merged else H * L)
     NR = _row_width(out)
     Sp = (S + NR - 1) // NR * NR
     Ep = (E + NR - 1) // NR * NR
@@ -79,7 +83,9 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
         ap = np.empty((1, D, MR), out.dtype)
         sc = np.zeros((MR, Sp), out.dtype)  # rows past a ragged last block take part in the tiles: keep them finite
         inv = np.empty(MR, out.dtype)  # 1 / each row's sum of exps
-        ob = out[a, h]
+        edge = np.empty((MR, NR), out.dtype)  # a ragged last column tile, stored from here
+        row0 = a * L if merged else (a * H + h) * L
+        col0 = h * E if merged else 0
         for blk in range(blo, bhi):
             i0 = blk * MR
             rows = min(MR, L - i0)
@@ -93,13 +99,16 @@ def _attention_kernel(out, q, qs, k, ks, v, vs, scale, D, S, QC):
                 inv[r] = _exp_row(sc[r, :S])
             for j0 in range(0, Ep, NR):
                 if j0 + NR <= E:
-                    _tile_into(sc, 0, 1, Sp, S, vpf, j0 * S, NR, ob, i0, j0, rows, False)
+                    _tile_into(sc, 0, 1, Sp, S, vpf, j0 * S, NR, out, row0 + i0, col0 + j0, rows, False)
                 else:
-                    _edge_tile(sc, 0, 1, Sp, S, vpf, j0 * S, NR, ob, i0, j0, one, zero, True, nobias)
+                    _edge_tile(sc, 0, 1, Sp, S, vpf, j0 * S, NR, edge, 0, 0, one, zero, True, nobias)
+                    for r in range(rows):
+                        for j in range(E - j0):
+                            out[row0 + i0 + r, col0 + j0 + j] = edge[r, j]
             for r in range(rows):
-                orow = ob[i0 + r]
+                orow = out[row0 + i0 + r]
                 f = inv[r]
-                for j in range(E):
+                for j in range(col0, col0 + E):
                     orow[j] *= f
 
 
@@ -129,15 +138,17 @@ def _attention_naive(out, q, k, v, scale):
 
 
 @register("attention", "cpu")
-def attention(out, q, k, v, scale):
-    """out (A, H, L, E) = softmax(q @ k^T * scale) @ v for q (A, H, L, D), k (A, H, S, D), v (A, H, S, E), S >= 1,
-    float32 or float64, any strides. Batch items are split into runs of query blocks until there are 4 prange items a
-    thread (each run packs its item's K and V again: S x (D + E) values against its blocks' 2 x MR x S x (D + E)
-    flops)."""
-    B, L = out.shape[0] * out.shape[1], out.shape[2]
+def attention(out, q, k, v, scale, merged=False):
+    """softmax(q @ k^T * scale) @ v for q (A, H, L, D), k (A, H, S, D), v (A, H, S, E), S >= 1, float32 or float64,
+    any strides, into out (A, H, L, E), or (A, L, H * E) where ``merged`` (the heads side by side); C-contiguous.
+    Batch items are split into runs of query blocks until there are 4 prange items a thread (each run packs its
+    item's K and V again: S x (D + E) values against its blocks' 2 x MR x S x (D + E) flops)."""
+    A, H, L, E = q.shape[0], q.shape[1], q.shape[2], v.shape[3]
+    B = A * H
     blocks = -(-L // MR)
-    macs = B * L * k.shape[2] * (q.shape[3] + out.shape[3])  # below SERIAL_MACS: one run an item, calling thread
+    macs = B * L * k.shape[2] * (q.shape[3] + E)  # below SERIAL_MACS: one run an item, calling thread
     QC = 1 if macs < SERIAL_MACS else max(1, min(blocks, -(-4 * thread_count() // max(B, 1))))
     (qf, q_st), (kf, k_st), (vf, v_st) = _flat(q), _flat(k), _flat(v)
-    run_parallel(_attention_kernel, macs, out, qf, q_st, kf, k_st, vf, v_st, out.dtype.type(scale), q.shape[3],
-                 k.shape[2], QC, below=SERIAL_MACS)
+    out2 = out.reshape(A * L, H * E) if merged else out.reshape(B * L, E)
+    run_parallel(_attention_kernel, macs, out2, qf, q_st, kf, k_st, vf, v_st, out.dtype.type(scale), q.shape[3],
+                 k.shape[2], QC, H, L, E, merged, below=SERIAL_MACS)

@@ -141,8 +141,8 @@ class MultiheadAttention(nn.Module):
             v = self._project(v_in, 2)
         if not need_weights and attn_mask is None and key_padding_mask is None and not (
                 self.training and self.dropout > 0.0):
-            out = _attention(q, k, v, 1.0 / math.sqrt(self.head_dim))  # fused on the CPU (N, H, L, D)
-            return self._merge(out, n, length, E, batched), None
+            out = _attention(q, k, v, 1.0 / math.sqrt(self.head_dim), merged=True)  # (N, L, E), fused on the CPU
+            return self._project_out(out, batched), None
         scores = F.matmul(F.mul(q, 1.0 / math.sqrt(self.head_dim)), F.transpose(k, 2, 3))  # (N, H, L, S)
         dtype = _tensors.resolve_dtype(scores.dtype)
         if attn_mask is not None:
@@ -158,7 +158,7 @@ class MultiheadAttention(nn.Module):
         attn = F.softmax(scores, -1)
         if self.training and self.dropout > 0.0:
             attn = F.dropout(attn, self.dropout)
-        out = self._merge(F.matmul(attn, v), n, length, E, batched)
+        out = self._project_out(F.reshape(F.transpose(F.matmul(attn, v), 1, 2), (n, length, E)), batched)
         weights = None
         if need_weights:
             weights = F.mean(attn, dim=1) if average_attn_weights else attn
@@ -166,10 +166,10 @@ class MultiheadAttention(nn.Module):
                 weights = F.squeeze(weights, 0)
         return out, weights
 
-    def _merge(self, out, n, length, E, batched):
-        """The heads' outputs (N, H, L, D) merged and projected: (N, L, E), or (L, N, E) when not batch_first, or
-        (L, E) for an unbatched query."""
-        out = self.out_proj(F.reshape(F.transpose(out, 1, 2), (n, length, E)))
+    def _project_out(self, merged, batched):
+        """The heads' outputs merged side by side, (N, L, E), projected: (N, L, E), or (L, N, E) when not
+        batch_first, or (L, E) for an unbatched query."""
+        out = self.out_proj(merged)
         if not batched:
             return F.squeeze(out, 0)
         return out if self.batch_first else F.transpose(out, 0, 1)

@@ -442,27 +442,36 @@ def baddbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
 declare("attention", "attention")
 
 
-def _attention(query, key, value, scale):
+def _attention(query, key, value, scale, merged=False):
     """``softmax(query @ key^T * scale) @ value``: query ``(*, L, D)``, key ``(*, S, D)``, value ``(*, S, E)`` with
-    the same leading dims and float dtype -> ``(*, L, E)``.
+    the same leading dims and float dtype -> ``(*, L, E)``; with ``merged``, for 4-D inputs ``(N, H, ...)`` (the
+    heads of a multi-head attention), the heads' outputs side by side instead: ``(N, L, H * E)``.
 
     Internal: the path of :class:`nbops.models.MultiheadAttention` when it returns no weights and has no masks or
-    dropout. On the CPU one fused kernel (``nbops/cpu/attention.py``) keeps the (L, S) scores in cache; on other
-    targets, and for an empty key, it is matmul, softmax and matmul.
+    dropout. On the CPU one fused kernel (``nbops/cpu/attention.py``) keeps the (L, S) scores in cache, and writes
+    the merged layout itself; on other targets, and for an empty key, it is matmul, softmax and matmul (and a
+    transposing copy for the merged layout).
     """
     call = Call("attention", query=query, key=key, value=value)
     q, k, v = call["query"], call["key"], call["value"]
     batch = tuple(_sh(q)[:-2])
     L, S, E = _sh(q)[-2], _sh(k)[-2], _sh(v)[-1]
+    if merged and len(batch) != 2:
+        raise ValueError(f"attention(): merged heads need 4-D inputs (N, H, L, D), got {len(_sh(q))}-D")
     if call.target != "cpu" or S == 0 or L == 0 or E == 0:
         from .activation import softmax
         from .pointwise import mul
-        from .shape import transpose
-        return matmul(softmax(mul(matmul(query, transpose(key, -2, -1)), scale), -1), value)
+        from .shape import reshape, transpose
+        out = matmul(softmax(mul(matmul(query, transpose(key, -2, -1)), scale), -1), value)
+        return reshape(transpose(out, 1, 2), (batch[0], L, batch[1] * E)) if merged else out
     if len(batch) == 2:  # (N, H): read in place whatever the strides (the heads of a projection)
         q4, k4, v4 = q, k, v
     else:
         q4, k4, v4 = (_batch3(call, x, batch)[None] for x in (q, k, v))
+    if merged:
+        out = call.empty((batch[0], L, batch[1] * E), q.dtype)
+        call.launch("attention", out, q4, k4, v4, scale=scale, merged=True)
+        return call.wrap(out)
     out = call.empty(q4.shape[:2] + (L, E), q.dtype)
     call.launch("attention", out, q4, k4, v4, scale=scale)
     return call.wrap(out.reshape(batch + (L, E)))
