@@ -270,7 +270,7 @@ def test_blocked_kernel_matches_naive(dtype, shape, tiles, alpha, beta, biased, 
     L._matmul_naive(expected, np.ascontiguousarray(a), np.ascontiguousarray(b[:1]), dtype(1), dtype(0))
     (af, ast), (bf, bst) = L._flat(a), L._flat(b)
     got = np.full((BATCH, M, N), 7, dtype)
-    L._matmul_kernel(got, af, ast, bf, bst, K, dtype(alpha), dtype(beta), *tiles, bias)
+    L._matmul_kernel(got, af, ast, bf, bst, K, dtype(alpha), dtype(beta), *tiles, bias, L.ACT_NONE)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got, alpha * expected + 7 * beta + (bias if biased else 0), rtol=rtol,
                                atol=rtol * max(K, 1))
@@ -300,7 +300,7 @@ def test_small_products_match_the_tile_kernel_bit_for_bit(dtype):
                 assert L._small_entry(small.dtype, K, N, small.size * K) is not None
                 L._small_entry(small.dtype, K, N, small.size * K)(small, af, ast, bf, bst, K, dtype(alpha),
                                                                   dtype(beta), bias)
-                L._matmul_kernel(tiled, af, ast, bf, bst, K, dtype(alpha), dtype(beta), 1, 1, bias)
+                L._matmul_kernel(tiled, af, ast, bf, bst, K, dtype(alpha), dtype(beta), 1, 1, bias, L.ACT_NONE)
                 assert np.array_equal(small, tiled), (BATCH, M, K, N, layout, alpha, beta, biased)
     too_big = L.SMALL_MACS + 1
     assert L._small_entry(np.dtype(dtype), 1, 1, too_big) is None
@@ -414,6 +414,29 @@ ERROR_CASES = [
 def test_errors(fn, args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         fn(*args, **kwargs)
+
+
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_act_is_linear_then_the_activation(act, dtype):
+    """``_linear_act`` (the activation in the GEMM's epilogue) against linear and then the activation, bit for bit:
+    a product small enough for ``_matmul_small`` (its own pass), a serial one, parallel ones over several K blocks
+    (only the last applies it) with ragged and odd column counts (the row halves' tail), N = 1, no bias, NaN and
+    inf among the inputs, and operands off the fast path (the two ops)."""
+    from nbops.ops.linear import _linear_act
+
+    after = getattr(nbops, act)
+    shapes = [((3, 4), 5), ((40, 50), 37), ((2, 150, 1100), 67), ((333, 600), 129), ((64, 260), 1)]
+    for i, (xs, n) in enumerate(shapes):
+        x, w = make(xs, dtype, seed=20 + i), make((n, xs[-1]), dtype, seed=30 + i)
+        b = make((n,), dtype, seed=40 + i) if i != 3 else None
+        x.reshape(-1, xs[-1])[1, :3] = [np.nan, np.inf, -np.inf]
+        fused = _linear_act(x, w, b, act)
+        assert fused.shape == xs[:-1] + (n,)
+        np.testing.assert_array_equal(fused, after(nbops.linear(x, w, b)))
+        assert (fused > 0).any() and (fused <= 0).any() and np.isnan(fused).any()
+    x, w = make((30, 20), dtype, seed=50, layout="strided"), make((9, 20), dtype, seed=51)
+    np.testing.assert_array_equal(_linear_act(x, w, None, act), after(nbops.linear(x, w)))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

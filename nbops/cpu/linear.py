@@ -29,7 +29,8 @@ from numba.np.arrayobj import make_array
 from numpy.lib.stride_tricks import as_strided
 
 from .._dispatch import register
-from ._util import Compiled, run_parallel, stack_array_codegen, thread_count, vector_bytes
+from .activation import _gelu, _relu
+from ._util import Compiled, flat_view, run_parallel, stack_array_codegen, thread_count, vector_bytes, wide_vectors
 
 
 SERIAL_MACS = 1 << 19  # products of fewer multiply-adds run on the calling thread (float32, kernel alone, us,
@@ -39,6 +40,7 @@ PF_STEPS = 24  # the micro-kernel prefetches B's rows this many k steps ahead (3
 # float32, x torch in one process, two rounds, none / 12 / 16 / 24 / 32 steps: matmul 2048^3 0.84 0.83 / 0.90 0.89 /
 # 0.92 0.86 / 0.91 0.88 / 0.92 0.90; linear 4096x3072 -> 768 0.89 0.91 / 0.98 0.95 / 0.95 0.95 / 0.95 0.95 / 0.92 0.94
 ROW_VECTORS = 2  # vector registers a micro-tile row: NR = 2 x 16 float32 (2 x 8 float64) with AVX-512
+ACT_NONE, ACT_RELU, ACT_GELU = 0, 1, 2  # the activation a product's epilogue applies (``_activate_rows``)
 MR = 12 if vector_bytes() == 64 else 6  # rows of the micro-tile: MR x 2 accumulators + 2 B vectors + 1 broadcast
 # fill AVX-512's 32 registers (27) and AVX2's 16 (15)
 ROW_BYTES = ROW_VECTORS * vector_bytes()  # one micro-tile row: NR = ROW_BYTES / itemsize
@@ -697,8 +699,37 @@ def _edge_tile(a, a_at, astep, lda, kc, b, b_at, ldb, c, i0, j0, alpha, beta, fi
         _store_row(c[i0 + r, j0:j1], acc[r * NR:(r + 1) * NR], alpha, beta, first, brow)
 
 
+@njit(fastmath={"contract"}, error_model="numpy", cache=True)
+def _activate_rows(c, i0, j0, rows, cols, act):
+    """c[i0:i0 + rows, j0:j0 + cols] = relu or gelu of itself (``act``: ACT_RELU, ACT_GELU; c C-contiguous 2-D),
+    the activation's own scalar function, so the values are the separate op's, bit for bit. The epilogue of a
+    product's last K block: one row panel's strip of an NC block, just stored by its tiles and still in L1, so
+    the activation costs its arithmetic and no pass over memory. Each row as two interleaved halves (two
+    independent chains, as the activation kernels' ``_halves``), on 512-bit vectors: per 12 x 32 tile, erf's
+    chain of 29 operations left a 4096 x 768 -> 3072 linear + gelu 67.1 ms, against 65.6 unfused; by strips and
+    halves 64.9 (the linear alone 61.5)."""
+    wide_vectors()
+    N = c.shape[1]
+    h = cols // 2
+    for r in range(rows):
+        at = (i0 + r) * N + j0
+        xa = flat_view(c, at, h)
+        xb = flat_view(c, at + h, h)
+        if act == ACT_RELU:
+            for j in range(h):
+                xa[j] = _relu(xa[j])
+                xb[j] = _relu(xb[j])
+        else:
+            for j in range(h):
+                xa[j] = _gelu(xa[j])
+                xb[j] = _gelu(xb[j])
+        if cols % 2:
+            t = flat_view(c, at + cols - 1, 1)
+            t[0] = _relu(t[0]) if act == ACT_RELU else _gelu(t[0])
+
+
 @njit(cache=True)
-def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, alpha, beta, first, bias):
+def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, alpha, beta, first, bias, act):
     """c[ic:ic+mc, jc:jc+nc] gets alpha * A @ B for one block of A and one block of B, blended with beta.
 
     A: packed panels ap (mc / MR, KC, MR) when lda == 0; else its whole MR-row panels are read in place,
@@ -707,7 +738,8 @@ def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, 
     place: panel = NR, ldb = B's row stride); c: (M, N); first kc rows / k steps used. Each A panel sweeps every
     B panel, one MR x NR register tile each. Tiles with alpha == 1 and beta 0 or 1 (matmul, a preloaded
     bias, every later K block) whose NR columns lie inside c are stored from the registers (``_tile_into``, which
-    skips the missing rows of a ragged last row panel); the rest go through ``_edge_tile``. The tiles run in this
+    skips the missing rows of a ragged last row panel); the rest go through ``_edge_tile``. After each row panel's
+    tiles, ``act`` (not ACT_NONE on the last K block alone) is applied to the strip they wrote. The tiles run in this
     one function: a call per tile with its array slices (reference counts, a dozen arguments an array) cost 15 %
     of a 128-deep tile. The packed and in-place calls are written apart so that the packed one's steps are
     constants (12 broadcasts at fixed offsets). bias: (N,) added on the first K block (``_tile_into_bias``, or
@@ -740,6 +772,8 @@ def _block_kernel(ap, a, a_at, lda, b, b_at, ldb, panel, c, ic, jc, mc, nc, kc, 
                 _rows_tile(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, rows, accumulate)
             else:
                 _edge_tile(ap, at, MR, 1, kc, b, bq, ldb, c, i0, j0, alpha, beta, first, bias)
+        if act != ACT_NONE:
+            _activate_rows(c, i0, jc, rows, min(nc, N - jc), act)
 
 
 @njit(cache=True)
@@ -752,9 +786,9 @@ def _reads_a_in_place(cols, row_step, col_step, itemsize):
 
 
 @njit(parallel=True, cache=True)
-def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, tiles_n, bias):
-    """out[n] = alpha * A[n] @ B[n] + beta * out[n] (+ bias[j] on column j), blocked and packed; out not read when
-    beta == 0; bias: (N,) C-contiguous, or empty for none.
+def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, tiles_n, bias, act):
+    """out[n] = act(alpha * A[n] @ B[n] + beta * out[n] (+ bias[j] on column j)), blocked and packed; out not read
+    when beta == 0; bias: (N,) C-contiguous, or empty for none; act: ACT_NONE, ACT_RELU or ACT_GELU.
 
     out: (BATCH, M, N) C-contiguous; a, b: flat buffers holding A (BATCH, M, K) and B (BATCH, K, N) at element
     strides ``a_strides`` / ``b_strides`` (batch, row, column; batch stride 0 broadcasts). One prange iteration is
@@ -796,11 +830,11 @@ def _matmul_kernel(out, a, a_strides, b, b_strides, K, alpha, beta, tiles_m, til
                     b_at = n * b_strides[0] + pc * b_strides[1] + jc * b_strides[2]
                     if direct:
                         _block_kernel(ap, a, a_at, lda, b, b_at, b_strides[1], NR, c, ic, jc, mc, nc, kc, alpha,
-                                      beta, pc == 0, bias)
+                                      beta, pc == 0, bias, act if pc + kc >= K else ACT_NONE)
                     else:
                         _pack_b(bp, b, b_at, b_strides[1], b_strides[2], kc, nc)
                         _block_kernel(ap, a, a_at, lda, bp, 0, NR, kcb * NR, c, ic, jc, mc, nc, kc, alpha, beta,
-                                      pc == 0, bias)
+                                      pc == 0, bias, act if pc + kc >= K else ACT_NONE)
 
 
 @njit(parallel=True, cache=True)
@@ -940,7 +974,8 @@ def _matmul_entry(dt):
         flat = types.Array(f, 1, "C", readonly=True)
         st = types.UniTuple(types.int64, 3)
         fn = _MATMUL_ENTRIES[dt] = Compiled(_matmul_kernel, (types.Array(f, 3, "C"), flat, st, flat, st, types.int64,
-                                                             f, f, types.int64, types.int64, types.Array(f, 1, "C")))
+                                                             f, f, types.int64, types.int64, types.Array(f, 1, "C"),
+                                                             types.int64))
     return fn
 
 
@@ -982,7 +1017,8 @@ def matmul(out, a, b, alpha=1, beta=0, bias=None):
             small(out, af, a_st, bf, b_st, a.shape[2], out.dtype.type(alpha), out.dtype.type(beta), bias)
             return
         run_parallel(_matmul_entry(out.dtype), macs, out, af, a_st, bf, b_st, a.shape[2],
-                     out.dtype.type(alpha), out.dtype.type(beta), tiles_m, tiles_n, bias, below=SERIAL_MACS)
+                     out.dtype.type(alpha), out.dtype.type(beta), tiles_m, tiles_n, bias, ACT_NONE,
+                     below=SERIAL_MACS)
         return
     wide = np.asarray(out, dtype=np.int64) if beta else np.empty(out.shape, np.int64)
     _matmul_naive(wide, _batch_or_one(a).astype(np.int64), _batch_or_one(b).astype(np.int64), np.int64(alpha),
@@ -991,21 +1027,24 @@ def matmul(out, a, b, alpha=1, beta=0, bias=None):
 
 
 _UNITS = {}  # dtype -> (1, 0) of that dtype: matmul_plain's alpha and beta
+_ACTS = {None: ACT_NONE, "relu": ACT_RELU, "gelu": ACT_GELU}  # matmul_plain's act -> the kernel's
 
 
 @register("matmul_plain", "cpu")
-def matmul_plain(out, a, b, transposed=False, bias=None):
-    """out (1, M, N) = a @ b (+ bias): the fast paths' product of C-contiguous float operands of out's dtype, a
+def matmul_plain(out, a, b, transposed=False, bias=None, act=None):
+    """out (1, M, N) = act(a @ b (+ bias)): the fast paths' product of C-contiguous float operands of out's dtype, a
     (..., K) with its leading dims folded into M, b (K, N), or (N, K) read transposed when ``transposed`` (linear's
-    weight); bias (N,) C-contiguous or None. The same kernel, blocking and thread split as ``matmul`` on the same
-    operands; the strides come from the shapes instead of ``_flat``, and a serial product skips ``_tiles`` (us per
-    call through nbops.linear (8, 64) -> 64: 10.2 -> 6.1; matmul 8 x 8: 8.5 -> 4.8). The compiled entry's
-    read-only array types are a typing matter: it takes the writeable 1-D views as they are. It picks the serial or
-    parallel entry itself, as ``run_parallel`` would: passing the eleven arguments through that call measured
-    0.4-0.9 us more a call (matmul 8 x 8 4.9-5.0 -> 5.4-5.8)."""
+    weight); bias (N,) C-contiguous or None; act: None, "relu" or "gelu", the epilogue's activation
+    (``_activate_rows``; a product small enough for ``_matmul_small`` takes it as a pass over out). The same kernel, blocking and thread split as
+    ``matmul`` on the same operands; the strides come from the shapes instead of ``_flat``, and a serial product
+    skips ``_tiles`` (us per call through nbops.linear (8, 64) -> 64: 10.2 -> 6.1; matmul 8 x 8: 8.5 -> 4.8). The
+    compiled entry's read-only array types are a typing matter: it takes the writeable 1-D views as they are. It
+    picks the serial or parallel entry itself, as ``run_parallel`` would: passing the eleven arguments through that
+    call measured 0.4-0.9 us more a call (matmul 8 x 8 4.9-5.0 -> 5.4-5.8)."""
     M, N = out.shape[1], out.shape[2]
     K = a.shape[-1]
     macs = M * N * K
+    act = _ACTS[act]
     units = _UNITS.get(out.dtype)
     if units is None:
         units = _UNITS[out.dtype] = (out.dtype.type(1), out.dtype.type(0))
@@ -1015,12 +1054,15 @@ def matmul_plain(out, a, b, transposed=False, bias=None):
     small = _small_entry(out.dtype, K, N, macs)
     if small is not None:
         small(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, bias)
+        if act != ACT_NONE:
+            _activate_rows(out[0], 0, 0, M, N, act)
         return
     if macs < SERIAL_MACS:
-        entries.serial()(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, 1, 1, bias)
+        entries.serial()(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, 1, 1, bias, act)
         return
     tiles_m, tiles_n = _tiles(1, M, N, ROW_BYTES // out.itemsize, thread_count(), (K, 1))
-    entries.parallel()(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, tiles_m, tiles_n, bias)
+    entries.parallel()(out, a.reshape(-1), (0, K, 1), b.reshape(-1), b_st, K, *units, tiles_m, tiles_n, bias,
+                       act)
 
 
 _NO_BIAS = (np.empty(0, np.float32), np.empty(0, np.float64))

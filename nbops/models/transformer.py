@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 import nbops as F  # nbops' top level mirrors torch.nn.functional
-from nbops.ops.linear import _attention
+from nbops.ops.linear import _attention, _linear_act
 
 from .. import nn
 from ..nn import _tensors, init
@@ -188,6 +188,9 @@ def _activation(activation):
     return activation
 
 
+_FUSED_ACTIVATIONS = {F.relu: "relu", F.gelu: "gelu"}  # activations linear1 can apply itself (``_linear_act``)
+
+
 class TransformerEncoderLayer(nn.Module):
     """Self-attention and a feed-forward block, each with dropout, a residual connection and layer norm.
     Mirrors :class:`torch.nn.TransformerEncoderLayer`.
@@ -234,8 +237,13 @@ class TransformerEncoderLayer(nn.Module):
         return self.dropout1(x)
 
     def _ff_block(self, x):
-        x = self.linear2(self.dropout(self.activation(self.linear1(x))))
-        return self.dropout2(x)
+        act = _FUSED_ACTIVATIONS.get(self.activation)
+        if act is not None and type(self.linear1) is nn.Linear and not (
+                self.linear1._forward_pre_hooks or self.linear1._forward_hooks):
+            h = _linear_act(x, self.linear1.weight, self.linear1.bias, act)  # on the CPU, in linear1's epilogue
+        else:
+            h = self.activation(self.linear1(x))
+        return self.dropout2(self.linear2(self.dropout(h)))
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         x = src

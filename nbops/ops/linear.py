@@ -136,14 +136,15 @@ def _product(call, op, a, b, batch, shape, dtype, alpha=1, beta=0, init=None, ou
 declare("linear", "matmul_plain")  # the CPU fast paths' launcher (no CUDA counterpart: NumPy arrays only)
 
 
-def _fast(op, a, b, transposed=False, bias=None):
+def _fast(op, a, b, transposed=False, bias=None, act=None):
     """The common CPU call without the general path: C-contiguous float32/float64 NumPy arrays of one dtype, ``a``
     ``(..., K)`` times ``b`` ``(K, N)`` (``(N, K)`` read transposed when ``transposed``: linear's weight), ``bias``
     None or ``(N,)``, no size zero. Such a call cannot fail a check and is one taller product, ``a``'s leading
     dims folded into M, as the general path folds it too: the ``matmul_plain`` launcher runs the general path's
     kernel entry on the same operands, strides and thread split (the tests compare the two bit for bit); the
-    general path's argument objects, views and shape logic cost 8-10 us of a 19 us 8 x 8 matmul. Returns the
-    result, or None for any other call, which then takes the general path."""
+    general path's argument objects, views and shape logic cost 8-10 us of a 19 us 8 x 8 matmul. ``act`` (None,
+    "relu", "gelu"): an activation the kernel applies to the result (``_linear_act``). Returns the result, or
+    None for any other call, which then takes the general path."""
     if not (plain_float_array(a) and plain_float_array(b) and a.dtype is b.dtype and a.ndim and b.ndim == 2):
         return None
     if bias is not None and not (plain_float_array(bias) and bias.dtype is a.dtype and bias.ndim == 1):
@@ -152,7 +153,7 @@ def _fast(op, a, b, transposed=False, bias=None):
     if a.shape[-1] != K or (bias is not None and bias.shape[0] != N) or not (a.size and N):
         return None
     out = _hostpool.empty((1, a.size // K, N), a.dtype)
-    launch_cpu(op, "matmul_plain", out, a, b, transposed, bias)
+    launch_cpu(op, "matmul_plain", out, a, b, transposed, bias, act)
     return out.reshape(a.shape[:-1] + (N,))
 
 
@@ -366,6 +367,19 @@ def linear(input, weight, bias=None):
     if dtype.kind == "f" and len(ws) == 2 and _sh(call["bias"]) == (ws[0],):
         return _product(call, "linear", a, b, batch, shape, dtype, bias=call["bias"])  # added in the epilogue
     return _product(call, "linear", a, b, batch, shape, dtype, beta=1, init=call["bias"])
+
+
+def _linear_act(input, weight, bias, act):
+    """``act(linear(input, weight, bias))`` for ``act`` "relu" or "gelu" (erf): internal, the first layer and
+    activation of a transformer's feed-forward block. For the fast path's operands (C-contiguous NumPy floats) the
+    CPU GEMM applies the activation in its epilogue, to each strip of the output while it is still in L1
+    (``nbops/cpu/linear.py``, ``_activate_rows``), instead of a pass over the (tokens, dim_feedforward) result;
+    the values are linear's then the activation's, bit for bit. Anything else runs the two ops."""
+    res = _fast("linear", input, weight, transposed=True, bias=bias, act=act)
+    if res is not None:
+        return res
+    from .activation import gelu, relu
+    return (relu if act == "relu" else gelu)(linear(input, weight, bias))
 
 
 def _addmm_like(op, input, first, second, beta, alpha, out, ndim, names):
