@@ -1034,13 +1034,13 @@ _ACTS = {None: ACT_NONE, "relu": ACT_RELU, "gelu": ACT_GELU}  # matmul_plain's a
 def matmul_plain(out, a, b, transposed=False, bias=None, act=None):
     """out (1, M, N) = act(a @ b (+ bias)): the fast paths' product of C-contiguous float operands of out's dtype, a
     (..., K) with its leading dims folded into M, b (K, N), or (N, K) read transposed when ``transposed`` (linear's
-    weight); bias (N,) C-contiguous or None; act: None, "relu" or "gelu", the epilogue's activation
-    (``_activate_rows``; a product small enough for ``_matmul_small`` takes it as a pass over out). The same kernel, blocking and thread split as
-    ``matmul`` on the same operands; the strides come from the shapes instead of ``_flat``, and a serial product
-    skips ``_tiles`` (us per call through nbops.linear (8, 64) -> 64: 10.2 -> 6.1; matmul 8 x 8: 8.5 -> 4.8). The
-    compiled entry's read-only array types are a typing matter: it takes the writeable 1-D views as they are. It
-    picks the serial or parallel entry itself, as ``run_parallel`` would: passing the eleven arguments through that
-    call measured 0.4-0.9 us more a call (matmul 8 x 8 4.9-5.0 -> 5.4-5.8)."""
+    weight); bias (N,) C-contiguous or None; act: None, "relu" or "gelu", the epilogue's activation (``_activate_rows``;
+    a product small enough for ``_matmul_small`` takes it as a pass over out). The same kernel, blocking and thread
+    split as ``matmul`` on the same operands; the strides come from the shapes instead of ``_flat``, and a serial
+    product skips ``_tiles`` (us per call through nbops.linear (8, 64) -> 64: 10.2 -> 6.1; matmul 8 x 8: 8.5 -> 4.8).
+    The compiled entry's read-only array types are a typing matter: it takes the writeable 1-D views as they are. It
+    picks the serial or parallel entry itself, as ``run_parallel`` would: passing the eleven arguments through that call
+    measured 0.4-0.9 us more a call (matmul 8 x 8 4.9-5.0 -> 5.4-5.8)."""
     M, N = out.shape[1], out.shape[2]
     K = a.shape[-1]
     macs = M * N * K
