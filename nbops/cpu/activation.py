@@ -90,13 +90,11 @@ def _times_pow2(typingctx, p, n):
     return p(p, n), codegen
 
 
-@njit(fastmath={"contract"}, error_model="numpy")
-def _exp32(x):
-    """exp(x) for float32 within about 1 ulp (Cody-Waite reduction, Cephes' degree-6 polynomial); branch-free so
-    that loops calling it vectorise. Overflows to inf, underflows through the subnormals to 0, NaN stays NaN."""
+@njit(inline="always", fastmath={"contract"}, error_model="numpy")
+def _exp32_reduced(xc, n):
+    """exp(xc - n * ln(2)) for float32, |xc - n * ln(2)| <= ln(2) / 2: the reduction (ln(2) in two parts, Cody-Waite)
+    and Cephes' degree-6 polynomial that ``_exp32`` and ``_exp_shifted32`` share, before their scaling by 2 ** n."""
     f = np.float32
-    xc = min(max(x, f(-104.0)), f(89.0))  # vmaxps / vminps; what a NaN becomes here is discarded at the end
-    n = np.rint(xc * f(1.44269504088896341))
     r = xc - n * f(0.693359375)
     r = r + n * f(2.12194440e-4)
     p = f(1.9875691500e-4)
@@ -106,7 +104,17 @@ def _exp32(x):
     p = p * r + f(1.6666665459e-1)
     p = p * r + f(5.0000001201e-1)
     p = p * r * r + r + f(1.0)
-    y = _times_pow2(p, n)
+    return p
+
+
+@njit(fastmath={"contract"}, error_model="numpy")
+def _exp32(x):
+    """exp(x) for float32 within about 1 ulp (Cody-Waite reduction, Cephes' degree-6 polynomial); branch-free so
+    that loops calling it vectorise. Overflows to inf, underflows through the subnormals to 0, NaN stays NaN."""
+    f = np.float32
+    xc = min(max(x, f(-104.0)), f(89.0))  # vmaxps / vminps; what a NaN becomes here is discarded at the end
+    n = np.rint(xc * f(1.44269504088896341))
+    y = _times_pow2(_exp32_reduced(xc, n), n)
     return y if x == x else x
 
 
@@ -144,16 +152,7 @@ def _exp_shifted32(x):
     xc = max(x, f(-88.0))  # n >= -127; vmaxps keeps a NaN x
     t = xc * f(1.44269504088896341) + f(ROUNDER)
     n = t - f(ROUNDER)
-    r = xc - n * f(0.693359375)
-    r = r + n * f(2.12194440e-4)
-    p = f(1.9875691500e-4)
-    p = p * r + f(1.3981999507e-3)
-    p = p * r + f(8.3334519073e-3)
-    p = p * r + f(4.1665795894e-2)
-    p = p * r + f(1.6666665459e-1)
-    p = p * r + f(5.0000001201e-1)
-    p = p * r * r + r + f(1.0)
-    return _times_pow2_rounded(p, t)
+    return _times_pow2_rounded(_exp32_reduced(xc, n), t)
 
 
 @njit(fastmath={"contract"}, error_model="numpy")
