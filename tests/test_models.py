@@ -143,6 +143,25 @@ def _randomise(module, seed):
     return module
 
 
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_encoder_ffn_applies_its_activation_in_linear1(activation, monkeypatch):
+    """relu and gelu run in linear1's epilogue (``_linear_act``), with the same bits as linear1 and then the
+    activation (which a forward hook on linear1 restores, since the hook must see linear1's own output)."""
+    import nbops.models.transformer as transformer
+
+    calls = []
+    fused = transformer._linear_act
+    monkeypatch.setattr(transformer, "_linear_act", lambda *a: calls.append(a[-1]) or fused(*a))
+    n = TransformerEncoderLayer(D_MODEL, NHEAD, FF, dropout=0.0, activation=activation, batch_first=True).eval()
+    x = make((3, 40, D_MODEL), np.float32, seed=6)
+    out = n(x)
+    assert calls == [activation]
+    seen = []
+    n.linear1.register_forward_hook(lambda m, args, y: seen.append(y.shape))
+    np.testing.assert_array_equal(n(x), out)
+    assert calls == [activation] and seen == [(3, 40, FF)]
+
+
 @pytest.mark.parametrize("batch_first,norm_first,activation,bias", [
     (True, False, "gelu", True), (False, True, "relu", True),
     (True, False, "relu", False)])  # post-norm residuals (one deep_norm pass each) without norm biases

@@ -188,7 +188,7 @@ def _activation(activation):
     return activation
 
 
-_FUSED_ACTIVATIONS = {F.relu: "relu", F.gelu: "gelu"}  # activations linear1 can apply itself (``_linear_act``)
+_FUSED_ACTIVATIONS = ((F.relu, "relu"), (F.gelu, "gelu"))  # activations linear1 can apply (``_linear_act``)
 
 
 class TransformerEncoderLayer(nn.Module):
@@ -237,7 +237,7 @@ class TransformerEncoderLayer(nn.Module):
         return self.dropout1(x)
 
     def _ff_block(self, x):
-        act = _FUSED_ACTIVATIONS.get(self.activation)
+        act = next((name for f, name in _FUSED_ACTIVATIONS if self.activation is f), None)  # any callable: no hash
         if act is not None and type(self.linear1) is nn.Linear and not (
                 self.linear1._forward_pre_hooks or self.linear1._forward_hooks):
             h = _linear_act(x, self.linear1.weight, self.linear1.bias, act)  # on the CPU, in linear1's epilogue
