@@ -68,6 +68,13 @@ CONV_T2D = [
     ((1, 3, 4, 5), (3, 2, 3, 3), False, dict(stride=(2, 1), padding=(1, 0), output_padding=(1, 0)), False),  # no buffer
     ((2, 2, 1, 1), (2, 3, 1, 1), True, dict(stride=3, output_padding=2), True),  # OW < SW: phases without taps
     ((1, 2, 3, 4), (2, 3, 3, 5), True, dict(dilation=(1, 20), padding=(0, 3)), False),  # reads 80 zeros past a plane
+    # cpu: column stride 2 with one group, both column phases of a row phase in one kernel, stored interleaved:
+    # row stride 3 and uneven phase widths; dilation 2 (the odd columns' phase has no taps, bias only); one input
+    # row of a few pixels (partial tiles only); several chunks, OC over the 12-row panels, odd OW and no bias
+    ((2, 3, 6, 5), (3, 4, 3, 3), True, dict(stride=(3, 2), padding=1, output_padding=(2, 1)), False),
+    ((1, 4, 5, 6), (4, 3, 3, 3), True, dict(stride=2, dilation=2, padding=1), False),
+    ((2, 5, 1, 4), (5, 3, 1, 3), True, dict(stride=(1, 2)), False),
+    ((1, 8, 20, 32), (8, 40, 3, 3), False, dict(stride=2, padding=1), False),
 ]
 
 CONV_T1D = [
@@ -158,6 +165,24 @@ def test_conv2d_torch_tensors():
     out = nbops.conv2d(x, w, padding=1)
     assert isinstance(out, torch.Tensor)
     assert_same(out, F.conv2d(x, w, padding=1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cpu_transposed_column_phases_run_in_pairs(dtype, monkeypatch):
+    """With column stride 2 and one group, each row phase's two column phases run as one
+    ``_conv_gemm_pair_kernel`` launch that stores them interleaved (no phase buffer, no ``_interleave_kernel``);
+    grouped layers keep the buffer and the interleave. Values against torch."""
+    from nbops.cpu import conv as C
+
+    launched = []
+    run = C.run_parallel
+    monkeypatch.setattr(C, "run_parallel", lambda k, *a, **kw: launched.append(k) or run(k, *a, **kw))
+    x, w, b = make((2, 6, 9, 11), dtype, 30), make((6, 4, 3, 3), dtype, 31), make((4,), dtype, 32)
+    check(nbops.conv_transpose2d, F.conv_transpose2d, "cpu", x, w, b, stride=(3, 2), padding=1, output_padding=1)
+    assert launched.count(C._conv_gemm_pair_kernel) == 3 and C._interleave_kernel not in launched
+    launched.clear()
+    check(nbops.conv_transpose2d, F.conv_transpose2d, "cpu", x, make((6, 2, 3, 3), dtype, 33), stride=2, groups=3)
+    assert C._conv_gemm_pair_kernel not in launched and C._interleave_kernel in launched
 
 
 @pytest.mark.parametrize("target", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])

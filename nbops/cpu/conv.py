@@ -18,10 +18,11 @@ but for unstrided channel reductions over large planes, which run the tile kerne
 
 conv_transpose2d is the same gather: for each output phase ``(oh + PH) % SH, (ow + PW) % SW`` the taps that reach it
 form a stride-1 correlation with a sub-kernel over the zero-padded input, computed with its own tap table. With
-SW == 1 a phase writes its rows straight into the output (row stride SH); with a column stride SW > 1 it writes them
-into a phase buffer, and ``_interleave_kernel`` merges the SW column phases into the output rows. No zero-dilated
-input is ever built. A stride-2 transposed convolution whose phases read a 3x3 window of the input (4x4 padding 1,
-a decoder's upsampling) is instead one 3x3 convolution to 4 * OC channels, one per phase, by Winograd
+SW == 1 a phase writes its rows straight into the output (row stride SH); with SW == 2 and one group the two column
+phases of a row phase run as one kernel that stores them interleaved (``_conv_gemm_pair_kernel``); otherwise the
+phases write into a phase buffer, and ``_interleave_kernel`` merges the SW column phases into the output rows. No
+zero-dilated input is ever built. A stride-2 transposed convolution whose phases read a 3x3 window of the input (4x4
+padding 1, a decoder's upsampling) is instead one 3x3 convolution to 4 * OC channels, one per phase, by Winograd
 (``_phases_winograd``).
 
 3x3 stride-1 layers with enough channels and tiles take Winograd F(4x4, 3x3) (``winograd.py``). Depthwise
@@ -219,6 +220,39 @@ def _taps_rows_tile(wp, w_at, T, xn, gp, TAPS, tmp, i0, j0, rows):
         _taps_tile_into(MR, wp, w_at, MR, 1, T, xn, gp, TAPS, tmp, i0, j0, rows, False)
 
 
+@njit(inline="always")
+def _chunk_tiles(tmp, r0, xn, wp, w_at, TAPS, gp0, t_lo, t_hi, base, NPIX, OCG, IN_PLACE, bp):
+    """The NR-pixel tiles t_lo <= t < t_hi of one chunk, every output channel of a group: tmp[r0 + c, p - base] =
+    the group's channel c at flat pixel p (weights: the OCG channels' MR-row panels from wp[w_at:]; B: the tap
+    rows ``xn[gp0 + TAPS[k] + p]``, read in place where ``IN_PLACE``, else copied into the (T * NR,) panel ``bp``
+    first). A last partial tile is shifted back to end at pixel NPIX - 1, its first pixels recomputed."""
+    T = TAPS.shape[0]
+    NR = _row_width(xn)
+    NS = (OCG + MR - 1) // MR
+    zero = xn.dtype.type(0)
+    for t in range(t_lo, t_hi):
+        p0 = min(t * NR, NPIX - NR) if NPIX >= NR else 0
+        valid = min(NR, NPIX - p0)
+        gp = gp0 + p0
+        q = p0 - base
+        if valid == NR and IN_PLACE:
+            for sp in range(NS):
+                _taps_rows_tile(wp, w_at + sp * T * MR, T, xn, gp, TAPS, tmp, r0 + sp * MR, q, min(MR, OCG - sp * MR))
+            continue
+        if valid == NR:
+            for k in range(T):
+                _copy_row(bp, k * NR, xn, TAPS[k] + gp)
+        else:
+            for k in range(T):
+                s = TAPS[k] + gp
+                d = k * NR
+                for j in range(NR):
+                    bp[d + j] = xn[s + j] if j < valid else zero
+        for sp in range(NS):
+            _rows_tile(wp, w_at + sp * T * MR, MR, 1, T, bp, 0, NR, tmp, r0 + sp * MR, q, min(MR, OCG - sp * MR),
+                       False)
+
+
 @njit(parallel=True, cache=True)
 def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH, NCH, IN_PLACE):
     """The direct convolution as a GEMM per pixel tile, on the linear family's vector-IR micro-kernel.
@@ -260,7 +294,6 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
     NPIX = (NA - 1) * WQ + NB
     NT = (NPIX + NR - 1) // NR
     per = (NT + NCH - 1) // NCH
-    zero = xs.dtype.type(0)
     for it in prange(N * G * NCH):
         ch = it % NCH
         r = it // NCH
@@ -275,34 +308,84 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
         TW = per * NR + NR
         tmp = np.empty((NS * MR, TW), xs.dtype)
         base = min(t_lo * NR, NPIX - NR) if NPIX >= NR else 0
-        for t in range(t_lo, t_hi):
-            p0 = min(t * NR, NPIX - NR) if NPIX >= NR else 0
-            valid = min(NR, NPIX - p0)
-            gp = g * GSTRIDE + p0
-            q = p0 - base
-            if valid == NR and IN_PLACE:
-                for sp in range(NS):
-                    _taps_rows_tile(wp, (g * NS + sp) * T * MR, T, xn, gp, TAPS, tmp, sp * MR, q,
-                                    min(MR, OCG - sp * MR))
-                continue
-            if valid == NR:
-                for k in range(T):
-                    _copy_row(bp, k * NR, xn, TAPS[k] + gp)
-            else:
-                for k in range(T):
-                    s = TAPS[k] + gp
-                    d = k * NR
-                    for j in range(NR):
-                        bp[d + j] = xn[s + j] if j < valid else zero
-            for sp in range(NS):
-                _rows_tile(wp, (g * NS + sp) * T * MR, MR, 1, T, bp, 0, NR, tmp, sp * MR, q, min(MR, OCG - sp * MR),
-                           False)
+        _chunk_tiles(tmp, 0, xn, wp, g * NS * T * MR, TAPS, g * GSTRIDE, t_lo, t_hi, base, NPIX, OCG, IN_PLACE, bp)
         start = t_lo * NR
         stop = min(t_hi * NR, NPIX)
         for o in range(OCG):
             c = g * OCG + o
             _store_tile(out, (n * OC + c) * OHW, OW, tmp, o * TW + start - base, stop - start, bias[c], start, NPIX,
                         WQ, NB, OH0, OSH)
+
+
+@njit(inline="always")
+def _store_pair(o, o0, OW, acc, e0, d1, n, bv, p0, NPIX, WQ, NB0, NB1, OH0, OSH):
+    """``_store_tile`` for the two column phases of a transposed convolution with column stride 2, computed
+    together: flat pixel p (row width WQ) of the even phase (NB0 columns, ``acc[e0 + p - p0]``) goes to column 2b
+    of output row OH0 + a * OSH, the odd phase's (NB1 = NB0 or NB0 - 1 columns, ``d1`` elements further in acc) to
+    column 2b + 1: one loop over the pairs of each row segment, which LLVM turns into interleaving vector stores,
+    where storing each phase with a column stride is a scalar store a pixel."""
+    pend = min(p0 + n, NPIX)
+    a = p0 // WQ
+    b = p0 - a * WQ
+    p = p0
+    while p < pend:
+        seg = min(WQ - b, pend - p)
+        m = min(seg, NB1 - b)
+        row = flat_view(o, o0 + (OH0 + a * OSH) * OW, OW)
+        if m > 0:
+            ev = flat_view(acc, e0 + p - p0, m)
+            od = flat_view(acc, e0 + d1 + p - p0, m)
+            for q in range(m):
+                row[2 * (b + q)] = ev[q] + bv
+                row[2 * (b + q) + 1] = od[q] + bv
+        if NB0 > NB1 and b <= NB1 < b + seg:  # the even phase's last column, which has no odd partner
+            last = flat_view(acc, e0 + p - p0 + NB1 - b, 1)
+            row[2 * NB1] = last[0] + bv
+        p += seg
+        a += 1
+        b = 0
+
+
+@njit(parallel=True, cache=True)
+def _conv_gemm_pair_kernel(out, xs, wp0, TAPS0, wp1, TAPS1, bias, WQ, NA, NB0, NB1, OH0, OSH, NCH, IN0, IN1):
+    """``_conv_gemm_kernel`` for the two column phases of one row phase of a transposed convolution with column
+    stride 2 and one group, run together so that their outputs are stored interleaved (``_store_pair``) rather
+    than into a phase buffer that ``_interleave_kernel`` then merges (a read and a write of the output's size).
+
+    The even phase (output columns 2b, NB0 of them; weights wp0, tap table TAPS0, B read in place where IN0) and the
+    odd one (columns 2b + 1, NB1 = NB0 or NB0 - 1; wp1, TAPS1, IN1) share the pixel grid (NA x NB0 flat pixels of
+    row width WQ; the odd phase's extra column is computed and dropped) and the packed planes. One prange
+    iteration takes one (n, pixel chunk): the chunk's tiles of both phases into one buffer, the even phase's
+    channels in its first rows, then the stores. 2 threads, same process, N8, float32, ms, a launch per phase
+    and the interleave / pairs: 3x3 s2 op1 C128->64 28^2 4.95 / 4.38 (the interleave was 0.37 of it), C64->32 56^2
+    6.58 / 5.35, 3x3 s2 C128->64 27^2 (odd output width) 4.45 / 3.95; same values bit for bit."""
+    N = xs.shape[0]
+    OC, OW = out.shape[1], out.shape[3]
+    OHW = out.shape[2] * OW
+    NR = _row_width(xs)
+    NS = (OC + MR - 1) // MR
+    NPIX = (NA - 1) * WQ + NB0
+    NT = (NPIX + NR - 1) // NR
+    per = (NT + NCH - 1) // NCH
+    for it in prange(N * NCH):
+        ch = it % NCH
+        n = it // NCH
+        t_lo = ch * per
+        t_hi = min(NT, (ch + 1) * per)
+        if t_hi <= t_lo:
+            continue
+        xn = xs[n]
+        bp = np.empty(max(TAPS0.shape[0], TAPS1.shape[0]) * NR, xs.dtype)
+        TW = per * NR + NR
+        tmp = np.empty((2 * NS * MR, TW), xs.dtype)
+        base = min(t_lo * NR, NPIX - NR) if NPIX >= NR else 0
+        _chunk_tiles(tmp, 0, xn, wp0, 0, TAPS0, 0, t_lo, t_hi, base, NPIX, OC, IN0, bp)
+        _chunk_tiles(tmp, NS * MR, xn, wp1, 0, TAPS1, 0, t_lo, t_hi, base, NPIX, OC, IN1, bp)
+        start = t_lo * NR
+        stop = min(t_hi * NR, NPIX)
+        for c in range(OC):
+            _store_pair(out, (n * OC + c) * OHW, OW, tmp, c * TW + start - base, NS * MR * TW, stop - start, bias[c],
+                        start, NPIX, WQ, NB0, NB1, OH0, OSH)
 
 
 @njit(inline="always")
@@ -713,6 +796,24 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
                  groups, ICG * P * L, WQ, OH, OW, 0, 1, nch, KH * KW >= 2, below=SERIAL_MACS)
 
 
+def _column_pairs(plan):
+    """The phases of a ``_phase_plan`` with column stride 2 as (even, odd) pairs of one row phase each, for
+    ``_conv_gemm_pair_kernel``: every row phase must have both column phases, output columns 0, 2, ... and 1, 3, ...,
+    the odd one no wider than the even one and at most one column narrower. None otherwise."""
+    rows = {}
+    for entry in plan:
+        rows.setdefault(entry[2], {})[entry[3]] = entry
+    pairs = []
+    for phases in rows.values():
+        if sorted(phases) != [0, 1]:
+            return None
+        even, odd = phases[0], phases[1]
+        if even[0] != odd[0] or not 0 <= even[1] - odd[1] <= 1:
+            return None
+        pairs.append((even, odd))
+    return pairs
+
+
 @functools.lru_cache(maxsize=256)
 def _phase_plan(KH, KW, SH, SW, DH, DW, PH, PW, OH, OW, WQ, CH, CW, ICG, L):
     """The output stride phases of ``_transposed`` that have outputs, per geometry: for phase (rh, rw), its output
@@ -813,11 +914,13 @@ def conv_transpose2d(out, x, w, b, stride, padding, dilation, groups):
 def _transposed(out, x, w, bias, stride, padding, dilation, groups):
     """The transposed convolution by its output stride phases; arguments as the launcher's, bias an (OC,) array.
 
-    Each output stride phase runs the tile kernel once. With a column stride SW > 1 the phases write contiguous
-    row segments into a (SW, N, OC, OH, ceil(OW / SW)) buffer, column phase j at column ow // SW of its rows, and
-    ``_interleave_kernel`` merges them into ``out``: a phase written straight into ``out`` with a column stride
-    costs one scalar store per pixel, which made a 4x4 stride-2 C128->64 28x28 layer 3-27 % (median about 12 %)
-    slower than the buffer and the interleave. Row strides need no buffer (each phase row is one contiguous segment)."""
+    Each output stride phase runs the tile kernel once; with SW == 2 and one group, each row phase's two column
+    phases run as one pair kernel that writes the output interleaved (``_column_pairs``). Otherwise, with a column
+    stride SW > 1, the phases write contiguous row segments into a (SW, N, OC, OH, ceil(OW / SW)) buffer, column
+    phase j at column ow // SW of its rows, and ``_interleave_kernel`` merges them into ``out``: a phase written
+    straight into ``out`` with a column stride costs one scalar store per pixel, which made a 4x4 stride-2
+    C128->64 28x28 layer 3-27 % (median about 12 %) slower than the buffer and the interleave. Row strides need no
+    buffer (each phase row is one contiguous segment)."""
     N, C, H, W = x.shape
     _, OCG, KH, KW = w.shape
     OC, OH, OW = out.shape[1], out.shape[2], out.shape[3]
@@ -831,15 +934,26 @@ def _transposed(out, x, w, bias, stride, padding, dilation, groups):
     L = HP * WQ + PB + CW
     NX = N * C * L
     NQ = -(-OW // SW)
-    # packed planes and (SW > 1) the phase buffer, one carve of the per-thread scratch
-    buf = _planes((NX + (SW * N * OC * OH * NQ if SW > 1 else 0),), x.dtype)
+    plan = _phase_plan(KH, KW, SH, SW, DH, DW, PH, PW, OH, OW, WQ, CH, CW, ICG, L)
+    pairs = _column_pairs(plan) if SW == 2 and groups == 1 else None
+    # packed planes and (SW > 1, unless the column phases run in pairs) the phase buffer, one carve of the
+    # per-thread scratch
+    buf = _planes((NX + (SW * N * OC * OH * NQ if SW > 1 and pairs is None else 0),), x.dtype)
     xs = buf[:NX].reshape(N, C, L)
     run_parallel(_pack_kernel, NX, xs, x, 1, 1, CH, CW, WQ)
     xs2 = xs.reshape(N, C * L)
-    ph = buf[NX:].reshape(SW, N, OC, OH, NQ) if SW > 1 else None
     # (G, ICg, OCg, KH, KW) -> (G*OCg, ICg, KH, KW): the weights of each output channel, as conv2d lays them out
     wt = w.reshape(groups, ICG, OCG, KH, KW).transpose(0, 2, 1, 3, 4).reshape(OC, ICG, KH, KW)
-    for na, nb, oh0, ow0, khs, kws, taps in _phase_plan(KH, KW, SH, SW, DH, DW, PH, PW, OH, OW, WQ, CH, CW, ICG, L):
+    if pairs is not None:
+        for (na, nb0, oh0, _, khs0, kws0, taps0), (_, nb1, _, _, khs1, kws1, taps1) in pairs:
+            sub0, sub1 = wt[:, :, khs0, kws0].reshape(OC, -1), wt[:, :, khs1, kws1].reshape(OC, -1)
+            nch = _chunks(N, 1, 2 * OC, na, nb0, WQ, x.itemsize)
+            run_parallel(_conv_gemm_pair_kernel, N * OC * na * (nb0 * sub0.shape[1] + nb1 * sub1.shape[1]), out, xs2,
+                         _panels(sub0, 1), taps0, _panels(sub1, 1), taps1, bias, WQ, na, nb0, nb1, oh0, SH, nch,
+                         khs0.size * kws0.size >= 2, khs1.size * kws1.size >= 2, below=SERIAL_MACS)
+        return
+    ph = buf[NX:].reshape(SW, N, OC, OH, NQ) if SW > 1 else None
+    for na, nb, oh0, ow0, khs, kws, taps in plan:
         sub = wt[:, :, khs, kws].reshape(OC, -1)  # the phase's taps, a fresh (OC, T) copy
         nch = _chunks(N, groups, OCG, na, nb, WQ, x.itemsize)
         dst = out if ph is None else ph[ow0]
