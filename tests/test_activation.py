@@ -581,24 +581,17 @@ def test_times_pow2_is_the_two_factor_product(dtype, lo, hi):
 
 
 def test_exp32_matches_its_float_form_bit_for_bit():
-    """``_exp32`` (its last step through ``_times_pow2``) against the same formula with 2 ** n from a float floor
-    and two float conversions, as it was written before: every 1021st float32 bit pattern (NaN, inf, subnormals and
-    both signs among them) and the edges of the clamp, bit for bit (all 2 ** 32 patterns matched when it changed)."""
+    """``_exp32`` (its clamps as max / min, its last step through ``_times_pow2``) against the same formula with
+    compare-and-select clamps and 2 ** n from a float floor and two float conversions, as it was written before:
+    every 1021st float32 bit pattern (NaN, inf, subnormals and both signs among them) and the edges of the clamp,
+    bit for bit (all 2 ** 32 patterns matched when it changed)."""
     @njit(fastmath={"contract"}, error_model="numpy")
     def float_form(x):
         f = np.float32
         xc = x if x > f(-104.0) else f(-104.0)
         xc = xc if xc < f(89.0) else f(89.0)
         n = np.rint(xc * f(1.44269504088896341))
-        r = xc - n * f(0.693359375)
-        r = r + n * f(2.12194440e-4)
-        p = f(1.9875691500e-4)
-        p = p * r + f(1.3981999507e-3)
-        p = p * r + f(8.3334519073e-3)
-        p = p * r + f(4.1665795894e-2)
-        p = p * r + f(1.6666665459e-1)
-        p = p * r + f(5.0000001201e-1)
-        p = p * r * r + r + f(1.0)
+        p = cpu_act._exp32_reduced(xc, n)  # the reduction and polynomial, unchanged, shared with _exp32
         h = np.floor(n * f(0.5))
         y = p * f(math.ldexp(1.0, int(h))) * f(math.ldexp(1.0, int(n - h)))
         return y if x == x else x
