@@ -501,17 +501,55 @@ def test_conv_tiles_in_place_and_copied_agree(monkeypatch, KH, stride):
     # same products in the same order, so their outputs are identical
     from nbops.cpu import conv as cpu_conv
 
-    kernel = cpu_conv._conv_gemm_kernel
+    kernels = {name: getattr(cpu_conv, name) for name in ("_conv_gemm_kernel", "_conv_image_kernel")}
     for dtype in DTYPES:
         x = make((2, 5, 23, 29), dtype, 53)
         w = make((14, 5, KH, KH), dtype, 54)
         outs = []
         for in_place in (True, False):
-            monkeypatch.setattr(cpu_conv, "_conv_gemm_kernel", lambda *args, f=in_place: kernel(*args[:-1], f))
+            for name, kernel in kernels.items():
+                monkeypatch.setattr(cpu_conv, name, lambda *args, k=kernel, f=in_place: k(*args[:-1], f))
             out = np.full((2, 14, (23 + 2 - KH) // stride + 1, (29 + 2 - KH) // stride + 1), np.nan, dtype)
             cpu_conv._direct(out, x, w, np.zeros(14, dtype), (stride, stride), (1, 1, 1, 1), (1, 1), 1)
             outs.append(out)
         assert np.array_equal(outs[0], outs[1]) and not np.isnan(outs[0]).any()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,threads", [(1, 1), (2, 2), (3, 2), (8, 2), (5, 1)])
+def test_conv_packed_by_image_or_in_one_launch_agree(monkeypatch, dtype, N, threads):
+    # a direct convolution over packed planes runs either _pack_kernel then _conv_gemm_kernel, or
+    # _conv_image_kernel (each image packed and computed by one prange iteration): the same tiles over the same
+    # planes, so the same values bit for bit, for every group, stride, padding and chunk split; and the rule picks
+    # the image kernel where the images share out evenly
+    from nbops.cpu import conv as cpu_conv
+
+    monkeypatch.setattr(cpu_conv, "thread_count", lambda: threads)
+    assert cpu_conv._by_image(N, cpu_conv.SERIAL_MACS) == (N % threads == 0 or N >= 4 * threads)
+    assert cpu_conv._by_image(N, 0)
+    rule = cpu_conv._by_image
+    for wshape, stride, padding, groups in [((14, 5, 3, 3), (2, 2), (1, 1, 1, 1), 1),
+                                            ((12, 3, 7, 7), (2, 2), (3, 3, 3, 3), 1),
+                                            ((6, 2, 3, 2), (1, 2), (0, 2, 1, 0), 3),
+                                            ((9, 5, 3, 3), (1, 1), (1, 1, 1, 1), 1)]:
+        x = make((N, 6 if groups == 3 else wshape[1], 23, 29), dtype, 55)
+        w = make(wshape, dtype, 56)
+        b = make((wshape[0],), dtype, 57)
+        oh = (23 + padding[0] + padding[1] - wshape[2]) // stride[0] + 1
+        ow = (29 + padding[2] + padding[3] - wshape[3]) // stride[1] + 1
+        outs = []
+        for by_image in (True, False):
+            monkeypatch.setattr(cpu_conv, "_by_image", lambda n, macs, f=by_image: f)
+            monkeypatch.setattr(cpu_conv, "_chunks", lambda *args: 3)  # several chunks an image, one of them short
+            out = np.full((N, wshape[0], oh, ow), np.nan, dtype)
+            cpu_conv._direct(out, x, w, b, stride, padding, (1, 1), groups)
+            outs.append(out)
+        monkeypatch.setattr(cpu_conv, "_by_image", rule)
+        assert np.array_equal(outs[0], outs[1]) and not np.isnan(outs[0]).any()
+        ref = torch.nn.functional.conv2d(torch.from_numpy(np.pad(x, ((0, 0), (0, 0), padding[:2], padding[2:]))),
+                                         torch.from_numpy(w), torch.from_numpy(b), stride, groups=groups).numpy()
+        np.testing.assert_allclose(outs[0], ref, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                                   atol=1e-4 if dtype == np.float32 else 1e-10)
 
 
 def _fast_rows_match(fast_fn, rows, defaults, channels, dtype):
