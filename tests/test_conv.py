@@ -552,6 +552,38 @@ def test_conv_packed_by_image_or_in_one_launch_agree(monkeypatch, dtype, N, thre
                                    atol=1e-4 if dtype == np.float32 else 1e-10)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("group_bytes", [1, 1 << 30])
+def test_conv_im2col_path(monkeypatch, dtype, group_bytes):
+    # direct convolutions with large weights run as im2col and the GEMM, the images in groups whose im2col matrix
+    # fits IM2COL_BYTES (one image a group, or all of them), the columns padded to whole NR panels; the values are
+    # torch's, and NaN / inf propagate as in the tile kernel
+    from nbops.cpu import conv as cpu_conv
+
+    monkeypatch.setattr(cpu_conv, "IM2COL_WEIGHT_BYTES", 0)
+    monkeypatch.setattr(cpu_conv, "IM2COL_BYTES", group_bytes)
+    calls = []
+    im2col = cpu_conv._im2col
+    monkeypatch.setattr(cpu_conv, "_im2col", lambda *args: calls.append(1) or im2col(*args))
+    for N, wshape, stride, padding, dilation in [(3, (13, 6, 3, 3), 2, 1, 1), (2, (7, 4, 5, 5), 1, 2, 1),
+                                                 (1, (5, 3, 3, 3), (1, 2), (0, 1), 2), (2, (4, 3, 1, 1), 2, 1, 1),
+                                                 (3, (6, 2, 3, 3), 1, 0, 1)]:
+        size = (4, 5) if wshape[1] == 2 else (17, 21)  # 2 x 3 output pixels an image: most of a panel is padding
+        x = make((N, wshape[1]) + size, dtype, 60)
+        w = make(wshape, dtype, 61)
+        b = make((wshape[0],), dtype, 62)
+        if N == 3:
+            x[1, 1, 2, 3] = np.nan
+            x[2, 0, 3, 3] = np.inf
+        got = nbops.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
+        ref = F.conv2d(*map(torch.from_numpy, (x, w, b)), stride=stride, padding=padding, dilation=dilation).numpy()
+        assert_same(got, ref, rtol=1e-4 if dtype == np.float32 else None, atol=1e-4 if dtype == np.float32 else None)
+    assert len(calls) == 5
+    monkeypatch.setattr(cpu_conv, "IM2COL_WEIGHT_BYTES", 1 << 40)  # and below the threshold, the tiles
+    nbops.conv2d(x, w, b, stride=2, padding=1)
+    assert len(calls) == 5
+
+
 def _fast_rows_match(fast_fn, rows, defaults, channels, dtype):
     """Run ``fast_fn`` (an ops/conv.py fast path) on every (public fn, nd, row) of ``rows``: it must take exactly the
     batched, non-empty rows without a padding string, and give there, bit for bit, what the general path gives (a

@@ -45,7 +45,8 @@ from numba import njit, prange
 from .. import _hostpool
 from .._dispatch import kernel, register
 from ._util import flat_view, run_parallel, stack_empty, thread_count, vector_bytes, wide_vectors
-from .linear import MR, ROW_BYTES, SERIAL_MACS, _copy_row, _pack_a, _row_width, _rows_tile, _taps_tile_into
+from .linear import MR, ROW_BYTES, SERIAL_MACS, _copy_row, _l2_bytes, _pack_a, _row_width, _rows_tile, \
+    _taps_tile_into
 from .winograd import E, LANES, SPLIT_DEPTH, SPLIT_PANELS, _filter_transform_kernel, _winograd_kernel, \
     _winograd_split_kernel
 
@@ -88,6 +89,13 @@ SMALL_PLANE = 256  # 1x1 convolutions with fewer output pixels than this run one
 # 1.5-2.0 / 1.6-2.1, C256->256 14^2 1.2 / 1.5.
 DIRECT_1X1_PIXELS = 128
 CHUNK_BYTES = 512 * 1024  # output bytes of one pixel chunk, buffered in L2 until the chunk is stored
+# Direct convolutions with weights of at least an L2 run as im2col and a GEMM (``_im2col``): the tile kernel reads
+# every weight once per 32-pixel tile, from L3 once they outgrow L2, where the GEMM keeps a packed block of them in
+# L1 across all the pixels of the images. 2 threads, float32, 3x3 stride 2, ms, tiles / im2col + GEMM (weights):
+# C256->512 14^2 N8 5.32 / 4.33 (4.7 MB), N2 1.55 / 1.37, C512->512 14^2 N8 10.9 / 8.4 (9.4 MB); below it, C128->256
+# 28^2 N8 4.02 / 3.99 (1.2 MB), C64->128 56^2 3.94 / 4.68 (0.3 MB), 7x7 C3->64 224^2 8.4 / 14.5.
+IM2COL_WEIGHT_BYTES = _l2_bytes()
+IM2COL_BYTES = 16 << 20  # the im2col matrix of one GEMM: the images are taken in groups that fit
 PARALLEL_PANEL_BYTES = 1 << 20  # weight panels from this size are interleaved on every thread
 # a Winograd item's V and M (36 x (C + OC) values per tile) stay in L2 between its steps; one thread, N8, by V + M
 # per item: C256 14^2 1.2 MB 10.0 ms, 2.4 MB 8.1, 4.7 MB 8.2; C128 28^2 0.6 MB 9.1, 1.8-2.4 MB 7.8; C64 56^2 0.3 MB
@@ -656,11 +664,12 @@ def _chunks(N, G, OCG, NA, NB, WQ, itemsize):
 _SCRATCH = threading.local()
 
 
-def _planes(shape, dtype):
+def _planes(shape, dtype, use="planes"):
     """An uninitialised array for packed planes, carved from a per-thread buffer kept between calls: a fresh
-    multi-MiB array costs page faults on every call, often more than the packing itself."""
+    multi-MiB array costs page faults on every call, often more than the packing itself. One buffer per ``use``:
+    arrays of different uses may be alive together."""
     size = math.prod(shape)
-    key = np.dtype(dtype).str
+    key = use + np.dtype(dtype).str
     buf = getattr(_SCRATCH, key, None)
     if buf is None or buf.size < size:
         buf = np.empty(size, dtype)
@@ -808,7 +817,8 @@ def conv2d(out, x, w, b, stride, padding, dilation, groups):
 
 def _direct(out, x, w, bias, stride, padding, dilation, groups):
     """The direct convolution: ``_conv_gemm_kernel`` over the input itself (stride 1, no padding) or over packed
-    stride-phase planes; arguments as the conv2d launcher's, bias an (OC,) array."""
+    stride-phase planes (``_conv_image_kernel`` where ``_by_image``), or, with weights of IM2COL_WEIGHT_BYTES or
+    more, im2col and the GEMM (``_im2col``); arguments as the conv2d launcher's, bias an (OC,) array."""
     N, C, H, W = x.shape
     OC, ICG, KH, KW = w.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -822,7 +832,7 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
         P = SH * SW
         WQ = -(-(W + PL + PR) // SW)
         L = -(-(H + PT + PB_) // SH) * WQ + PB
-        if _by_image(N, macs):
+        if _by_image(N, macs) and not _im2col_pays(OC, ICG * KH * KW, x.itemsize, groups):
             taps = _tap_table(ICG, P, L, KH, KW, SH, SW, DH, DW, WQ)
             nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
             run_parallel(_conv_image_kernel, macs, out, x, _panels(w.reshape(OC, -1), groups), bias, taps, groups,
@@ -832,9 +842,82 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
         run_parallel(_pack_kernel, macs, xs, x, SH, SW, PT, PL, WQ, below=SERIAL_MACS)
     L = xs.shape[2]
     taps = _tap_table(ICG, P, L, KH, KW, SH, SW, DH, DW, WQ)
+    if _im2col_pays(OC, ICG * KH * KW, x.itemsize, groups) and _im2col(out, xs.reshape(N, -1), w, bias, taps, WQ,
+                                                                         macs):
+        return
     nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
     run_parallel(_conv_gemm_kernel, macs, out, xs.reshape(N, -1), _panels(w.reshape(OC, -1), groups), bias, taps,
                  groups, ICG * P * L, WQ, OH, OW, 0, 1, nch, KH * KW >= 2, below=SERIAL_MACS)
+
+
+@njit(parallel=True, cache=True)
+def _im2col_kernel(cols, xs, n0, NI, TAPS, WQ, NA, NB):
+    """cols[k, (i * NA + a) * NB + b] = xs[n0 + i, TAPS[k] + a * WQ + b] for i < NI: the (T, NI * NA * NB) matrix
+    whose row k is tap k's value at each output pixel (a, b) of images n0 ... n0 + NI - 1 (planes xs: (N, planes),
+    row width WQ); cols' columns past those are zeroed. One prange iteration fills one row, a run of NB values at a
+    time."""
+    X = xs.shape[1]
+    S = cols.shape[1]
+    zero = xs.dtype.type(0)
+    for k in prange(TAPS.shape[0]):
+        for i in range(NI):
+            for a in range(NA):
+                src = flat_view(xs, (n0 + i) * X + TAPS[k] + a * WQ, NB)
+                dst = flat_view(cols, k * S + (i * NA + a) * NB, NB)
+                for b in range(NB):
+                    dst[b] = src[b]
+        pad = flat_view(cols, k * S + NI * NA * NB, S - NI * NA * NB)
+        for j in range(pad.shape[0]):
+            pad[j] = zero
+
+
+@njit(parallel=True, cache=True)
+def _columns_kernel(out, n0, NI, res, bias):
+    """out[n0 + i, c, p] = res[c, i * P + p] + bias[c] (P = OH * OW) for i < NI: a product over the pixels of NI
+    images back into (N, OC, OH, OW). One prange iteration per (image, channel)."""
+    OC = out.shape[1]
+    P = out.shape[2] * out.shape[3]
+    S = res.shape[1]
+    for it in prange(NI * OC):
+        i = it // OC
+        c = it - i * OC
+        src = flat_view(res, c * S + i * P, P)
+        dst = flat_view(out, ((n0 + i) * OC + c) * P, P)
+        bv = bias[c]
+        for p in range(P):
+            dst[p] = src[p] + bv
+
+
+def _im2col_pays(OC, T, itemsize, groups):
+    """Whether a direct convolution runs as im2col and the linear family's GEMM (``_im2col``): weights of at least
+    IM2COL_WEIGHT_BYTES, one group."""
+    return groups == 1 and OC * T * itemsize >= IM2COL_WEIGHT_BYTES
+
+
+def _im2col(out, xs, w, bias, taps, WQ, macs):
+    """The direct convolution over packed planes xs (N, planes) as GEMMs: for each group of images whose im2col
+    matrix (``_im2col_kernel``) fits in IM2COL_BYTES, res = w (OC, T) @ cols, then res's columns back into out with
+    the bias (``_columns_kernel``). Each GEMM's columns are whole NR-wide panels (zero columns past the images'),
+    so no tile takes the ragged edge path. False when the linear family is not available."""
+    try:
+        matmul = kernel("matmul", "cpu")
+    except (KeyError, ImportError, NotImplementedError):
+        return False
+    N, OC, OH, OW = out.shape
+    T = taps.shape[0]
+    P = OH * OW
+    NR = ROW_BYTES // xs.itemsize
+    step = max(1, min(N, IM2COL_BYTES // (T * P * xs.itemsize)))
+    wt = w.reshape(1, OC, T)
+    for n0 in range(0, N, step):
+        images = min(step, N - n0)
+        S = -(-images * P // NR) * NR
+        cols = _planes((T, S), xs.dtype, "cols")
+        run_parallel(_im2col_kernel, macs, cols, xs, n0, images, taps, WQ, OH, OW, below=SERIAL_MACS)
+        res = _planes((OC, S), xs.dtype, "res")
+        matmul(res[None], wt, cols[None])
+        run_parallel(_columns_kernel, macs, out, n0, images, res, bias, below=SERIAL_MACS)
+    return True
 
 
 def _by_image(N, macs):
