@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from numba import njit
 
 import nbops
-from helpers import DTYPES, TARGETS, check, gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
+from helpers import DTYPES, TARGETS, assert_same, check, gpu_ptx, make, make_int, outside_simulator, to_numpy, to_target
 from nbops.cpu import activation as cpu_act
 
 INF, NAN = math.inf, math.nan
@@ -101,6 +101,35 @@ def test_elementwise_spans_many_chunks(dtype):
         check(getattr(nbops, name), ref, "cpu", x)
     check(nbops.gelu, F.gelu, "cpu", x, approximate="tanh")
     check(nbops.exp, torch.exp, "cpu", x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_streaming_stores(monkeypatch, dtype):
+    """relu writes outputs of STREAM_BYTES or more that start on a vector boundary with non-temporal stores:
+    the same values bit for bit as plain stores (NaN, signed zeros, inf), for any length and any destination
+    offset (stream_copy's plain head and tail), in place too; nothing outside the output is touched."""
+    n = 2 * cpu_act.CHUNK + 3 * cpu_act.BLOCK + 11
+    x = make((n,), dtype, seed=41)
+    x[::97] = np.nan
+    x[1::101] = -0.0
+    x[2::103] = np.inf
+    x[3::107] = -np.inf
+    ref = np.empty_like(x)
+    cpu_act._relu_kernel(ref, x, False)
+    assert_same(ref, F.relu(torch.from_numpy(x)))
+    for shift in (0, 1, 3, 7, 16):
+        store = np.full(n + 40, 7, dtype)
+        cpu_act._relu_kernel(store[shift:shift + n], x, True)
+        assert np.array_equal(store[shift:shift + n].view(np.uint8), ref.view(np.uint8))
+        assert (store[:shift] == 7).all() and (store[shift + n:] == 7).all()
+    y = x.copy()
+    cpu_act._relu_kernel(y, y, True)
+    assert np.array_equal(y.view(np.uint8), ref.view(np.uint8))
+    monkeypatch.setattr(cpu_act, "STREAM_BYTES", x.nbytes)  # the launcher's rule, through the public op
+    out = nbops.relu(x)
+    assert cpu_act._streams(out.reshape(-1)) == (out.__array_interface__["data"][0] % 64 == 0)
+    assert np.array_equal(out.view(np.uint8), ref.view(np.uint8))
+    assert not cpu_act._streams(np.empty(n + 1, dtype)[1:]) and not cpu_act._streams(ref[:-1])
 
 
 @pytest.mark.parametrize("layout", ["transposed", "strided"])

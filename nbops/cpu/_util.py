@@ -5,6 +5,7 @@ import types as types_module
 
 import numba
 from llvmlite import binding as llvm
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils, ir_utils
 from numba.core.caching import NullCache
@@ -133,6 +134,68 @@ def copy_elements(typingctx, dst, d_at, src, s_at, n):
         return context.get_dummy_value()
 
     return types.none(dst, d_at, src, s_at, n), codegen
+
+
+@intrinsic
+def stream_copy(typingctx, dst, d_at, src, s_at, n):
+    """dst[d_at:d_at + n] = src[s_at:s_at + n] (C-contiguous arrays of one float dtype, ranges apart) with
+    non-temporal vector stores: the destination's whole aligned vectors are written around the caches, without the
+    read that a plain store to a line not in cache makes first (write-allocate); an unaligned head and tail take
+    plain stores. The caller runs ``stream_fence`` after its last stream copy and before its thread's work ends.
+    For outputs far larger than the caches, written once: the source is a block just computed in L1. In range:
+    the caller's to ensure."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.layout == src.layout == "C"
+            and dst.dtype == src.dtype and isinstance(dst.dtype, types.Float)
+            and all(isinstance(v, types.Integer) for v in (d_at, s_at, n))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        itemsize = context.get_abi_sizeof(context.get_data_type(dst.dtype))
+        vbytes = vector_bytes()
+        lanes = vbytes // itemsize
+        vty = ir.VectorType(context.get_data_type(dst.dtype), lanes)
+        d = make_array(sig.args[0])(context, builder, args[0])
+        s = make_array(sig.args[2])(context, builder, args[2])
+        at_d, at_s, count = (context.cast(builder, v, t, types.intp) for v, t in
+                             ((args[1], sig.args[1]), (args[3], sig.args[3]), (args[4], sig.args[4])))
+        dp = builder.gep(d.data, [at_d])
+        sp = builder.gep(s.data, [at_s])
+        count = builder.select(builder.icmp_signed("<", count, intp(0)), intp(0), count)
+        lead = builder.udiv(builder.and_(builder.sub(intp(0), builder.ptrtoint(dp, intp)), intp(vbytes - 1)),
+                            intp(itemsize))  # elements before the first aligned vector
+        head = builder.select(builder.icmp_signed("<", lead, count), lead, count)
+        end = builder.add(head, builder.mul(builder.sdiv(builder.sub(count, head), intp(lanes)), intp(lanes)))
+        nontemporal = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+
+        def plain(lo, hi):
+            with cgutils.for_range_slice(builder, lo, hi, intp(1)) as (i, _):
+                builder.store(builder.load(builder.gep(sp, [i])), builder.gep(dp, [i]))
+
+        plain(intp(0), head)
+        with cgutils.for_range_slice(builder, head, end, intp(lanes)) as (i, _):
+            v = builder.load(builder.bitcast(builder.gep(sp, [i]), vty.as_pointer()), align=itemsize)
+            store = builder.store(v, builder.bitcast(builder.gep(dp, [i]), vty.as_pointer()), align=vbytes)
+            store.set_metadata("nontemporal", nontemporal)
+        plain(end, count)
+        return context.get_dummy_value()
+
+    return types.none(dst, d_at, src, s_at, n), codegen
+
+
+@intrinsic
+def stream_fence(typingctx):
+    """An sfence: the non-temporal stores before it (``stream_copy``) are ordered before every later store of the
+    thread. Once after a run of stream copies: a fence waits for the write-combining buffers to drain (one a 4 KB
+    block: no gain left)."""
+
+    def codegen(context, builder, sig, args):
+        fence = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                               "llvm.x86.sse.sfence")
+        builder.call(fence, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
 
 
 def _flat_view_aliases(lhs, args, alias_map, arg_aliases):
