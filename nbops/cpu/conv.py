@@ -297,13 +297,18 @@ def _conv_gemm_kernel(out, xs, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
     C256->64 56^2 N8 5.8 / 8.0.
     """
     N = xs.shape[0]
-    NPIX = (NA - 1) * WQ + NB
-    per = -(-(NPIX + _row_width(xs) - 1) // _row_width(xs) // NCH)
+    per = _tiles_per_chunk((NA - 1) * WQ + NB, _row_width(xs), NCH)
     for it in prange(N * G * NCH):
         r = it // NCH
         bp, tmp = _chunk_buffers(xs, out.shape[1] // G, TAPS.shape[0], per)
         _group_chunk(out, xs[r // G], r // G, r % G, it % NCH, per, wp, bias, TAPS, G, GSTRIDE, WQ, NA, NB, OH0, OSH,
                      IN_PLACE, bp, tmp)
+
+
+@njit(inline="always")
+def _tiles_per_chunk(NPIX, NR, NCH):
+    """NR-pixel tiles a chunk when NPIX pixels are cut into NCH chunks (the last ones may hold fewer or none)."""
+    return ((NPIX + NR - 1) // NR + NCH - 1) // NCH
 
 
 @njit(inline="always")
@@ -353,8 +358,7 @@ def _conv_image_kernel(out, x, wp, bias, TAPS, G, SH, SW, PT, PL, WQ, L, NA, NB,
     """
     N, C, H, W = x.shape
     P = SH * SW
-    NR = _row_width(x)
-    per = -(-((NA - 1) * WQ + NB + NR - 1) // NR // NCH)
+    per = _tiles_per_chunk((NA - 1) * WQ + NB, _row_width(x), NCH)
     for n in prange(N):
         xn = np.empty(C * P * L, x.dtype)
         for c in range(C):
