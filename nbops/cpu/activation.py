@@ -35,9 +35,9 @@ warnings.filterwarnings("ignore", r"variable '_(expm1_32|expm1_64|erf32|log1p32|
 CHUNK = 16384  # elements per prange iteration: large enough to amortise scheduling, small enough to balance
 BLOCK = 64  # elements of x an in-place-capable kernel stages on the stack at a time (a multiple of the vector)
 # Outputs of at least this many bytes are written with non-temporal stores (``_streams``; relu so far). relu over
-# 4096^2 float32, 2 threads, ms: plain stores 5.9-6.2, each block through non-temporal stores ~4.8, torch 5.6 in a
-# spell without page faults (18 otherwise); a loop of vmovntps alone 3.6. Smaller outputs keep plain stores: the
-# next op may find them in cache.
+# 4096^2 float32, 2 threads, same process, ms, plain / non-temporal: the kernel alone 7.19 / 5.10, nbops.relu 7.46 /
+# 5.93; torch 5.6 in a spell without page faults (18-20 otherwise); a bare loop of vmovntps 3.6. Smaller outputs
+# keep plain stores: the next op may find them in cache.
 STREAM_BYTES = 32 << 20
 LANES = 64  # independent running maxima that a block-max loop keeps (4 AVX-512 registers of float32)
 ROW_BLOCK = 1024  # elements of a softmax row per online step (the block is read twice, from L1)

@@ -89,12 +89,14 @@ def _tap(xr, ph, SW, start, n):
 
 @njit(cache=True, inline="always")
 def _fill(a, v):
+    """a[:] = v for a 1-D array, as a loop (a slice assignment makes a view)."""
     for i in range(a.shape[0]):
         a[i] = v
 
 
 @njit(cache=True, inline="always")
 def _copy(dst, src):
+    """dst[:] = src[:dst.size] for 1-D arrays, as a loop (a slice assignment makes a view)."""
     for i in range(dst.shape[0]):
         dst[i] = src[i]
 
