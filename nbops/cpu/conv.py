@@ -681,6 +681,15 @@ def _planes(shape, dtype, use="planes"):
     return buf[:size].reshape(shape)
 
 
+def _linear_matmul():
+    """The linear family's CPU matmul launcher, or None where it is not available (``_gemm`` and ``_im2col`` then
+    leave the layer to the conv tiles)."""
+    try:
+        return kernel("matmul", "cpu")
+    except (KeyError, ImportError, NotImplementedError):
+        return None
+
+
 def _gemm(out, x, w, b):
     """An unpadded 1x1 convolution as the linear family's GEMM (its cache-blocked kernel beats the conv tiles when
     there is one tap per input channel, but for the channel reductions of DIRECT_1X1_PIXELS). x: (N, C, OH, OW),
@@ -688,9 +697,8 @@ def _gemm(out, x, w, b):
     out[n] = w @ x[n] per image; smaller ones, where a GEMM over so few columns wastes most of its register tiles,
     run one GEMM over the pixels of all images, (OC, C) @ (C, N*OH*OW), and transpose the result into place. False
     when the linear family is not available (the caller then runs the conv tiles)."""
-    try:
-        matmul = kernel("matmul", "cpu")
-    except (KeyError, ImportError, NotImplementedError):
+    matmul = _linear_matmul()
+    if matmul is None:
         return False
     N, C = x.shape[0], x.shape[1]
     OC = w.shape[0]
@@ -829,27 +837,23 @@ def _direct(out, x, w, bias, stride, padding, dilation, groups):
     (SH, SW), (PT, PB_, PL, PR), (DH, DW) = stride, padding, dilation
     NPIX = (OH - 1) * W + OW
     macs = out.size * ICG * KH * KW  # below SERIAL_MACS the kernels run on the calling thread
-    if SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB:
-        P, WQ = 1, W
-        xs = x.reshape(N, C, H * W)
-    else:
-        P = SH * SW
-        WQ = -(-(W + PL + PR) // SW)
-        L = -(-(H + PT + PB_) // SH) * WQ + PB
-        if _by_image(N, macs) and not _im2col_pays(OC, ICG * KH * KW, x.itemsize, groups):
-            taps = _tap_table(ICG, P, L, KH, KW, SH, SW, DH, DW, WQ)
-            nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
-            run_parallel(_conv_image_kernel, macs, out, x, _panels(w.reshape(OC, -1), groups), bias, taps, groups,
-                         SH, SW, PT, PL, WQ, L, OH, OW, nch, KH * KW >= 2, below=SERIAL_MACS)
-            return
+    packed = not (SH == SW == 1 and PT == PB_ == PL == PR == 0 and NPIX >= PB)  # else the input is its own plane
+    P, WQ = (SH * SW, -(-(W + PL + PR) // SW)) if packed else (1, W)
+    L = -(-(H + PT + PB_) // SH) * WQ + PB if packed else H * W
+    taps = _tap_table(ICG, P, L, KH, KW, SH, SW, DH, DW, WQ)
+    im2col = _im2col_pays(OC, ICG * KH * KW, x.itemsize, groups)
+    nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
+    if packed and _by_image(N, macs) and not im2col:
+        run_parallel(_conv_image_kernel, macs, out, x, _panels(w.reshape(OC, -1), groups), bias, taps, groups, SH,
+                     SW, PT, PL, WQ, L, OH, OW, nch, KH * KW >= 2, below=SERIAL_MACS)
+        return
+    if packed:
         xs = _planes((N, C * P, L), x.dtype)
         run_parallel(_pack_kernel, macs, xs, x, SH, SW, PT, PL, WQ, below=SERIAL_MACS)
-    L = xs.shape[2]
-    taps = _tap_table(ICG, P, L, KH, KW, SH, SW, DH, DW, WQ)
-    if _im2col_pays(OC, ICG * KH * KW, x.itemsize, groups) and _im2col(out, xs.reshape(N, -1), w, bias, taps, WQ,
-                                                                         macs):
+    else:
+        xs = x.reshape(N, C, L)
+    if im2col and _im2col(out, xs.reshape(N, -1), w, bias, taps, WQ, macs):
         return
-    nch = _chunks(N, groups, OC // groups, OH, OW, WQ, x.itemsize)
     run_parallel(_conv_gemm_kernel, macs, out, xs.reshape(N, -1), _panels(w.reshape(OC, -1), groups), bias, taps,
                  groups, ICG * P * L, WQ, OH, OW, 0, 1, nch, KH * KW >= 2, below=SERIAL_MACS)
 
@@ -903,9 +907,8 @@ def _im2col(out, xs, w, bias, taps, WQ, macs):
     matrix (``_im2col_kernel``) fits in IM2COL_BYTES, res = w (OC, T) @ cols, then res's columns back into out with
     the bias (``_columns_kernel``). Each GEMM's columns are whole NR-wide panels (zero columns past the images'),
     so no tile takes the ragged edge path. False when the linear family is not available."""
-    try:
-        matmul = kernel("matmul", "cpu")
-    except (KeyError, ImportError, NotImplementedError):
+    matmul = _linear_matmul()
+    if matmul is None:
         return False
     N, OC, OH, OW = out.shape
     T = taps.shape[0]
